@@ -1,0 +1,149 @@
+#!/usr/bin/env python
+"""RGNN-VIS speed benchmark (CPU by default); prints two tables.
+
+1. Per-frame time of the segmenter alone (preprocess + backbone + YOLACT) vs the whole online step (segmenter +
+   appearance network + tracker + mask re-weighting/pasting) at 360x640, and their ratio.
+2. Tracker step time vs number of tracks x detections (10x10, 50x50, 100x100) with the GNN aggregating through
+   ``projects.graph.scatter_sum`` over edge lists ("scatter") or masked fixed-size tensors ("dense"); the GNN
+   alone and the full tracker step (which adds the mask re-weighting CNN, identical for both).
+
+    python benchmarks/bench_vis_rgnn.py [--config-file configs/vis_rgnn/R50_FPN_stage2_150ep_ytvis19.yaml]
+        [--frames 10] [--threads 1] [--device cpu]
+
+Weights are random (speed does not depend on them); detection thresholds are lowered so that every frame
+carries the maximum number of detections (``MODEL.RGNN.DETECTOR.MAX_DETECTIONS``) into the tracker.
+"""
+import argparse
+import os
+import sys
+import time
+from typing import Callable, Dict
+
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from detectron2.config import get_cfg  # noqa: E402
+from detectron2.modeling import build_model  # noqa: E402
+
+from projects.config import add_video_config  # noqa: E402
+from projects.graph import HAS_TORCH_SCATTER  # noqa: E402
+from vis_rgnn import add_rgnn_config  # noqa: E402
+from vis_rgnn.tracker import FrameDetections, RGNNTracker  # noqa: E402
+
+
+def timed(fn: Callable[[], object], repeats: int, warmup: int, device: torch.device) -> float:
+    """Best (minimum) wall time of ``fn`` in milliseconds: the least disturbed run on a shared machine."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        fn()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        times.append((time.perf_counter() - start) * 1e3)
+    return min(times)
+
+
+def bench_frames(cfg, frames: int, device: torch.device) -> Dict[str, float]:
+    model = build_model(cfg).eval()
+    image = torch.randint(0, 256, (3, 360, 640), dtype=torch.uint8)
+    frame = {"image": image, "height": 360, "width": 640, "frame_idx": 0}
+
+    @torch.no_grad()
+    def segmenter():
+        images = model.preprocess([image])
+        fpn, _ = model.extract_features(images)
+        return model.detector(fpn, images.image_sizes)
+
+    state = model.init_video_state()
+    det_ms = timed(segmenter, frames, 2, device)
+    full_ms = timed(lambda: model.step(frame, state), frames, 2, device)
+    return {"segmenter": det_ms, "full": full_ms, "tracks": int(state["tracks"].alive.sum())}
+
+
+def bench_tracker(cfg, n: int, m: int, aggregation: str, repeats: int, device: torch.device) -> Dict[str, float]:
+    torch.manual_seed(0)
+    app_dim = 2 * cfg.MODEL.RGNN.APPEARANCE.CHANNELS
+    tracker = RGNNTracker(cfg, appearance_dim=app_dim, mask_stride=4).to(device).eval()
+    tracker.gnn.aggregation = aggregation
+    tracker.max_tracks = n
+    k1 = cfg.MODEL.NUM_CLASSES + 1
+    grid = (90, 160)  # prototype grid of a 360x640 frame
+
+    def boxes(count: int) -> torch.Tensor:
+        xy = torch.rand(1, count, 2, device=device) * torch.tensor([560.0, 300.0], device=device)
+        return torch.cat([xy, xy + 20 + 60 * torch.rand(1, count, 2, device=device)], dim=-1)
+
+    dets = FrameDetections(
+        boxes=boxes(m),
+        class_probs=torch.rand(1, m, k1, device=device).softmax(-1),
+        scores=torch.rand(1, m, device=device),
+        masks=torch.rand(1, m, *grid, device=device),
+        appearance=torch.nn.functional.normalize(torch.randn(1, m, app_dim, device=device), dim=-1),
+        valid=torch.ones(1, m, dtype=torch.bool, device=device),
+        image_sizes=torch.tensor([[360.0, 640.0]], device=device),
+    )
+
+    def fresh_state():
+        state = tracker.init_state(1, device)
+        state.alive[:] = True
+        state.h = torch.randn_like(state.h).tanh()
+        state.boxes = boxes(n)
+        state.app_mean = torch.nn.functional.normalize(torch.randn_like(state.app_mean), dim=-1)
+        state.ids = torch.arange(n, device=device)[None]
+        return state
+
+    state = fresh_state()
+    edges, empty_edges, det_raw, _ = tracker.graph_inputs(state, dets, n)
+    gnn_args = (state.h, det_raw, edges, empty_edges, state.alive, dets.valid)
+    with torch.no_grad():
+        gnn_ms = timed(lambda: tracker.gnn(*gnn_args), repeats, 2, device)
+        step_ms = timed(lambda: tracker.step(fresh_state(), dets), repeats, 2, device)
+    return {"gnn": gnn_ms, "step": step_ms}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config-file", default="configs/vis_rgnn/R50_FPN_stage2_150ep_ytvis19.yaml")
+    parser.add_argument("--frames", type=int, default=10, help="timed frames (the fastest is reported)")
+    parser.add_argument("--repeats", type=int, default=20, help="timed tracker steps per setting")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--num-classes", type=int, default=40)
+    parser.add_argument("--skip-frames", action="store_true", help="only the tracker table")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    cfg = get_cfg()
+    add_video_config(cfg)
+    add_rgnn_config(cfg)
+    cfg.merge_from_file(args.config_file)
+    cfg.MODEL.NUM_CLASSES = args.num_classes
+    cfg.MODEL.DEVICE = args.device
+    cfg.MODEL.WEIGHTS = ""
+    cfg.MODEL.RGNN.DETECTOR.SCORE_LOGIT_THRESH = -50.0
+    cfg.MODEL.RGNN.INIT_THRESHOLD = cfg.MODEL.RGNN.INACTIVE_THRESHOLD = -50.0
+    device = torch.device(args.device)
+    print(f"config {args.config_file} | device {args.device} | threads {args.threads} | "
+          f"torch {torch.__version__} | torch-scatter {'yes' if HAS_TORCH_SCATTER else 'no'}")
+
+    if not args.skip_frames:
+        r = bench_frames(cfg, args.frames, device)
+        print("\n| 360x640 frame | segmenter alone (ms) | segmenter + tracker (ms) | ratio | tracks |")
+        print("|---|---:|---:|---:|---:|")
+        print(f"| {os.path.basename(args.config_file)} | {r['segmenter']:.1f} | {r['full']:.1f} | "
+              f"{r['full'] / r['segmenter']:.2f} | {r['tracks']} |")
+
+    print("\n| tracks x detections | GNN dense (ms) | GNN scatter (ms) | step dense (ms) | step scatter (ms) |")
+    print("|---|---:|---:|---:|---:|")
+    for n in (10, 50, 100):
+        d = bench_tracker(cfg, n, n, "dense", args.repeats, device)
+        s = bench_tracker(cfg, n, n, "scatter", args.repeats, device)
+        print(f"| {n}x{n} | {d['gnn']:.2f} | {s['gnn']:.2f} | {d['step']:.2f} | {s['step']:.2f} |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,130 @@
+"""VideoPredictor: run a trained online VIS model (VisSTG or RGNN-VIS) on raw BGR frames.
+
+Two ways to use it, sharing one code path (so they give identical tracks):
+
+    predictor = VideoPredictor(cfg)
+    for result in predictor.stream(frames):        # per-frame results as soon as each frame is done
+        result.instances.track_ids, .pred_classes, .scores, .pred_masks
+    video = predictor(frames)                       # whole video -> video-level tracks (YouTube-VIS style)
+
+Streaming holds only the model's online state (tracks, memory), so memory stays flat on endless inputs.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any, Dict, Iterable, Iterator, List, Optional
+
+import numpy as np
+import torch
+from detectron2.checkpoint import DetectionCheckpointer
+from detectron2.data import MetadataCatalog
+from detectron2.data import transforms as T
+from detectron2.modeling import build_model
+from detectron2.structures import Instances
+
+from projects.data.video_mapper import build_video_augmentation
+from projects.modeling import VideoTrackAccumulator, finish_tracks, iterate_online
+
+__all__ = ["VideoPredictor", "FrameResult", "load_weights"]
+
+
+@dataclass
+class FrameResult:
+    """Per-frame output: ``instances`` (on CPU, original frame size) with track_ids/pred_classes/scores/pred_masks."""
+
+    frame_idx: int
+    instances: Instances
+
+
+class _RecordingCheckpointer(DetectionCheckpointer):
+    """Keeps what detectron2 would only log: the keys that did not load."""
+
+    def _load_model(self, checkpoint: Dict[str, Any]):
+        if "model" not in checkpoint:
+            raise ValueError("not a detectron2 checkpoint (no 'model' entry)")
+        self.incompatible = super()._load_model(checkpoint)
+        return self.incompatible
+
+
+def load_weights(model: torch.nn.Module, weights: str) -> None:
+    """Load a checkpoint strictly: a missing file or a config/weights mismatch is an error, not a warning."""
+    if not weights:
+        raise ValueError("MODEL.WEIGHTS is empty: give the trained checkpoint (e.g. output/.../model_final.pth)")
+    if "://" not in weights and not os.path.isfile(weights):
+        raise FileNotFoundError(f"weights file not found: {weights}")
+    checkpointer = _RecordingCheckpointer(model)
+    checkpointer.load(weights)
+    incompatible = checkpointer.incompatible
+    problems = []
+    if incompatible.missing_keys:
+        problems.append(f"{len(incompatible.missing_keys)} parameters missing (e.g. {incompatible.missing_keys[:3]})")
+    if incompatible.incorrect_shapes:
+        k, shape_ckpt, shape_model = incompatible.incorrect_shapes[0]
+        problems.append(
+            f"{len(incompatible.incorrect_shapes)} parameters with another shape (e.g. {k}: checkpoint "
+            f"{tuple(shape_ckpt)} vs model {tuple(shape_model)})"
+        )
+    if problems:
+        raise ValueError(f"{weights} does not match the config's model: " + "; ".join(problems))
+
+
+class VideoPredictor:
+    """Build the model of ``cfg``, load ``cfg.MODEL.WEIGHTS`` and run it online over frames (BGR uint8 arrays)."""
+
+    def __init__(self, cfg):
+        self.cfg = cfg.clone()
+        self.model = build_model(self.cfg).eval()
+        for attr in ("init_video_state", "step"):
+            if not hasattr(self.model, attr):
+                raise TypeError(f"{cfg.MODEL.META_ARCHITECTURE} is not an online video model (no {attr}())")
+        load_weights(self.model, cfg.MODEL.WEIGHTS)
+        self.augmentations = T.AugmentationList(build_video_augmentation(cfg, is_train=False))
+        self.input_format = cfg.INPUT.FORMAT
+        if self.input_format not in ("BGR", "RGB"):
+            raise ValueError(f"VideoPredictor supports INPUT.FORMAT BGR or RGB, got {self.input_format}")
+        names = list(cfg.DATASETS.TEST) or list(cfg.DATASETS.TRAIN)
+        self.metadata = MetadataCatalog.get(names[0]) if names else MetadataCatalog.get("__unused")
+        self.max_tracks = cfg.TEST.VIDEO.MAX_TRACKS
+
+    def _preprocess(self, frame_bgr: np.ndarray) -> torch.Tensor:
+        if frame_bgr.ndim != 3 or frame_bgr.shape[2] != 3:
+            raise ValueError(f"expected an (H, W, 3) BGR frame, got shape {frame_bgr.shape}")
+        image = frame_bgr[:, :, ::-1] if self.input_format == "RGB" else frame_bgr
+        aug_input = T.AugInput(np.ascontiguousarray(image))
+        self.augmentations(aug_input)
+        return torch.as_tensor(np.ascontiguousarray(aug_input.image.transpose(2, 0, 1)))
+
+    def _frames(self, frames: Iterable[np.ndarray], size: List[int]) -> Iterator[torch.Tensor]:
+        for frame in frames:
+            if not size:
+                size.extend(frame.shape[:2])
+            elif list(frame.shape[:2]) != size:
+                raise ValueError(f"all frames of a video must have one size: {size} then {list(frame.shape[:2])}")
+            yield self._preprocess(frame)
+
+    def stream(self, frames: Iterable[np.ndarray], state: Any = None) -> Iterator[FrameResult]:
+        """Yield a :class:`FrameResult` per frame as soon as it is processed."""
+        frames = iter(frames)
+        first = next(frames, None)
+        if first is None:
+            return
+        h, w = first.shape[:2]
+
+        def chained():
+            yield first
+            yield from frames
+
+        for t, instances in iterate_online(self.model, self._frames(chained(), []), h, w, state):
+            yield FrameResult(t, instances.to("cpu"))
+
+    def __call__(self, frames: List[np.ndarray]) -> Dict[str, Any]:
+        """Whole video -> ``{"height", "width", "length", "tracks": [{score, category_id, segmentations}]}``."""
+        if len(frames) == 0:
+            raise ValueError("the video has no frames")
+        state = self.model.init_video_state()
+        acc = VideoTrackAccumulator(len(frames))
+        for result in self.stream(frames, state):
+            acc.add_frame(result.frame_idx, result.instances)
+        h, w = frames[0].shape[:2]
+        return {"height": h, "width": w, "length": len(frames), "tracks": finish_tracks(self.model, state, acc, self.max_tracks)}

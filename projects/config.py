@@ -1,0 +1,34 @@
+"""Config keys shared by every video model of this project (data sampling, class count, video testing)."""
+from detectron2.config import CfgNode as CN
+
+
+def add_video_config(cfg: CN) -> None:
+    """Add the video keys to a detectron2 config (call before the method's own ``add_<method>_config``).
+
+    ``INPUT.SAMPLING_FRAME_NUM``: frames sampled per training video (1: single image, 2: reference/target pair,
+    T: a clip). ``INPUT.SAMPLING_FRAME_RANGE``: for pairs, the maximum gap |t - k| between the frames.
+    ``INPUT.SAMPLING_CONSECUTIVE``: for clips, take T consecutive *annotated* frames instead of random ones.
+    ``MODEL.NUM_CLASSES``: -1 takes the number of categories of the first training dataset; any other value
+    must equal it (checked by :func:`projects.data.resolve_num_classes`).
+    """
+    cfg.MODEL.NUM_CLASSES = -1
+
+    cfg.INPUT.SAMPLING_FRAME_NUM = 2
+    cfg.INPUT.SAMPLING_FRAME_RANGE = 5
+    cfg.INPUT.SAMPLING_CONSECUTIVE = False
+    cfg.INPUT.SAMPLING_FRAME_SHUFFLE = False
+    # Drop sampled frame sets in which no instance is visible in any frame (resampled instead).
+    cfg.INPUT.MIN_VISIBLE_INSTANCES = 1
+
+    # "SGD" (detectron2's default), "ADAM" or "ADAMW" (RGNN stage 2 uses Adam).
+    cfg.SOLVER.OPTIMIZER = "SGD"
+
+    cfg.DATASETS.SYNTHETIC = CN()
+    # Where synthetic_vis_{train,val} are generated on first use (relative to $DETECTRON2_DATASETS).
+    cfg.DATASETS.SYNTHETIC.ROOT = "synthetic_vis"
+
+    cfg.TEST.VIDEO = CN()
+    # Mask binarisation threshold used when encoding predicted masks into RLE.
+    cfg.TEST.VIDEO.MASK_THRESHOLD = 0.5
+    # Keep at most this many tracks per video in the results (YouTube-VIS AP uses maxDets=100).
+    cfg.TEST.VIDEO.MAX_TRACKS = 100

@@ -1,0 +1,164 @@
+"""Dataset mappers for videos: training samples of 1 / 2 / T frames, and lazily-read test videos.
+
+Output formats are documented in docs/interfaces.md.
+"""
+from __future__ import annotations
+
+import copy
+import logging
+import random
+from typing import Any, Dict, List, Optional
+
+import numpy as np
+import torch
+from detectron2.config import configurable
+from detectron2.data import detection_utils as utils
+from detectron2.data import transforms as T
+from detectron2.structures import BitMasks, Instances
+
+from .frame_sampling import sample_frame_indices
+from .frames import LazyVideoFrames, image_to_tensor, read_frame
+
+__all__ = ["VideoDatasetMapper", "VideoTestDatasetMapper", "build_video_augmentation"]
+
+logger = logging.getLogger(__name__)
+
+
+def build_video_augmentation(cfg, is_train: bool) -> List[T.Augmentation]:
+    """detectron2's ResizeShortestEdge (+ flip when training), plus the optional crop (INPUT.CROP)."""
+    augs = utils.build_augmentation(cfg, is_train)
+    if is_train and cfg.INPUT.CROP.ENABLED:
+        augs.insert(0, T.RandomCrop(cfg.INPUT.CROP.TYPE, cfg.INPUT.CROP.SIZE))
+    return augs
+
+
+class VideoDatasetMapper:
+    """Training mapper: sample frames, apply ONE random augmentation to all of them, build per-frame Instances.
+
+    Each frame's ``Instances`` holds only the objects visible in that frame (after augmentation), with
+    ``gt_ids`` = the track id, identical for the same object in every frame. Crowd annotations are dropped.
+    Returns ``None`` (detectron2's loader then draws another video) when no sampled frame has a visible instance
+    after ``max_tries`` samplings.
+    """
+
+    @configurable
+    def __init__(
+        self,
+        *,
+        augmentations: List[T.Augmentation],
+        image_format: str,
+        sampling_frame_num: int,
+        sampling_frame_range: int,
+        sampling_consecutive: bool,
+        sampling_frame_shuffle: bool = False,
+        min_visible_instances: int = 1,
+        recompute_boxes: bool = False,
+        max_tries: int = 10,
+        seed: Optional[int] = None,
+    ):
+        self.augmentations = T.AugmentationList(augmentations)
+        self.image_format = image_format
+        self.sampling_frame_num = sampling_frame_num
+        self.sampling_frame_range = sampling_frame_range
+        self.sampling_consecutive = sampling_consecutive
+        self.sampling_frame_shuffle = sampling_frame_shuffle
+        self.min_visible_instances = min_visible_instances
+        self.recompute_boxes = recompute_boxes
+        self.max_tries = max_tries
+        self.rng = random.Random(seed)
+        logger.info(f"[VideoDatasetMapper] augmentations: {augmentations}; frames: {sampling_frame_num}")
+
+    @classmethod
+    def from_config(cls, cfg, is_train: bool = True) -> Dict[str, Any]:
+        return {
+            "augmentations": build_video_augmentation(cfg, is_train),
+            "image_format": cfg.INPUT.FORMAT,
+            "sampling_frame_num": cfg.INPUT.SAMPLING_FRAME_NUM,
+            "sampling_frame_range": cfg.INPUT.SAMPLING_FRAME_RANGE,
+            "sampling_consecutive": cfg.INPUT.SAMPLING_CONSECUTIVE,
+            "sampling_frame_shuffle": cfg.INPUT.SAMPLING_FRAME_SHUFFLE,
+            "min_visible_instances": cfg.INPUT.MIN_VISIBLE_INSTANCES,
+            "recompute_boxes": cfg.INPUT.CROP.ENABLED,
+        }
+
+    def _choose_frames(self, video: Dict[str, Any]) -> List[int]:
+        annotations = video["annotations"]
+        for _ in range(self.max_tries):
+            idx = sample_frame_indices(
+                video["length"], self.sampling_frame_num, self.sampling_frame_range, self.sampling_consecutive, self.rng
+            )
+            visible = {a["id"] for t in idx for a in annotations[t] if not a.get("iscrowd", 0)}
+            if len(visible) >= self.min_visible_instances:
+                break
+        if self.sampling_frame_shuffle:
+            self.rng.shuffle(idx)
+        return idx
+
+    def __call__(self, video: Dict[str, Any]) -> Optional[Dict[str, Any]]:
+        if "annotations" not in video:
+            raise ValueError(f"video {video['video_id']} has no annotations: it cannot be used for training")
+        frame_idx = self._choose_frames(video)
+        images, instances = [], []
+        transforms = None
+        for t in frame_idx:
+            image = read_frame(video["file_names"][t], self.image_format, (video["height"], video["width"]))
+            if transforms is None:  # one augmentation for all frames of the sample
+                aug_input = T.AugInput(image)
+                transforms = self.augmentations(aug_input)
+                image = aug_input.image
+            else:
+                image = transforms.apply_image(image)
+            image_shape = image.shape[:2]
+            images.append(image_to_tensor(image))
+            instances.append(self._frame_instances(video["annotations"][t], transforms, image_shape))
+        if sum(len(i) for i in instances) < self.min_visible_instances:
+            return None
+        return {
+            "video_id": video["video_id"],
+            "height": video["height"],
+            "width": video["width"],
+            "length": video["length"],
+            "frame_idx": frame_idx,
+            "image": images,
+            "instances": instances,
+        }
+
+    def _frame_instances(self, annotations: List[Dict[str, Any]], transforms, image_shape) -> Instances:
+        annos = [
+            utils.transform_instance_annotations(copy.deepcopy(a), transforms, image_shape)
+            for a in annotations
+            if not a.get("iscrowd", 0)
+        ]
+        inst = utils.annotations_to_instances(annos, image_shape, mask_format="bitmask")
+        inst.gt_ids = torch.tensor([a["id"] for a in annos], dtype=torch.int64)
+        if not annos:  # detectron2 adds no mask field for an empty frame; keep the fields uniform
+            inst.gt_masks = BitMasks(torch.zeros((0,) + tuple(image_shape), dtype=torch.bool))
+        if self.recompute_boxes and len(inst):
+            inst.gt_boxes = inst.gt_masks.get_bounding_boxes()
+        return utils.filter_empty_instances(inst, by_mask=True)
+
+
+class VideoTestDatasetMapper:
+    """Test mapper: the video's frames as a :class:`LazyVideoFrames` (read and resized on access)."""
+
+    @configurable
+    def __init__(self, *, augmentations: List[T.Augmentation], image_format: str):
+        self.augmentations = augmentations
+        self.image_format = image_format
+
+    @classmethod
+    def from_config(cls, cfg) -> Dict[str, Any]:
+        return {"augmentations": build_video_augmentation(cfg, is_train=False), "image_format": cfg.INPUT.FORMAT}
+
+    def __call__(self, video: Dict[str, Any]) -> Dict[str, Any]:
+        frames = LazyVideoFrames(
+            video["file_names"], self.augmentations, self.image_format, video["height"], video["width"]
+        )
+        return {
+            "video_id": video["video_id"],
+            "height": video["height"],
+            "width": video["width"],
+            "length": video["length"],
+            "file_names": video["file_names"],
+            "image": frames,
+        }

@@ -1,0 +1,150 @@
+"""Online (frame-by-frame) video inference shared by every model of this project.
+
+A model that segments videos online implements the :class:`OnlineVideoModel` protocol:
+
+- ``init_video_state() -> state``: a fresh state for a new video (tracks, memory, recurrent embeddings).
+- ``step(frame, state) -> Instances``: process one frame. ``frame`` is
+  ``{"image": uint8 tensor (3, h, w) in the model's input format, "height": H, "width": W, "frame_idx": t}``
+  where (H, W) is the original frame size. Returns per-frame ``Instances`` of image size (H, W) with
+  ``track_ids`` (int64, unique per video), ``scores`` (float), ``pred_classes`` (int64, contiguous 0..K-1)
+  and ``pred_masks`` (bool, (N, H, W)). The state is updated in place.
+- ``finalize_video(state, tracks) -> None`` (optional): re-score the finished tracks (e.g. RGNN's learned
+  scoring). ``tracks`` maps track id -> :class:`VideoTrack`; set ``score`` / ``category_id`` on them.
+
+:func:`run_online_inference` turns those per-frame outputs into video-level tracks, which is what the
+evaluator and the demo consume. Memory is O(#tracks × frames) RLE strings, never dense video masks.
+"""
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any, Dict, Iterable, Iterator, List, Optional, Protocol, Tuple
+
+import numpy as np
+import torch
+from detectron2.structures import Instances
+
+from ..utils.masks import RLE, encode_mask
+
+__all__ = [
+    "OnlineVideoModel",
+    "VideoTrack",
+    "VideoTrackAccumulator",
+    "iterate_online",
+    "finish_tracks",
+    "run_online_inference",
+]
+
+
+class OnlineVideoModel(Protocol):
+    def init_video_state(self) -> Any: ...
+
+    def step(self, frame: Dict[str, Any], state: Any) -> Instances: ...
+
+
+@dataclass
+class VideoTrack:
+    """One predicted object track: RLE masks of the frames where it was seen, per-frame scores/classes."""
+
+    track_id: int
+    masks: Dict[int, RLE] = field(default_factory=dict)
+    frame_scores: List[float] = field(default_factory=list)
+    frame_classes: List[int] = field(default_factory=list)
+    score: float = 0.0
+    category_id: int = -1
+
+    def default_score_and_class(self) -> None:
+        """Video-level score = mean per-frame score; class = majority vote weighted by score."""
+        if not self.frame_scores:
+            return
+        self.score = float(np.mean(self.frame_scores))
+        votes: Counter = Counter()
+        for c, s in zip(self.frame_classes, self.frame_scores):
+            votes[c] += s
+        self.category_id = int(votes.most_common(1)[0][0])
+
+    def as_result(self, length: int) -> Dict[str, Any]:
+        """``{"score", "category_id", "segmentations": [RLE | None] * length}``."""
+        segmentations = [self.masks.get(t) for t in range(length)]
+        return {"score": self.score, "category_id": self.category_id, "segmentations": segmentations}
+
+
+class VideoTrackAccumulator:
+    """Collects per-frame ``Instances`` with ``track_ids`` into :class:`VideoTrack` objects.
+
+    ``length`` may be ``None`` for a stream of unknown length (webcam); it is then the number of frames seen.
+    """
+
+    def __init__(self, length: Optional[int] = None):
+        self.length = length
+        self.frames_seen = 0
+        self.tracks: Dict[int, VideoTrack] = {}
+
+    def add_frame(self, frame_idx: int, instances: Instances) -> None:
+        if frame_idx < 0 or (self.length is not None and frame_idx >= self.length):
+            raise IndexError(f"frame index {frame_idx} outside a video of {self.length} frames")
+        self.frames_seen = max(self.frames_seen, frame_idx + 1)
+        if len(instances) == 0:
+            return
+        ids = instances.track_ids.tolist()
+        scores = instances.scores.tolist()
+        classes = instances.pred_classes.tolist()
+        for k, tid in enumerate(ids):
+            rle = encode_mask(instances.pred_masks[k])
+            if rle is None:
+                continue
+            track = self.tracks.get(tid)
+            if track is None:
+                track = self.tracks[tid] = VideoTrack(track_id=int(tid))
+            track.masks[frame_idx] = rle
+            track.frame_scores.append(float(scores[k]))
+            track.frame_classes.append(int(classes[k]))
+
+    def finish(self, max_tracks: int = 100) -> List[Dict[str, Any]]:
+        """Video-level results sorted by score, at most ``max_tracks``."""
+        length = self.length if self.length is not None else self.frames_seen
+        tracks = sorted(self.tracks.values(), key=lambda t: -t.score)
+        return [t.as_result(length) for t in tracks[:max_tracks]]
+
+
+def iterate_online(model: Any, frames: Iterable[torch.Tensor], height: int, width: int, state: Any = None) -> Iterator[Tuple[int, Instances]]:
+    """Feed preprocessed frames ((3, h, w) tensors) to ``model.step`` one by one; yield ``(t, Instances)``.
+
+    Holds nothing but the model's own online state, so memory stays flat on arbitrarily long inputs.
+    Pass ``state`` to keep it (e.g. to call ``finalize_video`` afterwards); a fresh one is made otherwise.
+    """
+    state = model.init_video_state() if state is None else state
+    with torch.no_grad():
+        for t, image in enumerate(frames):
+            yield t, model.step({"image": image, "height": height, "width": width, "frame_idx": t}, state)
+
+
+def finish_tracks(model: Any, state: Any, acc: VideoTrackAccumulator, max_tracks: int = 100) -> List[Dict[str, Any]]:
+    """Video-level score/class for every track (default rule, then the model's ``finalize_video`` if any)."""
+    for track in acc.tracks.values():
+        track.default_score_and_class()
+    finalize = getattr(model, "finalize_video", None)
+    if finalize is not None:
+        finalize(state, acc.tracks)
+    return acc.finish(max_tracks)
+
+
+def run_online_inference(model: Any, video: Dict[str, Any], max_tracks: int = 100) -> Dict[str, Any]:
+    """Run ``model`` online over one test-mapper video dict; return the video-level prediction.
+
+    ``video`` holds ``image`` (a sequence of (3, h, w) tensors, possibly lazy), ``height``, ``width``,
+    ``length`` and ``video_id``. Returns ``{"video_id", "height", "width", "length", "tracks": [
+    {"score", "category_id" (contiguous), "segmentations": [RLE | None] * length}]}``.
+    """
+    length = int(video["length"])
+    state = model.init_video_state()
+    acc = VideoTrackAccumulator(length)
+    for t, instances in iterate_online(model, video["image"], video["height"], video["width"], state):
+        acc.add_frame(t, instances)
+    return {
+        "video_id": video["video_id"],
+        "height": video["height"],
+        "width": video["width"],
+        "length": length,
+        "tracks": finish_tracks(model, state, acc, max_tracks),
+    }

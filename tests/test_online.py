@@ -1,0 +1,54 @@
+"""The online inference driver: per-frame Instances -> video-level tracks."""
+import torch
+from detectron2.structures import Instances
+
+from projects.modeling import run_online_inference
+from projects.utils.masks import decode_mask
+
+
+class ScriptedModel:
+    """Frame t: track 1 (class 0, score 0.8/0.4 alternating) everywhere; track 2 (class 1) only in frames >= 2."""
+
+    def init_video_state(self):
+        return {"frames": 0}
+
+    def step(self, frame, state):
+        state["frames"] += 1
+        t, h, w = frame["frame_idx"], frame["height"], frame["width"]
+        ids, scores, classes, masks = [1], [0.8 if t % 2 == 0 else 0.4], [0], [torch.zeros(h, w, dtype=torch.bool)]
+        masks[0][t : t + 2, :3] = True
+        if t >= 2:
+            ids.append(2), scores.append(0.9), classes.append(1 if t != 3 else 0)
+            masks.append(torch.zeros(h, w, dtype=torch.bool))
+            masks[-1][5:, 5:] = True
+        out = Instances((h, w))
+        out.track_ids = torch.tensor(ids)
+        out.scores = torch.tensor(scores)
+        out.pred_classes = torch.tensor(classes)
+        out.pred_masks = torch.stack(masks)
+        return out
+
+
+def _video(n=5):
+    return {"video_id": 9, "height": 8, "width": 10, "length": n, "image": [torch.zeros(3, 4, 5)] * n}
+
+
+def test_tracks_accumulate_with_null_frames_and_default_scores():
+    out = run_online_inference(ScriptedModel(), _video())
+    assert out["video_id"] == 9 and out["length"] == 5
+    by_score = out["tracks"]
+    assert [round(t["score"], 4) for t in by_score] == [0.9, round((0.8 * 3 + 0.4 * 2) / 5, 4)]
+    t2, t1 = by_score
+    assert t2["segmentations"][:2] == [None, None] and all(s is not None for s in t2["segmentations"][2:])
+    assert t2["category_id"] == 1  # weighted majority: class 1 in 2 of 3 frames
+    assert decode_mask(t1["segmentations"][3], 8, 10)[3:5, :3].all()
+
+
+def test_finalize_hook_and_max_tracks():
+    class Rescored(ScriptedModel):
+        def finalize_video(self, state, tracks):
+            assert state["frames"] == 5
+            tracks[1].score, tracks[1].category_id = 0.99, 1
+
+    out = run_online_inference(Rescored(), _video(), max_tracks=1)
+    assert len(out["tracks"]) == 1 and out["tracks"][0]["score"] == 0.99 and out["tracks"][0]["category_id"] == 1

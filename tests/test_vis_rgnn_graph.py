@@ -1,0 +1,194 @@
+"""Unit tests of RGNN-VIS building blocks: GNN (equivariance, padding, dense == scatter), gates, appearance
+model (closed-form NIχ² posterior), Lovász hinge, Fast NMS and the detection <-> annotation assignment."""
+import math
+
+import pytest
+import torch
+
+from vis_rgnn.appearance import AppearanceNetwork, AppearanceUpdate, gaussian_log_likelihood, nix2_update
+from vis_rgnn.detector import crop_masks, fast_nms
+from vis_rgnn.graph import TrackDetectionGNN
+from vis_rgnn.heads import exclusive_masks
+from vis_rgnn.losses import lovasz_hinge
+from vis_rgnn.recurrent import build_gate
+from vis_rgnn.targets import assign_detections
+
+torch.set_num_threads(1)
+NUM_CLASSES, DIM = 3, 16
+K = NUM_CLASSES + 1
+
+
+def _gnn(aggregation="dense", num_blocks=2):
+    torch.manual_seed(0)
+    return TrackDetectionGNN(NUM_CLASSES, DIM, 8, 8, num_blocks, True, aggregation).eval()
+
+
+def _inputs(b=2, n=5, m=4, seed=1):
+    g = torch.Generator().manual_seed(seed)
+    return {
+        "tracks": torch.randn(b, n, DIM, generator=g),
+        "dets": torch.randn(b, m, K + 4, generator=g),
+        "edges": torch.randn(b, n, m, K + 6, generator=g),
+        "empty_edges": torch.randn(b, m, K + 5, generator=g),
+        "track_mask": torch.ones(b, n, dtype=torch.bool),
+        "det_mask": torch.ones(b, m, dtype=torch.bool),
+    }
+
+
+@pytest.mark.parametrize("aggregation", ["dense", "scatter"])
+def test_gnn_shapes_and_gradients(aggregation):
+    gnn = _gnn(aggregation).train()
+    x = _inputs()
+    x["tracks"].requires_grad_(True)
+    out = gnn(**x)
+    assert out["edges"].shape == (2, 5, 4, DIM)
+    assert out["empty_edges"].shape == (2, 4, DIM)
+    assert out["tracks"].shape == (2, 5, DIM)
+    (out["edges"].sum() + out["empty_edges"].sum() + out["tracks"].sum()).backward()
+    assert x["tracks"].grad.abs().sum() > 0
+    assert all(p.grad is not None for p in gnn.parameters()), "every GNN parameter must influence an output"
+
+
+@pytest.mark.parametrize("aggregation", ["dense", "scatter"])
+def test_gnn_permutation_equivariance(aggregation):
+    gnn, x = _gnn(aggregation), _inputs()
+    ref = gnn(**x)
+    pt, pd = torch.tensor([3, 0, 4, 1, 2]), torch.tensor([2, 3, 1, 0])
+    xt = dict(x, tracks=x["tracks"][:, pt], edges=x["edges"][:, pt])
+    out = gnn(**xt)  # permuted tracks
+    torch.testing.assert_close(out["tracks"], ref["tracks"][:, pt], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(out["edges"], ref["edges"][:, pt], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(out["empty_edges"], ref["empty_edges"], rtol=1e-5, atol=1e-5)
+    xd = dict(x, dets=x["dets"][:, pd], edges=x["edges"][:, :, pd], empty_edges=x["empty_edges"][:, pd])
+    out = gnn(**xd)  # permuted detections
+    torch.testing.assert_close(out["tracks"], ref["tracks"], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(out["edges"], ref["edges"][:, :, pd], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(out["empty_edges"], ref["empty_edges"][:, pd], rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("aggregation", ["dense", "scatter"])
+def test_padding_changes_no_active_output(aggregation):
+    gnn, x = _gnn(aggregation), _inputs(b=1, n=3, m=2)
+    ref = gnn(**x)
+    # Pad with 2 inactive tracks and 3 inactive detections holding huge / non-finite values.
+    big = _inputs(b=1, n=5, m=5, seed=7)
+    for key in ("tracks", "dets", "edges", "empty_edges"):
+        big[key] = big[key] * 1e4
+    big["tracks"][0, 4] = float("nan")
+    ti, di = torch.tensor([0, 2, 3]), torch.tensor([1, 4])
+    big["tracks"][:, ti] = x["tracks"]
+    big["dets"][:, di] = x["dets"]
+    big["edges"][0, ti[:, None], di] = x["edges"][0]
+    big["empty_edges"][:, di] = x["empty_edges"]
+    big["track_mask"] = torch.tensor([[True, False, True, True, False]])
+    big["det_mask"] = torch.tensor([[False, True, False, False, True]])
+    out = gnn(**big)
+    torch.testing.assert_close(out["tracks"][:, ti], ref["tracks"], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(out["edges"][0][ti[:, None], di], ref["edges"][0], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(out["empty_edges"][:, di], ref["empty_edges"], rtol=1e-5, atol=1e-5)
+
+
+def test_dense_and_scatter_agree():
+    x = _inputs(b=3, n=6, m=5)
+    x["track_mask"][0, 4:] = False
+    x["det_mask"][1, :2] = False
+    x["track_mask"][2] = False  # a video without tracks
+    dense, scatter = _gnn("dense"), _gnn("scatter")
+    scatter.load_state_dict(dense.state_dict())
+    a, b = dense(**x), scatter(**x)
+    em = x["track_mask"][:, :, None] & x["det_mask"][:, None, :]
+    torch.testing.assert_close(a["edges"][em], b["edges"][em], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(a["tracks"][x["track_mask"]], b["tracks"][x["track_mask"]], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(a["empty_edges"][x["det_mask"]], b["empty_edges"][x["det_mask"]], rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("kind", ["lstm", "simple", "none"])
+def test_gates(kind):
+    gate = build_gate(kind, DIM)
+    x, h, c = torch.randn(7, DIM, requires_grad=True), torch.randn(7, DIM), torch.randn(7, DIM)
+    h2, c2 = gate(x, h, c)
+    assert h2.shape == c2.shape == (7, DIM)
+    h2.sum().backward()
+    assert x.grad is not None
+    if kind == "lstm":
+        assert h2.abs().max() <= 1.0  # o * tanh(c)
+
+
+def test_nix2_update_equals_closed_form_posterior():
+    """(4a-b) with alpha = n / (kappa0 + n), beta = n / (nu0 + n), s^2 = sample variance is the NIχ² posterior."""
+    torch.manual_seed(0)
+    d, n, kappa0, nu0 = 6, 4, 2.5, 3.0
+    mu0, var0, xs = torch.randn(d), torch.rand(d) + 0.1, torch.randn(n, d)
+    xbar = xs.mean(0)
+    kappa_n, nu_n = kappa0 + n, nu0 + n
+    mu_n = (kappa0 * mu0 + n * xbar) / kappa_n
+    var_n = (nu0 * var0 + ((xs - xbar) ** 2).sum(0) + n * kappa0 / kappa_n * (xbar - mu0) ** 2) / nu_n
+    s2 = ((xs - xbar) ** 2).mean(0)
+    mean, var = nix2_update(mu0, var0, xbar, s2, torch.tensor(n / kappa_n), torch.tensor(n / nu_n))
+    torch.testing.assert_close(mean, mu_n)
+    torch.testing.assert_close(var, var_n)
+
+
+def test_appearance_update_module_with_fixed_rates():
+    """The learned-rate module reproduces the one-sample posterior when its heads output fixed rates."""
+    kappa0, nu0, d = 3.0, 5.0, 8
+    upd = AppearanceUpdate(DIM, init_log_var=-7.0)
+    for layer, value in ((upd.alpha, math.log(1 / kappa0)), (upd.beta, math.log(1 / nu0)), (upd.log_s2, -12.0)):
+        torch.nn.init.zeros_(layer.weight)
+        torch.nn.init.constant_(layer.bias, value)  # sigmoid(log(1/k)) = 1 / (k + 1)
+    alpha, beta, s2 = upd(torch.randn(2, DIM))
+    torch.testing.assert_close(alpha, torch.full((2, 1), 1 / (kappa0 + 1)))
+    mu0, var0, x = torch.randn(2, d), torch.rand(2, d) + 0.5, torch.randn(2, d)
+    mean, var = nix2_update(mu0, var0, x, s2, alpha, beta)
+    expect_var = (nu0 * var0 + kappa0 / (kappa0 + 1) * (x - mu0) ** 2) / (nu0 + 1) + s2 / (nu0 + 1)
+    torch.testing.assert_close(mean, (kappa0 * mu0 + x) / (kappa0 + 1))
+    torch.testing.assert_close(var, expect_var)
+
+
+def test_gaussian_log_likelihood_matches_torch_distributions():
+    x, mean, var = torch.randn(3, 5), torch.randn(3, 5), torch.rand(3, 5) + 0.1
+    ref = torch.distributions.Normal(mean, var.sqrt()).log_prob(x).mean(-1)
+    torch.testing.assert_close(gaussian_log_likelihood(x, mean, var), ref)
+
+
+def test_appearance_network_shapes():
+    net = AppearanceNetwork({"res4": 12, "res5": 20}, channels=8, hidden=4)
+    feats = {"res4": torch.randn(2, 12, 8, 12), "res5": torch.randn(2, 20, 4, 6)}
+    masks = [torch.rand(3, 32, 48), torch.rand(0, 32, 48)]
+    out = net(feats, masks)
+    assert out[0].shape == (3, 16) and out[1].shape == (0, 16)
+    torch.testing.assert_close(out[0].norm(dim=-1), torch.ones(3))
+
+
+def test_lovasz_hinge():
+    labels = torch.zeros(2, 4, 4)
+    labels[:, 1:3, 1:3] = 1
+    perfect = (2 * labels - 1) * 5.0
+    assert torch.allclose(lovasz_hinge(perfect, labels), torch.zeros(2))
+    wrong = -perfect
+    assert (lovasz_hinge(wrong, labels) > 1.0).all()
+    logits = torch.randn(2, 4, 4, requires_grad=True)
+    lovasz_hinge(logits, labels).sum().backward()
+    assert logits.grad.abs().sum() > 0
+
+
+def test_fast_nms_and_crop():
+    boxes = torch.tensor([[0, 0, 10, 10], [1, 1, 11, 11], [20, 20, 30, 30], [0, 0, 10, 9.0]])
+    scores = torch.tensor([0.9, 0.8, 0.7, 0.95])
+    keep = fast_nms(boxes, scores, 0.5)
+    assert keep.tolist() == [3, 2]
+    masks = crop_masks(torch.ones(1, 8, 8), torch.tensor([[2.0, 2.0, 4.0, 6.0]]))
+    assert masks.sum() == 2 * 4
+
+
+def test_exclusive_masks():
+    logits = torch.tensor([[[2.0, -1.0], [0.5, 3.0]], [[1.0, 2.0], [1.5, -2.0]]])
+    m = exclusive_masks(logits)
+    assert m.sum(0).max() <= 1
+    assert m.tolist() == [[[True, False], [False, True]], [[False, True], [True, False]]]
+
+
+def test_assign_detections_best_match_wins():
+    gt = torch.tensor([[0, 0, 10, 10], [50, 50, 60, 60.0]])
+    dets = torch.tensor([[0, 0, 10, 11], [0, 0, 10, 10], [100, 100, 110, 110], [50, 50, 59, 59.0]])
+    assert assign_detections(dets, gt, 0.5).tolist() == [-1, 0, -1, 1]

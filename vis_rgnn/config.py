@@ -1,0 +1,92 @@
+"""Config keys of RGNN-VIS (Johnander et al., "Learning Video Instance Segmentation with Recurrent Graph Neural
+Networks"). Defaults are the R50 YouTube-VIS reference values (DESIGN §4, paper §3.6 and Appendix A)."""
+from detectron2.config import CfgNode as CN
+
+
+def add_rgnn_config(cfg: CN) -> None:
+    """Add ``MODEL.RGNN.*`` (and ``SOLVER.OPTIMIZER`` if absent) to ``cfg``.
+
+    Call after :func:`projects.config.add_video_config`. Thresholds called ``*_THRESHOLD`` on the tracker are
+    logits (log-odds), as in the authors' release; the detector keeps a detection when the logit of its best
+    foreground class probability reaches ``DETECTOR.SCORE_LOGIT_THRESH``.
+    """
+    cfg.MODEL.RGNN = CN()
+    r = cfg.MODEL.RGNN
+    # 1: train backbone + YOLACT segmenter on single frames (App. A.1). 2: freeze them, incl. BatchNorm
+    # statistics, and train appearance net, GNN, recurrent gate and heads on clips.
+    r.STAGE = 1
+    # Channel dropout on every backbone feature map before the segmenter and appearance net (App. A.2).
+    r.FEATURE_DROPOUT = 0.1
+
+    r.DETECTOR = CN()
+    d = r.DETECTOR
+    d.IN_FEATURES = ["p3", "p4", "p5", "p6", "p7"]  # class/box/coefficient heads (YOLACT: P3-P7)
+    d.PROTO_FEATURE = "p3"  # protonet input; prototypes come out at half its stride
+    d.NUM_PROTOTYPES = 32
+    d.PROTO_CHANNELS = 256
+    d.HEAD_CHANNELS = 256
+    d.IOU_THRESHOLDS = [0.4, 0.5]  # anchor matching: < 0.4 background, >= 0.5 foreground
+    d.BBOX_REG_WEIGHTS = (10.0, 10.0, 5.0, 5.0)
+    d.NEG_POS_RATIO = 3  # online hard negative mining for the class loss
+    d.MASKS_PER_IMAGE = 100  # positives whose masks are assembled for the mask loss
+    d.PRE_NMS_TOPK = 200
+    d.SCORE_LOGIT_THRESH = -3.5
+    d.NMS_THRESH = 0.7
+    d.MAX_DETECTIONS = 16
+    d.CLASS_LOSS_WEIGHT = 1.0
+    d.BOX_LOSS_WEIGHT = 1.5
+    d.MASK_LOSS_WEIGHT = 6.125
+    d.SEMANTIC_LOSS_WEIGHT = 1.0
+
+    r.APPEARANCE = CN()
+    a = r.APPEARANCE
+    a.ENABLED = True
+    a.IN_FEATURES = ["res4", "res5"]
+    a.CHANNELS = 256  # per input feature after the 1x1 conv; the descriptor has len(IN_FEATURES) * CHANNELS
+    a.HIDDEN = 128  # residual block bottleneck
+    a.INIT_LOG_VAR = -7.0  # log of the fixed initial per-channel variance of a new track
+
+    r.GNN = CN()
+    g = r.GNN
+    g.DIM = 128
+    g.GATE_HIDDEN = 32
+    g.RESIDUAL_HIDDEN = 32
+    g.NUM_BLOCKS = 2
+    g.RESIDUAL_BLOCKS = True  # interleave residual blocks (App. B "No Interleaved Residual Blocks")
+    # "dense": fixed-size padded tensors with masks (App. A.3); "scatter": edge lists reduced with
+    # projects.graph.scatter_sum. Same result; see benchmarks/bench_vis_rgnn.py for the speed comparison.
+    g.AGGREGATION = "dense"
+    g.LOGIT_BIAS_INIT = -2.1  # match / new-track logistic models
+
+    r.GATING = "lstm"  # lstm (eq. 3) | simple (one gate + tanh, Table 1) | none (diverges in the paper)
+    r.ASSOCIATION = "gnn"  # gnn | heuristic (MaskTrack R-CNN rule, Table 1 "Association from [31]")
+    r.SCORING = "learned"  # learned (track embedding) | average (mean confidence + majority vote)
+
+    r.HEURISTIC = CN()
+    h = r.HEURISTIC
+    h.APPEARANCE_TEMPERATURE = 10.0  # scale of the cosine similarity before the softmax over tracks + new
+    h.SCORE_WEIGHT = 1.0  # weight of log detection confidence
+    h.IOU_WEIGHT = 2.0
+    h.CLASS_WEIGHT = 10.0
+    h.SCORE_THRESH = 0.1  # detections below this confidence are ignored by the heuristic
+
+    r.MAX_TRACKS = 24
+    r.INIT_THRESHOLD = -2.0  # new-track logit needed to start a track at inference
+    r.TRAIN_INIT_THRESHOLD = -2.0  # the same during stage-2 training
+    r.INACTIVE_THRESHOLD = 0.0  # a track without a detection matching above this logit is inactive
+    r.MASK_EMBED_CHANNELS = 16  # mask re-weighting: Linear(DIM, 16) broadcast over the mask (App. A.2)
+    r.MASK_HIDDEN_CHANNELS = 16
+
+    r.LOSS = CN()
+    lo = r.LOSS
+    lo.DET_MATCH_IOU = 0.5  # detection <-> annotation assignment (§3.5)
+    lo.CLASS_WEIGHT = 1.0
+    lo.MASK_WEIGHT = 1.0
+    lo.MATCH_WEIGHT = 4.0
+    lo.NEW_TRACK_WEIGHT = 1.0
+    lo.FRAME_DECAY = 0.8  # class loss weight of frame t in a T-frame clip is proportional to DECAY ** (T-1-t)
+
+    if "OPTIMIZER" not in cfg.SOLVER:
+        # detectron2's SOLVER has no optimizer choice; the paper trains both stages with Adam (§3.6).
+        # train_net.py's build_optimizer reads it: "SGD" | "ADAM" | "ADAMW".
+        cfg.SOLVER.OPTIMIZER = "SGD"

@@ -1,0 +1,308 @@
+"""YOLACT-style single-frame instance segmenter (Bolya et al. 2019), the detector of RGNN-VIS (§3.6, App. A).
+
+A protonet on one FPN level produces ``k`` prototype masks; a head shared over the FPN levels predicts per anchor
+the class scores (K foreground classes + background, softmax), box deltas and ``k`` mask coefficients. A
+detection's mask is ``sigmoid(prototypes @ coefficients)`` cropped to its box. Post-processing keeps every
+anchor whose best foreground probability has logit >= ``SCORE_LOGIT_THRESH`` (-3.5, i.e. very low-confidence
+detections are kept for the tracker, App. A.2), applies class-agnostic Fast NMS (IoU 0.7) and keeps at most
+``MAX_DETECTIONS``. Class-agnostic, because each detection carries its full class-score vector to the tracker.
+"""
+from __future__ import annotations
+
+import math
+from typing import Dict, List, Optional, Tuple
+
+import torch
+import torch.nn.functional as F
+from detectron2.config import configurable
+from detectron2.layers import ShapeSpec
+from detectron2.modeling.anchor_generator import build_anchor_generator
+from detectron2.modeling.box_regression import Box2BoxTransform
+from detectron2.modeling.matcher import Matcher
+from detectron2.structures import Boxes, Instances, pairwise_iou
+from torch import nn
+from torchvision.ops import box_iou
+
+from .targets import gt_masks_on_grid
+
+__all__ = ["YolactDetector", "fast_nms", "crop_masks"]
+
+
+def crop_masks(masks: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
+    """Zero every mask outside its box. masks: (N, h, w); boxes: (N, 4) XYXY in mask-grid units."""
+    h, w = masks.shape[-2:]
+    ys = torch.arange(h, device=masks.device, dtype=masks.dtype).view(1, h, 1) + 0.5
+    xs = torch.arange(w, device=masks.device, dtype=masks.dtype).view(1, 1, w) + 0.5
+    x0, y0, x1, y1 = (boxes[:, i].view(-1, 1, 1).to(masks.dtype) for i in range(4))
+    inside = (xs >= x0) & (xs <= x1) & (ys >= y0) & (ys <= y1)
+    return masks * inside
+
+
+def fast_nms(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float) -> torch.Tensor:
+    """YOLACT's Fast NMS (§3.4 of YOLACT), class-agnostic: drop every box whose IoU with any higher-scoring
+    box exceeds ``iou_threshold`` (also with boxes that are themselves dropped). Returns kept indices sorted by
+    decreasing score. boxes: (N, 4) XYXY; scores: (N,)."""
+    order = scores.argsort(descending=True)
+    iou = box_iou(boxes[order], boxes[order]).triu_(diagonal=1)
+    keep = iou.max(dim=0).values <= iou_threshold if len(order) > 0 else iou.new_zeros(0, dtype=torch.bool)
+    return order[keep]
+
+
+class ProtoNet(nn.Module):
+    """Prototype branch (YOLACT Fig. 3): 3 x conv3x3 -> x2 upsample -> conv3x3 -> conv1x1 to k, ReLU."""
+
+    def __init__(self, in_channels: int, channels: int, num_prototypes: int):
+        super().__init__()
+        self.pre = nn.Sequential(
+            *[m for i in range(3) for m in (nn.Conv2d(in_channels if i == 0 else channels, channels, 3, padding=1),
+                                              nn.ReLU(inplace=True))]
+        )
+        self.post = nn.Sequential(
+            nn.Conv2d(channels, channels, 3, padding=1), nn.ReLU(inplace=True), nn.Conv2d(channels, num_prototypes, 1)
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C, h, w) -> (B, k, 2h, 2w) non-negative prototypes."""
+        x = F.interpolate(self.pre(x), scale_factor=2.0, mode="bilinear", align_corners=False)
+        return F.relu(self.post(x))
+
+
+class PredictionHead(nn.Module):
+    """Per-anchor head shared over FPN levels: conv3x3 + ReLU, then class (A(K+1)), box (4A), coefficient
+    (kA, tanh) convolutions."""
+
+    def __init__(self, in_channels: int, channels: int, num_anchors: int, num_classes: int, num_prototypes: int):
+        super().__init__()
+        self.num_anchors, self.num_classes, self.num_prototypes = num_anchors, num_classes, num_prototypes
+        self.tower = nn.Sequential(nn.Conv2d(in_channels, channels, 3, padding=1), nn.ReLU(inplace=True))
+        self.cls = nn.Conv2d(channels, num_anchors * (num_classes + 1), 3, padding=1)
+        self.box = nn.Conv2d(channels, num_anchors * 4, 3, padding=1)
+        self.coef = nn.Conv2d(channels, num_anchors * num_prototypes, 3, padding=1)
+        for conv in (self.cls, self.box, self.coef):
+            nn.init.normal_(conv.weight, std=0.01)
+            nn.init.zeros_(conv.bias)
+        # Start with 1% total foreground probability per anchor (stable softmax training with OHEM).
+        prior = 0.01
+        bias = self.cls.bias.view(num_anchors, num_classes + 1)
+        bias.data[:, num_classes] = math.log(num_classes * (1 - prior) / prior)
+
+    def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(B, C, h, w) -> class logits (B, hwA, K+1), deltas (B, hwA, 4), coefficients (B, hwA, k)."""
+        t = self.tower(x)
+        b = x.shape[0]
+
+        def flat(y: torch.Tensor, c: int) -> torch.Tensor:  # (B, A*c, h, w) -> (B, h*w*A, c)
+            return y.permute(0, 2, 3, 1).reshape(b, -1, c)
+
+        coeffs = torch.tanh(flat(self.coef(t), self.num_prototypes))
+        return flat(self.cls(t), self.num_classes + 1), flat(self.box(t), 4), coeffs
+
+
+class YolactDetector(nn.Module):
+    """The segmenter. ``forward(features, ...)`` returns losses in training and detections otherwise.
+
+    Detections (one ``Instances`` per image, in padded-input pixel coordinates) carry ``pred_boxes`` (Boxes),
+    ``class_probs`` (M, K+1; background last), ``scores`` (M,) best foreground probability, ``pred_classes``
+    (M,), ``mask_coeffs`` (M, k) and ``pred_masks`` (M, Hp/s, Wp/s) box-cropped mask probabilities on the
+    prototype grid of stride ``s = mask_stride``.
+    """
+
+    @configurable
+    def __init__(
+        self,
+        *,
+        input_shape: Dict[str, ShapeSpec],
+        in_features: List[str],
+        proto_feature: str,
+        anchor_generator: nn.Module,
+        num_classes: int,
+        num_prototypes: int = 32,
+        proto_channels: int = 256,
+        head_channels: int = 256,
+        iou_thresholds: Tuple[float, float] = (0.4, 0.5),
+        bbox_reg_weights: Tuple[float, ...] = (10.0, 10.0, 5.0, 5.0),
+        neg_pos_ratio: int = 3,
+        masks_per_image: int = 100,
+        pre_nms_topk: int = 200,
+        score_logit_thresh: float = -3.5,
+        nms_thresh: float = 0.7,
+        max_detections: int = 16,
+        loss_weights: Dict[str, float],
+    ):
+        super().__init__()
+        if num_classes <= 0:
+            raise ValueError(f"MODEL.NUM_CLASSES must be resolved to a positive int, got {num_classes}")
+        self.in_features, self.proto_feature, self.num_classes = in_features, proto_feature, num_classes
+        self.anchor_generator = anchor_generator
+        num_anchors = anchor_generator.num_cell_anchors
+        if len(set(num_anchors)) != 1:
+            raise ValueError("YOLACT's shared head needs the same number of anchors on every level")
+        channels = {input_shape[f].channels for f in in_features}
+        if len(channels) != 1:
+            raise ValueError("the shared prediction head needs equal channels on all input levels")
+        self.mask_stride = input_shape[proto_feature].stride // 2
+        self.protonet = ProtoNet(input_shape[proto_feature].channels, proto_channels, num_prototypes)
+        self.head = PredictionHead(channels.pop(), head_channels, num_anchors[0], num_classes, num_prototypes)
+        self.semantic = nn.Conv2d(input_shape[proto_feature].channels, num_classes, 1)
+        self.box2box = Box2BoxTransform(weights=bbox_reg_weights)
+        self.matcher = Matcher(list(iou_thresholds), [0, -1, 1], allow_low_quality_matches=True)
+        self.neg_pos_ratio, self.masks_per_image = neg_pos_ratio, masks_per_image
+        self.pre_nms_topk, self.score_thresh = pre_nms_topk, 1.0 / (1.0 + math.exp(-score_logit_thresh))
+        self.nms_thresh, self.max_detections = nms_thresh, max_detections
+        self.loss_weights = loss_weights
+
+    @classmethod
+    def from_config(cls, cfg, input_shape: Dict[str, ShapeSpec]):
+        d = cfg.MODEL.RGNN.DETECTOR
+        return {
+            "input_shape": input_shape,
+            "in_features": list(d.IN_FEATURES),
+            "proto_feature": d.PROTO_FEATURE,
+            "anchor_generator": build_anchor_generator(cfg, [input_shape[f] for f in d.IN_FEATURES]),
+            "num_classes": cfg.MODEL.NUM_CLASSES,
+            "num_prototypes": d.NUM_PROTOTYPES,
+            "proto_channels": d.PROTO_CHANNELS,
+            "head_channels": d.HEAD_CHANNELS,
+            "iou_thresholds": tuple(d.IOU_THRESHOLDS),
+            "bbox_reg_weights": tuple(d.BBOX_REG_WEIGHTS),
+            "neg_pos_ratio": d.NEG_POS_RATIO,
+            "masks_per_image": d.MASKS_PER_IMAGE,
+            "pre_nms_topk": d.PRE_NMS_TOPK,
+            "score_logit_thresh": d.SCORE_LOGIT_THRESH,
+            "nms_thresh": d.NMS_THRESH,
+            "max_detections": d.MAX_DETECTIONS,
+            "loss_weights": {
+                "loss_det_class": d.CLASS_LOSS_WEIGHT,
+                "loss_det_box": d.BOX_LOSS_WEIGHT,
+                "loss_det_mask": d.MASK_LOSS_WEIGHT,
+                "loss_det_semantic": d.SEMANTIC_LOSS_WEIGHT,
+            },
+        }
+
+    def forward(
+        self,
+        features: Dict[str, torch.Tensor],
+        image_sizes: List[Tuple[int, int]],
+        gt_instances: Optional[List[Instances]] = None,
+    ):
+        """features: FPN maps of the padded batch; image_sizes: (h, w) per image before padding.
+
+        Training (``gt_instances`` given): dict of weighted losses. Otherwise: list of detection Instances.
+        """
+        feats = [features[f] for f in self.in_features]
+        anchors = Boxes.cat(self.anchor_generator(feats))
+        outs = [self.head(x) for x in feats]
+        cls_logits, deltas, coeffs = (torch.cat([o[i] for o in outs], dim=1) for i in range(3))
+        protos = self.protonet(features[self.proto_feature])  # (B, k, Hp/s, Wp/s)
+        if gt_instances is not None:
+            semantic = self.semantic(features[self.proto_feature])
+            return self.losses(anchors, cls_logits, deltas, coeffs, protos, semantic, gt_instances)
+        return [
+            self.inference_single(anchors, cls_logits[i], deltas[i], coeffs[i], protos[i], image_sizes[i])
+            for i in range(len(image_sizes))
+        ]
+
+    # ----------------------------------------------------------------------------------------------- training
+    def losses(
+        self,
+        anchors: Boxes,
+        cls_logits: torch.Tensor,
+        deltas: torch.Tensor,
+        coeffs: torch.Tensor,
+        protos: torch.Tensor,
+        semantic: torch.Tensor,
+        gt_instances: List[Instances],
+    ) -> Dict[str, torch.Tensor]:
+        """YOLACT losses: softmax CE with 3:1 online hard negative mining and smooth-L1 box loss (normalised
+        by the number of positives), per-positive BCE of the assembled mask inside its ground-truth box
+        (mean over sampled positives), and the auxiliary semantic-segmentation BCE on the protonet input."""
+        k_bg = self.num_classes
+        padded = (protos.shape[-2] * self.mask_stride, protos.shape[-1] * self.mask_stride)
+        cls_terms, box_terms, mask_terms, sem_terms = [], [], [], []
+        num_pos = 0
+        for i, inst in enumerate(gt_instances):
+            gt_boxes = inst.gt_boxes.to(anchors.device)
+            if len(inst) > 0:
+                matched, labels = self.matcher(pairwise_iou(gt_boxes, anchors))
+            else:
+                matched = torch.zeros(len(anchors), dtype=torch.long, device=anchors.device)
+                labels = torch.zeros(len(anchors), dtype=torch.long, device=anchors.device)
+            pos, neg = labels == 1, labels == 0
+            n_pos = int(pos.sum())
+            num_pos += n_pos
+            target = torch.full(labels.shape, k_bg, dtype=torch.long, device=labels.device)
+            if len(inst) > 0:
+                target[pos] = inst.gt_classes.to(labels.device)[matched[pos]]
+            ce = F.cross_entropy(cls_logits[i], target, reduction="none")
+            # Hard negatives ranked by their background loss (YOLACT's OHEM).
+            bg_loss = torch.where(neg, ce.detach(), torch.full_like(ce, -1.0))
+            n_neg = min(int(neg.sum()), self.neg_pos_ratio * max(n_pos, 1))
+            hard_neg = bg_loss.topk(n_neg).indices
+            cls_terms.append(ce[pos].sum() + ce[hard_neg].sum())
+            masks_t = gt_masks_on_grid(inst, padded, self.mask_stride)  # (G, h, w)
+            sem_terms.append(self._semantic_loss(semantic[i], inst, masks_t))
+            if n_pos == 0:
+                continue
+            gt_pos = gt_boxes.tensor[matched[pos]]
+            box_t = self.box2box.get_deltas(anchors.tensor[pos], gt_pos)
+            box_terms.append(F.smooth_l1_loss(deltas[i][pos], box_t, beta=1.0 / 9, reduction="sum"))
+            sel = torch.nonzero(pos).squeeze(1)
+            if len(sel) > self.masks_per_image:
+                sel = sel[torch.randperm(len(sel), device=sel.device)[: self.masks_per_image]]
+            logits = torch.einsum("khw,nk->nhw", protos[i], coeffs[i][sel])
+            bce = F.binary_cross_entropy_with_logits(logits, masks_t[matched[sel]], reduction="none")
+            gt_box = gt_boxes.tensor[matched[sel]] / self.mask_stride
+            inside = crop_masks(torch.ones_like(bce), gt_box)
+            mask_terms.append(((bce * inside).sum((1, 2)) / inside.sum((1, 2)).clamp(min=1.0)).mean())
+        norm = max(num_pos, 1)
+        # Without positives the box / mask terms are zeros that still touch their parameters (DDP-safe).
+        losses = {
+            "loss_det_class": torch.stack(cls_terms).sum() / norm,
+            "loss_det_box": torch.stack(box_terms).sum() / norm if box_terms else deltas.sum() * 0.0,
+            "loss_det_mask": torch.stack(mask_terms).mean() if mask_terms else (protos.sum() + coeffs.sum()) * 0.0,
+            "loss_det_semantic": torch.stack(sem_terms).mean(),
+        }
+        return {k: v * self.loss_weights[k] for k, v in losses.items()}
+
+    def _semantic_loss(self, logits: torch.Tensor, inst: Instances, masks_grid: torch.Tensor) -> torch.Tensor:
+        """Per-class BCE on the protonet-input grid; logits: (K, h, w); masks_grid: (G, 2h, 2w)."""
+        target = logits.new_zeros(logits.shape)
+        if len(inst) > 0:
+            small = F.avg_pool2d(masks_grid[:, None], 2)[:, 0] > 0.5  # grid of the semantic logits
+            for cls, m in zip(inst.gt_classes.tolist(), small):
+                target[cls] = torch.maximum(target[cls], m.to(target.dtype))
+        bce = F.binary_cross_entropy_with_logits(logits, target, reduction="sum")
+        return bce / (logits.shape[-1] * logits.shape[-2])
+
+    # ---------------------------------------------------------------------------------------------- inference
+    def inference_single(
+        self,
+        anchors: Boxes,
+        cls_logits: torch.Tensor,
+        deltas: torch.Tensor,
+        coeffs: torch.Tensor,
+        protos: torch.Tensor,
+        image_size: Tuple[int, int],
+    ) -> Instances:
+        """Detections of one image: (A, K+1) logits, (A, 4) deltas, (A, k) coefficients, (k, h, w) prototypes."""
+        probs = cls_logits.softmax(dim=-1)
+        scores = probs[:, : self.num_classes].max(dim=1).values
+        keep = torch.nonzero(scores >= self.score_thresh).squeeze(1)
+        if len(keep) > self.pre_nms_topk:
+            keep = keep[scores[keep].topk(self.pre_nms_topk).indices]
+        boxes = Boxes(self.box2box.apply_deltas(deltas[keep], anchors.tensor[keep]))
+        boxes.clip(image_size)
+        nonempty = boxes.nonempty(threshold=1e-3)
+        keep, boxes = keep[nonempty], boxes[nonempty]
+        order = fast_nms(boxes.tensor, scores[keep], self.nms_thresh)[: self.max_detections]
+        keep, boxes = keep[order], boxes[order]
+        masks = torch.sigmoid(torch.einsum("khw,nk->nhw", protos, coeffs[keep]))
+        padded = (protos.shape[-2] * self.mask_stride, protos.shape[-1] * self.mask_stride)
+        out = Instances(padded)
+        out.pred_boxes = boxes
+        out.class_probs = probs[keep]
+        out.scores = scores[keep]
+        out.pred_classes = probs[keep, : self.num_classes].argmax(dim=1)
+        out.mask_coeffs = coeffs[keep]
+        out.pred_masks = crop_masks(masks, boxes.tensor / self.mask_stride)
+        return out

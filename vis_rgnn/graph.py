@@ -1,0 +1,289 @@
+"""The graph neural network over tracks and detections (§3.1, eq. 1, App. A.2 Table 3, App. A.3).
+
+Graph elements (one graph per video in the batch):
+
+- track nodes t_i (the gated track embeddings of the previous frame), detection nodes d_j,
+- track-detection edges e_ij, the empty track t_0 (a learned embedding, reset every frame) and its edges
+  n_j to every detection ("potential new track" embeddings). The empty track is treated like a track but
+  every layer touching it has its own weights (§3.1).
+
+A GNN block (Battaglia et al. 2018 with gated accumulation) computes
+
+    e_ij <- f_e([e_ij, t_i, d_j])                    n_j <- f_n([n_j, t_0, d_j])                    (1a)
+    t_i  <- f_t([t_i, sum_j g_t(e_ij) * e_ij])        t_0 <- f_0([t_0, sum_j g_0(n_j) * n_j])         (1b)
+    d_j  <- f_d([d_j, sum_i g_d(e_ij) * e_ij + g_d(n_j) * n_j])                                      (1c)
+
+with f_* = Linear + ReLU and g_* = Linear(D, 32) + ReLU + Linear(32, D) + Sigmoid. In the first block the
+edges are created from raw inputs instead (Table 3: Linear(K+4+2+D, D) + ReLU + Residual(D, 32); for n_j the
+input is K+4+1+D) and the detection update reads the raw detection input (K+4) in place of d_j, which gives
+Table 3's Linear(173, 128) for K = 41. Each block is followed by residual blocks on every element type.
+
+Aggregation runs on one of two interchangeable *layouts*: :class:`DenseLayout` (fixed-size padded tensors and
+masks, App. A.3) or :class:`ScatterLayout` (flat edge lists reduced with ``projects.graph.scatter_sum``).
+Padded elements never influence active ones in either layout.
+"""
+from __future__ import annotations
+
+from typing import Dict, Optional
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from projects.graph import scatter_sum
+
+from .appearance import ResidualMLP
+
+__all__ = ["DenseLayout", "ScatterLayout", "build_layout", "GatedAccumulation", "GNNBlock", "TrackDetectionGNN"]
+
+
+class DenseLayout:
+    """Padded tensors: tracks (B, N, F), detections (B, M, F), edges (B, N, M, F), empty track (B, F).
+
+    ``track_mask`` (B, N) and ``det_mask`` (B, M) mark active elements; sums use ``torch.where`` so that
+    padded values (even non-finite ones) never reach an active element.
+    """
+
+    def __init__(self, track_mask: torch.Tensor, det_mask: torch.Tensor):
+        self.track_mask, self.det_mask = track_mask, det_mask
+        self.edge_mask = track_mask[:, :, None] & det_mask[:, None, :]
+        self.num_tracks, self.num_dets = track_mask.shape[1], det_mask.shape[1]
+
+    # Dense inputs -> layout, layout -> dense outputs (identity here).
+    def tracks(self, x: torch.Tensor) -> torch.Tensor:
+        return x
+
+    def dets(self, x: torch.Tensor) -> torch.Tensor:
+        return x
+
+    def edges(self, x: torch.Tensor) -> torch.Tensor:
+        return x
+
+    def tracks_out(self, x: torch.Tensor) -> torch.Tensor:
+        return x
+
+    def dets_out(self, x: torch.Tensor) -> torch.Tensor:
+        return x
+
+    def edges_out(self, x: torch.Tensor) -> torch.Tensor:
+        return x
+
+    # Gathers onto edges / detections.
+    def track_to_edge(self, t: torch.Tensor) -> torch.Tensor:
+        return t[:, :, None].expand(-1, -1, self.num_dets, -1)
+
+    def det_to_edge(self, d: torch.Tensor) -> torch.Tensor:
+        return d[:, None].expand(-1, self.num_tracks, -1, -1)
+
+    def empty_to_det(self, t0: torch.Tensor) -> torch.Tensor:
+        return t0[:, None].expand(-1, self.num_dets, -1)
+
+    # Masked sums.
+    def sum_to_tracks(self, msg: torch.Tensor) -> torch.Tensor:
+        return torch.where(self.edge_mask[..., None], msg, 0.0).sum(dim=2)
+
+    def sum_to_dets(self, msg: torch.Tensor) -> torch.Tensor:
+        return torch.where(self.edge_mask[..., None], msg, 0.0).sum(dim=1)
+
+    def sum_to_empty(self, msg: torch.Tensor) -> torch.Tensor:
+        return torch.where(self.det_mask[..., None], msg, 0.0).sum(dim=1)
+
+
+class ScatterLayout(DenseLayout):
+    """Flat lists of active elements: tracks (Nt, F), detections (Nd, F), edges (E, F), empty track (B, F).
+
+    Edges are all active track x detection pairs of the same video; reductions use the project's scatter
+    wrapper (torch-scatter when importable, ``index_add_`` otherwise).
+    """
+
+    def __init__(self, track_mask: torch.Tensor, det_mask: torch.Tensor, backend: str = "auto"):
+        super().__init__(track_mask, det_mask)
+        self.backend = backend
+        self.batch_size = track_mask.shape[0]
+        self.n_tracks, self.n_dets = int(track_mask.sum()), int(det_mask.sum())
+        track_flat = torch.full(track_mask.shape, -1, dtype=torch.long, device=track_mask.device)
+        track_flat[track_mask] = torch.arange(self.n_tracks, device=track_mask.device)
+        det_flat = torch.full(det_mask.shape, -1, dtype=torch.long, device=det_mask.device)
+        det_flat[det_mask] = torch.arange(self.n_dets, device=det_mask.device)
+        b, i, j = self.edge_mask.nonzero(as_tuple=True)
+        self.edge_track, self.edge_det = track_flat[b, i], det_flat[b, j]
+        self.det_batch = det_mask.nonzero(as_tuple=True)[0]
+
+    def tracks(self, x: torch.Tensor) -> torch.Tensor:
+        return x[self.track_mask]
+
+    def dets(self, x: torch.Tensor) -> torch.Tensor:
+        return x[self.det_mask]
+
+    def edges(self, x: torch.Tensor) -> torch.Tensor:
+        return x[self.edge_mask]
+
+    def _scatter_back(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        out = x.new_zeros(tuple(mask.shape) + tuple(x.shape[1:]))
+        out[mask] = x
+        return out
+
+    def tracks_out(self, x: torch.Tensor) -> torch.Tensor:
+        return self._scatter_back(x, self.track_mask)
+
+    def dets_out(self, x: torch.Tensor) -> torch.Tensor:
+        return self._scatter_back(x, self.det_mask)
+
+    def edges_out(self, x: torch.Tensor) -> torch.Tensor:
+        return self._scatter_back(x, self.edge_mask)
+
+    def track_to_edge(self, t: torch.Tensor) -> torch.Tensor:
+        return t[self.edge_track]
+
+    def det_to_edge(self, d: torch.Tensor) -> torch.Tensor:
+        return d[self.edge_det]
+
+    def empty_to_det(self, t0: torch.Tensor) -> torch.Tensor:
+        return t0[self.det_batch]
+
+    def sum_to_tracks(self, msg: torch.Tensor) -> torch.Tensor:
+        return scatter_sum(msg, self.edge_track, self.n_tracks, backend=self.backend)
+
+    def sum_to_dets(self, msg: torch.Tensor) -> torch.Tensor:
+        return scatter_sum(msg, self.edge_det, self.n_dets, backend=self.backend)
+
+    def sum_to_empty(self, msg: torch.Tensor) -> torch.Tensor:
+        return scatter_sum(msg, self.det_batch, self.batch_size, backend=self.backend)
+
+
+def build_layout(kind: str, track_mask: torch.Tensor, det_mask: torch.Tensor) -> DenseLayout:
+    """``kind``: "dense" or "scatter" (``MODEL.RGNN.GNN.AGGREGATION``)."""
+    if kind == "dense":
+        return DenseLayout(track_mask, det_mask)
+    if kind == "scatter":
+        return ScatterLayout(track_mask, det_mask)
+    raise ValueError(f"unknown GNN aggregation {kind!r}; use 'dense' or 'scatter'")
+
+
+class GatedAccumulation(nn.Module):
+    """Node update of eq. (1b)/(1c): node <- ReLU(W [node, sum_k g(e_k) * e_k]), g: D -> hidden -> D -> sigmoid."""
+
+    def __init__(self, node_dim: int, dim: int, gate_hidden: int):
+        super().__init__()
+        self.gate = nn.Sequential(nn.Linear(dim, gate_hidden), nn.ReLU(), nn.Linear(gate_hidden, dim), nn.Sigmoid())
+        self.update = nn.Linear(node_dim + dim, dim)
+
+    def message(self, edges: torch.Tensor) -> torch.Tensor:
+        return self.gate(edges) * edges
+
+    def forward(self, node: torch.Tensor, accumulated: torch.Tensor) -> torch.Tensor:
+        return F.relu(self.update(torch.cat([node, accumulated], dim=-1)))
+
+
+class GNNBlock(nn.Module):
+    """One block of eq. (1). ``first``: edges / new-track edges are created from raw inputs (Table 3, block 1).
+    ``last``: only e, n and t are updated -- Table 3 also lists detection and empty-track updates for block 2,
+    but no head reads them, so they are omitted (unused parameters would also break DistributedDataParallel)."""
+
+    def __init__(
+        self, dim: int, gate_hidden: int, residual_hidden: int, first: bool, last: bool, raw_dims: Dict[str, int]
+    ):
+        super().__init__()
+        self.first, self.last = first, last
+        if first:
+            self.edge = nn.Sequential(nn.Linear(raw_dims["edge"], dim), nn.ReLU(), ResidualMLP(dim, residual_hidden))
+            self.empty_edge = nn.Sequential(
+                nn.Linear(raw_dims["empty_edge"], dim), nn.ReLU(), ResidualMLP(dim, residual_hidden)
+            )
+        else:
+            self.edge = nn.Sequential(nn.Linear(3 * dim, dim), nn.ReLU())
+            self.empty_edge = nn.Sequential(nn.Linear(3 * dim, dim), nn.ReLU())
+        self.track_node = GatedAccumulation(dim, dim, gate_hidden)
+        if not last:  # in the last block these would feed no output (the heads read e, n and t only)
+            self.empty_node = GatedAccumulation(dim, dim, gate_hidden)
+            self.det_node = GatedAccumulation(raw_dims["det"] if first else dim, dim, gate_hidden)
+
+    def forward(self, g: Dict[str, torch.Tensor], layout: DenseLayout) -> Dict[str, torch.Tensor]:
+        """``g``: tracks, dets, edges, empty_edges, empty (each in ``layout``'s representation)."""
+        t, d, t0 = g["tracks"], g["dets"], g["empty"]
+        if self.first:
+            e, n = self.edge(g["edges"]), self.empty_edge(g["empty_edges"])
+        else:
+            e = self.edge(torch.cat([g["edges"], layout.track_to_edge(t), layout.det_to_edge(d)], dim=-1))
+            n = self.empty_edge(torch.cat([g["empty_edges"], layout.empty_to_det(t0), d], dim=-1))
+        t = self.track_node(t, layout.sum_to_tracks(self.track_node.message(e)))
+        if self.last:
+            return {"tracks": t, "edges": e, "empty_edges": n}
+        t0 = self.empty_node(t0, layout.sum_to_empty(self.empty_node.message(n)))
+        d = self.det_node(d, layout.sum_to_dets(self.det_node.message(e)) + self.det_node.message(n))
+        return {"tracks": t, "dets": d, "edges": e, "empty_edges": n, "empty": t0}
+
+
+class TrackDetectionGNN(nn.Module):
+    """Stack of GNN blocks interleaved with per-element residual blocks (Table 3), plus the learned empty
+    track embedding t_0.
+
+    Raw inputs (dense, K = classes + background): ``edges`` (B, N, M, K+4+2) = [detection class probs, box
+    offsets, IoU, appearance log-likelihood]; ``empty_edges`` (B, M, K+4+1) = [class probs, box, log-likelihood
+    under the empty track's appearance]; ``dets`` (B, M, K+4); ``tracks`` (B, N, D); masks (B, N), (B, M).
+    This module appends the track embedding to ``edges`` and t_0 to ``empty_edges`` (Table 3's 175 / 174).
+    Outputs are dense: edges (B, N, M, D), empty_edges (B, M, D), tracks (B, N, D) -- rows of inactive elements are unspecified (zero for "scatter").
+    """
+
+    def __init__(
+        self,
+        num_classes: int,
+        dim: int = 128,
+        gate_hidden: int = 32,
+        residual_hidden: int = 32,
+        num_blocks: int = 2,
+        residual_blocks: bool = True,
+        aggregation: str = "dense",
+    ):
+        super().__init__()
+        k = num_classes + 1
+        raw = {"edge": k + 4 + 2 + dim, "empty_edge": k + 4 + 1 + dim, "det": k + 4}
+        self.dim, self.aggregation = dim, aggregation
+        self.empty_track = nn.Parameter(torch.zeros(dim))
+        self.blocks = nn.ModuleList(
+            [
+                GNNBlock(dim, gate_hidden, residual_hidden, first=i == 0, last=i == num_blocks - 1, raw_dims=raw)
+                for i in range(num_blocks)
+            ]
+        )
+        every, last = ("tracks", "dets", "edges", "empty_edges", "empty"), ("tracks", "edges", "empty_edges")
+        self.residuals = nn.ModuleList(
+            [
+                nn.ModuleDict(
+                    {k: ResidualMLP(dim, residual_hidden) for k in (last if i == num_blocks - 1 else every)}
+                    if residual_blocks
+                    else {}
+                )
+                for i in range(num_blocks)
+            ]
+        )
+
+    def forward(
+        self,
+        tracks: torch.Tensor,
+        dets: torch.Tensor,
+        edges: torch.Tensor,
+        empty_edges: torch.Tensor,
+        track_mask: torch.Tensor,
+        det_mask: torch.Tensor,
+        aggregation: Optional[str] = None,
+    ) -> Dict[str, torch.Tensor]:
+        b = tracks.shape[0]
+        layout = build_layout(aggregation or self.aggregation, track_mask, det_mask)
+        t0 = self.empty_track.expand(b, -1)
+        t = layout.tracks(tracks)
+        g = {
+            "tracks": t,
+            "dets": layout.dets(dets),
+            "edges": torch.cat([layout.edges(edges), layout.track_to_edge(t)], dim=-1),
+            "empty_edges": torch.cat([layout.dets(empty_edges), layout.empty_to_det(t0)], dim=-1),
+            "empty": t0,
+        }
+        for block, residual in zip(self.blocks, self.residuals):
+            g = block(g, layout)
+            g = {kind: residual[kind](x) if kind in residual else x for kind, x in g.items()}
+        return {
+            "tracks": layout.tracks_out(g["tracks"]),
+            "edges": layout.edges_out(g["edges"]),
+            "empty_edges": layout.dets_out(g["empty_edges"]),
+        }

@@ -1,0 +1,65 @@
+"""Output heads of RGNN-VIS: association logits (§3.1), track scoring (§3.2) and mask re-weighting (§3.2,
+App. A.2 Table 3 "Mask weighting module")."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = ["AssociationHeads", "TrackScoringHead", "MaskReweighting", "exclusive_masks"]
+
+
+class AssociationHeads(nn.Module):
+    """Logistic models on the final GNN embeddings: match logit per edge e_ij, new-track logit per n_j.
+    Linear(D, 1) each, bias initialised to ``bias_init`` (-2.1: few matches / initialisations at the start)."""
+
+    def __init__(self, dim: int, bias_init: float = -2.1):
+        super().__init__()
+        self.match, self.new_track = nn.Linear(dim, 1), nn.Linear(dim, 1)
+        for layer in (self.match, self.new_track):
+            nn.init.constant_(layer.bias, bias_init)
+
+    def forward(self, edges: torch.Tensor, empty_edges: torch.Tensor):
+        """edges (B, N, M, D), empty_edges (B, M, D) -> match logits (B, N, M), new-track logits (B, M)."""
+        return self.match(edges).squeeze(-1), self.new_track(empty_edges).squeeze(-1)
+
+
+class TrackScoringHead(nn.Module):
+    """Multinomial logistic model on the gated track embedding: logits over K classes + background (§3.2)."""
+
+    def __init__(self, dim: int, num_classes: int):
+        super().__init__()
+        self.cls = nn.Linear(dim, num_classes + 1)
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        """(..., D) -> (..., K+1); background last."""
+        return self.cls(h)
+
+
+class MaskReweighting(nn.Module):
+    """Re-weights a track's detection mask given its embedding (Table 3): Linear(D, 16) + ReLU broadcast over
+    the mask, concatenated with the detection mask and its box mask (18 channels), Conv3x3(18, 16) + ReLU +
+    Conv3x3(16, 1). Output: per-pixel logits; :func:`exclusive_masks` then gives each pixel to at most one
+    track."""
+
+    def __init__(self, dim: int, embed_channels: int = 16, hidden_channels: int = 16):
+        super().__init__()
+        self.embed = nn.Linear(dim, embed_channels)
+        self.conv1 = nn.Conv2d(embed_channels + 2, hidden_channels, 3, padding=1)
+        self.conv2 = nn.Conv2d(hidden_channels, 1, 3, padding=1)
+
+    def forward(self, h: torch.Tensor, masks: torch.Tensor, box_masks: torch.Tensor) -> torch.Tensor:
+        """h: (P, D); masks, box_masks: (P, H, W) in [0, 1]. Returns logits (P, H, W)."""
+        p, hh, ww = masks.shape
+        emb = F.relu(self.embed(h))[:, :, None, None].expand(-1, -1, hh, ww)
+        x = torch.cat([emb, masks[:, None], box_masks[:, None]], dim=1)
+        return self.conv2(F.relu(self.conv1(x)))[:, 0]
+
+
+def exclusive_masks(logits: torch.Tensor) -> torch.Tensor:
+    """(P, H, W) logits -> bool masks where each pixel goes to the highest-logit track if that logit > 0."""
+    if logits.shape[0] == 0:
+        return logits > 0
+    best = logits.argmax(dim=0, keepdim=True)
+    owner = torch.zeros_like(logits, dtype=torch.bool).scatter_(0, best, True)
+    return owner & (logits > 0)

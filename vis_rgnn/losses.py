@@ -1,0 +1,132 @@
+"""Stage-2 losses of RGNN-VIS (§3.5, eq. 5): L = w_cls L_cls + w_mask L_lovasz + w_match L_match + w_new L_new.
+
+Targets come from the detection <-> annotation assignment (:func:`vis_rgnn.targets.assign_detections`) and
+each track's identity (the annotation of the detection that initialised it, see
+:meth:`vis_rgnn.tracker.RGNNTracker._new_identity`):
+
+- L_cls: cross-entropy of every alive track's class logits against the class of its identity (background if
+  none), frame t of a T-frame clip weighted by decay^(T-1-t) normalised to mean 1 (later frames weigh more).
+- L_lovasz: Lovász hinge (Berman et al. 2018) of each re-weighted track mask against the ground-truth mask of
+  its identity in that frame (empty for background / duplicate tracks or absent objects).
+- L_match: binary cross-entropy of every active track x detection logit; positive iff the detection's
+  annotation is the track's identity.
+- L_new: binary cross-entropy of every detection's new-track logit; positive iff the detection is assigned to
+  an annotation that no track has yet.
+
+All four are sums over tracks / detections divided by (batch size x sequence length) only, so false-positive
+tracks or detections do not dilute the loss of the others (§3.5).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Dict, List
+
+import torch
+import torch.nn.functional as F
+
+from .tracker import FrameDetections, FrameOutput, RGNNTracker
+
+__all__ = ["lovasz_hinge", "FrameTargets", "frame_weights", "tracker_frame_losses", "tracker_clip_losses"]
+
+
+def _lovasz_grad(gt_sorted: torch.Tensor) -> torch.Tensor:
+    """Gradient of the Lovász extension of the Jaccard loss w.r.t. sorted errors. gt_sorted: (P, n) in {0,1}."""
+    gts = gt_sorted.sum(dim=1, keepdim=True)
+    intersection = gts - gt_sorted.cumsum(dim=1)
+    union = gts + (1 - gt_sorted).cumsum(dim=1)
+    jaccard = 1.0 - intersection / union
+    return torch.cat([jaccard[:, :1], jaccard[:, 1:] - jaccard[:, :-1]], dim=1)
+
+
+def lovasz_hinge(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Per-mask Lovász hinge. logits: (P, H, W); labels: (P, H, W) in {0, 1}. Returns (P,)."""
+    if logits.shape[0] == 0:
+        return logits.new_zeros(0)
+    logits, labels = logits.flatten(1), labels.flatten(1).to(logits.dtype)
+    errors = 1.0 - logits * (2.0 * labels - 1.0)
+    errors_sorted, perm = errors.sort(dim=1, descending=True)
+    grad = _lovasz_grad(labels.gather(1, perm))
+    return (F.relu(errors_sorted) * grad).sum(dim=1)
+
+
+@dataclass
+class FrameTargets:
+    """Annotations of one frame of one clip: ids (G,) annotation ids, masks (G, h, w) on the prototype grid,
+    and ``classes``: annotation id -> class for every object of the whole clip."""
+
+    ids: torch.Tensor
+    masks: torch.Tensor
+    classes: Dict[int, int]
+
+
+def frame_weights(length: int, decay: float) -> List[float]:
+    """decay^(T-1-t) for t = 0..T-1, normalised to mean 1."""
+    w = [decay ** (length - 1 - t) for t in range(length)]
+    return [x * length / sum(w) for x in w]
+
+
+def tracker_frame_losses(
+    out: FrameOutput,
+    identity: torch.Tensor,
+    det_identity: torch.Tensor,
+    targets: List[FrameTargets],
+    num_classes: int,
+    class_weight: float,
+) -> Dict[str, torch.Tensor]:
+    """Un-normalised (summed) losses of one frame for B clips.
+
+    identity (B, N): track identities after the step; det_identity (B, M): annotation id per detection or -1;
+    ``class_weight``: this frame's class-loss weight. Returns sums; the caller divides by B x T.
+    """
+    # Association: match targets use the identities the tracks had when the logits were computed.
+    prev = out.prev_identity
+    same = (prev[:, :, None] == det_identity[:, None, :]) & (prev[:, :, None] >= 0)
+    match = F.binary_cross_entropy_with_logits(out.match_logits, same.to(out.match_logits.dtype), reduction="none")
+    loss_match = torch.where(out.edge_mask, match, 0.0).sum()
+
+    tracked = ((prev[:, :, None] == det_identity[:, None, :]) & out.prev_alive[:, :, None]).any(dim=1)
+    should_init = (det_identity >= 0) & ~tracked
+    new = F.binary_cross_entropy_with_logits(out.new_logits, should_init.to(out.new_logits.dtype), reduction="none")
+    loss_new = torch.where(out.det_valid, new, 0.0).sum()
+
+    # Scoring: class of the identity, background (index K) otherwise.
+    cls_target = torch.full_like(identity, num_classes)
+    for b, tgt in enumerate(targets):
+        for s in (identity[b] >= 0).nonzero().squeeze(1).tolist():
+            cls_target[b, s] = tgt.classes[int(identity[b, s])]
+    ce = F.cross_entropy(out.class_logits.flatten(0, 1), cls_target.flatten(), reduction="none").view_as(identity)
+    loss_cls = class_weight * torch.where(out.alive, ce, 0.0).sum()
+
+    # Masks: each re-weighted track mask against its identity's mask in this frame.
+    mask_t = out.mask_logits.new_zeros(out.mask_logits.shape)
+    for p, (b, s) in enumerate(out.mask_index.tolist()):
+        hit = (targets[b].ids == identity[b, s]) & (identity[b, s] >= 0)
+        if hit.any():
+            mask_t[p] = (targets[b].masks[hit.nonzero()[0, 0]] > 0.5).to(mask_t.dtype)
+    loss_mask = lovasz_hinge(out.mask_logits, mask_t).sum()
+    return {"loss_class": loss_cls, "loss_mask": loss_mask, "loss_match": loss_match, "loss_new_track": loss_new}
+
+
+def tracker_clip_losses(
+    tracker: RGNNTracker,
+    frames: List[FrameDetections],
+    det_identities: List[torch.Tensor],
+    targets: List[List[FrameTargets]],
+    frame_decay: float,
+    loss_weights: Dict[str, float],
+) -> Dict[str, torch.Tensor]:
+    """Feed B clips of T frames through ``tracker`` as at inference and return the weighted losses of eq. (5),
+    each normalised by B x T. frames[t]: detections of frame t; det_identities[t]: (B, M_t) annotation ids;
+    targets[t][b]: annotations of frame t of clip b."""
+    length, b_size = len(frames), frames[0].valid.shape[0]
+    state = tracker.init_state(b_size, frames[0].boxes.device)
+    weights = frame_weights(length, frame_decay)
+    totals: Dict[str, torch.Tensor] = {}
+    for t in range(length):
+        out = tracker.step(state, frames[t], det_identities[t])
+        losses = tracker_frame_losses(
+            out, state.identity, det_identities[t], targets[t], tracker.num_classes, weights[t]
+        )
+        for k, v in losses.items():
+            totals[k] = totals[k] + v if k in totals else v
+    return {k: loss_weights[k] * v / float(b_size * length) for k, v in totals.items()}

@@ -1,0 +1,266 @@
+"""RGNN-VIS meta-architecture: ResNet-FPN backbone + YOLACT segmenter (stage 1), appearance network + recurrent
+GNN tracker (stage 2), and the online video inference of ``projects.modeling.online``.
+
+Training input follows docs/interfaces.md: each element of ``batched_inputs`` is a clip with ``image`` (T x
+uint8 (3, h, w)) and ``instances`` (T x Instances with gt_boxes, gt_classes, gt_masks, gt_ids). Stage 1 uses
+single frames (``INPUT.SAMPLING_FRAME_NUM 1``, any T works); stage 2 uses clips of T frames (10 in the paper)
+fed through the tracker exactly as at inference (§3.5).
+"""
+from __future__ import annotations
+
+import logging
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+import torch
+import torch.nn.functional as F
+from detectron2.config import configurable
+from detectron2.modeling import META_ARCH_REGISTRY, build_backbone
+from detectron2.structures import ImageList, Instances
+from torch import nn
+
+from projects.modeling.online import VideoTrack, run_online_inference
+
+from .appearance import AppearanceNetwork
+from .detector import YolactDetector
+from .heads import exclusive_masks
+from .losses import FrameTargets, tracker_clip_losses
+from .targets import assign_detections, gt_masks_on_grid
+from .tracker import FrameDetections, RGNNTracker, TrackState
+
+__all__ = ["RGNNVIS"]
+logger = logging.getLogger(__name__)
+
+
+@META_ARCH_REGISTRY.register()
+class RGNNVIS(nn.Module):
+    """Learning Video Instance Segmentation with Recurrent Graph Neural Networks (Johnander et al.)."""
+
+    @configurable
+    def __init__(
+        self,
+        *,
+        backbone: nn.Module,
+        detector: YolactDetector,
+        appearance: Optional[AppearanceNetwork],
+        tracker: RGNNTracker,
+        stage: int,
+        pixel_mean: Tuple[float, ...],
+        pixel_std: Tuple[float, ...],
+        feature_dropout: float = 0.1,
+        scoring: str = "learned",
+        loss_weights: Dict[str, float],
+        frame_decay: float = 0.8,
+        det_match_iou: float = 0.5,
+        max_video_tracks: int = 100,
+    ):
+        super().__init__()
+        if stage not in (1, 2):
+            raise ValueError(f"MODEL.RGNN.STAGE must be 1 or 2, got {stage}")
+        if scoring not in ("learned", "average"):
+            raise ValueError(f"unknown scoring {scoring!r}; use 'learned' or 'average'")
+        self.backbone, self.detector, self.appearance, self.tracker = backbone, detector, appearance, tracker
+        self.stage, self.scoring = stage, scoring
+        self.feature_dropout = nn.Dropout2d(feature_dropout)
+        self.loss_weights, self.frame_decay, self.det_match_iou = loss_weights, frame_decay, det_match_iou
+        self.max_video_tracks = max_video_tracks
+        self.register_buffer("pixel_mean", torch.tensor(pixel_mean).view(-1, 1, 1), False)
+        self.register_buffer("pixel_std", torch.tensor(pixel_std).view(-1, 1, 1), False)
+        bottom_up = backbone.bottom_up.output_shape()
+        # Only the bottom-up levels feeding the FPN's top-down path need alignment; P6/P7 are strided convs.
+        self.size_divisibility = max(bottom_up[f].stride for f in backbone.in_features)
+        if stage == 2:  # App. A.1: backbone and segmenter frozen, incl. BatchNorm statistics.
+            for module in (self.backbone, self.detector):
+                module.requires_grad_(False)
+
+    @classmethod
+    def from_config(cls, cfg):
+        r = cfg.MODEL.RGNN
+        if cfg.MODEL.NUM_CLASSES <= 0:
+            raise ValueError(
+                f"MODEL.NUM_CLASSES is {cfg.MODEL.NUM_CLASSES}; resolve it to the dataset's number of categories "
+                "before building RGNNVIS (train_net.py does this from the first training dataset)"
+            )
+        backbone = build_backbone(cfg)
+        if not hasattr(backbone, "bottom_up"):
+            raise ValueError("RGNNVIS needs an FPN backbone exposing `bottom_up` (res4/res5 feed the appearance net)")
+        detector = YolactDetector(cfg, backbone.output_shape())
+        bottom_up = backbone.bottom_up.output_shape()
+        appearance = None
+        if r.APPEARANCE.ENABLED:
+            appearance = AppearanceNetwork(
+                {f: bottom_up[f].channels for f in r.APPEARANCE.IN_FEATURES}, r.APPEARANCE.CHANNELS, r.APPEARANCE.HIDDEN
+            )
+        app_dim = appearance.out_dim if appearance else 0
+        tracker = RGNNTracker(cfg, appearance_dim=app_dim, mask_stride=detector.mask_stride)
+        scoring = r.SCORING
+        if r.STAGE == 1:
+            # The tracker is untrained in stage 1: evaluate the segmenter with the heuristic association,
+            # averaged scoring and its own masks (a segmenter-only baseline).
+            tracker.association, scoring = "heuristic", "average"
+            logger.info("RGNN stage 1: inference uses heuristic association and average scoring")
+        lo = r.LOSS
+        return {
+            "backbone": backbone,
+            "detector": detector,
+            "appearance": appearance,
+            "tracker": tracker,
+            "stage": r.STAGE,
+            "pixel_mean": tuple(cfg.MODEL.PIXEL_MEAN),
+            "pixel_std": tuple(cfg.MODEL.PIXEL_STD),
+            "feature_dropout": r.FEATURE_DROPOUT,
+            "scoring": scoring,
+            "loss_weights": {
+                "loss_class": lo.CLASS_WEIGHT,
+                "loss_mask": lo.MASK_WEIGHT,
+                "loss_match": lo.MATCH_WEIGHT,
+                "loss_new_track": lo.NEW_TRACK_WEIGHT,
+            },
+            "frame_decay": lo.FRAME_DECAY,
+            "det_match_iou": lo.DET_MATCH_IOU,
+            "max_video_tracks": cfg.TEST.VIDEO.MAX_TRACKS,
+        }
+
+    @property
+    def device(self) -> torch.device:
+        return self.pixel_mean.device
+
+    def train(self, mode: bool = True) -> "RGNNVIS":
+        super().train(mode)
+        if self.stage == 2:
+            self.backbone.eval()
+            self.detector.eval()
+        return self
+
+    # ---------------------------------------------------------------------------------------------- features
+    def preprocess(self, images: Sequence[torch.Tensor]) -> ImageList:
+        """uint8 (3, h, w) frames in ``INPUT.FORMAT`` -> normalised, padded ImageList."""
+        images = [(x.to(self.device, non_blocking=True).float() - self.pixel_mean) / self.pixel_std for x in images]
+        return ImageList.from_tensors(images, self.size_divisibility)
+
+    def extract_features(self, images: ImageList) -> Tuple[Dict[str, torch.Tensor], Dict[str, torch.Tensor]]:
+        """FPN maps and the bottom-up (ResNet) maps of the same forward pass, both after channel dropout."""
+        bottom_up: Dict[str, torch.Tensor] = {}
+        handle = self.backbone.bottom_up.register_forward_hook(lambda _m, _i, out: bottom_up.update(out))
+        try:
+            fpn = self.backbone(images.tensor)
+        finally:
+            handle.remove()
+        drop = self.feature_dropout
+        return {k: drop(v) for k, v in fpn.items()}, {k: drop(v) for k, v in bottom_up.items()}
+
+    def describe(self, bottom_up: Dict[str, torch.Tensor], dets: List[Instances]) -> List[torch.Tensor]:
+        """Appearance descriptors (M_i, A) per image; (M_i, 0) when the appearance model is disabled."""
+        if self.appearance is None:
+            return [d.scores.new_zeros(len(d), 0) for d in dets]
+        return self.appearance(bottom_up, [d.pred_masks for d in dets])
+
+    # ----------------------------------------------------------------------------------------------- forward
+    def forward(self, batched_inputs: List[Dict[str, Any]]):
+        if not self.training:
+            return [run_online_inference(self, video, max_tracks=self.max_video_tracks) for video in batched_inputs]
+        if self.stage == 1:
+            return self.forward_segmenter(batched_inputs)
+        return self.forward_tracker(batched_inputs)
+
+    def forward_segmenter(self, batched_inputs: List[Dict[str, Any]]) -> Dict[str, torch.Tensor]:
+        """Stage 1: every sampled frame is an independent training image (App. A.1)."""
+        frames = [img for video in batched_inputs for img in video["image"]]
+        gt = [inst.to(self.device) for video in batched_inputs for inst in video["instances"]]
+        images = self.preprocess(frames)
+        fpn, _ = self.extract_features(images)
+        return self.detector(fpn, images.image_sizes, gt)
+
+    def forward_tracker(self, batched_inputs: List[Dict[str, Any]]) -> Dict[str, torch.Tensor]:
+        """Stage 2 (§3.5): run the frozen segmenter on all B x T frames, then the tracker frame by frame."""
+        b_size, length = len(batched_inputs), len(batched_inputs[0]["image"])
+        if any(len(v["image"]) != length for v in batched_inputs):
+            raise ValueError("stage-2 clips in a batch must have the same number of frames")
+        frames = [img for video in batched_inputs for img in video["image"]]  # video-major
+        gts = [[inst.to(self.device) for inst in video["instances"]] for video in batched_inputs]
+        images = self.preprocess(frames)
+        with torch.no_grad():
+            fpn, bottom_up = self.extract_features(images)
+            dets = self.detector(fpn, images.image_sizes)
+        appearance = self.describe(bottom_up, dets)
+        stride = self.detector.mask_stride
+        padded = tuple(images.tensor.shape[-2:])
+        classes = [
+            {int(i): int(c) for inst in video for i, c in zip(inst.gt_ids.tolist(), inst.gt_classes.tolist())}
+            for video in gts
+        ]
+        frames_t, identities_t, targets_t = [], [], []
+        for t in range(length):
+            sel = [b * length + t for b in range(b_size)]
+            frame = FrameDetections.from_instances(
+                [dets[i] for i in sel], [appearance[i] for i in sel], [images.image_sizes[i] for i in sel]
+            )
+            det_identity = torch.full(frame.valid.shape, -1, dtype=torch.long, device=self.device)
+            targets = []
+            for b in range(b_size):
+                gt = gts[b][t]
+                n = int(frame.valid[b].sum())
+                if len(gt) and n:
+                    match = assign_detections(frame.boxes[b, :n], gt.gt_boxes.tensor, self.det_match_iou)
+                    det_identity[b, :n] = torch.where(match >= 0, gt.gt_ids[match.clamp(min=0)], -1)
+                targets.append(FrameTargets(gt.gt_ids, gt_masks_on_grid(gt, padded, stride), classes[b]))
+            frames_t.append(frame)
+            identities_t.append(det_identity)
+            targets_t.append(targets)
+        return tracker_clip_losses(self.tracker, frames_t, identities_t, targets_t, self.frame_decay, self.loss_weights)
+
+    # -------------------------------------------------------------------------------------- online inference
+    def init_video_state(self) -> Dict[str, Any]:
+        """Track memory of one video and the latest class probabilities of every track (for the scoring)."""
+        return {"tracks": self.tracker.init_state(1, self.device), "class_probs": {}}
+
+    @torch.no_grad()
+    def step(self, frame: Dict[str, Any], state: Dict[str, Any]) -> Instances:
+        """One frame of online inference (docs/interfaces.md). Returns Instances of size (height, width) with
+        track_ids, scores, pred_classes and bool pred_masks, one pixel belonging to at most one track."""
+        out_h, out_w = int(frame["height"]), int(frame["width"])
+        images = self.preprocess([frame["image"]])
+        fpn, bottom_up = self.extract_features(images)
+        dets = self.detector(fpn, images.image_sizes)
+        fd = FrameDetections.from_instances(dets, self.describe(bottom_up, dets), images.image_sizes)
+        tracks: TrackState = state["tracks"]
+        out = self.tracker.step(tracks, fd)
+        probs = out.class_logits[0].softmax(dim=-1)
+        for s in tracks.alive[0].nonzero().squeeze(1).tolist():
+            state["class_probs"][int(tracks.ids[0, s])] = probs[s].cpu()
+
+        slots = out.mask_index[:, 1]
+        k = self.detector.num_classes
+        if self.scoring == "learned":  # confidence 1 - p(background), class argmax over the K classes
+            scores, classes = 1 - probs[slots, k], probs[slots, :k].argmax(dim=1)
+        else:  # the matched detection's confidence and class, averaged / voted by run_online_inference
+            scores, classes = fd.scores[0, out.mask_det], fd.class_probs[0, out.mask_det, :k].argmax(dim=1)
+        h, w = images.image_sizes[0]
+        result = Instances((out_h, out_w))
+        result.track_ids = tracks.ids[0, slots]
+        result.scores = scores
+        result.pred_classes = classes
+        if len(slots) == 0:
+            result.pred_masks = torch.zeros(0, out_h, out_w, dtype=torch.bool, device=self.device)
+            return result
+        if self.stage == 1:  # untrained re-weighting CNN: paste the segmenter's own masks
+            logits = torch.logit(fd.masks[0, out.mask_det].clamp(1e-4, 1 - 1e-4))
+        else:
+            logits = out.mask_logits
+        logits = F.interpolate(
+            logits[None], scale_factor=self.detector.mask_stride, mode="bilinear", align_corners=False
+        )[:, :, :h, :w]
+        logits = F.interpolate(logits, size=(out_h, out_w), mode="bilinear", align_corners=False)[0]
+        result.pred_masks = exclusive_masks(logits)
+        return result
+
+    def finalize_video(self, state: Dict[str, Any], tracks: Dict[int, VideoTrack]) -> None:
+        """Learned scoring (§3.2): from a track's last class probabilities, its confidence ("our trust about
+        whether the track is a true positive") is 1 - p(background) and its class the most probable of the K
+        classes. With ``SCORING average`` the defaults (mean confidence, score-weighted majority vote) are kept."""
+        if self.scoring != "learned":
+            return
+        k = self.detector.num_classes
+        for tid, track in tracks.items():
+            probs = state["class_probs"].get(tid)
+            if probs is not None:
+                track.score, track.category_id = float(1 - probs[k]), int(probs[:k].argmax())

@@ -1,0 +1,103 @@
+"""Config keys of VisSTG (all under ``cfg.MODEL.VIS_STG``).
+
+Defaults reproduce the paper's R50 YouTube-VIS setting (FPN P3–P7, 256 channels, 3 GNN iterations, window
+sizes 9/7/5/3/1 cells, Δt = 7); the ablation switches of §4.3 are ``GRAPH.NUM_ITERS``, ``GRAPH.FUSION``,
+``TRACK.ASSOCIATION`` and ``WARP.ENABLED``. Where the paper leaves a detail open, the key's comment names the
+choice (and the docstring of the module that uses it explains it).
+"""
+from detectron2.config import CfgNode as CN
+
+
+def add_vis_stg_config(cfg: CN) -> None:
+    """Add ``MODEL.VIS_STG`` to ``cfg`` (call after :func:`projects.config.add_video_config`)."""
+    cfg.MODEL.VIS_STG = CN()
+    _C = cfg.MODEL.VIS_STG
+
+    # FPN levels the graph and all heads run on (§4.2: "each output feature map from FPN").
+    _C.IN_FEATURES = ["p3", "p4", "p5", "p6", "p7"]
+    # Ground-truth objects go to level i when max(w, h) (input pixels) falls in [SOI[i-1], SOI[i]);
+    # len = number of levels - 1 (FCOS/CondInst ranges).
+    _C.SIZES_OF_INTEREST = [64, 128, 256, 512]
+    # Pad input images to a multiple of this; 0 = the backbone's own size_divisibility.
+    _C.SIZE_DIVISIBILITY = 0
+    # Eq. (7): L = λ1 L_det + λ2 L_mask + λ3 L_edge (λ3 also weighs the embedding loss of the baseline).
+    _C.LOSS_WEIGHT_DET = 1.0
+    _C.LOSS_WEIGHT_MASK = 1.0
+    _C.LOSS_WEIGHT_EDGE = 1.0
+
+    # §3.2 spatial-temporal graph.
+    _C.GRAPH = CN()
+    # False = "No fusion" ablation: heads see F_t; the graph still runs to give edge features for tracking.
+    _C.GRAPH.FUSION = True
+    _C.GRAPH.NUM_ITERS = 3  # L of eq. (1)(2); Table 1
+    # Window (cells, odd) around each reference instance centre, one per IN_FEATURES level.
+    _C.GRAPH.WINDOW_SIZES = [9, 7, 5, 3, 1]
+    # ROIAlign output size for the reference nodes, then "downsampled and flattened" to D by NODE_POOL:
+    # "avg" (mean over the bins, stays in F's feature space so |h_i - h_j| compares like with like) or
+    # "linear" (flatten R*R*D -> Linear -> D).
+    _C.GRAPH.POOLER_RESOLUTION = 7
+    _C.GRAPH.POOLER_SAMPLING_RATIO = 0
+    _C.GRAPH.NODE_POOL = "avg"
+    _C.GRAPH.HIDDEN_DIM = 256  # hidden width of the MLPs N_e, N_v
+    # Eq. (2) sums messages over a node's edges ("sum"); "mean" divides by the node degree. Default "mean":
+    # at test time the degree of a pixel grows with the number of overlapping reference instances (detections
+    # of frame t-1 + memory), unlike training with GT references; with "sum" F̂_t grew ~20x within 10 frames
+    # of a synthetic video and the heat maps saturated.
+    _C.GRAPH.AGGREGATION = "mean"
+
+    # §3.3 CenterNet detection head (shared over levels).
+    _C.DET = CN()
+    _C.DET.NUM_CONVS = 1  # 3x3 conv+ReLU layers before the 1x1 output conv of each branch
+    _C.DET.CONV_DIM = 256
+    _C.DET.PRIOR_PROB = 0.1  # heat-map bias init (CenterNet: -2.19)
+    _C.DET.MIN_OVERLAP = 0.7  # gaussian radius (CornerNet/CenterNet)
+    _C.DET.FOCAL_ALPHA = 2.0
+    _C.DET.FOCAL_BETA = 4.0
+    _C.DET.SIZE_WEIGHT = 0.1  # λ_size of eq. (3)
+    _C.DET.OFFSET_WEIGHT = 1.0  # λ_offset of eq. (3)
+    # Also train the plain (no graph) head on the reference frame, i.e. the head used on a video's first frame.
+    _C.DET.REF_FRAME_LOSS = False
+
+    # §3.4 CondInst segmentation.
+    _C.MASK = CN()
+    _C.MASK.BRANCH_NUM_CONVS = 0  # 3x3 convs before the 1x1 that gives F^d_t (paper: just the 1x1)
+    _C.MASK.BRANCH_CONV_DIM = 128
+    _C.MASK.BRANCH_CHANNELS = 8
+    _C.MASK.CONTROLLER_NUM_CONVS = 1
+    _C.MASK.CONTROLLER_CONV_DIM = 256
+    _C.MASK.HEAD_CHANNELS = 8
+    _C.MASK.HEAD_NUM_LAYERS = 3  # 3 layers of 8 channels + 2 coord channels = 169 parameters
+    _C.MASK.OUT_STRIDE = 4
+    # Kernels are trained at the cells within this Chebyshev radius of each centre cell (0 = centre only).
+    _C.MASK.POS_RADIUS = 0
+    # At test time average the masks of θ_t (eq. 4) and θ_warp (eq. 5); False = eq. (4) only.
+    _C.MASK.FUSE_TEST = True
+
+    # §3.4 kernel warping (mask-information propagation).
+    _C.WARP = CN()
+    _C.WARP.ENABLED = True
+    _C.WARP.NUM_CONVS = 2  # 3x3 conv+ReLU layers on F_k - F_t before the 18-channel offset conv
+    _C.WARP.CONV_DIM = 128
+    _C.WARP.KERNEL_SIZE = 3
+    # Deformable conv over θ_k per channel (a learned resampling, i.e. a warp) or mixing all 169 channels.
+    _C.WARP.DEPTHWISE = True
+    # "deform_conv2d" (torchvision) or "grid_sample" (same operator from bilinear sampling; faster on CPU).
+    _C.WARP.IMPL = "deform_conv2d"
+
+    # §3.5 tracking.
+    _C.TRACK = CN()
+    _C.TRACK.ASSOCIATION = "edge"  # "edge" (eq. 6) | "embedding" (MaskTrack R-CNN baseline, Table 2)
+    _C.TRACK.PRUNE_CLASS_MISMATCH = True
+    _C.TRACK.MATCH_THRESH = 0.5  # edge probability for a match
+    _C.TRACK.MEMORY_FRAMES = 7  # Δt of §3.6
+    # Detections below this score are reported but only become reference nodes when they continue a track.
+    _C.TRACK.REF_SCORE_THRESH = 0.2
+    _C.TRACK.CLASSIFIER_HIDDEN_DIM = 128
+    _C.TRACK.EMBED_DIM = 128
+    _C.TRACK.EMBED_NUM_CONVS = 1
+
+    _C.INFERENCE = CN()
+    _C.INFERENCE.SCORE_THRESH = 0.05
+    _C.INFERENCE.TOPK_CANDIDATES = 100
+    _C.INFERENCE.NMS_THRESH = 0.6  # class-aware NMS across levels; <= 0 disables
+    _C.INFERENCE.MAX_DETECTIONS = 30

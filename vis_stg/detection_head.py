@@ -1,0 +1,140 @@
+"""CenterNet detection head on the fused feature maps F̂_t (§3.3, eq. (3)).
+
+Per FPN level (weights shared over levels) three branches predict the class heat map (K channels), the box
+size and the sub-cell centre offset. Sizes are in cells of the level (i.e. pixels / stride) so one head
+serves every level; objects are assigned to levels by size (:mod:`.targets`). Inference keeps the 3×3
+local maxima of the heat maps (CenterNet's max-pool NMS), the top-k over all levels, and removes duplicates
+an object leaves on neighbouring levels with class-aware box NMS.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Dict, List, Sequence, Tuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchvision.ops import batched_nms
+
+from .losses import heatmap_focal_loss
+from .targets import CenterTargets, gather_at_cells
+
+__all__ = ["conv_branch", "CenterNetHead", "Detections"]
+
+
+def conv_branch(in_channels: int, conv_dim: int, num_convs: int, out_channels: int) -> nn.Sequential:
+    """``num_convs`` × (3×3 conv + ReLU) then a 1×1 output conv (CenterNet's head layout)."""
+    layers: List[nn.Module] = []
+    for i in range(num_convs):
+        layers += [nn.Conv2d(in_channels if i == 0 else conv_dim, conv_dim, 3, padding=1), nn.ReLU(inplace=True)]
+    layers.append(nn.Conv2d(conv_dim if num_convs > 0 else in_channels, out_channels, 1))
+    for m in layers:
+        if isinstance(m, nn.Conv2d):
+            nn.init.normal_(m.weight, std=0.01)
+            nn.init.zeros_(m.bias)
+    return nn.Sequential(*layers)
+
+
+@dataclass
+class Detections:
+    """D detections of one image: ``level`` (D,), ``cells`` (D, 2) integer (x, y) on the level grid,
+    ``scores`` (D,), ``classes`` (D,), ``boxes`` (D, 4) XYXY in input pixels."""
+
+    level: torch.Tensor
+    cells: torch.Tensor
+    scores: torch.Tensor
+    classes: torch.Tensor
+    boxes: torch.Tensor
+
+    def __len__(self) -> int:
+        return self.scores.numel()
+
+    def __getitem__(self, idx: torch.Tensor) -> "Detections":
+        return Detections(self.level[idx], self.cells[idx], self.scores[idx], self.classes[idx], self.boxes[idx])
+
+
+class CenterNetHead(nn.Module):
+    """Heat map / size / offset branches (§3.3). ``forward`` returns three lists with one tensor per level:
+    heat-map logits (B, K, H, W), sizes (B, 2, H, W) and offsets (B, 2, H, W)."""
+
+    def __init__(self, in_channels: int, num_classes: int, num_convs: int = 1, conv_dim: int = 256,
+                 prior_prob: float = 0.1):
+        super().__init__()
+        self.num_classes = num_classes
+        self.heatmap = conv_branch(in_channels, conv_dim, num_convs, num_classes)
+        self.size = conv_branch(in_channels, conv_dim, num_convs, 2)
+        self.offset = conv_branch(in_channels, conv_dim, num_convs, 2)
+        nn.init.constant_(self.heatmap[-1].bias, -math.log((1 - prior_prob) / prior_prob))
+
+    def forward(
+        self, features: Sequence[torch.Tensor]
+    ) -> Tuple[List[torch.Tensor], List[torch.Tensor], List[torch.Tensor]]:
+        return ([self.heatmap(f) for f in features], [self.size(f) for f in features],
+                [self.offset(f) for f in features])
+
+    @staticmethod
+    def losses(
+        heatmaps: Sequence[torch.Tensor],
+        sizes: Sequence[torch.Tensor],
+        offsets: Sequence[torch.Tensor],
+        targets: CenterTargets,
+        alpha: float = 2.0,
+        beta: float = 4.0,
+    ) -> Dict[str, torch.Tensor]:
+        """Eq. (3) terms (unweighted): focal centre loss over all levels, L1 size and offset losses at the
+        centre cells; all normalised by the number of objects."""
+        num = max(len(targets), 1)
+        center = sum(heatmap_focal_loss(h, t, alpha, beta) for h, t in zip(heatmaps, targets.heatmaps)) / num
+        pred_size = gather_at_cells(sizes, targets.level, targets.batch_idx, targets.cells)
+        pred_offset = gather_at_cells(offsets, targets.level, targets.batch_idx, targets.cells)
+        return {
+            "loss_center": center,
+            "loss_size": F.l1_loss(pred_size, targets.sizes, reduction="sum") / num,
+            "loss_offset": F.l1_loss(pred_offset, targets.offsets, reduction="sum") / num,
+        }
+
+    @staticmethod
+    @torch.no_grad()
+    def inference(
+        heatmaps: Sequence[torch.Tensor],
+        sizes: Sequence[torch.Tensor],
+        offsets: Sequence[torch.Tensor],
+        strides: Sequence[int],
+        score_thresh: float = 0.05,
+        topk: int = 100,
+        nms_thresh: float = 0.6,
+        max_detections: int = 100,
+    ) -> Detections:
+        """Decode the detections of the first image of the batch (online inference runs one frame)."""
+        level, flat_idx, scores = [], [], []
+        for lvl, heat in enumerate(heatmaps):
+            prob = heat[0].sigmoid()
+            peaks = prob * (prob == F.max_pool2d(prob[None], 3, stride=1, padding=1)[0])
+            s, i = peaks.flatten().topk(min(topk, peaks.numel()))
+            level.append(torch.full_like(i, lvl))
+            flat_idx.append(i)
+            scores.append(s)
+        level, flat_idx, scores = torch.cat(level), torch.cat(flat_idx), torch.cat(scores)
+        s, order = scores.topk(min(topk, scores.numel()))
+        keep = order[s > score_thresh]
+        level, flat_idx, scores = level[keep], flat_idx[keep], scores[keep]
+
+        classes = torch.zeros_like(flat_idx)
+        cells = flat_idx.new_zeros(len(flat_idx), 2)
+        boxes = scores.new_zeros(len(flat_idx), 4)
+        for lvl in range(len(heatmaps)):
+            sel = torch.nonzero(level == lvl).flatten()
+            h, w = heatmaps[lvl].shape[-2:]
+            cls, pix = flat_idx[sel] // (h * w), flat_idx[sel] % (h * w)
+            x, y = pix % w, pix // w
+            center = (torch.stack([x, y], 1).to(scores.dtype) + offsets[lvl][0, :, y, x].t()) * strides[lvl]
+            half = sizes[lvl][0, :, y, x].t().clamp(min=0) * strides[lvl] / 2
+            classes[sel], cells[sel] = cls, torch.stack([x, y], 1)
+            boxes[sel] = torch.cat([center - half, center + half], 1)
+        dets = Detections(level, cells, scores, classes, boxes)
+        if nms_thresh > 0:
+            keep = batched_nms(dets.boxes, dets.scores, dets.classes, nms_thresh)
+        else:
+            keep = dets.scores.argsort(descending=True)
+        return dets[keep[:max_detections]]

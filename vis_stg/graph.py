@@ -1,0 +1,222 @@
+"""Spatial-temporal graph between a reference frame k and a target frame t (§3.2).
+
+Per FPN level: reference-instance nodes come from ROIAlign of F_k (:class:`InstanceNodeEncoder`), every pixel
+of F_t is a target node, and edges only join an instance to the target pixels of a w×w window around its
+centre (:func:`window_edges`). Edge features start as |h_i - h_j| and L iterations of eq. (1)(2)
+(:class:`GraphUpdate`) update edges then nodes with messages aggregated over the edge list by the project's
+scatter wrapper. Only the pixels touched by an edge take part, so time and memory grow with the number of
+edges; all other pixels of F̂_t equal F_t. :meth:`GraphUpdate.forward_dense` is the all-pairs reference
+(adjacency matrix), used by the tests and the benchmark.
+
+Choices the paper leaves open (documented, configurable where it matters): the MLPs N_e, N_v and the edge
+classifier are shared by all levels and all iterations (eq. (1)(2) carry no level/iteration index); the edge
+is undirected but its feature orders the endpoints as [instance, pixel]; eq. (2) is read as
+h^(l) = h^(l-1) + Σ N_v(...) for both endpoint types, with messages computed from the (l-1) features; the last
+layer of N_v starts at zero so F̂_t = F_t at initialisation.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import List, Sequence, Tuple
+
+import torch
+from torch import nn
+from torchvision.ops import roi_align
+
+from projects.graph import scatter_mean, scatter_sum
+
+__all__ = [
+    "window_edges", "InstanceNodeEncoder", "GraphUpdate", "GraphEdges", "SpatialTemporalGraph", "edge_lookup",
+]
+
+
+def window_edges(
+    centers: torch.Tensor, batch_idx: torch.Tensor, height: int, width: int, window: int
+) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Cross-frame edges from each instance to the target cells of a ``window``×``window`` square (§3.2).
+
+    ``centers`` (N, 2) integer (x, y) cells of the instance centres on this level; ``batch_idx`` (N,) image of
+    each instance. Windows are clipped at the borders (fewer edges there). Returns ``src`` (E,) instance index
+    and ``dst`` (E,) target cell index in the level flattened as (B, H, W); edges are grouped by instance,
+    cells in raster order.
+    """
+    if window < 1 or window % 2 == 0:
+        raise ValueError(f"window sizes must be odd and positive, got {window}")
+    half = window // 2
+    device = centers.device
+    d = torch.arange(-half, half + 1, device=device)
+    dy, dx = torch.meshgrid(d, d, indexing="ij")
+    xs = centers[:, 0:1] + dx.reshape(1, -1)  # (N, w*w)
+    ys = centers[:, 1:2] + dy.reshape(1, -1)
+    valid = (xs >= 0) & (xs < width) & (ys >= 0) & (ys < height)
+    dst = batch_idx[:, None] * (height * width) + ys * width + xs
+    src = torch.arange(centers.shape[0], device=device)[:, None].expand_as(dst)
+    return src[valid], dst[valid]
+
+
+class InstanceNodeEncoder(nn.Module):
+    """Reference-instance node features: ROIAlign of F_k at the box, "downsampled and flattened" to D (§3.2).
+
+    ``pool="avg"`` averages the R×R bins (the node lives in F's feature space, like the pixel nodes it is
+    compared with in |h_i - h_j|); ``pool="linear"`` flattens the R×R×D crop through a Linear layer.
+    """
+
+    def __init__(self, dim: int, resolution: int = 7, sampling_ratio: int = 0, pool: str = "avg"):
+        super().__init__()
+        if pool not in ("avg", "linear"):
+            raise ValueError(f"GRAPH.NODE_POOL must be 'avg' or 'linear', got {pool!r}")
+        self.resolution, self.sampling_ratio, self.pool = resolution, sampling_ratio, pool
+        self.fc = nn.Linear(dim * resolution * resolution, dim) if pool == "linear" else None
+
+    def forward(
+        self, features: Sequence[torch.Tensor], boxes: Sequence[torch.Tensor], strides: Sequence[int]
+    ) -> List[torch.Tensor]:
+        """``features``: per level (B, D, H, W); ``boxes``: per image (N_b, 4) XYXY input pixels.
+        Returns per level (N, D), N = Σ N_b, instances ordered image by image."""
+        rois = torch.cat([torch.cat([b.new_full((len(b), 1), float(i)), b.float()], dim=1)
+                          for i, b in enumerate(boxes)])
+        out = []
+        for feat, stride in zip(features, strides):
+            crop = roi_align(feat, rois.to(feat.dtype), self.resolution, spatial_scale=1.0 / stride,
+                             sampling_ratio=self.sampling_ratio, aligned=True)
+            out.append(crop.mean(dim=(2, 3)) if self.fc is None else self.fc(crop.flatten(1)))
+        return out
+
+
+def _mlp(in_dim: int, hidden_dim: int, out_dim: int) -> nn.Sequential:
+    return nn.Sequential(nn.Linear(in_dim, hidden_dim), nn.ReLU(inplace=True), nn.Linear(hidden_dim, out_dim))
+
+
+class GraphUpdate(nn.Module):
+    """L iterations of eq. (1) (edge update N_e) and eq. (2) (node update N_v) on a bipartite graph."""
+
+    def __init__(self, dim: int, hidden_dim: int, num_iters: int, aggregation: str = "sum"):
+        super().__init__()
+        if aggregation not in ("sum", "mean"):
+            raise ValueError(f"GRAPH.AGGREGATION must be 'sum' or 'mean', got {aggregation!r}")
+        self.num_iters, self.aggregation = num_iters, aggregation
+        self.edge_mlp = _mlp(3 * dim, hidden_dim, dim)  # N_e
+        self.node_mlp = _mlp(2 * dim, hidden_dim, dim)  # N_v
+        nn.init.zeros_(self.node_mlp[-1].weight)
+        nn.init.zeros_(self.node_mlp[-1].bias)
+
+    def forward(
+        self, h_ref: torch.Tensor, h_pix: torch.Tensor, src: torch.Tensor, dst: torch.Tensor
+    ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Edge-list path. ``h_ref`` (N, D), ``h_pix`` (M, D), ``src``/``dst`` (E,) indices into them.
+        Returns updated (N, D), (M, D) node features and (E, D) final edge features h^e(L)."""
+        aggregate = scatter_sum if self.aggregation == "sum" else scatter_mean
+        h_edge = (h_ref[src] - h_pix[dst]).abs()
+        for _ in range(self.num_iters):
+            hi, hj = h_ref[src], h_pix[dst]
+            h_edge = self.edge_mlp(torch.cat([h_edge, hi, hj], dim=1))
+            msg_ref = self.node_mlp(torch.cat([h_edge, hi], dim=1))
+            msg_pix = self.node_mlp(torch.cat([h_edge, hj], dim=1))
+            h_ref = h_ref + aggregate(msg_ref, src, h_ref.shape[0])
+            h_pix = h_pix + aggregate(msg_pix, dst, h_pix.shape[0])
+        return h_ref, h_pix, h_edge
+
+    def forward_dense(
+        self, h_ref: torch.Tensor, h_pix: torch.Tensor, adjacency: torch.Tensor
+    ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """All-pairs path on an (N, M) boolean adjacency: N_e runs on every pair and non-edges are masked.
+        Same result as :meth:`forward` (edge features returned as (N, M, D)); memory O(N·M·D)."""
+        n, m = adjacency.shape
+        mask = adjacency.unsqueeze(-1).to(h_ref.dtype)
+        deg_ref = adjacency.sum(1, keepdim=True).clamp(min=1).to(h_ref.dtype)
+        deg_pix = adjacency.sum(0).unsqueeze(1).clamp(min=1).to(h_ref.dtype)
+        h_edge = (h_ref[:, None] - h_pix[None]).abs()
+        for _ in range(self.num_iters):
+            hi, hj = h_ref[:, None].expand(n, m, -1), h_pix[None].expand(n, m, -1)
+            h_edge = self.edge_mlp(torch.cat([h_edge, hi, hj], dim=-1))
+            msg_ref = (self.node_mlp(torch.cat([h_edge, hi], dim=-1)) * mask).sum(1)
+            msg_pix = (self.node_mlp(torch.cat([h_edge, hj], dim=-1)) * mask).sum(0)
+            if self.aggregation == "mean":
+                msg_ref, msg_pix = msg_ref / deg_ref, msg_pix / deg_pix
+            h_ref, h_pix = h_ref + msg_ref, h_pix + msg_pix
+        return h_ref, h_pix, h_edge
+
+
+@dataclass
+class GraphEdges:
+    """The edges of one level: ``src`` (E,) reference instance, ``dst`` (E,) target cell in the level flattened
+    as (B, H, W), ``features`` (E, D) final edge features h^e(L) (eq. (1) after L iterations)."""
+
+    src: torch.Tensor
+    dst: torch.Tensor
+    features: torch.Tensor
+
+
+class SpatialTemporalGraph(nn.Module):
+    """Builds and updates the per-level graphs of §3.2; returns F̂_t and the final edges of every level."""
+
+    def __init__(
+        self,
+        dim: int,
+        strides: Sequence[int],
+        window_sizes: Sequence[int],
+        hidden_dim: int = 256,
+        num_iters: int = 3,
+        aggregation: str = "sum",
+        pooler_resolution: int = 7,
+        pooler_sampling_ratio: int = 0,
+        node_pool: str = "avg",
+    ):
+        super().__init__()
+        if len(window_sizes) != len(strides):
+            raise ValueError(f"GRAPH.WINDOW_SIZES needs one size per level ({len(strides)}), got {window_sizes}")
+        self.strides, self.window_sizes = list(strides), list(window_sizes)
+        self.node_encoder = InstanceNodeEncoder(dim, pooler_resolution, pooler_sampling_ratio, node_pool)
+        self.update = GraphUpdate(dim, hidden_dim, num_iters, aggregation)
+
+    def encode_nodes(self, features_k: Sequence[torch.Tensor], boxes: Sequence[torch.Tensor]) -> List[torch.Tensor]:
+        """Reference nodes of frame k: per level (N, D) from per-image (N_b, 4) boxes."""
+        return self.node_encoder(features_k, boxes, self.strides)
+
+    def forward(
+        self,
+        ref_nodes: Sequence[torch.Tensor],
+        ref_centers: torch.Tensor,
+        ref_batch: torch.Tensor,
+        features_t: Sequence[torch.Tensor],
+    ) -> Tuple[List[torch.Tensor], List[GraphEdges]]:
+        """``ref_nodes``: per level (N, D); ``ref_centers`` (N, 2) box centres (x, y) in input pixels;
+        ``ref_batch`` (N,) image index; ``features_t``: per level (B, D, H, W).
+        Returns F̂_t (per level, same shapes as ``features_t``) and the level's :class:`GraphEdges`."""
+        fused, edges = [], []
+        for lvl, feat in enumerate(features_t):
+            b, d, h, w = feat.shape
+            stride, window = self.strides[lvl], self.window_sizes[lvl]
+            cells = (ref_centers / stride).floor().long()
+            cells[:, 0].clamp_(0, w - 1)
+            cells[:, 1].clamp_(0, h - 1)
+            src, dst = window_edges(cells, ref_batch, h, w, window)
+            flat = feat.permute(0, 2, 3, 1).reshape(b * h * w, d)
+            # Only pixels with an edge take part; their local index replaces the global one.
+            active, dst_local = torch.unique(dst, return_inverse=True)
+            _, h_pix, h_edge = self.update(ref_nodes[lvl], flat[active], src, dst_local)
+            flat = flat.index_copy(0, active, h_pix)
+            fused.append(flat.view(b, h, w, d).permute(0, 3, 1, 2))
+            edges.append(GraphEdges(src, dst, h_edge))
+        return fused, edges
+
+
+def edge_lookup(
+    edges: GraphEdges, num_ref: int, cells: torch.Tensor
+) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Find the edges between every reference instance and the given target cells of one level.
+
+    ``cells`` (K,) flattened target cell indices. Returns (ref index (P,), cell position in ``cells`` (P,),
+    edge index (P,)) for the P existing pairs. Sort + binary search: O((E + N·K) log E), no N×pixels tensor.
+    """
+    device = cells.device
+    if edges.src.numel() == 0 or cells.numel() == 0 or num_ref == 0:
+        empty = torch.zeros(0, dtype=torch.long, device=device)
+        return empty, empty, empty
+    sorted_keys, order = torch.sort(edges.dst * num_ref + edges.src)
+    query = (cells[None, :] * num_ref + torch.arange(num_ref, device=device)[:, None]).reshape(-1)  # (N*K,)
+    pos = torch.searchsorted(sorted_keys, query).clamp(max=len(sorted_keys) - 1)
+    found = sorted_keys[pos] == query
+    ref_idx = torch.arange(num_ref, device=device)[:, None].expand(num_ref, len(cells)).reshape(-1)
+    cell_idx = torch.arange(len(cells), device=device)[None, :].expand(num_ref, len(cells)).reshape(-1)
+    return ref_idx[found], cell_idx[found], order[pos[found]]

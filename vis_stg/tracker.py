@@ -1,0 +1,191 @@
+"""Tracking with edge features (§3.5) and the online occlusion memory (§3.6).
+
+- :class:`EdgeClassifier`: binary classifier on the final edge features h^e(L); loss eq. (6) over the pruned
+  edge set. During training the "background" target nodes are the cells that are not a GT centre of frame t
+  (the detection branch's positives), and class mismatch compares GT classes.
+- :class:`OnlineTracker`: at test time, edges are kept only to detected target nodes (background pruning)
+  whose predicted class equals the reference instance's class; each reference instance keeps its best edge
+  above ``MATCH_THRESH``. Matching is greedy one-to-one by descending probability, so a detection also
+  extends at most one track. Unmatched detections start new tracks. A detection becomes a reference instance
+  of the next frame when it continues a track or scores at least ``TRACK.REF_SCORE_THRESH`` (low-confidence
+  detections are reported but do not become graph nodes). Unmatched reference instances stay in the memory —
+  node features and kernel — while ``t - last_seen <= Δt`` (``MEMORY_FRAMES``).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import List, Optional, Sequence, Tuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .graph import GraphEdges
+from .targets import CenterTargets
+
+__all__ = ["EdgeClassifier", "ReferenceSet", "VideoState", "OnlineTracker", "greedy_match"]
+
+
+class EdgeClassifier(nn.Module):
+    """h^e(L) (E, D) -> association logit (E,) (eq. (6))."""
+
+    def __init__(self, dim: int, hidden_dim: int = 128):
+        super().__init__()
+        self.mlp = nn.Sequential(nn.Linear(dim, hidden_dim), nn.ReLU(inplace=True), nn.Linear(hidden_dim, 1))
+
+    def forward(self, edge_features: torch.Tensor) -> torch.Tensor:
+        return self.mlp(edge_features).squeeze(-1)
+
+    def losses(
+        self,
+        edges: Sequence[GraphEdges],
+        ref_ids: torch.Tensor,
+        ref_classes: torch.Tensor,
+        targets: CenterTargets,
+        shapes: Sequence[Tuple[int, int]],
+        batch_size: int,
+        prune_class_mismatch: bool = True,
+    ) -> torch.Tensor:
+        """Eq. (6): mean BCE over E_prune, the edges from reference instance i to the centre cell of a GT
+        object j of frame t (on j's level), minus class-mismatched pairs; y_ij = 1 iff same track id."""
+        logits, labels = [], []
+        for lvl, (e, (h, w)) in enumerate(zip(edges, shapes)):
+            sel = torch.nonzero(targets.level == lvl).flatten()
+            centre_of = torch.full((batch_size * h * w,), -1, dtype=torch.long, device=e.dst.device)
+            flat = targets.batch_idx[sel] * (h * w) + targets.cells[sel, 1] * w + targets.cells[sel, 0]
+            centre_of[flat] = sel
+            tgt = centre_of[e.dst]
+            keep = tgt >= 0
+            if prune_class_mismatch and keep.any():  # (no GT centre on this level: nothing to prune)
+                keep[keep.clone()] = ref_classes[e.src[keep]] == targets.classes[tgt[keep]]
+            src, tgt = e.src[keep], tgt[keep]
+            logits.append(self(e.features[keep]))
+            labels.append(((ref_ids[src] == targets.ids[tgt]) & (ref_ids[src] >= 0)).float())
+        logits, labels = torch.cat(logits), torch.cat(labels)
+        if logits.numel() == 0:  # keep every parameter in the graph (DDP)
+            return sum(p.sum() for p in self.parameters()) * 0.0
+        return F.binary_cross_entropy_with_logits(logits, labels)
+
+
+@dataclass
+class ReferenceSet:
+    """The N reference instances of the next graph: frame t-1's detections plus the occlusion memory.
+
+    ``track_ids``, ``classes``, ``last_seen`` (N,) int64; ``scores`` (N,); ``boxes`` (N, 4) XYXY input pixels;
+    ``nodes``: per level (N, D) node features h^v (ROIAlign of the frame they were seen in); ``kernels``
+    (N, 169) θ at their detection; ``embeddings`` (N, E) for the embedding baseline, else None.
+    """
+
+    track_ids: torch.Tensor
+    classes: torch.Tensor
+    scores: torch.Tensor
+    boxes: torch.Tensor
+    nodes: List[torch.Tensor]
+    kernels: torch.Tensor
+    last_seen: torch.Tensor
+    embeddings: Optional[torch.Tensor] = None
+
+    def __len__(self) -> int:
+        return self.track_ids.numel()
+
+    def __getitem__(self, idx: torch.Tensor) -> "ReferenceSet":
+        return ReferenceSet(**{f.name: _index(getattr(self, f.name), idx) for f in fields(self)})
+
+    @staticmethod
+    def cat(a: "ReferenceSet", b: "ReferenceSet") -> "ReferenceSet":
+        return ReferenceSet(**{f.name: _cat(getattr(a, f.name), getattr(b, f.name)) for f in fields(a)})
+
+    @property
+    def centers(self) -> torch.Tensor:
+        return (self.boxes[:, :2] + self.boxes[:, 2:]) / 2
+
+
+def _index(value, idx):
+    if value is None:
+        return None
+    if isinstance(value, list):
+        return [v[idx] for v in value]
+    return value[idx]
+
+
+def _cat(a, b):
+    if a is None or b is None:
+        return None
+    if isinstance(a, list):
+        return [torch.cat([x, y]) for x, y in zip(a, b)]
+    return torch.cat([a, b])
+
+
+@dataclass
+class VideoState:
+    """Per-video state of online inference (``VisSTG.init_video_state``)."""
+
+    next_track_id: int = 0
+    refs: Optional[ReferenceSet] = None
+    prev_features: Optional[List[torch.Tensor]] = None  # F_{t-1} per level, for the kernel warp
+    prev_thetas: Optional[List[torch.Tensor]] = None  # θ_{t-1} maps per level
+    input_shape: Optional[Tuple[int, int]] = None  # padded input size the above were computed at
+
+    def reset_frame_context(self) -> None:
+        """Forget everything tied to the previous frame's geometry (keeps the track-id counter)."""
+        self.refs, self.prev_features, self.prev_thetas, self.input_shape = None, None, None, None
+
+
+def greedy_match(scores: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """One-to-one matching of (N_ref, N_det) ``scores`` over ``valid`` pairs by descending score.
+    Returns (N_det,) the matched reference index or -1."""
+    det_to_ref = torch.full((scores.shape[1],), -1, dtype=torch.long, device=scores.device)
+    ref_idx, det_idx = torch.nonzero(valid, as_tuple=True)
+    order = scores[ref_idx, det_idx].argsort(descending=True)
+    used_ref = set()
+    for r, d in zip(ref_idx[order].tolist(), det_idx[order].tolist()):
+        if r in used_ref or det_to_ref[d] >= 0:
+            continue
+        used_ref.add(r)
+        det_to_ref[d] = r
+    return det_to_ref
+
+
+class OnlineTracker:
+    """Association, track ids and occlusion memory of online inference (§3.5, §3.6)."""
+
+    def __init__(self, memory_frames: int = 7, prune_class_mismatch: bool = True, ref_score_thresh: float = 0.0):
+        self.memory_frames = memory_frames
+        self.prune_class_mismatch = prune_class_mismatch
+        self.ref_score_thresh = ref_score_thresh
+
+    def associate(
+        self, scores: torch.Tensor, valid: torch.Tensor, ref_classes: torch.Tensor, det_classes: torch.Tensor
+    ) -> torch.Tensor:
+        """Prune class-mismatched pairs and match. ``scores``/``valid`` (N_ref, N_det): pair scores and which
+        pairs are candidates (an edge exists and passes the model's threshold). Returns (N_det,) ref or -1."""
+        if self.prune_class_mismatch:
+            valid = valid & (ref_classes[:, None] == det_classes[None, :])
+        return greedy_match(scores, valid)
+
+    @staticmethod
+    def assign_track_ids(state: VideoState, refs: Optional[ReferenceSet], det_to_ref: torch.Tensor) -> torch.Tensor:
+        """Matched detections inherit their reference's track id; the others start new tracks."""
+        track_ids = torch.empty_like(det_to_ref)
+        matched = det_to_ref >= 0
+        if matched.any():
+            track_ids[matched] = refs.track_ids[det_to_ref[matched]]
+        num_new = int((~matched).sum())
+        track_ids[~matched] = torch.arange(state.next_track_id, state.next_track_id + num_new,
+                                           device=det_to_ref.device)
+        state.next_track_id += num_new
+        return track_ids
+
+    def next_references(
+        self, current: ReferenceSet, refs: Optional[ReferenceSet], det_to_ref: torch.Tensor, frame_idx: int
+    ) -> ReferenceSet:
+        """Reference set for frame ``frame_idx + 1``: this frame's detections that continue a track or score at
+        least ``ref_score_thresh``, plus the unmatched earlier instances still inside the memory window
+        (frame_idx + 1 - last_seen <= Δt)."""
+        current = current[torch.nonzero((current.scores >= self.ref_score_thresh) | (det_to_ref >= 0)).flatten()]
+        if refs is None or len(refs) == 0:
+            return current
+        unmatched = torch.ones(len(refs), dtype=torch.bool, device=det_to_ref.device)
+        unmatched[det_to_ref[det_to_ref >= 0]] = False
+        alive = unmatched & (frame_idx + 1 - refs.last_seen <= self.memory_frames)
+        return ReferenceSet.cat(current, refs[torch.nonzero(alive).flatten()])
