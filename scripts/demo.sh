@@ -1,12 +1,31 @@
 #!/usr/bin/env bash
-# The main job (`make demo`): synthetic data -> train VisSTG (tiny config) -> evaluate -> results + demo video.
-# Environment: DEMO_ITERS overrides the training length (e.g. DEMO_ITERS=50 for a smoke run).
+# The main job (`make demo`): synthetic data -> oracle check of the evaluator -> train each model on CPU ->
+# evaluate on synthetic_vis_val (results.json + results.zip) -> demo video with track-coloured masks.
+# Environment:
+#   MODELS      which models to train, in order (default "vis_stg"; "vis_stg vis_rgnn" also trains both
+#               RGNN-VIS stages, ~20 more minutes on 2 cores)
+#   DEMO_ITERS  overrides every training's SOLVER.MAX_ITER (e.g. DEMO_ITERS=20 for a smoke run)
+#   OUT         output folder (default output/demo)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=.venv/bin/python
 OUT=${OUT:-output/demo}
+MODELS=${MODELS:-vis_stg}
 export DETECTRON2_DATASETS=${DETECTRON2_DATASETS:-$PWD/datasets}
 mkdir -p "$OUT"
+ITERS=()
+[ -n "${DEMO_ITERS:-}" ] && ITERS=(SOLVER.MAX_ITER "$DEMO_ITERS" SOLVER.STEPS "()")
+
+train() {  # train NAME CONFIG [overrides...]: trains into $OUT/NAME, evaluates on synthetic_vis_val, shows AP
+  local name=$1 config=$2
+  shift 2
+  echo "   training $config -> $OUT/$name (log: $OUT/$name.log)"
+  local start=$(date +%s)
+  $PY train_net.py --config-file "$config" OUTPUT_DIR "$OUT/$name" "$@" "${ITERS[@]}" > "$OUT/$name.log" 2>&1 \
+    || { tail -30 "$OUT/$name.log"; echo "training $name failed (log: $OUT/$name.log)" >&2; exit 1; }
+  grep -E "copypaste" "$OUT/$name.log" | tail -2
+  echo "   $name: $(( $(date +%s) - start )) s; results: $OUT/$name/inference/synthetic_vis_val/results.json (+ .zip)"
+}
 
 echo "== 1/4 synthetic YouTube-VIS dataset (generated once under $DETECTRON2_DATASETS/synthetic_vis)"
 $PY -c "from detectron2.data import DatasetCatalog; import projects.data; \
@@ -16,15 +35,26 @@ echo "== 2/4 evaluator sanity check: GT oracle with 20% of frame masks dropped"
 $PY train_net.py --config-file configs/oracle/gt_oracle.yaml --eval-only \
   MODEL.ORACLE.DROP_FRAME_PROB 0.2 OUTPUT_DIR "$OUT/oracle" 2>&1 | grep "copypaste" || true
 
-echo "== 3/4 train + evaluate VisSTG (configs/vis_stg/synthetic_R18.yaml)"
-ITERS=()
-[ -n "${DEMO_ITERS:-}" ] && ITERS=(SOLVER.MAX_ITER "$DEMO_ITERS")
-$PY train_net.py --config-file configs/vis_stg/synthetic_R18.yaml OUTPUT_DIR "$OUT/vis_stg" "${ITERS[@]}" 2>&1 \
-  | tee "$OUT/vis_stg_train.log" | grep -E "copypaste|iter: .*(0|5)0 |Overall training speed" || true
-echo "results: $OUT/vis_stg/inference/synthetic_vis_val/results.json (+ results.zip)"
+echo "== 3/4 train + evaluate: $MODELS"
+DEMO_RUNS=()
+for model in $MODELS; do
+  case $model in
+    vis_stg)
+      train vis_stg configs/vis_stg/synthetic_R18.yaml
+      DEMO_RUNS+=("vis_stg configs/vis_stg/synthetic_R18.yaml $OUT/vis_stg/model_final.pth") ;;
+    vis_rgnn)
+      train vis_rgnn_stage1 configs/vis_rgnn/synthetic_R18_stage1.yaml
+      train vis_rgnn configs/vis_rgnn/synthetic_R18_stage2.yaml MODEL.WEIGHTS "$OUT/vis_rgnn_stage1/model_final.pth"
+      DEMO_RUNS+=("vis_rgnn configs/vis_rgnn/synthetic_R18_stage2.yaml $OUT/vis_rgnn/model_final.pth") ;;
+    *) echo "unknown model '$model' in MODELS (expected vis_stg and/or vis_rgnn)" >&2; exit 2 ;;
+  esac
+done
 
-echo "== 4/4 demo video on a synthetic validation video"
+echo "== 4/4 demo video on a synthetic validation-style video (48 frames)"
 $PY -m projects.data.synthetic --out "$OUT/demo_video" --videos 1 --frames 48 --seed 7 --split demo --mp4 >/dev/null
-$PY demo/demo.py --config-file configs/vis_stg/synthetic_R18.yaml --video-input "$OUT"/demo_video/demo/videos/*.mp4 \
-  --output "$OUT/demo_vis_stg.mp4" --json "$OUT/demo_vis_stg.json" MODEL.WEIGHTS "$OUT/vis_stg/model_final.pth"
-echo "demo video: $OUT/demo_vis_stg.mp4"
+for run in "${DEMO_RUNS[@]}"; do
+  read -r name config weights <<< "$run"
+  $PY demo/demo.py --config-file "$config" --video-input "$OUT"/demo_video/demo/videos/vid_0001.mp4 \
+    --output "$OUT/demo_$name.mp4" --json "$OUT/demo_$name.json" MODEL.WEIGHTS "$weights"
+  echo "demo video: $OUT/demo_$name.mp4 (results JSON: $OUT/demo_$name.json)"
+done
