@@ -65,6 +65,7 @@ def test_demo_writes_video_and_json_the_evaluator_accepts(assets):
 def test_streaming_equals_whole_video(assets):
     from demo.demo import setup_cfg
     from demo.predictor import VideoPredictor
+    from demo.video_io import VideoSource
     import argparse
 
     cfg = setup_cfg(argparse.Namespace(config_file=CONFIG, opts=["MODEL.WEIGHTS", assets["weights"], *SMALL,
@@ -72,13 +73,8 @@ def test_streaming_equals_whole_video(assets):
                                                                   # no top-k cut: streaming yields every track
                                                                   "TEST.VIDEO.MAX_TRACKS", "100000"]))
     predictor = VideoPredictor(cfg)
-    cap = cv2.VideoCapture(assets["video"])
-    frames = []
-    while True:
-        ok, f = cap.read()
-        if not ok:
-            break
-        frames.append(f)
+    frames = list(VideoSource(assets["video"]))
+    assert len(frames) == 7
     whole = predictor(frames)
     streamed = {}
     for r in predictor.stream(iter(frames)):
