@@ -192,3 +192,28 @@ def test_assign_detections_best_match_wins():
     gt = torch.tensor([[0, 0, 10, 10], [50, 50, 60, 60.0]])
     dets = torch.tensor([[0, 0, 10, 11], [0, 0, 10, 10], [100, 100, 110, 110], [50, 50, 59, 59.0]])
     assert assign_detections(dets, gt, 0.5).tolist() == [-1, 0, -1, 1]
+
+
+def test_heuristic_association_is_the_masktrack_rule():
+    """MaskTrack R-CNN: the "new" dummy counts as the same class with IoU 0; competing detections of one track:
+    the best comprehensive score keeps it, the others are dropped; low-confidence detections are ignored."""
+    from vis_rgnn.association import heuristic_association
+
+    app = torch.eye(4)[None]  # 4 orthogonal unit descriptors
+    track_app = torch.stack([app[0, 0], app[0, 1]])[None]  # tracks look like detections 0 and 1
+    det_app = torch.stack([app[0, 0], app[0, 0], -app[0, 1], app[0, 3]])[None]
+    scores = torch.tensor([[0.9, 0.8, 0.7, 0.05]])
+    det_classes = torch.tensor([[0, 0, 1, 1]])
+    track_classes = torch.tensor([[0, 1]])
+    alive = torch.ones(1, 2, dtype=torch.bool)
+    iou = torch.tensor([[[0.8, 0.6, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0]]])
+    valid = torch.ones(1, 4, dtype=torch.bool)
+    kw = dict(temperature=10.0, score_weight=1.0, iou_weight=2.0, class_weight=10.0, score_thresh=0.1)
+    assigned, new = heuristic_association(
+        scores, det_classes, det_app, valid, track_app, track_classes, alive, iou, **kw
+    )
+    # dets 0 and 1 both pick track 0; det 0 (higher IoU) keeps it and det 1 is dropped. Det 2 (same class as
+    # track 1 but opposite appearance, no overlap) starts a track: the dummy's class bonus equals the track's,
+    # so appearance decides. Det 3 is below the score threshold.
+    assert assigned.tolist() == [[0, -1]]
+    assert new.tolist() == [[False, False, True, False]]

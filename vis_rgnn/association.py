@@ -41,7 +41,7 @@ def heuristic_association(
     det_classes: torch.Tensor,
     det_appearance: torch.Tensor,
     det_valid: torch.Tensor,
-    track_mean: torch.Tensor,
+    track_app: torch.Tensor,
     track_classes: torch.Tensor,
     track_alive: torch.Tensor,
     iou: torch.Tensor,
@@ -51,39 +51,41 @@ def heuristic_association(
     class_weight: float,
     score_thresh: float,
 ) -> Tuple[torch.Tensor, torch.Tensor]:
-    """MaskTrack R-CNN's rule: for detection j and candidate n in {new, tracks},
+    """MaskTrack R-CNN's rule (Yang et al. 2019, eq. 4 and its reference implementation). For detection j and
+    candidate n in {new (n = 0), tracks 1..N}:
 
         v_j(n) = log p_j(n) + score_weight * log s_j + iou_weight * IoU(j, n) + class_weight * [c_j == c_n]
 
-    where p_j is a softmax over [0, temperature * cos(app_j, mean_n)] (the "new" candidate has similarity 0 and
-    no IoU/class terms) and s_j the detection confidence. Detections with s_j >= ``score_thresh`` are taken in
-    decreasing confidence; each picks its best candidate among the tracks not yet taken (or "new").
+    p_j is a softmax over [0, temperature * cos(app_j, app_n)] -- the "new" dummy has similarity 0 -- and, as in
+    the reference implementation, the dummy counts as IoU 0 and as the *same* class (its class term is always
+    ``class_weight``). Every detection with s_j >= ``score_thresh`` takes its best candidate: "new" starts a
+    track; when several detections pick the same track, the one with the highest v_j(n) gets it and the others
+    are dropped (neither matched nor new).
 
-    det_*: (B, M[, A]); track_mean (B, N, A); track_classes, track_alive (B, N); iou (B, N, M).
-    Returns assigned (B, N) detection index or -1, new (B, M) bool.
+    det_*: (B, M[, A]); track_app (B, N, A) each track's appearance; track_classes, track_alive (B, N);
+    iou (B, N, M). Returns assigned (B, N) detection index or -1, new (B, M) bool.
     """
     b_size, n_tracks = track_alive.shape
     assigned = torch.full((b_size, n_tracks), -1, dtype=torch.long, device=track_alive.device)
     new = torch.zeros_like(det_valid)
-    cosine = torch.einsum("bma,bna->bnm", F.normalize(det_appearance, dim=-1), F.normalize(track_mean, dim=-1))
-    sim = temperature * cosine
+    cosine = torch.einsum("bma,bna->bnm", F.normalize(det_appearance, dim=-1), F.normalize(track_app, dim=-1))
+    sim = (temperature * cosine).masked_fill(~track_alive[:, :, None], float("-inf"))
+    logp = torch.cat([sim.new_zeros(b_size, 1, sim.shape[-1]), sim], dim=1).log_softmax(dim=1)  # (B, 1+N, M)
+    same = (track_classes[:, :, None] == det_classes[:, None, :]).to(logp.dtype)
+    v = logp + torch.cat(
+        [logp.new_full((b_size, 1, logp.shape[-1]), class_weight), iou_weight * iou + class_weight * same], dim=1
+    )
+    v = v + score_weight * det_scores.clamp(min=1e-6).log()[:, None, :]
+    v[:, 1:] = v[:, 1:].masked_fill(~track_alive[:, :, None], float("-inf"))
+    use = det_valid & (det_scores >= score_thresh)
+    best_v, best = v.max(dim=1)  # (B, M)
     for b in range(b_size):
-        alive = track_alive[b]
-        logits = torch.cat([sim.new_zeros(1, sim.shape[-1]), sim[b].masked_fill(~alive[:, None], float("-inf"))])
-        v = logits.log_softmax(dim=0)  # (1 + N, M)
-        v[1:] += iou_weight * iou[b] + class_weight * (track_classes[b][:, None] == det_classes[b][None, :]).float()
-        v += score_weight * det_scores[b].clamp(min=1e-6).log()[None, :]
-        taken = torch.zeros(n_tracks, dtype=torch.bool, device=v.device)
-        order = det_scores[b].argsort(descending=True)
-        for j in order.tolist():
-            if not det_valid[b, j] or det_scores[b, j] < score_thresh:
-                continue
-            cand = v[:, j].clone()
-            cand[1:][taken | ~alive] = float("-inf")
-            best = int(cand.argmax())
-            if best == 0:
+        claim = torch.full((n_tracks,), float("-inf"), device=v.device)
+        for j in use[b].nonzero().squeeze(1).tolist():
+            n = int(best[b, j])
+            if n == 0:
                 new[b, j] = True
-            else:
-                taken[best - 1] = True
-                assigned[b, best - 1] = j
+            elif best_v[b, j] > claim[n - 1]:
+                claim[n - 1] = best_v[b, j]
+                assigned[b, n - 1] = j
     return assigned, new

@@ -81,7 +81,8 @@ class FrameDetections:
 @dataclass
 class TrackState:
     """Track memory of B videos with N slots: embeddings h, c (B, N, D); alive (B, N); last box (B, N, 4);
-    appearance Gaussian mean / var (B, N, A); track ids (B, N, -1 = free); training identity (B, N, annotation
+    appearance Gaussian mean / var (B, N, A); appearance of the last assigned detection app_last (B, N, A, the
+    track feature of the MaskTrack R-CNN rule); track ids (B, N, -1 = free); training identity (B, N, annotation
     id or -1); confidence 1 - p(background) (B, N) for eviction; class of the last assigned detection (B, N)."""
 
     h: torch.Tensor
@@ -90,6 +91,7 @@ class TrackState:
     boxes: torch.Tensor
     app_mean: torch.Tensor
     app_var: torch.Tensor
+    app_last: torch.Tensor
     ids: torch.Tensor
     identity: torch.Tensor
     confidence: torch.Tensor
@@ -211,6 +213,7 @@ class RGNNTracker(nn.Module):
             boxes=zeros(b, n, 4),
             app_mean=zeros(b, n, a),
             app_var=torch.full((b, n, a), math.exp(self.init_log_var), device=device),
+            app_last=zeros(b, n, a),
             ids=torch.full((b, n), -1, dtype=torch.long, device=device),
             identity=torch.full((b, n), -1, dtype=torch.long, device=device),
             confidence=zeros(b, n),
@@ -222,10 +225,10 @@ class RGNNTracker(nn.Module):
     def graph_inputs(self, state: TrackState, dets: FrameDetections, n_used: int):
         """Raw edge / new-track edge / detection inputs of the first GNN block (§3.1, DESIGN §4).
 
-        edges (B, N', M, K+4+2) = [det class probs, box offsets of the detection w.r.t. the track's last box
+        edges (B, N', M, K+4+2) = [det class log-probs, box offsets of the detection w.r.t. the track's last box
         (dx/w, dy/h, log w'/w, log h'/h), IoU, appearance log-likelihood]; empty_edges (B, M, K+4+1) = [class
-        probs, detection box normalised by the image size (cx, cy, w, h), log-likelihood under the empty
-        track's Gaussian]; dets (B, M, K+4) = [class probs, normalised box]. Returns them and the IoU.
+        log-probs, detection box normalised by the image size (cx, cy, w, h), log-likelihood under the empty
+        track's Gaussian]; dets (B, M, K+4) = [class log-probs, normalised box]. Returns them and the IoU.
         """
         tb, db = state.boxes[:, :n_used], dets.boxes
         iou = pairwise_box_iou(tb, db)
@@ -243,7 +246,11 @@ class RGNNTracker(nn.Module):
             empty_ll = gaussian_log_likelihood(x, self.empty_app_mean, self.empty_app_log_var.exp())
         else:
             ll, empty_ll = iou.new_zeros(iou.shape), iou.new_zeros(dets.scores.shape)
-        probs = dets.class_probs
+        # Class scores enter as log-probabilities (clamped at 1e-4): a weak segmenter's softmax is flat (synthetic
+        # data: the true class averages p = 0.22 against 0.33 for the best one), and as probabilities that
+        # evidence is a small ripple next to the box offsets and embeddings the same Linear layers read; with
+        # probabilities the scoring head learned only the class prior (vis_rgnn/README.md, Results).
+        probs = dets.class_probs.clamp(min=1e-4).log()
         edges = torch.cat(
             [probs[:, None].expand(-1, n_used, -1, -1), offsets, iou[..., None], ll[..., None]], dim=-1
         )
@@ -277,7 +284,7 @@ class RGNNTracker(nn.Module):
         else:
             assigned, new = heuristic_association(
                 dets.scores, dets.class_probs[..., : self.num_classes].argmax(-1), dets.appearance, dets.valid,
-                state.app_mean[:, :n_used], state.det_class[:, :n_used], prev_alive, iou, **self.heuristic,
+                state.app_last[:, :n_used], state.det_class[:, :n_used], prev_alive, iou, **self.heuristic,
             )
         holder = self._update_tracks(state, dets, h, c, assigned, prev_alive)
         self._start_tracks(state, dets, g["empty_edges"], new, new_logits, holder, det_identity)
@@ -339,6 +346,7 @@ class RGNNTracker(nn.Module):
             app_mean, app_var = nix2_update(app_mean, app_var, take(dets.appearance), s2, alpha, beta)
         state.app_mean = write(state.app_mean, app_mean, active)
         state.app_var = write(state.app_var, app_var.clamp(min=1e-8), active)
+        state.app_last = write(state.app_last, take(dets.appearance), active)
         state.h = torch.cat([torch.where(prev_alive[..., None], h, 0.0), state.h[:, n_used:]], dim=1)
         state.c = torch.cat([torch.where(prev_alive[..., None], c, 0.0), state.c[:, n_used:]], dim=1)
         state.boxes = write(state.boxes, take(dets.boxes), active)
@@ -369,6 +377,7 @@ class RGNNTracker(nn.Module):
             state.h, state.c = state.h.index_put(slots, h_new), state.c.index_put(slots, c_new)
             app = dets.appearance[b_idx, det_idx]
             state.app_mean = state.app_mean.index_put(slots, app)
+            state.app_last = state.app_last.index_put(slots, app)
             state.app_var = state.app_var.index_put(slots, torch.full_like(app, math.exp(self.init_log_var)))
             state.boxes = state.boxes.index_put(slots, dets.boxes[b_idx, det_idx])
             state.det_class = state.det_class.index_put(
