@@ -172,3 +172,12 @@ def test_embedding_head_loss_and_matching():
     assert emb_t.grad is not None
     prob, valid = EmbeddingHead.match_scores(e[:2], torch.stack([e[1], -e[0] - e[1]]))
     assert prob.shape == (2, 2) and valid.tolist() == [[False, False], [True, False]]
+
+
+def test_embedding_loss_without_reference_instances():
+    # A reference frame with no instance (e.g. the object entered at t): every target is "new".
+    emb_t = torch.randn(2, 3, requires_grad=True)
+    loss = EmbeddingHead.losses(emb_t, torch.tensor([0, 0]), torch.tensor([1, 2]), torch.zeros(0, 3),
+                                torch.zeros(0, dtype=torch.long), torch.zeros(0, dtype=torch.long))
+    assert torch.isfinite(loss) and loss.item() == pytest.approx(0.0)
+    loss.backward()

@@ -183,3 +183,58 @@ def test_short_training_run_lowers_every_loss():
         start = sum(h[key] for h in history[:3]) / 3
         end = sum(h[key] for h in history[-3:]) / 3
         assert end < start, f"{key} did not decrease: {start:.4f} -> {end:.4f}"
+
+
+def test_joint_embedding_trains_both_heads_without_touching_the_shared_network():
+    torch.manual_seed(0)
+    model = build_model(tiny_cfg(**{"TRACK.JOINT_EMBEDDING": True}))
+    model.train()
+    losses = model(_batch())
+    assert {"loss_edge", "loss_embed"} <= set(losses)
+    losses["loss_embed"].backward()
+    with_grad = {n.split(".")[0] for n, p in model.named_parameters() if p.grad is not None}
+    assert with_grad == {"embed_head"}  # detached: only the embedding head learns from its loss
+    # Both associations then run from the same weights (eval-time switch).
+    for association in ("edge", "embedding"):
+        other = build_model(tiny_cfg(**{"TRACK.JOINT_EMBEDDING": True, "TRACK.ASSOCIATION": association}))
+        other.load_state_dict(model.state_dict())
+        other.eval()
+        state = other.init_video_state()
+        for t in range(2):
+            image, _ = _frame([(1, 0, 8 + 4 * t, 8, 28 + 4 * t, 30)])
+            other.step({"image": image, "height": H, "width": W, "frame_idx": t}, state)
+
+
+@pytest.mark.parametrize("baseline", ["per_frame", "iou"])
+def test_trivial_baselines(baseline):
+    torch.manual_seed(0)
+    model = build_model(tiny_cfg(**{"INFERENCE.BASELINE": baseline, "INFERENCE.SCORE_THRESH": 0.0,
+                                    "INFERENCE.NMS_THRESH": 0.0, "INFERENCE.MAX_DETECTIONS": 4})).eval()
+    with torch.no_grad():
+        model.det_head.size[-1].bias.fill_(3.0)  # non-degenerate boxes (random weights predict size ~0)
+    state = model.init_video_state()
+    image, _ = _frame([(1, 0, 8, 8, 28, 30)])
+    ids = []
+    for t in range(3):  # the same frame three times: same detections, boxes IoU 1
+        out = model.step({"image": image, "height": H, "width": W, "frame_idx": t}, state)
+        assert len(out) == 4 and out.pred_masks.shape == (4, H, W)
+        ids.append(out.track_ids.tolist())
+    assert state.prev_thetas is None  # no kernel warp
+    if baseline == "per_frame":
+        assert len(set(sum(ids, []))) == 12
+    else:
+        assert ids[0] == ids[1] == ids[2]
+
+
+def test_coverage_video_score():
+    from projects.modeling.online import VideoTrack
+
+    model = build_model(tiny_cfg(**{"TRACK.VIDEO_SCORE": "coverage"})).eval()
+    state = VideoState(num_frames=4)
+    tracks = {0: VideoTrack(0, frame_scores=[0.8, 0.6], frame_classes=[1, 1]),
+              1: VideoTrack(1, frame_scores=[0.4] * 4, frame_classes=[2] * 4)}
+    for track in tracks.values():
+        track.default_score_and_class()
+    model.finalize_video(state, tracks)
+    assert tracks[0].score == pytest.approx(0.35) and tracks[1].score == pytest.approx(0.4)
+    assert tracks[0].category_id == 1

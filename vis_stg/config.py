@@ -87,11 +87,20 @@ def add_vis_stg_config(cfg: CN) -> None:
     # §3.5 tracking.
     _C.TRACK = CN()
     _C.TRACK.ASSOCIATION = "edge"  # "edge" (eq. 6) | "embedding" (MaskTrack R-CNN baseline, Table 2)
+    # Build and train both association heads in one model, whatever ASSOCIATION says (which then only picks
+    # the one used at test time, so the Table-2 association ablation is an eval-time switch on one network).
+    # The embedding head reads detached features: its loss does not reach the shared network, whose gradients
+    # stay those of eq. (7).
+    _C.TRACK.JOINT_EMBEDDING = False
     _C.TRACK.PRUNE_CLASS_MISMATCH = True
     _C.TRACK.MATCH_THRESH = 0.5  # edge probability for a match
     _C.TRACK.MEMORY_FRAMES = 7  # Δt of §3.6
     # Detections below this score are reported but only become reference nodes when they continue a track.
     _C.TRACK.REF_SCORE_THRESH = 0.2
+    # Video-level score of a track (the paper does not say): "mean" of its per-frame detection scores
+    # (MaskTrack R-CNN) or "coverage" = sum of its per-frame scores / number of frames of the video (its mean
+    # score over the whole video, 0 where absent), which ranks short fragments below tracks that span the video.
+    _C.TRACK.VIDEO_SCORE = "mean"
     _C.TRACK.CLASSIFIER_HIDDEN_DIM = 128
     _C.TRACK.EMBED_DIM = 128
     _C.TRACK.EMBED_NUM_CONVS = 1
@@ -101,3 +110,9 @@ def add_vis_stg_config(cfg: CN) -> None:
     _C.INFERENCE.TOPK_CANDIDATES = 100
     _C.INFERENCE.NMS_THRESH = 0.6  # class-aware NMS across levels; <= 0 disables
     _C.INFERENCE.MAX_DETECTIONS = 30
+    # Trivial baselines on the same trained weights (not part of the paper; for reporting): "per_frame" runs
+    # the plain heads on F_t of every frame (no graph, no kernel warp) and reports every detection as its own
+    # 1-frame track; "iou" does the same but links each detection to frame t-1's detections by greedy
+    # one-to-one box IoU >= BASELINE_IOU within the class. "" = the model.
+    _C.INFERENCE.BASELINE = ""
+    _C.INFERENCE.BASELINE_IOU = 0.5

@@ -45,7 +45,10 @@ class EmbeddingHead(nn.Module):
         logits = logits.masked_fill(~same_image, float("-inf"))
         logits = torch.cat([logits.new_zeros(len(emb_t), 1), logits], dim=1)
         match = same_image & (ids_t[:, None] == ids_k[None, :]) & (ids_t[:, None] >= 0)
-        labels = torch.where(match.any(1), match.float().argmax(1) + 1, torch.zeros_like(ids_t))
+        if match.shape[1] == 0:  # no reference instance: every target instance is "new"
+            labels = torch.zeros_like(ids_t)
+        else:
+            labels = torch.where(match.any(1), match.float().argmax(1) + 1, torch.zeros_like(ids_t))
         return F.cross_entropy(logits, labels)
 
     @staticmethod

@@ -6,6 +6,11 @@ reference nodes, the heads run on the fused target features F̂_t, and the loss 
 Inference is online (:func:`projects.modeling.online.run_online_inference` drives :meth:`VisSTG.step`):
 frame t is the target and frame t-1's detections plus the occlusion memory are the reference instances; the
 first frame (or a frame after a change of input size) uses the plain heads, without graph or warp.
+:meth:`VisSTG.finalize_video` sets the video-level track scores (``TRACK.VIDEO_SCORE``).
+``INFERENCE.BASELINE`` turns the same weights into the trivial baselines reported in ``vis_stg/README.md``
+(plain heads on every frame, no linking or box-IoU linking), and ``TRACK.JOINT_EMBEDDING`` trains the
+Table-2 embedding head next to the edge classifier (on detached features) so that the association ablation
+is an eval-time switch.
 """
 from __future__ import annotations
 
@@ -17,6 +22,7 @@ from detectron2.config import CfgNode
 from detectron2.modeling import META_ARCH_REGISTRY, build_backbone
 from detectron2.structures import Boxes, ImageList, Instances
 from torch import nn
+from torchvision.ops import box_iou
 
 from projects.modeling.online import run_online_inference
 
@@ -27,7 +33,7 @@ from .kernel_warp import KernelWarp
 from .losses import dice_loss
 from .mask_head import Controller, DynamicMaskHead, MaskBranch, downsample_gt_masks
 from .targets import CenterTargets, assign_centers, expand_positives, gather_at_cells
-from .tracker import EdgeClassifier, OnlineTracker, ReferenceSet, VideoState
+from .tracker import EdgeClassifier, OnlineTracker, ReferenceSet, VideoState, greedy_match
 
 __all__ = ["VisSTG"]
 
@@ -74,14 +80,22 @@ class VisSTG(nn.Module):
                                        c.WARP.KERNEL_SIZE, c.WARP.DEPTHWISE, c.WARP.IMPL) if c.WARP.ENABLED else None)
 
         self.association = c.TRACK.ASSOCIATION
-        if self.association == "edge":
-            self.edge_classifier = EdgeClassifier(dim, c.TRACK.CLASSIFIER_HIDDEN_DIM)
-        elif self.association == "embedding":
-            self.embed_head = EmbeddingHead(dim, c.TRACK.EMBED_DIM, c.TRACK.EMBED_NUM_CONVS, c.DET.CONV_DIM)
-        else:
+        if self.association not in ("edge", "embedding"):
             raise ValueError(f"VIS_STG.TRACK.ASSOCIATION must be 'edge' or 'embedding', got {self.association!r}")
+        # TRACK.JOINT_EMBEDDING: both heads are trained (the embedding head on detached features) and
+        # ASSOCIATION only picks the one used at test time.
+        self.joint_embedding = bool(c.TRACK.JOINT_EMBEDDING)
+        self.train_edge = self.association == "edge" or self.joint_embedding
+        self.train_embedding = self.association == "embedding" or self.joint_embedding
+        if self.train_edge:
+            self.edge_classifier = EdgeClassifier(dim, c.TRACK.CLASSIFIER_HIDDEN_DIM)
+        if self.train_embedding:
+            self.embed_head = EmbeddingHead(dim, c.TRACK.EMBED_DIM, c.TRACK.EMBED_NUM_CONVS, c.DET.CONV_DIM)
         self.tracker = OnlineTracker(c.TRACK.MEMORY_FRAMES, c.TRACK.PRUNE_CLASS_MISMATCH, c.TRACK.REF_SCORE_THRESH)
         self.match_thresh = c.TRACK.MATCH_THRESH
+        self.video_score = c.TRACK.VIDEO_SCORE
+        if self.video_score not in ("mean", "coverage"):
+            raise ValueError(f"VIS_STG.TRACK.VIDEO_SCORE must be 'mean' or 'coverage', got {self.video_score!r}")
 
         self.loss_weights = (c.LOSS_WEIGHT_DET, c.LOSS_WEIGHT_MASK, c.LOSS_WEIGHT_EDGE)
         self.det_cfg = c.DET.clone()
@@ -89,6 +103,9 @@ class VisSTG(nn.Module):
         self.mask_out_stride = c.MASK.OUT_STRIDE
         self.fuse_test = c.MASK.FUSE_TEST
         self.inference_cfg = c.INFERENCE.clone()
+        if self.inference_cfg.BASELINE not in ("", "per_frame", "iou"):
+            raise ValueError(f"VIS_STG.INFERENCE.BASELINE must be '', 'per_frame' or 'iou', "
+                             f"got {self.inference_cfg.BASELINE!r}")
         self.mask_threshold = cfg.TEST.VIDEO.MASK_THRESHOLD
         self.max_tracks = cfg.TEST.VIDEO.MAX_TRACKS
 
@@ -192,18 +209,24 @@ class VisSTG(nn.Module):
         self, heads_in: List[torch.Tensor], feats_k: List[torch.Tensor], edges: List[GraphEdges],
         targets_k: CenterTargets, targets_t: CenterTargets, shapes: Sequence[Tuple[int, int]], batch_size: int,
     ) -> Dict[str, torch.Tensor]:
-        """λ3 · L_edge (eq. (6)), or the embedding baseline's cross-entropy."""
+        """λ3 · L_edge (eq. (6)), and/or the embedding baseline's cross-entropy (on detached features when it
+        is trained next to the edge classifier, ``TRACK.JOINT_EMBEDDING``)."""
         weight = self.loss_weights[2]
-        if self.association == "edge":
-            return {"loss_edge": weight * self.edge_classifier.losses(
+        losses = {}
+        if self.train_edge:
+            losses["loss_edge"] = weight * self.edge_classifier.losses(
                 edges, targets_k.ids, targets_k.classes, targets_t, shapes, batch_size,
-                self.tracker.prune_class_mismatch)}
-        emb_t, emb_k = self.embed_head(heads_in), self.embed_head(feats_k)
-        return {"loss_embed": weight * EmbeddingHead.losses(
-            gather_at_cells(emb_t, targets_t.level, targets_t.batch_idx, targets_t.cells),
-            targets_t.batch_idx, targets_t.ids,
-            gather_at_cells(emb_k, targets_k.level, targets_k.batch_idx, targets_k.cells),
-            targets_k.batch_idx, targets_k.ids)}
+                self.tracker.prune_class_mismatch)
+        if self.train_embedding:
+            if self.joint_embedding:
+                heads_in, feats_k = [f.detach() for f in heads_in], [f.detach() for f in feats_k]
+            emb_t, emb_k = self.embed_head(heads_in), self.embed_head(feats_k)
+            losses["loss_embed"] = weight * EmbeddingHead.losses(
+                gather_at_cells(emb_t, targets_t.level, targets_t.batch_idx, targets_t.cells),
+                targets_t.batch_idx, targets_t.ids,
+                gather_at_cells(emb_k, targets_k.level, targets_k.batch_idx, targets_k.cells),
+                targets_k.batch_idx, targets_k.ids)
+        return losses
 
     def _mask_loss(
         self, thetas: List[torch.Tensor], mask_feats: torch.Tensor, targets: CenterTargets,
@@ -222,10 +245,20 @@ class VisSTG(nn.Module):
     def init_video_state(self) -> VideoState:
         return VideoState()
 
+    def finalize_video(self, state: VideoState, tracks: Dict[int, Any]) -> None:
+        """Video-level track scores (``TRACK.VIDEO_SCORE``); the class stays the default score-weighted vote
+        (a track is single-class anyway: class-mismatched edges are pruned, §3.5)."""
+        if self.video_score == "coverage":
+            for track in tracks.values():
+                track.score = float(sum(track.frame_scores)) / max(state.num_frames, 1)
+
     @torch.no_grad()
     def step(self, frame: Dict[str, Any], state: VideoState) -> Instances:
         """Process frame t online (§3.6) with frame t-1 and the memory as reference; updates ``state``."""
         t = int(frame["frame_idx"])
+        state.num_frames = max(state.num_frames, t + 1)
+        if self.inference_cfg.BASELINE:
+            return self._baseline_step(frame, state)
         images = self.preprocess([frame["image"]])
         features = self.extract_features(images.tensor)
         shapes = [tuple(f.shape[-2:]) for f in features]
@@ -278,6 +311,35 @@ class VisSTG(nn.Module):
         state.input_shape = tuple(images.tensor.shape[-2:])
         return self._postprocess(dets, mask_probs, track_ids, images.image_sizes[0],
                                  (int(frame["height"]), int(frame["width"])))
+
+    @torch.no_grad()
+    def _baseline_step(self, frame: Dict[str, Any], state: VideoState) -> Instances:
+        """``INFERENCE.BASELINE``: plain heads on F_t (no graph, no warp) and either no linking ("per_frame":
+        every detection is a new track) or greedy box-IoU linking to frame t-1's detections ("iou")."""
+        t = int(frame["frame_idx"])
+        images = self.preprocess([frame["image"]])
+        features = self.extract_features(images.tensor)
+        if state.input_shape != tuple(images.tensor.shape[-2:]):
+            state.reset_frame_context()
+        ic = self.inference_cfg
+        dets = CenterNetHead.inference(*self.det_head(features), self.strides, ic.SCORE_THRESH,
+                                       ic.TOPK_CANDIDATES, ic.NMS_THRESH, ic.MAX_DETECTIONS)
+        zeros = dets.level.new_zeros(len(dets))
+        kernels = gather_at_cells(self.controller(features), dets.level, zeros, dets.cells)
+        mask_probs = self.predict_masks(self.mask_branch(features[0]), kernels, dets.level, dets.cells,
+                                        zeros).sigmoid()
+        refs = state.refs
+        det_to_ref = zeros.new_full((len(dets),), -1)
+        if ic.BASELINE == "iou" and refs is not None and len(refs) > 0 and len(dets) > 0:
+            iou = box_iou(refs.boxes, dets.boxes)
+            valid = (iou >= ic.BASELINE_IOU) & (refs.classes[:, None] == dets.classes[None, :])
+            det_to_ref = greedy_match(iou, valid)
+        track_ids = OnlineTracker.assign_track_ids(state, refs, det_to_ref)
+        state.refs = ReferenceSet(track_ids, dets.classes, dets.scores, dets.boxes, [], kernels,
+                                  torch.full_like(track_ids, t))
+        state.input_shape = tuple(images.tensor.shape[-2:])
+        return self._postprocess(dets, mask_probs, track_ids, images.image_sizes[0],
+                                  (int(frame["height"]), int(frame["width"])))
 
     def _edge_scores(
         self, edges: List[GraphEdges], num_ref: int, dets: Detections, shapes: Sequence[Tuple[int, int]]

@@ -125,6 +125,7 @@ class VideoState:
     prev_features: Optional[List[torch.Tensor]] = None  # F_{t-1} per level, for the kernel warp
     prev_thetas: Optional[List[torch.Tensor]] = None  # θ_{t-1} maps per level
     input_shape: Optional[Tuple[int, int]] = None  # padded input size the above were computed at
+    num_frames: int = 0  # frames processed so far (for TRACK.VIDEO_SCORE "coverage")
 
     def reset_frame_context(self) -> None:
         """Forget everything tied to the previous frame's geometry (keeps the track-id counter)."""
