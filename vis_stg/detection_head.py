@@ -23,15 +23,22 @@ from .targets import CenterTargets, gather_at_cells
 __all__ = ["conv_branch", "CenterNetHead", "Detections"]
 
 
-def conv_branch(in_channels: int, conv_dim: int, num_convs: int, out_channels: int) -> nn.Sequential:
-    """``num_convs`` × (3×3 conv + ReLU) then a 1×1 output conv (CenterNet's head layout)."""
+def conv_branch(
+    in_channels: int, conv_dim: int, num_convs: int, out_channels: int, init: str = "normal"
+) -> nn.Sequential:
+    """``num_convs`` × (3×3 conv + ReLU) then a 1×1 output conv (CenterNet's head layout). Weights start from
+    N(0, 0.01) (``init="normal"``, CenterNet / FCOS heads) or Kaiming-uniform (``"kaiming"``, CondInst's mask
+    branch); biases from 0."""
     layers: List[nn.Module] = []
     for i in range(num_convs):
         layers += [nn.Conv2d(in_channels if i == 0 else conv_dim, conv_dim, 3, padding=1), nn.ReLU(inplace=True)]
     layers.append(nn.Conv2d(conv_dim if num_convs > 0 else in_channels, out_channels, 1))
     for m in layers:
         if isinstance(m, nn.Conv2d):
-            nn.init.normal_(m.weight, std=0.01)
+            if init == "kaiming":
+                nn.init.kaiming_uniform_(m.weight, a=1)
+            else:
+                nn.init.normal_(m.weight, std=0.01)
             nn.init.zeros_(m.bias)
     return nn.Sequential(*layers)
 

@@ -27,15 +27,7 @@ class MaskBranch(nn.Module):
 
     def __init__(self, in_channels: int, out_channels: int = 8, num_convs: int = 0, conv_dim: int = 128):
         super().__init__()
-        layers: List[nn.Module] = []
-        for i in range(num_convs):
-            layers += [nn.Conv2d(in_channels if i == 0 else conv_dim, conv_dim, 3, padding=1), nn.ReLU(inplace=True)]
-        layers.append(nn.Conv2d(conv_dim if num_convs > 0 else in_channels, out_channels, 1))
-        for m in layers:
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_uniform_(m.weight, a=1)
-                nn.init.zeros_(m.bias)
-        self.layers = nn.Sequential(*layers)
+        self.layers = conv_branch(in_channels, conv_dim, num_convs, out_channels, init="kaiming")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.layers(x)
