@@ -217,3 +217,21 @@ def test_heuristic_association_is_the_masktrack_rule():
     # so appearance decides. Det 3 is below the score threshold.
     assert assigned.tolist() == [[0, -1]]
     assert new.tolist() == [[False, False, True, False]]
+
+
+def test_scoring_evidence_starts_as_the_mean_detection_log_probability():
+    """SCORING_EVIDENCE: an untrained head scores a track by its detections' mean class log-probability."""
+    from vis_rgnn.heads import TrackScoringHead
+
+    torch.manual_seed(0)
+    head = TrackScoringHead(8, 3, evidence=True)
+    h = torch.randn(2, 5, 8)
+    mean_log_probs = torch.randn(2, 5, 4).log_softmax(-1)
+    assert torch.equal(head(h, mean_log_probs), mean_log_probs)
+    loss = head(h, mean_log_probs).logsumexp(-1).sum()
+    loss.backward()
+    assert head.cls.weight.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="mean class log-probabilities"):
+        head(h)
+    plain = TrackScoringHead(8, 3)
+    assert not torch.equal(plain(h), torch.zeros(2, 5, 4))

@@ -61,6 +61,9 @@ def add_rgnn_config(cfg: CN) -> None:
     r.GATING = "lstm"  # lstm (eq. 3) | simple (one gate + tanh, Table 1) | none (diverges in the paper)
     r.ASSOCIATION = "gnn"  # gnn | heuristic (MaskTrack R-CNN rule, Table 1 "Association from [31]")
     r.SCORING = "learned"  # learned (track embedding) | average (mean confidence + majority vote)
+    # Our addition (off = the paper): the scoring head's logits are added to the mean class log-probability of
+    # the track's detections and the head starts at zero (see vis_rgnn.heads.TrackScoringHead).
+    r.SCORING_EVIDENCE = False
 
     r.HEURISTIC = CN()
     h = r.HEURISTIC

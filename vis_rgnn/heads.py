@@ -2,6 +2,8 @@
 App. A.2 Table 3 "Mask weighting module")."""
 from __future__ import annotations
 
+from typing import Optional
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -27,15 +29,30 @@ class AssociationHeads(nn.Module):
 
 
 class TrackScoringHead(nn.Module):
-    """Multinomial logistic model on the gated track embedding: logits over K classes + background (§3.2)."""
+    """Multinomial logistic model on the gated track embedding: logits over K classes + background (§3.2).
 
-    def __init__(self, dim: int, num_classes: int):
+    ``evidence`` (our addition, ``MODEL.RGNN.SCORING_EVIDENCE``): the logits are added to the mean class
+    log-probability of the detections the track has held, and the linear layer starts at zero, so an untrained
+    head scores a track exactly like the averaged detections and training learns the correction. Without it
+    (the paper's head), a few hundred CPU iterations only learn the class prior (vis_rgnn/README.md, Results).
+    """
+
+    def __init__(self, dim: int, num_classes: int, evidence: bool = False):
         super().__init__()
         self.cls = nn.Linear(dim, num_classes + 1)
+        self.evidence = evidence
+        if evidence:
+            nn.init.zeros_(self.cls.weight)
+            nn.init.zeros_(self.cls.bias)
 
-    def forward(self, h: torch.Tensor) -> torch.Tensor:
-        """(..., D) -> (..., K+1); background last."""
-        return self.cls(h)
+    def forward(self, h: torch.Tensor, mean_log_probs: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """h (..., D), mean_log_probs (..., K+1) -> logits (..., K+1); background last."""
+        logits = self.cls(h)
+        if self.evidence:
+            if mean_log_probs is None:
+                raise ValueError("TrackScoringHead(evidence=True) needs the tracks' mean class log-probabilities")
+            logits = logits + mean_log_probs
+        return logits
 
 
 class MaskReweighting(nn.Module):

@@ -37,6 +37,11 @@ def pairwise_box_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return inter / (area_a[:, :, None] + area_b[:, None, :] - inter).clamp(min=1e-6)
 
 
+def _class_log_probs(dets: "FrameDetections") -> torch.Tensor:
+    """(B, M, K+1) detection class log-probabilities, clamped at log 1e-4."""
+    return dets.class_probs.clamp(min=1e-4).log()
+
+
 @dataclass
 class FrameDetections:
     """Detections of one frame for B videos, padded to M: boxes (B, M, 4) XYXY input pixels, class_probs
@@ -82,8 +87,9 @@ class FrameDetections:
 class TrackState:
     """Track memory of B videos with N slots: embeddings h, c (B, N, D); alive (B, N); last box (B, N, 4);
     appearance Gaussian mean / var (B, N, A); appearance of the last assigned detection app_last (B, N, A, the
-    track feature of the MaskTrack R-CNN rule); track ids (B, N, -1 = free); training identity (B, N, annotation
-    id or -1); confidence 1 - p(background) (B, N) for eviction; class of the last assigned detection (B, N)."""
+    track feature of the MaskTrack R-CNN rule); sum of the class log-probabilities of the detections the track
+    held, class_log_prob_sum (B, N, K+1), and their number held_count (B, N); track ids (B, N, -1 = free);
+    training identity (B, N, annotation id or -1); confidence 1 - p(background) (B, N) for eviction; class of the last assigned detection (B, N)."""
 
     h: torch.Tensor
     c: torch.Tensor
@@ -92,6 +98,8 @@ class TrackState:
     app_mean: torch.Tensor
     app_var: torch.Tensor
     app_last: torch.Tensor
+    class_log_prob_sum: torch.Tensor
+    held_count: torch.Tensor
     ids: torch.Tensor
     identity: torch.Tensor
     confidence: torch.Tensor
@@ -148,6 +156,7 @@ class RGNNTracker(nn.Module):
         mask_embed_channels: int = 16,
         mask_hidden_channels: int = 16,
         mask_stride: int = 4,
+        scoring_evidence: bool = False,
     ):
         super().__init__()
         self.num_classes, self.dim, self.appearance_dim = num_classes, dim, appearance_dim
@@ -162,7 +171,7 @@ class RGNNTracker(nn.Module):
         )
         self.gate = build_gate(gating, dim)
         self.association_heads = AssociationHeads(dim, logit_bias_init)
-        self.scoring = TrackScoringHead(dim, num_classes)
+        self.scoring = TrackScoringHead(dim, num_classes, scoring_evidence)
         self.appearance_update = AppearanceUpdate(dim, init_log_var)
         self.mask_reweighting = MaskReweighting(dim, mask_embed_channels, mask_hidden_channels)
         # The empty track's appearance Gaussian (its "similarity" input to n_j, §3.1), learned.
@@ -201,6 +210,7 @@ class RGNNTracker(nn.Module):
             "mask_embed_channels": r.MASK_EMBED_CHANNELS,
             "mask_hidden_channels": r.MASK_HIDDEN_CHANNELS,
             "mask_stride": mask_stride,
+            "scoring_evidence": r.SCORING_EVIDENCE,
         }
 
     def init_state(self, batch_size: int, device: torch.device) -> TrackState:
@@ -214,6 +224,8 @@ class RGNNTracker(nn.Module):
             app_mean=zeros(b, n, a),
             app_var=torch.full((b, n, a), math.exp(self.init_log_var), device=device),
             app_last=zeros(b, n, a),
+            class_log_prob_sum=zeros(b, n, self.num_classes + 1),
+            held_count=zeros(b, n),
             ids=torch.full((b, n), -1, dtype=torch.long, device=device),
             identity=torch.full((b, n), -1, dtype=torch.long, device=device),
             confidence=zeros(b, n),
@@ -250,7 +262,7 @@ class RGNNTracker(nn.Module):
         # data: the true class averages p = 0.22 against 0.33 for the best one), and as probabilities that
         # evidence is a small ripple next to the box offsets and embeddings the same Linear layers read; with
         # probabilities the scoring head learned only the class prior (vis_rgnn/README.md, Results).
-        probs = dets.class_probs.clamp(min=1e-4).log()
+        probs = _class_log_probs(dets)
         edges = torch.cat(
             [probs[:, None].expand(-1, n_used, -1, -1), offsets, iou[..., None], ll[..., None]], dim=-1
         )
@@ -288,7 +300,7 @@ class RGNNTracker(nn.Module):
             )
         holder = self._update_tracks(state, dets, h, c, assigned, prev_alive)
         self._start_tracks(state, dets, g["empty_edges"], new, new_logits, holder, det_identity)
-        class_logits = self.scoring(state.h)
+        class_logits = self.scoring(state.h, state.class_log_prob_sum / state.held_count.clamp(min=1)[..., None])
         state.confidence = torch.where(state.alive, 1 - class_logits.detach().softmax(-1)[..., -1], 0.0)
 
         # §3.2, Table 3: re-weight the mask of every track that holds a detection this frame.
@@ -347,6 +359,11 @@ class RGNNTracker(nn.Module):
         state.app_mean = write(state.app_mean, app_mean, active)
         state.app_var = write(state.app_var, app_var.clamp(min=1e-8), active)
         state.app_last = write(state.app_last, take(dets.appearance), active)
+        log_probs = take(_class_log_probs(dets))
+        state.class_log_prob_sum = write(
+            state.class_log_prob_sum, state.class_log_prob_sum[:, :n_used] + log_probs, active
+        )
+        state.held_count = write(state.held_count, state.held_count[:, :n_used] + 1, active)
         state.h = torch.cat([torch.where(prev_alive[..., None], h, 0.0), state.h[:, n_used:]], dim=1)
         state.c = torch.cat([torch.where(prev_alive[..., None], c, 0.0), state.c[:, n_used:]], dim=1)
         state.boxes = write(state.boxes, take(dets.boxes), active)
@@ -378,6 +395,10 @@ class RGNNTracker(nn.Module):
             app = dets.appearance[b_idx, det_idx]
             state.app_mean = state.app_mean.index_put(slots, app)
             state.app_last = state.app_last.index_put(slots, app)
+            state.class_log_prob_sum = state.class_log_prob_sum.index_put(
+                slots, _class_log_probs(dets)[b_idx, det_idx]
+            )
+            state.held_count = state.held_count.index_put(slots, torch.ones_like(b_idx, dtype=state.held_count.dtype))
             state.app_var = state.app_var.index_put(slots, torch.full_like(app, math.exp(self.init_log_var)))
             state.boxes = state.boxes.index_put(slots, dets.boxes[b_idx, det_idx])
             state.det_class = state.det_class.index_put(
