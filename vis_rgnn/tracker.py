@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import List, Optional, Sequence, Tuple
 
 import torch
@@ -37,11 +38,6 @@ def pairwise_box_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return inter / (area_a[:, :, None] + area_b[:, None, :] - inter).clamp(min=1e-6)
 
 
-def _class_log_probs(dets: "FrameDetections") -> torch.Tensor:
-    """(B, M, K+1) detection class log-probabilities, clamped at log 1e-4."""
-    return dets.class_probs.clamp(min=1e-4).log()
-
-
 @dataclass
 class FrameDetections:
     """Detections of one frame for B videos, padded to M: boxes (B, M, 4) XYXY input pixels, class_probs
@@ -55,6 +51,11 @@ class FrameDetections:
     appearance: torch.Tensor
     valid: torch.Tensor
     image_sizes: torch.Tensor
+
+    @cached_property
+    def class_log_probs(self) -> torch.Tensor:
+        """(B, M, K+1) class log-probabilities clamped at log 1e-4 (the GNN and track-scoring input)."""
+        return self.class_probs.clamp(min=1e-4).log()
 
     @classmethod
     def from_instances(
@@ -89,7 +90,8 @@ class TrackState:
     appearance Gaussian mean / var (B, N, A); appearance of the last assigned detection app_last (B, N, A, the
     track feature of the MaskTrack R-CNN rule); sum of the class log-probabilities of the detections the track
     held, class_log_prob_sum (B, N, K+1), and their number held_count (B, N); track ids (B, N, -1 = free);
-    training identity (B, N, annotation id or -1); confidence 1 - p(background) (B, N) for eviction; class of the last assigned detection (B, N)."""
+    training identity (B, N, annotation id or -1); confidence 1 - p(background) (B, N) for eviction; class of
+    the last assigned detection (B, N)."""
 
     h: torch.Tensor
     c: torch.Tensor
@@ -262,7 +264,7 @@ class RGNNTracker(nn.Module):
         # data: the true class averages p = 0.22 against 0.33 for the best one), and as probabilities that
         # evidence is a small ripple next to the box offsets and embeddings the same Linear layers read; with
         # probabilities the scoring head learned only the class prior (vis_rgnn/README.md, Results).
-        probs = _class_log_probs(dets)
+        probs = dets.class_log_probs
         edges = torch.cat(
             [probs[:, None].expand(-1, n_used, -1, -1), offsets, iou[..., None], ll[..., None]], dim=-1
         )
@@ -359,7 +361,7 @@ class RGNNTracker(nn.Module):
         state.app_mean = write(state.app_mean, app_mean, active)
         state.app_var = write(state.app_var, app_var.clamp(min=1e-8), active)
         state.app_last = write(state.app_last, take(dets.appearance), active)
-        log_probs = take(_class_log_probs(dets))
+        log_probs = take(dets.class_log_probs)
         state.class_log_prob_sum = write(
             state.class_log_prob_sum, state.class_log_prob_sum[:, :n_used] + log_probs, active
         )
@@ -396,9 +398,9 @@ class RGNNTracker(nn.Module):
             state.app_mean = state.app_mean.index_put(slots, app)
             state.app_last = state.app_last.index_put(slots, app)
             state.class_log_prob_sum = state.class_log_prob_sum.index_put(
-                slots, _class_log_probs(dets)[b_idx, det_idx]
+                slots, dets.class_log_probs[b_idx, det_idx]
             )
-            state.held_count = state.held_count.index_put(slots, torch.ones_like(b_idx, dtype=state.held_count.dtype))
+            state.held_count = state.held_count.index_put(slots, state.held_count.new_ones(len(b_idx)))
             state.app_var = state.app_var.index_put(slots, torch.full_like(app, math.exp(self.init_log_var)))
             state.boxes = state.boxes.index_put(slots, dets.boxes[b_idx, det_idx])
             state.det_class = state.det_class.index_put(

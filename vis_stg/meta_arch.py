@@ -252,24 +252,20 @@ class VisSTG(nn.Module):
             for track in tracks.values():
                 track.score = float(sum(track.frame_scores)) / max(state.num_frames, 1)
 
-    @torch.no_grad()
-    def step(self, frame: Dict[str, Any], state: VideoState) -> Instances:
-        """Process frame t online (§3.6) with frame t-1 and the memory as reference; updates ``state``."""
-        t = int(frame["frame_idx"])
-        state.num_frames = max(state.num_frames, t + 1)
-        if self.inference_cfg.BASELINE:
-            return self._baseline_step(frame, state)
+    def _frame_features(self, frame: Dict[str, Any], state: VideoState) -> Tuple[ImageList, List[torch.Tensor]]:
+        """Preprocess one frame and run the backbone; a new input size resets the frame-to-frame context."""
         images = self.preprocess([frame["image"]])
         features = self.extract_features(images.tensor)
-        shapes = [tuple(f.shape[-2:]) for f in features]
         if state.input_shape != tuple(images.tensor.shape[-2:]):
             state.reset_frame_context()
-        refs = state.refs
+        return images, features
 
-        heads_in, edges = features, None
-        if refs is not None and len(refs) > 0:
-            heads_in, edges = self.run_graph(refs.nodes, refs.boxes, refs.boxes.new_zeros(len(refs)).long(),
-                                             features)
+    def _detect_and_segment(
+        self, heads_in: List[torch.Tensor]
+    ) -> Tuple[Detections, List[torch.Tensor], torch.Tensor, torch.Tensor, torch.Tensor]:
+        """CenterNet detections on the (fused) features of one frame and their eq. (4) masks. Returns the
+        detections, θ maps per level, per-detection kernels (N, 169), mask features F̂^d_t and mask
+        probabilities (N, H, W)."""
         ic = self.inference_cfg
         dets = CenterNetHead.inference(*self.det_head(heads_in), self.strides, ic.SCORE_THRESH,
                                        ic.TOPK_CANDIDATES, ic.NMS_THRESH, ic.MAX_DETECTIONS)
@@ -278,6 +274,25 @@ class VisSTG(nn.Module):
         kernels = gather_at_cells(thetas, dets.level, zeros, dets.cells)
         mask_feats = self.mask_branch(heads_in[0])
         mask_probs = self.predict_masks(mask_feats, kernels, dets.level, dets.cells, zeros).sigmoid()
+        return dets, thetas, kernels, mask_feats, mask_probs
+
+    @torch.no_grad()
+    def step(self, frame: Dict[str, Any], state: VideoState) -> Instances:
+        """Process frame t online (§3.6) with frame t-1 and the memory as reference; updates ``state``."""
+        t = int(frame["frame_idx"])
+        state.num_frames = max(state.num_frames, t + 1)
+        if self.inference_cfg.BASELINE:
+            return self._baseline_step(frame, state)
+        images, features = self._frame_features(frame, state)
+        shapes = [tuple(f.shape[-2:]) for f in features]
+        refs = state.refs
+
+        heads_in, edges = features, None
+        if refs is not None and len(refs) > 0:
+            heads_in, edges = self.run_graph(refs.nodes, refs.boxes, refs.boxes.new_zeros(len(refs)).long(),
+                                             features)
+        dets, thetas, kernels, mask_feats, mask_probs = self._detect_and_segment(heads_in)
+        zeros = dets.level.new_zeros(len(dets))
         embeddings = None
         if self.association == "embedding":
             embeddings = gather_at_cells(self.embed_head(heads_in), dets.level, zeros, dets.cells)
@@ -317,19 +332,11 @@ class VisSTG(nn.Module):
         """``INFERENCE.BASELINE``: plain heads on F_t (no graph, no warp) and either no linking ("per_frame":
         every detection is a new track) or greedy box-IoU linking to frame t-1's detections ("iou")."""
         t = int(frame["frame_idx"])
-        images = self.preprocess([frame["image"]])
-        features = self.extract_features(images.tensor)
-        if state.input_shape != tuple(images.tensor.shape[-2:]):
-            state.reset_frame_context()
+        images, features = self._frame_features(frame, state)
+        dets, _, kernels, _, mask_probs = self._detect_and_segment(features)
         ic = self.inference_cfg
-        dets = CenterNetHead.inference(*self.det_head(features), self.strides, ic.SCORE_THRESH,
-                                       ic.TOPK_CANDIDATES, ic.NMS_THRESH, ic.MAX_DETECTIONS)
-        zeros = dets.level.new_zeros(len(dets))
-        kernels = gather_at_cells(self.controller(features), dets.level, zeros, dets.cells)
-        mask_probs = self.predict_masks(self.mask_branch(features[0]), kernels, dets.level, dets.cells,
-                                        zeros).sigmoid()
         refs = state.refs
-        det_to_ref = zeros.new_full((len(dets),), -1)
+        det_to_ref = dets.level.new_full((len(dets),), -1)
         if ic.BASELINE == "iou" and refs is not None and len(refs) > 0 and len(dets) > 0:
             iou = box_iou(refs.boxes, dets.boxes)
             valid = (iou >= ic.BASELINE_IOU) & (refs.classes[:, None] == dets.classes[None, :])
