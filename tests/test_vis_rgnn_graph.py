@@ -235,3 +235,22 @@ def test_scoring_evidence_starts_as_the_mean_detection_log_probability():
         head(h)
     plain = TrackScoringHead(8, 3)
     assert not torch.equal(plain(h), torch.zeros(2, 5, 4))
+
+
+def test_residual_mask_reweighting_starts_as_the_detection_mask_and_learns():
+    """MASK_RESIDUAL: an untrained module returns the detection mask's logit (same binary mask after the
+    exclusive assignment), and its last layer receives gradient; without it the output ignores that logit."""
+    from vis_rgnn.heads import MaskReweighting
+
+    torch.manual_seed(0)
+    module = MaskReweighting(8, 4, 4, residual=True)
+    h = torch.randn(3, 8)
+    masks = torch.rand(3, 10, 12)
+    boxes = torch.ones(3, 10, 12)
+    out = module(h, masks, boxes)
+    assert torch.allclose(out, torch.logit(masks.clamp(1e-4, 1 - 1e-4)))
+    assert torch.equal(exclusive_masks(out), exclusive_masks(torch.logit(masks)))
+    (out * torch.randn_like(out)).sum().backward()
+    assert module.conv2.weight.grad.abs().sum() > 0
+    plain = MaskReweighting(8, 4, 4, residual=False)
+    assert not torch.allclose(plain(h, masks, boxes), torch.logit(masks.clamp(1e-4, 1 - 1e-4)), atol=1e-2)

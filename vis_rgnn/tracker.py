@@ -157,6 +157,7 @@ class RGNNTracker(nn.Module):
         init_log_var: float = -7.0,
         mask_embed_channels: int = 16,
         mask_hidden_channels: int = 16,
+        mask_residual: bool = True,
         mask_stride: int = 4,
         scoring_evidence: bool = False,
     ):
@@ -175,7 +176,7 @@ class RGNNTracker(nn.Module):
         self.association_heads = AssociationHeads(dim, logit_bias_init)
         self.scoring = TrackScoringHead(dim, num_classes, scoring_evidence)
         self.appearance_update = AppearanceUpdate(dim, init_log_var)
-        self.mask_reweighting = MaskReweighting(dim, mask_embed_channels, mask_hidden_channels)
+        self.mask_reweighting = MaskReweighting(dim, mask_embed_channels, mask_hidden_channels, mask_residual)
         # The empty track's appearance Gaussian (its "similarity" input to n_j, §3.1), learned.
         self.empty_app_mean = nn.Parameter(torch.zeros(appearance_dim))
         self.empty_app_log_var = nn.Parameter(torch.zeros(appearance_dim))
@@ -211,6 +212,7 @@ class RGNNTracker(nn.Module):
             "init_log_var": r.APPEARANCE.INIT_LOG_VAR,
             "mask_embed_channels": r.MASK_EMBED_CHANNELS,
             "mask_hidden_channels": r.MASK_HIDDEN_CHANNELS,
+            "mask_residual": r.MASK_RESIDUAL,
             "mask_stride": mask_stride,
             "scoring_evidence": r.SCORING_EVIDENCE,
         }
