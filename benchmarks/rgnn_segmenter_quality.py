@@ -1,0 +1,94 @@
+#!/usr/bin/env python
+"""Frame-level quality of the RGNN-VIS stage-1 segmenter (YOLACT) on an annotated VIS split; prints one line.
+
+For every annotated object in every frame, the detection with the highest box IoU is taken; the script reports
+the fraction of object-frames found (box IoU >= 0.5) and, over those, the mean mask IoU on the prototype grid,
+the fraction whose arg-max class is right and their mean confidence. This is the diagnostic behind the anchor
+choice of ``configs/vis_rgnn/synthetic_R18_stage1.yaml`` (vis_rgnn/README.md, Results).
+
+    python benchmarks/rgnn_segmenter_quality.py --config-file configs/vis_rgnn/synthetic_R18_stage1.yaml \
+        MODEL.WEIGHTS output/rgnn_s1/model_final.pth [DATASETS.TEST "('synthetic_vis_val',)"]
+"""
+import argparse
+import os
+import sys
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from detectron2.checkpoint import DetectionCheckpointer  # noqa: E402
+from detectron2.modeling import build_model  # noqa: E402
+from detectron2.structures import BoxMode  # noqa: E402
+from torchvision.ops import box_iou  # noqa: E402
+
+import projects.data  # noqa: E402,F401  (registers the builtin datasets)
+from projects.data.build import build_video_test_loader, get_video_dataset_dicts, resolve_num_classes  # noqa: E402
+from projects.utils.masks import decode_mask  # noqa: E402
+from train_net import get_project_cfg  # noqa: E402
+
+
+def object_frame_records(model, video_dict, video_input):
+    """(box IoU, grid mask IoU, class correct, confidence) of the best-overlapping detection per annotation."""
+    stride = model.detector.mask_stride
+    height, width = video_dict["height"], video_dict["width"]
+    records = []
+    for t, image in enumerate(video_input["image"]):
+        images = model.preprocess([image])
+        fpn, _ = model.extract_features(images)
+        det = model.detector(fpn, images.image_sizes)[0]
+        h, w = images.image_sizes[0]
+        scale = torch.tensor([w / width, h / height, w / width, h / height])
+        grid = det.pred_masks.shape[-2:]
+        for ann in video_dict["annotations"][t]:
+            if len(det) == 0:
+                records.append((0.0, 0.0, False, 0.0))
+                continue
+            box = torch.tensor(BoxMode.convert(ann["bbox"], ann["bbox_mode"], BoxMode.XYXY_ABS)) * scale
+            gt = torch.from_numpy(decode_mask(ann["segmentation"], height, width)).float()[None, None]
+            gt = F.interpolate(gt, size=(h, w), mode="nearest")
+            gt = F.pad(gt, (0, grid[1] * stride - w, 0, grid[0] * stride - h))
+            gt_grid = F.avg_pool2d(gt, stride)[0, 0] > 0.5
+            ious = box_iou(box[None], det.pred_boxes.tensor.cpu())[0]
+            j = int(ious.argmax())
+            pred = det.pred_masks[j].cpu() > 0.5
+            mask_iou = float((pred & gt_grid).sum()) / max(float((pred | gt_grid).sum()), 1.0)
+            correct = int(det.pred_classes[j]) == ann["category_id"]
+            records.append((float(ious[j]), mask_iou, correct, float(det.scores[j])))
+    return records
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config-file", required=True)
+    parser.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides, e.g. MODEL.WEIGHTS path")
+    args = parser.parse_args()
+    cfg = get_project_cfg()
+    cfg.merge_from_file(args.config_file)
+    cfg.merge_from_list(args.opts)
+    cfg.DATALOADER.NUM_WORKERS = 0
+    resolve_num_classes(cfg)
+    if not cfg.MODEL.WEIGHTS:
+        parser.error("give MODEL.WEIGHTS (a trained stage-1 or stage-2 checkpoint)")
+    model = build_model(cfg).eval()
+    DetectionCheckpointer(model).load(cfg.MODEL.WEIGHTS)
+    name = cfg.DATASETS.TEST[0]
+    videos = get_video_dataset_dicts([name])
+    if not videos or "annotations" not in videos[0]:
+        raise SystemExit(f"dataset {name!r} has no annotations to compare with")
+    records = []
+    with torch.no_grad():
+        for video_dict, (video_input,) in zip(videos, build_video_test_loader(cfg, name)):
+            records += object_frame_records(model, video_dict, video_input)
+    r = np.array(records, dtype=float).reshape(-1, 4)
+    found = r[:, 0] >= 0.5
+    print(
+        f"{name}: {len(r)} object-frames; found (box IoU >= 0.5) {found.mean():.2f}; of those: mask IoU "
+        f"{r[found, 1].mean():.2f}, class right {r[found, 2].mean():.2f}, confidence {r[found, 3].mean():.2f}"
+    )
+
+
+if __name__ == "__main__":
+    main()
