@@ -21,13 +21,14 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from detectron2.checkpoint import DetectionCheckpointer  # noqa: E402
 from detectron2.modeling import build_model  # noqa: E402
-from detectron2.structures import BoxMode  # noqa: E402
+from detectron2.structures import BitMasks, Boxes, BoxMode, Instances  # noqa: E402
 from torchvision.ops import box_iou  # noqa: E402
 
 import projects.data  # noqa: E402,F401  (registers the builtin datasets)
 from projects.data.build import build_video_test_loader, get_video_dataset_dicts, resolve_num_classes  # noqa: E402
 from projects.utils.masks import decode_mask  # noqa: E402
 from train_net import get_project_cfg  # noqa: E402
+from vis_rgnn.targets import gt_masks_on_grid  # noqa: E402
 
 
 def object_frame_records(model, video_dict, video_input):
@@ -36,27 +37,30 @@ def object_frame_records(model, video_dict, video_input):
     height, width = video_dict["height"], video_dict["width"]
     records = []
     for t, image in enumerate(video_input["image"]):
+        anns = video_dict["annotations"][t]
         images = model.preprocess([image])
         fpn, _ = model.extract_features(images)
-        det = model.detector(fpn, images.image_sizes)[0]
+        det = model.detector(fpn, images.image_sizes)[0].to("cpu")
+        if len(det) == 0:
+            records += [(0.0, 0.0, False, 0.0)] * len(anns)
+            continue
+        if not anns:
+            continue
         h, w = images.image_sizes[0]
         scale = torch.tensor([w / width, h / height, w / width, h / height])
-        grid = det.pred_masks.shape[-2:]
-        for ann in video_dict["annotations"][t]:
-            if len(det) == 0:
-                records.append((0.0, 0.0, False, 0.0))
-                continue
-            box = torch.tensor(BoxMode.convert(ann["bbox"], ann["bbox_mode"], BoxMode.XYXY_ABS)) * scale
-            gt = torch.from_numpy(decode_mask(ann["segmentation"], height, width)).float()[None, None]
-            gt = F.interpolate(gt, size=(h, w), mode="nearest")
-            gt = F.pad(gt, (0, grid[1] * stride - w, 0, grid[0] * stride - h))
-            gt_grid = F.avg_pool2d(gt, stride)[0, 0] > 0.5
-            ious = box_iou(box[None], det.pred_boxes.tensor.cpu())[0]
-            j = int(ious.argmax())
-            pred = det.pred_masks[j].cpu() > 0.5
-            mask_iou = float((pred & gt_grid).sum()) / max(float((pred | gt_grid).sum()), 1.0)
-            correct = int(det.pred_classes[j]) == ann["category_id"]
-            records.append((float(ious[j]), mask_iou, correct, float(det.scores[j])))
+        gt = Instances((h, w))
+        gt.gt_boxes = Boxes(
+            torch.tensor([BoxMode.convert(a["bbox"], a["bbox_mode"], BoxMode.XYXY_ABS) for a in anns]) * scale
+        )
+        masks = torch.stack([torch.from_numpy(decode_mask(a["segmentation"], height, width)) for a in anns])
+        gt.gt_masks = BitMasks(F.interpolate(masks[:, None].float(), size=(h, w), mode="nearest")[:, 0] > 0.5)
+        gt_grid = gt_masks_on_grid(gt, det.image_size, stride) > 0.5  # (G, h/s, w/s) on the prototype grid
+        ious = box_iou(gt.gt_boxes.tensor, det.pred_boxes.tensor)  # (G, M)
+        for g, j in enumerate(ious.argmax(dim=1).tolist()):
+            pred = det.pred_masks[j] > 0.5
+            mask_iou = float((pred & gt_grid[g]).sum()) / max(float((pred | gt_grid[g]).sum()), 1.0)
+            correct = int(det.pred_classes[j]) == anns[g]["category_id"]
+            records.append((float(ious[g, j]), mask_iou, correct, float(det.scores[j])))
     return records
 
 

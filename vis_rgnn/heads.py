@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["AssociationHeads", "TrackScoringHead", "MaskReweighting", "exclusive_masks"]
+__all__ = ["AssociationHeads", "TrackScoringHead", "MaskReweighting", "mask_logits", "exclusive_masks"]
 
 
 class AssociationHeads(nn.Module):
@@ -85,8 +85,13 @@ class MaskReweighting(nn.Module):
         x = torch.cat([emb, masks[:, None], box_masks[:, None]], dim=1)
         out = self.conv2(F.relu(self.conv1(x)))[:, 0]
         if self.residual:
-            out = out + torch.logit(masks.clamp(1e-4, 1 - 1e-4))
+            out = out + mask_logits(masks)
         return out
+
+
+def mask_logits(masks: torch.Tensor, eps: float = 1e-4) -> torch.Tensor:
+    """Mask probabilities in [0, 1] -> finite logits (clamped to [eps, 1 - eps]); any shape."""
+    return torch.logit(masks.clamp(eps, 1 - eps))
 
 
 def exclusive_masks(logits: torch.Tensor) -> torch.Tensor:

@@ -22,7 +22,7 @@ from projects.modeling.online import VideoTrack, run_online_inference
 
 from .appearance import AppearanceNetwork
 from .detector import YolactDetector
-from .heads import exclusive_masks
+from .heads import exclusive_masks, mask_logits
 from .losses import FrameTargets, tracker_clip_losses
 from .targets import assign_detections, gt_masks_on_grid
 from .tracker import FrameDetections, RGNNTracker, TrackState
@@ -243,7 +243,7 @@ class RGNNVIS(nn.Module):
             result.pred_masks = torch.zeros(0, out_h, out_w, dtype=torch.bool, device=self.device)
             return result
         if self.stage == 1:  # untrained re-weighting CNN: paste the segmenter's own masks
-            logits = torch.logit(fd.masks[0, out.mask_det].clamp(1e-4, 1 - 1e-4))
+            logits = mask_logits(fd.masks[0, out.mask_det])
         else:
             logits = out.mask_logits
         logits = F.interpolate(
