@@ -73,6 +73,8 @@ def target_classes(train: Sequence[str], test: Sequence[str] = ()) -> Tuple[List
     names = list(train) or list(test)
     if not names:
         raise ValueError("DATASETS.TRAIN and DATASETS.TEST are both empty")
+    if MetadataCatalog.get(names[0]).get("thing_classes") is None:  # a COCO-format JSON not read yet
+        DatasetCatalog.get(names[0])
     return list(MetadataCatalog.get(names[0]).thing_classes), names[0]
 
 
@@ -80,6 +82,7 @@ def load_image_source(
     name: str, classes: Sequence[str], category_map: Optional[Dict[str, str]], reference: str = "the video data"
 ) -> List[Dict[str, Any]]:
     """The image dataset ``name`` as image records labelled with ``classes`` (see the module doc)."""
+    dicts = DatasetCatalog.get(name)  # first: detectron2's COCO loader sets thing_classes when it reads the JSON
     source_classes = list(MetadataCatalog.get(name).get("thing_classes") or [])
     if category_map is None:
         if source_classes != list(classes):
@@ -94,7 +97,7 @@ def load_image_source(
     to_target = {i: classes.index(category_map[c]) for i, c in enumerate(source_classes) if c in category_map}
 
     records, dropped_objects, total_objects = [], 0, 0
-    for d in DatasetCatalog.get(name):
+    for d in dicts:
         if "file_name" not in d or "annotations" not in d:
             raise ValueError(f"'{name}' is not an annotated image dataset (a dict has no 'file_name'/'annotations')")
         annos = []
