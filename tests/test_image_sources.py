@@ -283,6 +283,20 @@ def test_image_source_alone_for_stage1(sources):
     assert all(s["instances"][0].gt_classes.max() < 5 for s in batch)
 
 
+def test_cli_registers_coco_format_json_as_an_image_source(sources, tmp_path):
+    from train_net import register_cli_datasets
+
+    name = _uid("cli_coco")
+    register_cli_datasets([f"{name}={sources['coco_json']}:{os.path.join(sources['root'], 'train', 'JPEGImages')}"])
+    assert MetadataCatalog.get(name).thing_classes == [f"img_{n}" for n in SYN_NAMES]  # known before loading
+    cfg = _cfg([sources["video"], name], DATASETS__CATEGORY_MAP=sources["map"])
+    assert [len(r) for _, r in get_train_sources(cfg)][1] > 0
+    bad = tmp_path / "neither.json"
+    bad.write_text(json.dumps({"categories": []}))
+    with pytest.raises(DatasetFormatError, match="neither.json.*neither 'videos'"):
+        register_cli_datasets([f"{_uid('x')}={bad}:{tmp_path}"])
+
+
 def test_coco_2017_train_under_detectron2_datasets_feeds_the_video_loader(tmp_path):
     """detectron2's own coco_2017_train registration (coco/annotations/instances_train2017.json) + the 2019 map."""
     coco = tmp_path / "coco"

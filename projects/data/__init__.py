@@ -10,6 +10,7 @@ from .build import (
 )
 from .errors import DatasetFormatError
 from .image_sources import load_category_map, load_image_source
+from .register import register_json_dataset
 from .pseudo_video_mapper import MixedSourceMapper, PseudoVideoMapper, RandomZoomShiftFlip
 from .splits import SPLIT_SEED, holdout_video_ids, register_holdout_splits
 from .video_mapper import VideoDatasetMapper, VideoTestDatasetMapper
@@ -26,6 +27,7 @@ __all__ = [
     "load_category_map",
     "load_image_source",
     "register_holdout_splits",
+    "register_json_dataset",
     "source_repeat_factors",
     "VideoDatasetMapper",
     "VideoTestDatasetMapper",
