@@ -8,8 +8,8 @@ def add_video_config(cfg: CN) -> None:
     ``INPUT.SAMPLING_FRAME_NUM``: frames sampled per training video (1: single image, 2: reference/target pair,
     T: a clip). ``INPUT.SAMPLING_FRAME_RANGE``: for pairs, the maximum gap |t - k| between the frames.
     ``INPUT.SAMPLING_CONSECUTIVE``: for clips, take T consecutive *annotated* frames instead of random ones.
-    ``MODEL.NUM_CLASSES``: -1 takes the number of categories of the first training dataset; any other value
-    must equal it (checked by :func:`projects.data.resolve_num_classes`).
+    ``MODEL.NUM_CLASSES``: -1 takes the number of categories of the first video dataset of ``DATASETS.TRAIN``
+    (else of ``DATASETS.TEST``; image datasets are mapped to its classes); any other value must equal it (checked by :func:`projects.data.resolve_num_classes`).
     """
     cfg.MODEL.NUM_CLASSES = -1
 

@@ -49,8 +49,7 @@ def test_workers_draw_different_frames_and_transforms(tmp_path):
     coco_json, coco_root = write_painted_coco(str(tmp_path / "c"), num_images=1)
     from detectron2.data.datasets import load_coco_json
 
-    records = [dict(d, annotations=[dict(a, id=i + 1) for i, a in enumerate(d["annotations"])])
-               for d in load_coco_json(coco_json, coco_root)]
+    records = load_coco_json(coco_json, coco_root)  # plain detectron2 dicts: the mapper numbers the objects
     boxes = _draws(cfg, PseudoVideoMapper(cfg, True), records,
                    lambda s: json.dumps(torch.round(s["instances"][0].gt_boxes.tensor).tolist()))
     assert boxes[0::2] != boxes[1::2], boxes

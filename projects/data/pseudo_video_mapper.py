@@ -108,8 +108,12 @@ class PseudoVideoMapper:
     def __call__(self, record: Dict[str, Any]) -> Optional[Dict[str, Any]]:
         if "annotations" not in record:
             raise ValueError(f"image {record['file_name']} has no annotations: it cannot be used for training")
-        source = read_frame(record["file_name"], self.image_format, (record["height"], record["width"]))
         annotations = [a for a in record["annotations"] if not a.get("iscrowd", 0)]
+        if any("id" not in a for a in annotations):  # a plain detectron2 image dict: ids = order in the image
+            annotations = [dict(a, id=i + 1) for i, a in enumerate(annotations)]
+        if len({a["id"] for a in annotations}) != len(annotations):
+            raise ValueError(f"image {record['file_name']}: annotation ids are not unique")
+        source = read_frame(record["file_name"], self.image_format, (record["height"], record["width"]))
         images, instances, common = [], [], None
         for _ in range(self.num_frames):
             aug_input = T.AugInput(source.copy())
@@ -122,8 +126,6 @@ class PseudoVideoMapper:
             image = aug_input.image
             images.append(image_to_tensor(image))
             instances.append(self._frame_instances(annotations, transforms, image.shape[:2]))
-        if len({a.get("id") for a in annotations}) != len(annotations):
-            raise ValueError(f"image {record['file_name']}: annotation ids are not unique")
         if sum(len(i) for i in instances) < self.min_visible_instances:
             return None
         return {
