@@ -70,6 +70,8 @@ def get_train_sources(cfg) -> List[Tuple[str, List[Dict[str, Any]]]]:
             "name none; add the video dataset to DATASETS.TEST"
         )
     category_map = load_category_map(cfg.DATASETS.CATEGORY_MAP, classes) if cfg.DATASETS.CATEGORY_MAP else None
+    if category_map is not None and len(videos) == len(names):
+        logger.warning("DATASETS.CATEGORY_MAP is set but DATASETS.TRAIN has no image dataset: the map is unused")
     mismatched = [n for n in videos if list(MetadataCatalog.get(n).thing_classes) != classes]
     if mismatched:
         raise ValueError(f"video datasets {mismatched} have other categories than '{reference}' and cannot be mixed")
