@@ -133,6 +133,10 @@ def test_holdout_is_evaluated_against_its_own_ground_truth(tmp_path):
         evaluator.process([video], [{"video_id": video["video_id"], "tracks": list(tracks.values())}])
     assert evaluator.evaluate()["segm"]["AP"] == pytest.approx(100.0)
 
+    build_video_test_loader(_cfg(tmp_path / "out2", holdout_size=2), name)  # a second run elsewhere
+    assert MetadataCatalog.get(name).json_file == str(tmp_path / "out2" / "splits" / f"{name}_gt.json")
+    assert MetadataCatalog.get(name).thing_classes == ["cube", "ball"]
+
 
 def test_cli_datasets_get_splits(tmp_path):
     from train_net import register_cli_datasets
