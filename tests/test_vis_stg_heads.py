@@ -29,7 +29,7 @@ def test_assign_centers_levels_cells_offsets_and_heatmaps():
     small = [10.0, 12.0, 30.0, 28.0]  # 20x16 -> P3, centre (20, 20) -> cell (2, 2), offset (0.5, 0.5)
     large = [40.0, 8.0, 90.0, 60.0]  # 50x52 -> P4, centre (65, 34) -> cell (4, 2)
     t = assign_centers([_instances([small, large], [1, 0], [7, 9]), _instances([], [], [])], SHAPES, STRIDES,
-                       sizes_of_interest=[32], num_classes=2)
+                       sizes_of_interest=[32], num_classes=2, level_assignment="max_side")
     assert t.level.tolist() == [0, 1] and t.cells.tolist() == [[2, 2], [4, 2]]
     torch.testing.assert_close(t.offsets, torch.tensor([[0.5, 0.5], [0.0625, 0.125]]))
     torch.testing.assert_close(t.sizes, torch.tensor([[2.5, 2.0], [3.125, 3.25]]))

@@ -15,9 +15,12 @@ def add_vis_stg_config(cfg: CN) -> None:
 
     # FPN levels the graph and all heads run on (§4.2: "each output feature map from FPN").
     _C.IN_FEATURES = ["p3", "p4", "p5", "p6", "p7"]
-    # Ground-truth objects go to level i when max(w, h) (input pixels) falls in [SOI[i-1], SOI[i]);
+    # Ground-truth objects go to level i when their size measure (input pixels) falls in [SOI[i-1], SOI[i]);
     # len = number of levels - 1 (FCOS/CondInst ranges).
     _C.SIZES_OF_INTEREST = [64, 128, 256, 512]
+    # Size measure: "fcos" = max regression distance from the box centre = max(w, h) / 2 (FCOS, CondInst);
+    # "max_side" = max(w, h) (puts every object one level coarser).
+    _C.LEVEL_ASSIGNMENT = "fcos"
     # Pad input images to a multiple of this; 0 = the backbone's own size_divisibility.
     _C.SIZE_DIVISIBILITY = 0
     # Eq. (7): L = λ1 L_det + λ2 L_mask + λ3 L_edge (λ3 also weighs the embedding loss of the baseline).

@@ -61,6 +61,7 @@ class VisSTG(nn.Module):
         if any(shapes[f].channels != dim for f in self.in_features):
             raise ValueError("all VIS_STG.IN_FEATURES must have the same number of channels")
         self.sizes_of_interest = list(c.SIZES_OF_INTEREST)
+        self.level_assignment = c.LEVEL_ASSIGNMENT
         # Relative-coordinate normaliser per level (CondInst): the level's upper size bound.
         bounds = self.sizes_of_interest
         self.coord_norm = bounds + [2.0 * bounds[-1]] if bounds else [8.0 * self.strides[0]]
@@ -163,6 +164,7 @@ class VisSTG(nn.Module):
         inst_k = [x["instances"][0].to(self.device) for x in batched_inputs]
         inst_t = [x["instances"][1].to(self.device) for x in batched_inputs]
         assign = dict(shapes=shapes, strides=self.strides, sizes_of_interest=self.sizes_of_interest,
+                      level_assignment=self.level_assignment,
                       num_classes=self.num_classes, min_overlap=self.det_cfg.MIN_OVERLAP)
         targets_k, targets_t = assign_centers(inst_k, **assign), assign_centers(inst_t, **assign)
 
