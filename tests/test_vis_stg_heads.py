@@ -128,11 +128,12 @@ def test_controller_and_mask_branch_shapes_and_gradients():
     assert all(p.grad is not None for p in list(controller.parameters()) + list(branch.parameters()))
 
 
+@pytest.mark.parametrize("hw", [(5, 7), (1, 6), (6, 1), (1, 1)])
 @pytest.mark.parametrize("depthwise", [True, False])
-def test_sampling_deform_conv_equals_torchvision(depthwise):
+def test_sampling_deform_conv_equals_torchvision(depthwise, hw):
     torch.manual_seed(0)
-    x = torch.randn(2, 6, 5, 7, dtype=torch.float64)
-    offset = torch.randn(2, 18, 5, 7, dtype=torch.float64) * 1.5
+    x = torch.randn(2, 6, *hw, dtype=torch.float64)
+    offset = torch.randn(2, 18, *hw, dtype=torch.float64) * 1.5
     weight = torch.randn(6, 1 if depthwise else 6, 3, 3, dtype=torch.float64)
     bias = torch.randn(6, dtype=torch.float64)
     ref = deform_conv2d(x, offset, weight, bias, padding=1)
