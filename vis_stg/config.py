@@ -96,6 +96,13 @@ def add_vis_stg_config(cfg: CN) -> None:
     # stay those of eq. (7).
     _C.TRACK.JOINT_EMBEDDING = False
     _C.TRACK.PRUNE_CLASS_MISMATCH = True
+    # Training edge set of eq. (6) (vis_stg/edge_targets.py): "predicted" = edges to the cells the detection head
+    # predicts as instances (peaks >= TRAIN_SCORE_THRESH), pruned by the predicted class, as at test time (the
+    # paper's E_prune); "gt" = edges to GT centre cells pruned by GT classes; "gt+predicted" = the union.
+    _C.TRACK.TRAIN_EDGE_SET = "predicted"
+    _C.TRACK.TRAIN_SCORE_THRESH = 0.05
+    # A predicted cell within this Chebyshev distance of the centre cell of the reference's object is a positive.
+    _C.TRACK.TRAIN_MATCH_RADIUS = 1
     _C.TRACK.MATCH_THRESH = 0.5  # edge probability for a match
     _C.TRACK.MEMORY_FRAMES = 7  # Δt of §3.6
     # Detections below this score are reported but only become reference nodes when they continue a track.

@@ -14,7 +14,7 @@ is an eval-time switch.
 """
 from __future__ import annotations
 
-from typing import Any, Dict, List, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -100,6 +100,7 @@ class VisSTG(nn.Module):
 
         self.loss_weights = (c.LOSS_WEIGHT_DET, c.LOSS_WEIGHT_MASK, c.LOSS_WEIGHT_EDGE)
         self.det_cfg = c.DET.clone()
+        self.track_cfg = c.TRACK.clone()
         self.mask_pos_radius = c.MASK.POS_RADIUS
         self.mask_out_stride = c.MASK.OUT_STRIDE
         self.fuse_test = c.MASK.FUSE_TEST
@@ -173,19 +174,22 @@ class VisSTG(nn.Module):
         ref_nodes = self.graph.encode_nodes(feats_k, ref_boxes)
         heads_in, edges = self.run_graph(ref_nodes, torch.cat(ref_boxes), targets_k.batch_idx, feats_t)
 
-        losses = self._detection_losses(heads_in, targets_t)
+        det_out_t = self.det_head(heads_in)
+        losses = self._detection_losses(heads_in, targets_t, det_out_t)
         if self.det_cfg.REF_FRAME_LOSS:
             losses.update({k + "_ref": v for k, v in self._detection_losses(feats_k, targets_k).items()})
         padded = tuple(images.tensor.shape[-2:])
         losses.update(self._segmentation_losses(heads_in, feats_k, feats_t, inst_k, inst_t, targets_k, targets_t,
                                                 padded, shapes))
-        losses.update(self._association_losses(heads_in, feats_k, edges, targets_k, targets_t, shapes, b))
+        losses.update(self._association_losses(heads_in, feats_k, edges, targets_k, targets_t, shapes, det_out_t[0]))
         return losses
 
-    def _detection_losses(self, features: List[torch.Tensor], targets: CenterTargets) -> Dict[str, torch.Tensor]:
-        """λ1 · eq. (3), reported per term."""
+    def _detection_losses(
+        self, features: List[torch.Tensor], targets: CenterTargets, det_out: Optional[Tuple] = None
+    ) -> Dict[str, torch.Tensor]:
+        """λ1 · eq. (3), reported per term; ``det_out``: the head's outputs on ``features`` if already computed."""
         d, weight = self.det_cfg, self.loss_weights[0]
-        raw = CenterNetHead.losses(*self.det_head(features), targets, d.FOCAL_ALPHA, d.FOCAL_BETA)
+        raw = CenterNetHead.losses(*(det_out or self.det_head(features)), targets, d.FOCAL_ALPHA, d.FOCAL_BETA)
         return {"loss_center": weight * raw["loss_center"], "loss_size": weight * d.SIZE_WEIGHT * raw["loss_size"],
                 "loss_offset": weight * d.OFFSET_WEIGHT * raw["loss_offset"]}
 
@@ -209,15 +213,18 @@ class VisSTG(nn.Module):
 
     def _association_losses(
         self, heads_in: List[torch.Tensor], feats_k: List[torch.Tensor], edges: List[GraphEdges],
-        targets_k: CenterTargets, targets_t: CenterTargets, shapes: Sequence[Tuple[int, int]], batch_size: int,
+        targets_k: CenterTargets, targets_t: CenterTargets, shapes: Sequence[Tuple[int, int]],
+        heatmaps_t: List[torch.Tensor],
     ) -> Dict[str, torch.Tensor]:
         """λ3 · L_edge (eq. (6)), and/or the embedding baseline's cross-entropy (on detached features when it
         is trained next to the edge classifier, ``TRACK.JOINT_EMBEDDING``)."""
         weight = self.loss_weights[2]
         losses = {}
         if self.train_edge:
+            tc = self.track_cfg
             losses["loss_edge"] = weight * self.edge_classifier.losses(
-                edges, targets_k.ids, targets_k.classes, targets_t, shapes, batch_size,
+                edges, targets_k.ids, targets_k.classes, targets_k.batch_idx, targets_t, shapes, heatmaps_t,
+                self.num_classes, tc.TRAIN_EDGE_SET, tc.TRAIN_SCORE_THRESH, tc.TRAIN_MATCH_RADIUS,
                 self.tracker.prune_class_mismatch)
         if self.train_embedding:
             if self.joint_embedding:
