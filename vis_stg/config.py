@@ -71,8 +71,10 @@ def add_vis_stg_config(cfg: CN) -> None:
     _C.MASK.HEAD_CHANNELS = 8
     _C.MASK.HEAD_NUM_LAYERS = 3  # 3 layers of 8 channels + 2 coord channels = 169 parameters
     _C.MASK.OUT_STRIDE = 4
-    # Kernels are trained at the cells within this Chebyshev radius of each centre cell (0 = centre only).
-    _C.MASK.POS_RADIUS = 0
+    # Kernels are trained at the cells within this Chebyshev radius of each centre cell (0 = centre only). 1 = the
+    # 3x3 cells around the centre, i.e. CondInst's positives (FCOS centre sampling, radius 1.5 strides), which
+    # all train the mask loss there.
+    _C.MASK.POS_RADIUS = 1
     # At test time average the masks of θ_t (eq. 4) and θ_warp (eq. 5); False = eq. (4) only.
     _C.MASK.FUSE_TEST = True
 

@@ -198,7 +198,12 @@ class VisSTG(nn.Module):
         inst_k: List[Instances], inst_t: List[Instances], targets_k: CenterTargets, targets_t: CenterTargets,
         padded: Tuple[int, int], shapes: Sequence[Tuple[int, int]],
     ) -> Dict[str, torch.Tensor]:
-        """λ2 · L_mask (§3.4, §3.6): θ_t from F̂_t and θ_warp = warp(θ_k) on frame t, θ_k on frame k."""
+        """λ2 · L_mask (§3.4, §3.6): θ_t from F̂_t and θ_warp = warp(θ_k) on frame t, θ_k on frame k.
+
+        θ_k comes from the plain F_k here, while at test time frame t-1's kernels come from its fused F̂_{t-1}:
+        a frame pair has no frame before k to fuse F_k with (the paper trains on pairs). F̂ = F + messages with
+        the message MLP's last layer zero-initialised, so the two start equal and the controller sees both
+        kinds of input in training (plain on frame k, fused on frame t)."""
         weight = self.loss_weights[1]
         gt_masks_t = torch.cat(downsample_gt_masks(inst_t, padded, self.mask_out_stride))
         gt_masks_k = torch.cat(downsample_gt_masks(inst_k, padded, self.mask_out_stride))
