@@ -79,9 +79,10 @@ def add_rgnn_config(cfg: CN) -> None:
     r.INACTIVE_THRESHOLD = 0.0  # a track without a detection matching above this logit is inactive
     r.MASK_EMBED_CHANNELS = 16  # mask re-weighting: Linear(DIM, 16) broadcast over the mask (App. A.2)
     r.MASK_HIDDEN_CHANNELS = 16
-    # The re-weighting CNN corrects the detection mask's logit (starts as the segmenter's mask) instead of
-    # predicting the logits from scratch; see vis_rgnn.heads.MaskReweighting.
-    r.MASK_RESIDUAL = True
+    # Our addition (off = the paper's head): the re-weighting CNN corrects the detection mask's logit (starts as
+    # the segmenter's mask) instead of predicting the logits from scratch; see vis_rgnn.heads.MaskReweighting.
+    # On in the synthetic configs, where it was measured to help.
+    r.MASK_RESIDUAL = False
 
     r.LOSS = CN()
     lo = r.LOSS
