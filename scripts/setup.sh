@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Idempotent set-up of .venv/ (DESIGN.md §1). Order matters:
+# Idempotent set-up of .venv/ (docs/install.md). Order matters:
 #   torch/torchvision -> torch-scatter (no build isolation) -> detectron2 wheel -> the rest -> this project.
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -1,4 +1,4 @@
-"""detectron2 ``DatasetEvaluator`` for YouTube-VIS style datasets (DESIGN.md §3.4).
+"""detectron2 ``DatasetEvaluator`` for YouTube-VIS style datasets (data flow: docs/architecture.md).
 
 Collects the video-level tracks of the models (docs/interfaces.md), gathers them on the main process, writes
 ``results.json`` and ``results.zip`` (``results.json`` at the zip root, as the CodaLab server wants) and, when
