@@ -3,14 +3,18 @@ from detectron2.config import CfgNode as CN
 
 
 def add_video_config(cfg: CN) -> None:
-    """Add the video keys to a detectron2 config (call before the method's own ``add_<method>_config``).
+    """Add the video keys to a detectron2 config (``add_<method>_config`` of both methods call it first).
 
     ``INPUT.SAMPLING_FRAME_NUM``: frames sampled per training video (1: single image, 2: reference/target pair,
     T: a clip). ``INPUT.SAMPLING_FRAME_RANGE``: for pairs, the maximum gap |t - k| between the frames.
     ``INPUT.SAMPLING_CONSECUTIVE``: for clips, take T consecutive *annotated* frames instead of random ones.
     ``MODEL.NUM_CLASSES``: -1 takes the number of categories of the first training dataset; any other value
     must equal it (checked by :func:`projects.data.resolve_num_classes`).
+
+    Idempotent: a second call leaves the config (and any values merged into it) unchanged.
     """
+    if "VIDEO" in cfg.TEST:
+        return
     cfg.MODEL.NUM_CLASSES = -1
 
     cfg.INPUT.SAMPLING_FRAME_NUM = 2

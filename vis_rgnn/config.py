@@ -2,14 +2,19 @@
 Networks"). Defaults are the R50 YouTube-VIS reference values (the authors' public release, paper §3.6 and Appendix A)."""
 from detectron2.config import CfgNode as CN
 
+from projects.config import add_video_config
+
 
 def add_rgnn_config(cfg: CN) -> None:
-    """Add ``MODEL.RGNN.*`` (and ``SOLVER.OPTIMIZER`` if absent) to ``cfg``.
+    """Add :func:`projects.config.add_video_config`'s keys and ``MODEL.RGNN.*`` to ``cfg`` (idempotent).
 
-    Call after :func:`projects.config.add_video_config`. Thresholds called ``*_THRESHOLD`` on the tracker are
+    Thresholds called ``*_THRESHOLD`` on the tracker are
     logits (log-odds), as in the authors' release; the detector keeps a detection when the logit of its best
     foreground class probability reaches ``DETECTOR.SCORE_LOGIT_THRESH``.
     """
+    add_video_config(cfg)
+    if "RGNN" in cfg.MODEL:
+        return
     cfg.MODEL.RGNN = CN()
     r = cfg.MODEL.RGNN
     # 1: train backbone + YOLACT segmenter on single frames (App. A.1). 2: freeze them, incl. BatchNorm

@@ -7,9 +7,14 @@ choice (and the docstring of the module that uses it explains it).
 """
 from detectron2.config import CfgNode as CN
 
+from projects.config import add_video_config
+
 
 def add_vis_stg_config(cfg: CN) -> None:
-    """Add ``MODEL.VIS_STG`` to ``cfg`` (call after :func:`projects.config.add_video_config`)."""
+    """Add :func:`projects.config.add_video_config`'s keys and ``MODEL.VIS_STG`` to ``cfg`` (idempotent)."""
+    add_video_config(cfg)
+    if "VIS_STG" in cfg.MODEL:
+        return
     cfg.MODEL.VIS_STG = CN()
     _C = cfg.MODEL.VIS_STG
 
