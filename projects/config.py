@@ -36,3 +36,21 @@ def add_video_config(cfg: CN) -> None:
     cfg.TEST.VIDEO.MASK_THRESHOLD = 0.5
     # Keep at most this many tracks per video in the results (YouTube-VIS AP uses maxDets=100).
     cfg.TEST.VIDEO.MAX_TRACKS = 100
+
+
+def get_project_cfg() -> CN:
+    """detectron2's default config plus every key of this project (video data, both methods, the GT oracle):
+    what ``train_net.py``, the demo and the benchmarks build their configs from."""
+    from detectron2.config import get_cfg
+
+    # Imported here: both method packages import this module for add_video_config.
+    from projects.modeling import add_oracle_config
+    from vis_rgnn.config import add_rgnn_config
+    from vis_stg.config import add_vis_stg_config
+
+    cfg = get_cfg()
+    add_video_config(cfg)
+    add_vis_stg_config(cfg)
+    add_rgnn_config(cfg)
+    add_oracle_config(cfg)
+    return cfg
