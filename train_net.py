@@ -15,7 +15,6 @@ import os
 from typing import List
 
 import torch
-from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.config import get_cfg
 from detectron2.engine import DefaultTrainer, default_argument_parser, default_setup, launch
 from detectron2.evaluation import verify_results
@@ -24,14 +23,19 @@ from detectron2.utils.logger import setup_logger
 
 from projects.config import add_video_config
 from projects.data import build_video_test_loader, build_video_train_loader, register_ytvis_instances, resolve_num_classes
+from projects.engine import FaultTolerantCheckpointer, FaultTolerantTrainerMixin
 from projects.evaluation import YTVISEvaluator
 from projects.modeling import add_oracle_config
 from vis_rgnn.config import add_rgnn_config
 from vis_stg.config import add_vis_stg_config
 
 
-class Trainer(DefaultTrainer):
-    """DefaultTrainer with video loaders, the YouTube-VIS evaluator and an optional Adam optimizer."""
+class Trainer(FaultTolerantTrainerMixin, DefaultTrainer):
+    """DefaultTrainer with video loaders, the YouTube-VIS evaluator and an optional Adam optimizer.
+
+    The mixin (projects/engine) adds atomic checkpoints, the corrupt-checkpoint fallback of ``--resume`` and the
+    non-finite-loss / skipped-sample guard.
+    """
 
     @classmethod
     def build_train_loader(cls, cfg):
@@ -103,7 +107,7 @@ def main(args):
     cfg = setup(args)
     if args.eval_only:
         model = Trainer.build_model(cfg)
-        DetectionCheckpointer(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(cfg.MODEL.WEIGHTS, resume=args.resume)
+        FaultTolerantCheckpointer(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(cfg.MODEL.WEIGHTS, resume=args.resume)
         res = Trainer.test(cfg, model)
         if cfg.TEST.AUG.ENABLED:
             raise NotImplementedError("test-time augmentation is not supported for video models")
