@@ -51,6 +51,12 @@ class FaultTolerantCheckpointer(DetectionCheckpointer):
         super().__init__(model, save_dir, save_to_disk=save_to_disk, **checkpointables)
         self.path_manager = AtomicWritePathManager(self.path_manager)
 
+    def load(self, path: str, *args, **kwargs) -> Dict[str, Any]:
+        try:
+            return super().load(path, *args, **kwargs)
+        finally:  # DetectionCheckpointer.load leaves this set when loading raises; the next load asserts on it
+            self._parsed_url_during_load = None
+
     def _load_file(self, filename: str) -> Dict[str, Any]:
         if os.path.isfile(filename) and os.path.getsize(filename) == 0:
             raise CorruptCheckpointError(filename, "the file is empty")

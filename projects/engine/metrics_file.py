@@ -11,49 +11,59 @@ from __future__ import annotations
 import json
 import logging
 import os
-from typing import Tuple
+from typing import List, Optional, Tuple
 
 __all__ = ["truncate_metrics_for_resume"]
 
 logger = logging.getLogger(__name__)
 
 
+def _line_problem(line: bytes, complete: bool) -> Tuple[Optional[str], Optional[dict]]:
+    if not complete:
+        return "truncated (no newline: its write was interrupted)", None
+    try:
+        record = json.loads(line)
+    except ValueError as e:
+        return f"not valid JSON ({e})", None
+    if not isinstance(record, dict):
+        return "not a JSON object", None
+    return None, record
+
+
 def truncate_metrics_for_resume(path: str, start_iter: int) -> Tuple[int, int]:
     """Cut ``path`` before its first truncated/unparsable line or record with ``iteration >= start_iter``.
 
-    Returns ``(records kept, lines dropped)``; a missing file is ``(0, 0)``. Warns, naming the file and the
-    first dropped line, when something other than re-run iterations is dropped.
+    Returns ``(lines kept, lines dropped)``; a missing file is ``(0, 0)``. Logs what was dropped, as a warning
+    naming the file and line when a line was truncated or corrupt (not just re-run iterations).
     """
     if not os.path.isfile(path):
         return 0, 0
     with open(path, "rb") as f:
         data = f.read()
-    offset, kept, bad = 0, 0, None
-    while offset < len(data):
-        end = data.find(b"\n", offset)
-        if end < 0:
-            bad = f"line {kept + 1} is truncated (no newline: the write was interrupted)"
-            break
-        line = data[offset:end].strip()
-        if line:
-            try:
-                record = json.loads(line)
-            except ValueError as e:
-                bad = f"line {kept + 1} is not valid JSON ({e})"
-                break
-            if not isinstance(record, dict):
-                bad = f"line {kept + 1} is not a JSON object"
-                break
-            if int(record.get("iteration", -1)) >= start_iter:
-                break
-        kept += 1
-        offset = end + 1
-    dropped = data[offset:].count(b"\n") + (0 if data.endswith(b"\n") or offset >= len(data) else 1)
-    if offset < len(data):
-        os.truncate(path, offset)
-        msg = f"{path}: dropped {dropped} line(s) from line {kept + 1} on (resuming at iteration {start_iter})"
-        if bad:
-            logger.warning(f"{msg}: {bad}")
-        else:
-            logger.info(f"{msg}: records of iterations that are run again")
-    return kept, dropped
+    lines = data.split(b"\n")
+    complete = [True] * (len(lines) - 1) + [False]
+    if not lines[-1]:  # the file ends with a newline
+        lines, complete = lines[:-1], complete[:-1]
+    cut: Optional[int] = None  # index of the first dropped line
+    problems: List[str] = []
+    for i, (line, done) in enumerate(zip(lines, complete)):
+        if not line.strip() and done:
+            continue
+        problem, record = _line_problem(line, done)
+        if problem is not None:
+            problems.append(f"line {i + 1} is {problem}")
+        elif int(record.get("iteration", -1)) < start_iter:
+            continue
+        if cut is None:
+            cut = i
+    if cut is None:
+        return len(lines), 0
+    offset = sum(len(line) + 1 for line in lines[:cut])
+    os.truncate(path, offset)
+    dropped = len(lines) - cut
+    msg = f"{path}: dropped {dropped} line(s) from line {cut + 1} on (resuming at iteration {start_iter})"
+    if problems:
+        logger.warning(f"{msg}; {'; '.join(problems)}")
+    else:
+        logger.info(f"{msg}: records of iterations that are run again")
+    return cut, dropped
