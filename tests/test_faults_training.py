@@ -5,6 +5,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 
 import pytest
 import torch
@@ -85,6 +86,30 @@ def test_sigkill_during_training_then_resume(tiny, reference, tmp_path):
     proc = _run(["--resume", *_args(tiny, tmp_path)])
     assert "Starting training from iteration 30" in _log(proc)
     _assert_completed_like(tmp_path, reference)
+
+
+def test_external_sigkill_at_an_arbitrary_moment_then_resume(tiny, tmp_path):
+    """kill -9 from outside as soon as the first checkpoint exists (mid-iteration, mid-save or mid-append)."""
+    many = ["SOLVER.MAX_ITER", "200", "SOLVER.CHECKPOINT_PERIOD", "7", "DATALOADER.NUM_WORKERS", "1"]
+    env = dict(os.environ, PYTHONPATH=ROOT, OMP_NUM_THREADS="1")
+    cmd = [sys.executable, os.path.join(ROOT, "train_net.py"), *_args(tiny, tmp_path, *many)]
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 300
+        while not (tmp_path / "last_checkpoint").exists() and proc.poll() is None and time.time() < deadline:
+            time.sleep(0.005)
+        time.sleep(0.05)
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.wait(60)
+    assert proc.returncode == -signal.SIGKILL, "training ended before it could be killed"
+    assert not (tmp_path / "model_final.pth").exists()
+    _run(["--resume", *_args(tiny, tmp_path, *many)])
+    ckpt = torch.load(tmp_path / "model_final.pth", map_location="cpu", weights_only=False)
+    assert ckpt["iteration"] == 199
+    iters = [m["iteration"] for m in _metrics(tmp_path)]
+    assert iters == sorted(set(iters)) and 199 in iters
+    assert not [n for n in os.listdir(tmp_path) if ".partial-" in n]
 
 
 def test_sigkill_during_checkpoint_write_then_resume(tiny, reference, tmp_path):
