@@ -15,7 +15,6 @@ import os
 from typing import List
 
 import torch
-from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.engine import DefaultTrainer, default_argument_parser, default_setup, launch
 from detectron2.evaluation import verify_results
 from detectron2.solver.build import get_default_optimizer_params, maybe_add_gradient_clipping
@@ -23,11 +22,16 @@ from detectron2.utils.logger import setup_logger
 
 from projects.config import get_project_cfg
 from projects.data import build_video_test_loader, build_video_train_loader, register_ytvis_instances, resolve_num_classes
+from projects.engine import FaultTolerantCheckpointer, FaultTolerantTrainerMixin
 from projects.evaluation import YTVISEvaluator
 
 
-class Trainer(DefaultTrainer):
-    """DefaultTrainer with video loaders, the YouTube-VIS evaluator and an optional Adam optimizer."""
+class Trainer(FaultTolerantTrainerMixin, DefaultTrainer):
+    """DefaultTrainer with video loaders, the YouTube-VIS evaluator and an optional Adam optimizer.
+
+    The mixin (projects/engine) adds atomic checkpoints, the corrupt-checkpoint fallback of ``--resume`` and the
+    non-finite-loss / skipped-sample guard.
+    """
 
     @classmethod
     def build_train_loader(cls, cfg):
@@ -89,7 +93,7 @@ def main(args):
     cfg = setup(args)
     if args.eval_only:
         model = Trainer.build_model(cfg)
-        DetectionCheckpointer(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(cfg.MODEL.WEIGHTS, resume=args.resume)
+        FaultTolerantCheckpointer(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(cfg.MODEL.WEIGHTS, resume=args.resume)
         res = Trainer.test(cfg, model)
         if cfg.TEST.AUG.ENABLED:
             raise NotImplementedError("test-time augmentation is not supported for video models")

@@ -23,6 +23,8 @@ def add_video_config(cfg: CN) -> None:
     cfg.INPUT.SAMPLING_FRAME_SHUFFLE = False
     # Drop sampled frame sets in which no instance is visible in any frame (resampled instead).
     cfg.INPUT.MIN_VISIBLE_INSTANCES = 1
+    # A missing/corrupt training frame: "skip" the sample with a warning (counted as data/skipped_samples) or "fail".
+    cfg.INPUT.ON_BAD_FRAME = "skip"
 
     # "SGD" (detectron2's default), "ADAM" or "ADAMW" (RGNN stage 2 uses Adam).
     cfg.SOLVER.OPTIMIZER = "SGD"
