@@ -6,8 +6,9 @@
     python train_net.py --config-file CFG --dataset mydata_train=ann/train.json:frames/train \\
         DATASETS.TRAIN "('mydata_train',)"
 
-``--dataset NAME=JSON:IMAGE_ROOT`` (repeatable) registers a YouTube-VIS-format dataset; its categories come from
-the JSON and ``MODEL.NUM_CLASSES`` follows the first training dataset.
+``--dataset NAME=JSON:IMAGE_ROOT`` (repeatable) registers a YouTube-VIS-format dataset (a ``NAME`` ending in
+``_train`` also gets ``<stem>_train_sub`` / ``<stem>_holdout``) or a COCO-format image dataset; categories come
+from the JSON and ``MODEL.NUM_CLASSES`` follows the first video dataset.
 """
 import argparse
 import logging
@@ -21,7 +22,7 @@ from detectron2.solver.build import get_default_optimizer_params, maybe_add_grad
 from detectron2.utils.logger import setup_logger
 
 from projects.config import get_project_cfg
-from projects.data import build_video_test_loader, build_video_train_loader, register_ytvis_instances, resolve_num_classes
+from projects.data import build_video_test_loader, build_video_train_loader, register_json_dataset, resolve_num_classes
 from projects.engine import FaultTolerantCheckpointer, FaultTolerantTrainerMixin
 from projects.evaluation import YTVISEvaluator
 
@@ -61,13 +62,13 @@ class Trainer(FaultTolerantTrainerMixin, DefaultTrainer):
 
 
 def register_cli_datasets(specs: List[str]) -> None:
-    """Register ``NAME=JSON:IMAGE_ROOT`` datasets given on the command line."""
+    """Register ``NAME=JSON:IMAGE_ROOT`` datasets given on the command line (YouTube-VIS or COCO format)."""
     for spec in specs or []:
         name, sep, paths = spec.partition("=")
         json_file, sep2, image_root = paths.rpartition(":")
         if not (sep and sep2 and name and json_file and image_root):
             raise argparse.ArgumentTypeError(f"--dataset expects NAME=path/to/annotations.json:path/to/images, got {spec!r}")
-        register_ytvis_instances(name, json_file, image_root)
+        register_json_dataset(name, json_file, image_root)
 
 
 def setup(args):
@@ -112,7 +113,8 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="NAME=JSON:IMAGE_ROOT",
-        help="register a YouTube-VIS-format dataset (repeatable); use NAME in DATASETS.TRAIN/TEST",
+        help="register a YouTube-VIS-format video dataset or a COCO-format image dataset (a training source) "
+        "(repeatable); use NAME in DATASETS.TRAIN/TEST",
     )
     return parser
 

@@ -8,8 +8,9 @@ def add_video_config(cfg: CN) -> None:
     ``INPUT.SAMPLING_FRAME_NUM``: frames sampled per training video (1: single image, 2: reference/target pair,
     T: a clip). ``INPUT.SAMPLING_FRAME_RANGE``: for pairs, the maximum gap |t - k| between the frames.
     ``INPUT.SAMPLING_CONSECUTIVE``: for clips, take T consecutive *annotated* frames instead of random ones.
-    ``MODEL.NUM_CLASSES``: -1 takes the number of categories of the first training dataset; any other value
-    must equal it (checked by :func:`projects.data.resolve_num_classes`).
+    ``MODEL.NUM_CLASSES``: -1 takes the number of categories of the first video dataset of ``DATASETS.TRAIN``
+    (else of ``DATASETS.TEST``; image datasets are mapped to its classes); any other value must equal it
+    (checked by :func:`projects.data.resolve_num_classes`).
 
     Idempotent: a second call leaves the config (and any values merged into it) unchanged.
     """
@@ -28,6 +29,24 @@ def add_video_config(cfg: CN) -> None:
 
     # "SGD" (detectron2's default), "ADAM" or "ADAMW" (RGNN stage 2 uses Adam).
     cfg.SOLVER.OPTIMIZER = "SGD"
+
+    # Local protocol (projects/data/splits.py): videos held out by <stem>_holdout / removed from <stem>_train_sub;
+    # -1 = the dataset's default (YouTube-VIS 2019: 200, 2021: 300, OVIS: 60, others: 10 %).
+    cfg.DATASETS.HOLDOUT_SIZE = -1
+    # One sampling weight per DATASETS.TRAIN entry: the share of training samples drawn from it (normalised);
+    # empty = every video / image equally likely (plain concatenation).
+    cfg.DATASETS.TRAIN_WEIGHTS = ()
+    # Image datasets (COCO format) in DATASETS.TRAIN: JSON {source category name: video class name} or a shipped
+    # map name (coco_to_ytvis_2019, coco_to_ytvis_2021, coco_to_ovis); unmapped categories are dropped.
+    cfg.DATASETS.CATEGORY_MAP = ""
+
+    # Pseudo-videos from images (projects/data/pseudo_video_mapper.py): every frame gets its own random zoom
+    # (ratio of the source window to the image: <1 crops, >1 zooms out with zero padding), shift (fraction of
+    # the image size) and horizontal flip, before the sample's common augmentation (resize, flip, crop).
+    cfg.INPUT.PSEUDO_VIDEO = CN()
+    cfg.INPUT.PSEUDO_VIDEO.SCALE_RANGE = (0.8, 1.2)
+    cfg.INPUT.PSEUDO_VIDEO.SHIFT_RANGE = (0.2, 0.2)
+    cfg.INPUT.PSEUDO_VIDEO.FLIP_PROB = 0.0
 
     cfg.DATASETS.SYNTHETIC = CN()
     # Where synthetic_vis_{train,val} are generated on first use (relative to $DETECTRON2_DATASETS).

@@ -77,7 +77,9 @@ class VideoDatasetMapper:
         self.min_visible_instances = min_visible_instances
         self.recompute_boxes = recompute_boxes
         self.max_tries = max_tries
-        self.rng = random.Random(seed)
+        # the module-level generator (reseeded per loader worker by detectron2) unless a seed is given: a private
+        # Random would be copied unchanged into every worker, which would then all draw the same frame offsets
+        self.rng = random.Random(seed) if seed is not None else random
         self.on_bad_frame = on_bad_frame
         self._skipped = 0  # samples skipped since the last returned one (reported in it)
         self._warned_files = set()
