@@ -16,23 +16,23 @@ import os
 from typing import List
 
 import torch
-from detectron2.checkpoint import DetectionCheckpointer
-from detectron2.config import get_cfg
 from detectron2.engine import DefaultTrainer, default_argument_parser, default_setup, launch
 from detectron2.evaluation import verify_results
 from detectron2.solver.build import get_default_optimizer_params, maybe_add_gradient_clipping
 from detectron2.utils.logger import setup_logger
 
-from projects.config import add_video_config
+from projects.config import get_project_cfg
 from projects.data import build_video_test_loader, build_video_train_loader, register_json_dataset, resolve_num_classes
+from projects.engine import FaultTolerantCheckpointer, FaultTolerantTrainerMixin
 from projects.evaluation import YTVISEvaluator
-from projects.modeling import add_oracle_config
-from vis_rgnn.config import add_rgnn_config
-from vis_stg.config import add_vis_stg_config
 
 
-class Trainer(DefaultTrainer):
-    """DefaultTrainer with video loaders, the YouTube-VIS evaluator and an optional Adam optimizer."""
+class Trainer(FaultTolerantTrainerMixin, DefaultTrainer):
+    """DefaultTrainer with video loaders, the YouTube-VIS evaluator and an optional Adam optimizer.
+
+    The mixin (projects/engine) adds atomic checkpoints, the corrupt-checkpoint fallback of ``--resume`` and the
+    non-finite-loss / skipped-sample guard.
+    """
 
     @classmethod
     def build_train_loader(cls, cfg):
@@ -59,16 +59,6 @@ class Trainer(DefaultTrainer):
         if optim is None:
             raise ValueError(f"SOLVER.OPTIMIZER must be SGD, ADAM or ADAMW, got {cfg.SOLVER.OPTIMIZER!r}")
         return maybe_add_gradient_clipping(cfg, optim)(params, lr=cfg.SOLVER.BASE_LR, weight_decay=cfg.SOLVER.WEIGHT_DECAY)
-
-
-def get_project_cfg():
-    """detectron2's default config plus every key of this project (video data, both methods, oracle)."""
-    cfg = get_cfg()
-    add_video_config(cfg)
-    add_vis_stg_config(cfg)
-    add_rgnn_config(cfg)
-    add_oracle_config(cfg)
-    return cfg
 
 
 def register_cli_datasets(specs: List[str]) -> None:
@@ -104,7 +94,7 @@ def main(args):
     cfg = setup(args)
     if args.eval_only:
         model = Trainer.build_model(cfg)
-        DetectionCheckpointer(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(cfg.MODEL.WEIGHTS, resume=args.resume)
+        FaultTolerantCheckpointer(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(cfg.MODEL.WEIGHTS, resume=args.resume)
         res = Trainer.test(cfg, model)
         if cfg.TEST.AUG.ENABLED:
             raise NotImplementedError("test-time augmentation is not supported for video models")

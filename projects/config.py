@@ -3,14 +3,19 @@ from detectron2.config import CfgNode as CN
 
 
 def add_video_config(cfg: CN) -> None:
-    """Add the video keys to a detectron2 config (call before the method's own ``add_<method>_config``).
+    """Add the video keys to a detectron2 config (``add_<method>_config`` of both methods call it first).
 
     ``INPUT.SAMPLING_FRAME_NUM``: frames sampled per training video (1: single image, 2: reference/target pair,
     T: a clip). ``INPUT.SAMPLING_FRAME_RANGE``: for pairs, the maximum gap |t - k| between the frames.
     ``INPUT.SAMPLING_CONSECUTIVE``: for clips, take T consecutive *annotated* frames instead of random ones.
     ``MODEL.NUM_CLASSES``: -1 takes the number of categories of the first video dataset of ``DATASETS.TRAIN``
-    (else of ``DATASETS.TEST``; image datasets are mapped to its classes); any other value must equal it (checked by :func:`projects.data.resolve_num_classes`).
+    (else of ``DATASETS.TEST``; image datasets are mapped to its classes); any other value must equal it
+    (checked by :func:`projects.data.resolve_num_classes`).
+
+    Idempotent: a second call leaves the config (and any values merged into it) unchanged.
     """
+    if "VIDEO" in cfg.TEST:
+        return
     cfg.MODEL.NUM_CLASSES = -1
 
     cfg.INPUT.SAMPLING_FRAME_NUM = 2
@@ -19,6 +24,8 @@ def add_video_config(cfg: CN) -> None:
     cfg.INPUT.SAMPLING_FRAME_SHUFFLE = False
     # Drop sampled frame sets in which no instance is visible in any frame (resampled instead).
     cfg.INPUT.MIN_VISIBLE_INSTANCES = 1
+    # A missing/corrupt training frame: "skip" the sample with a warning (counted as data/skipped_samples) or "fail".
+    cfg.INPUT.ON_BAD_FRAME = "skip"
 
     # "SGD" (detectron2's default), "ADAM" or "ADAMW" (RGNN stage 2 uses Adam).
     cfg.SOLVER.OPTIMIZER = "SGD"
@@ -50,3 +57,21 @@ def add_video_config(cfg: CN) -> None:
     cfg.TEST.VIDEO.MASK_THRESHOLD = 0.5
     # Keep at most this many tracks per video in the results (YouTube-VIS AP uses maxDets=100).
     cfg.TEST.VIDEO.MAX_TRACKS = 100
+
+
+def get_project_cfg() -> CN:
+    """detectron2's default config plus every key of this project (video data, both methods, the GT oracle):
+    what ``train_net.py``, the demo and the benchmarks build their configs from."""
+    from detectron2.config import get_cfg
+
+    # Imported here: both method packages import this module for add_video_config.
+    from projects.modeling import add_oracle_config
+    from vis_rgnn.config import add_rgnn_config
+    from vis_stg.config import add_vis_stg_config
+
+    cfg = get_cfg()
+    add_video_config(cfg)
+    add_vis_stg_config(cfg)
+    add_rgnn_config(cfg)
+    add_oracle_config(cfg)
+    return cfg

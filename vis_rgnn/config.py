@@ -1,15 +1,20 @@
 """Config keys of RGNN-VIS (Johnander et al., "Learning Video Instance Segmentation with Recurrent Graph Neural
-Networks"). Defaults are the R50 YouTube-VIS reference values (DESIGN §4, paper §3.6 and Appendix A)."""
+Networks"). Defaults are the R50 YouTube-VIS reference values (the authors' public release, paper §3.6 and Appendix A)."""
 from detectron2.config import CfgNode as CN
+
+from projects.config import add_video_config
 
 
 def add_rgnn_config(cfg: CN) -> None:
-    """Add ``MODEL.RGNN.*`` (and ``SOLVER.OPTIMIZER`` if absent) to ``cfg``.
+    """Add :func:`projects.config.add_video_config`'s keys and ``MODEL.RGNN.*`` to ``cfg`` (idempotent).
 
-    Call after :func:`projects.config.add_video_config`. Thresholds called ``*_THRESHOLD`` on the tracker are
+    Thresholds called ``*_THRESHOLD`` on the tracker are
     logits (log-odds), as in the authors' release; the detector keeps a detection when the logit of its best
     foreground class probability reaches ``DETECTOR.SCORE_LOGIT_THRESH``.
     """
+    add_video_config(cfg)
+    if "RGNN" in cfg.MODEL:
+        return
     cfg.MODEL.RGNN = CN()
     r = cfg.MODEL.RGNN
     # 1: train backbone + YOLACT segmenter on single frames (App. A.1). 2: freeze them, incl. BatchNorm
@@ -79,9 +84,10 @@ def add_rgnn_config(cfg: CN) -> None:
     r.INACTIVE_THRESHOLD = 0.0  # a track without a detection matching above this logit is inactive
     r.MASK_EMBED_CHANNELS = 16  # mask re-weighting: Linear(DIM, 16) broadcast over the mask (App. A.2)
     r.MASK_HIDDEN_CHANNELS = 16
-    # The re-weighting CNN corrects the detection mask's logit (starts as the segmenter's mask) instead of
-    # predicting the logits from scratch; see vis_rgnn.heads.MaskReweighting.
-    r.MASK_RESIDUAL = True
+    # Our addition (off = the paper's head): the re-weighting CNN corrects the detection mask's logit (starts as
+    # the segmenter's mask) instead of predicting the logits from scratch; see vis_rgnn.heads.MaskReweighting.
+    # On in the synthetic configs, where it was measured to help.
+    r.MASK_RESIDUAL = False
 
     r.LOSS = CN()
     lo = r.LOSS

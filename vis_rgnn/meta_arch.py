@@ -126,9 +126,10 @@ class RGNNVIS(nn.Module):
 
     def train(self, mode: bool = True) -> "RGNNVIS":
         super().train(mode)
-        if self.stage == 2:
+        if self.stage == 2:  # frozen segmenter: its features are the test-time ones, so no feature dropout either
             self.backbone.eval()
             self.detector.eval()
+            self.feature_dropout.eval()
         return self
 
     # ---------------------------------------------------------------------------------------------- features
