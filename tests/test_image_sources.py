@@ -242,6 +242,22 @@ def test_pseudo_video_frames_are_independent_and_consistent(tmp_path, num_frames
         assert differing >= 20  # 24 samples: the frames of (almost) every pseudo-video differ
 
 
+def test_corrupt_image_is_skipped_and_counted_or_fails(tmp_path):
+    json_file, image_root = write_painted_coco(str(tmp_path), num_images=2)
+    name = _uid("corrupt")
+    register_coco_instances(name, {}, json_file, image_root)
+    open(os.path.join(image_root, "1.png"), "wb").write(b"\x89PNG truncated")
+    cfg = _cfg([name], INPUT__SAMPLING_FRAME_NUM=2)
+    (_, records), = get_train_sources(cfg)
+    bad, good = sorted(records, key=lambda r: r["file_name"])
+    mapper = PseudoVideoMapper(cfg, True, seed=0)
+    assert mapper(bad) is None
+    assert mapper(good)["skipped_samples"] == 1 and mapper(good)["skipped_samples"] == 0
+    cfg.INPUT.ON_BAD_FRAME = "fail"
+    with pytest.raises(DatasetFormatError, match="1.png"):
+        PseudoVideoMapper(cfg, True)(bad)
+
+
 def test_zoom_shift_flip_keeps_the_size_and_is_random():
     aug = RandomZoomShiftFlip((0.5, 1.5), (0.3, 0.3), 0.5, rng=np.random.RandomState(0))
     img = np.random.RandomState(1).randint(0, 255, (30, 50, 3)).astype(np.uint8)

@@ -24,6 +24,7 @@ from detectron2.data import detection_utils as utils
 from detectron2.data import transforms as T
 from detectron2.structures import BitMasks, Instances
 
+from .errors import DatasetFormatError
 from .frames import image_to_tensor, read_frame
 from .video_mapper import build_video_augmentation
 
@@ -71,7 +72,9 @@ class PseudoVideoMapper:
     """Image record -> a training sample of ``num_frames`` independently augmented copies (see module doc).
 
     Crowd annotations are dropped; boxes are recomputed from the transformed masks. Returns ``None`` (the
-    loader draws another sample) when fewer than ``min_visible_instances`` objects remain in all frames.
+    loader draws another sample) when fewer than ``min_visible_instances`` objects remain in all frames, or for
+    a missing / corrupt image under ``INPUT.ON_BAD_FRAME "skip"`` (counted in ``"skipped_samples"`` of the next
+    returned sample, like :class:`VideoDatasetMapper`; ``"fail"`` raises the error naming the file).
     """
 
     @configurable
@@ -83,9 +86,15 @@ class PseudoVideoMapper:
         image_format: str,
         num_frames: int,
         min_visible_instances: int = 1,
+        on_bad_frame: str = "skip",
     ):
         if num_frames < 1:
             raise ValueError(f"SAMPLING_FRAME_NUM must be >= 1, got {num_frames}")
+        if on_bad_frame not in ("skip", "fail"):
+            raise ValueError(f"INPUT.ON_BAD_FRAME must be 'skip' or 'fail', got {on_bad_frame!r}")
+        self.on_bad_frame = on_bad_frame
+        self._skipped = 0  # samples skipped since the last returned one (reported in it, as VideoDatasetMapper)
+        self._warned_files: set = set()
         self.augmentations = T.AugmentationList(augmentations)
         self.frame_augmentation = frame_augmentation
         self.image_format = image_format
@@ -103,6 +112,7 @@ class PseudoVideoMapper:
             "image_format": cfg.INPUT.FORMAT,
             "num_frames": cfg.INPUT.SAMPLING_FRAME_NUM,
             "min_visible_instances": cfg.INPUT.MIN_VISIBLE_INSTANCES,
+            "on_bad_frame": cfg.INPUT.ON_BAD_FRAME,
         }
 
     def __call__(self, record: Dict[str, Any]) -> Optional[Dict[str, Any]]:
@@ -113,7 +123,16 @@ class PseudoVideoMapper:
             annotations = [dict(a, id=i + 1) for i, a in enumerate(annotations)]
         if len({a["id"] for a in annotations}) != len(annotations):
             raise ValueError(f"image {record['file_name']}: annotation ids are not unique")
-        source = read_frame(record["file_name"], self.image_format, (record["height"], record["width"]))
+        try:
+            source = read_frame(record["file_name"], self.image_format, (record["height"], record["width"]))
+        except DatasetFormatError as e:
+            if self.on_bad_frame == "fail":
+                raise
+            self._skipped += 1
+            if record["file_name"] not in self._warned_files:
+                self._warned_files.add(record["file_name"])
+                logger.warning(f"Skipping a training image: {e} (INPUT.ON_BAD_FRAME 'skip'; 'fail' stops instead)")
+            return None
         images, instances, common = [], [], None
         for _ in range(self.num_frames):
             aug_input = T.AugInput(source.copy())
@@ -128,6 +147,7 @@ class PseudoVideoMapper:
             instances.append(self._frame_instances(annotations, transforms, image.shape[:2]))
         if sum(len(i) for i in instances) < self.min_visible_instances:
             return None
+        skipped, self._skipped = self._skipped, 0
         return {
             "video_id": record.get("image_id", record.get("video_id")),
             "height": record["height"],
@@ -136,6 +156,7 @@ class PseudoVideoMapper:
             "frame_idx": [0] * self.num_frames,
             "image": images,
             "instances": instances,
+            "skipped_samples": skipped,
         }
 
     @staticmethod
