@@ -28,6 +28,8 @@ def test_non_editable_install_imports_from_another_directory(tmp_path):
         "from projects.config import get_project_cfg\n"
         "cfg = get_project_cfg()\n"
         "assert 'VIS_STG' in cfg.MODEL and 'RGNN' in cfg.MODEL\n"
+        "from projects.data.image_sources import SHIPPED_CATEGORY_MAPS as maps\n"
+        "assert maps == ['coco_to_ovis', 'coco_to_ytvis_2019', 'coco_to_ytvis_2021'], maps  # package data\n"
         f"assert not any(m.__file__.startswith({ROOT!r}) for m in (projects, vis_stg, vis_rgnn))\n"
         "print(vis_stg.__file__)\n"
     )

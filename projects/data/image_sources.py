@@ -29,7 +29,9 @@ __all__ = [
 ]
 
 _MAP_DIR = os.path.join(os.path.dirname(__file__), "category_maps")
-SHIPPED_CATEGORY_MAPS = sorted(f[: -len(".json")] for f in os.listdir(_MAP_DIR) if f.endswith(".json"))
+SHIPPED_CATEGORY_MAPS = sorted(
+    f[: -len(".json")] for f in (os.listdir(_MAP_DIR) if os.path.isdir(_MAP_DIR) else []) if f.endswith(".json")
+)
 
 
 def is_video_dataset(name: str) -> bool:
