@@ -71,6 +71,10 @@ class RGNNVIS(nn.Module):
         if stage == 2:  # App. A.1: backbone and segmenter frozen, incl. BatchNorm statistics.
             for module in (self.backbone, self.detector):
                 module.requires_grad_(False)
+        else:  # stage 1 trains the segmenter only; the tracker / appearance net are not used by its losses
+            for module in (self.appearance, self.tracker):
+                if module is not None:
+                    module.requires_grad_(False)
 
     @classmethod
     def from_config(cls, cfg):
