@@ -188,3 +188,14 @@ def test_mapper_skips_a_bad_frame_and_reports_it_in_the_next_sample(tmp_path, ca
         _mapper("fail")(bad)
     with pytest.raises(ValueError, match="INPUT.ON_BAD_FRAME must be one of"):
         _mapper("ignore")
+
+
+def test_a_truncated_jpeg_is_a_bad_frame_not_a_grey_image(tmp_path):
+    json_file, image_root, _ = write_tiny_ytvis(str(tmp_path), num_videos=1, length=3, null_frame=None)
+    (video,) = load_ytvis_json(json_file, image_root)
+    data = open(video["file_names"][2], "rb").read()
+    open(video["file_names"][2], "wb").write(data[: len(data) // 2])  # an interrupted download / copy
+    with pytest.raises(DatasetFormatError, match="00002.jpg: cannot decode frame .*[Tt]runcated"):
+        _mapper("fail")(video)
+    mapper = _mapper("skip")
+    assert mapper(video) is None and mapper._skipped == 1

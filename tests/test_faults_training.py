@@ -129,12 +129,10 @@ def test_sigkill_during_checkpoint_write_then_resume(tiny, reference, tmp_path):
     _assert_completed_like(tmp_path, reference)
 
 
-def test_corrupt_checkpoint_falls_back_on_resume_and_fails_clearly_otherwise(tiny, reference, tmp_path):
+def test_corrupt_checkpoint_falls_back_on_resume(tiny, reference, tmp_path):
     _run(_args(tiny, tmp_path), fault="kill_at_iter:42", check=False)
     latest = tmp_path / "model_0000029.pth"
     latest.write_bytes(latest.read_bytes()[:1000])  # e.g. a disk that filled up under an older version
-    proc = _run(["--eval-only", *_args(tiny, tmp_path, "MODEL.WEIGHTS", str(latest))], check=False)
-    assert proc.returncode != 0 and f"checkpoint {latest} is corrupt or incomplete" in _log(proc)
     proc = _run(["--resume", *_args(tiny, tmp_path)])
     assert f"checkpoint {latest} is corrupt or incomplete" in _log(proc)
     assert "Resuming from " + str(tmp_path / "model_0000014.pth") in _log(proc)
@@ -153,29 +151,26 @@ def test_nan_loss_stops_with_name_iteration_and_batch(tiny, tmp_path):
     assert all(m["iteration"] < 25 for m in _metrics(tmp_path) if "total_loss" in m)
 
 
-def _corrupt_frame(tiny, video="video2", frame="00002.jpg", how="garbage"):
-    path = os.path.join(tiny[1], video, frame)
-    original = open(path, "rb").read()
-    if how == "garbage":
-        open(path, "wb").write(b"\xff\xd8 not a jpeg " * 7)
-    else:
-        os.remove(path)
-    return path, original
-
-
-@pytest.mark.parametrize("how", ["garbage", "missing"])
-def test_bad_frame_is_skipped_and_counted_across_workers(tiny, tmp_path, how):
-    path, original = _corrupt_frame(tiny, how=how)
+def test_bad_frames_are_skipped_and_counted_across_workers_or_fail(tiny, tmp_path):
+    garbage = os.path.join(tiny[1], "video2", "00002.jpg")
+    missing = os.path.join(tiny[1], "video3", "00003.jpg")
+    originals = {p: open(p, "rb").read() for p in (garbage, missing)}
+    open(garbage, "wb").write(b"\xff\xd8 not a jpeg " * 7)
+    os.remove(missing)
     try:
-        # clips of all 5 frames: every sample of video 2 reads the bad frame
+        # clips of all 5 frames: every sample of videos 2 and 3 reads a bad frame; 2 DataLoader workers
         clip = ["INPUT.SAMPLING_FRAME_NUM", "5", "INPUT.SAMPLING_CONSECUTIVE", "True", "DATALOADER.NUM_WORKERS", "2"]
         proc = _run(_args(tiny, tmp_path, *clip, "SOLVER.CHECKPOINT_PERIOD", "100"))
-        assert f"Skipping a training sample of video 2 (frame 2): {path}" in _log(proc)
-        final = [m for m in _metrics(tmp_path) if "data/skipped_samples" in m][-1]
-        assert final["iteration"] == MAX_ITER - 1 and final["data/skipped_samples"] > 0
+        assert f"Skipping a training sample of video 2 (frame 2): {garbage}: cannot decode frame" in _log(proc)
+        assert f"Skipping a training sample of video 3 (frame 3): {missing}: frame file does not exist" in _log(proc)
+        counts = [m for m in _metrics(tmp_path) if "data/skipped_samples" in m]
+        assert [m["iteration"] for m in counts] == [19, 39, MAX_ITER - 1]
+        totals = [m["data/skipped_samples"] for m in counts]
+        # 96 samples drawn from 3 videos of which 2 are bad: the count is large and running (non-decreasing)
+        assert totals == sorted(totals) and totals[-1] >= 20
         assert (tmp_path / "model_final.pth").exists()
         proc = _run(_args(tiny, tmp_path / "fail", *clip, "INPUT.ON_BAD_FRAME", "fail"), check=False)
-        assert proc.returncode != 0 and path in _log(proc)
-        assert ("cannot decode frame" if how == "garbage" else "frame file does not exist") in _log(proc)
+        assert proc.returncode != 0 and (f"{garbage}: cannot decode" in _log(proc) or f"{missing}: frame" in _log(proc))
     finally:
-        open(path, "wb").write(original)
+        for p, data in originals.items():
+            open(p, "wb").write(data)
