@@ -13,26 +13,68 @@ from the JSON and ``MODEL.NUM_CLASSES`` follows the first video dataset.
 import argparse
 import logging
 import os
+import weakref
 from typing import List
 
 import torch
-from detectron2.engine import DefaultTrainer, default_argument_parser, default_setup, launch
+from detectron2.engine import AMPTrainer, DefaultTrainer, SimpleTrainer, TrainerBase, default_argument_parser
+from detectron2.engine import default_setup, launch
 from detectron2.evaluation import verify_results
 from detectron2.solver.build import get_default_optimizer_params, maybe_add_gradient_clipping
+from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
 
 from projects.config import get_project_cfg
 from projects.data import build_video_test_loader, build_video_train_loader, register_json_dataset, resolve_num_classes
 from projects.engine import FaultTolerantCheckpointer, FaultTolerantTrainerMixin
+from projects.engine.amp import AutocastModel, autocast_for_inference, resolve_amp_dtype
+from projects.engine.ddp import create_ddp_model
 from projects.evaluation import YTVISEvaluator
 
 
 class Trainer(FaultTolerantTrainerMixin, DefaultTrainer):
-    """DefaultTrainer with video loaders, the YouTube-VIS evaluator and an optional Adam optimizer.
+    """DefaultTrainer with video loaders, the YouTube-VIS evaluator, an optional Adam optimizer, DDP on CPU
+    (gloo) as on GPUs (projects/engine/ddp.py) and mixed precision on both (projects/engine/amp.py).
 
     The mixin (projects/engine) adds atomic checkpoints, the corrupt-checkpoint fallback of ``--resume`` and the
-    non-finite-loss / skipped-sample guard.
-    """
+    non-finite-loss / skipped-sample guard (it replaces the checkpointer created here in ``build_hooks``)."""
+
+    def __init__(self, cfg):
+        # DefaultTrainer.__init__ with two changes: the model is wrapped by projects.engine.create_ddp_model
+        # (no device_ids for CPU modules) and SOLVER.AMP picks AMPTrainer on CUDA / bf16 autocast on the CPU.
+        TrainerBase.__init__(self)
+        logger = logging.getLogger("detectron2")
+        if not logger.isEnabledFor(logging.INFO):
+            setup_logger()
+        cfg = DefaultTrainer.auto_scale_workers(cfg, comm.get_world_size())
+        model = self.build_model(cfg)
+        optimizer = self.build_optimizer(cfg, model)
+        data_loader = self.build_train_loader(cfg)
+        model = create_ddp_model(model, broadcast_buffers=False)
+        self._trainer = self.build_train_loop(cfg, model, data_loader, optimizer)
+        self.scheduler = self.build_lr_scheduler(cfg, optimizer)
+        self.checkpointer = FaultTolerantCheckpointer(model, cfg.OUTPUT_DIR, trainer=weakref.proxy(self))
+        self.start_iter = 0
+        self.max_iter = cfg.SOLVER.MAX_ITER
+        self.cfg = cfg
+        self.register_hooks(self.build_hooks())
+
+    @staticmethod
+    def build_train_loop(cfg, model, data_loader, optimizer):
+        """SimpleTrainer, or with ``SOLVER.AMP.ENABLED`` detectron2's AMPTrainer on CUDA (GradScaler) and a
+        SimpleTrainer whose forward runs under bfloat16 autocast on the CPU."""
+        if not cfg.SOLVER.AMP.ENABLED:
+            return SimpleTrainer(model, data_loader, optimizer)
+        device_type = torch.device(cfg.MODEL.DEVICE).type
+        dtype = resolve_amp_dtype(cfg.SOLVER.AMP.get("DTYPE", "auto"), device_type)
+        if device_type == "cuda":
+            return AMPTrainer(model, data_loader, optimizer, precision=dtype)
+        return SimpleTrainer(AutocastModel(model, device_type, dtype, training_only=True), data_loader, optimizer)
+
+    @classmethod
+    def test(cls, cfg, model, evaluators=None):
+        """DefaultTrainer.test, under autocast when ``TEST.AMP.ENABLED``."""
+        return super().test(cfg, autocast_for_inference(cfg, model), evaluators)
 
     @classmethod
     def build_train_loader(cls, cfg):
@@ -85,8 +127,6 @@ def setup(args):
 
 
 def _rank() -> int:
-    from detectron2.utils import comm
-
     return comm.get_rank()
 
 

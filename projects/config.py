@@ -65,6 +65,7 @@ def get_project_cfg() -> CN:
     from detectron2.config import get_cfg
 
     # Imported here: both method packages import this module for add_video_config.
+    from projects.engine.amp import add_amp_config
     from projects.modeling import add_oracle_config
     from vis_rgnn.config import add_rgnn_config
     from vis_stg.config import add_vis_stg_config
@@ -74,4 +75,5 @@ def get_project_cfg() -> CN:
     add_vis_stg_config(cfg)
     add_rgnn_config(cfg)
     add_oracle_config(cfg)
+    add_amp_config(cfg)
     return cfg

@@ -27,8 +27,14 @@ from .losses import FrameTargets, tracker_clip_losses
 from .targets import assign_detections, gt_masks_on_grid
 from .tracker import FrameDetections, RGNNTracker, TrackState
 
-__all__ = ["RGNNVIS"]
+__all__ = ["RGNNVIS", "SEGMENTER_MODULES", "STAGE_KEY"]
 logger = logging.getLogger(__name__)
+STAGE_KEY = "rgnn_stage"  # buffer: the training stage of the model that wrote a checkpoint
+SEGMENTER_MODULES = ("backbone", "detector")  # what stage 2 takes from a stage-1 checkpoint
+
+
+def _top_level(keys: Sequence[str], prefix: str) -> str:
+    return ", ".join(sorted({k[len(prefix):].split(".")[0] for k in keys}))
 
 
 @META_ARCH_REGISTRY.register()
@@ -65,12 +71,44 @@ class RGNNVIS(nn.Module):
         self.max_video_tracks = max_video_tracks
         self.register_buffer("pixel_mean", torch.tensor(pixel_mean).view(-1, 1, 1), False)
         self.register_buffer("pixel_std", torch.tensor(pixel_std).view(-1, 1, 1), False)
+        # Saved with every checkpoint so that stage 2 can tell a stage-1 checkpoint (take the segmenter only)
+        # from its own (take everything); see _select_checkpoint_weights.
+        self.register_buffer(STAGE_KEY, torch.tensor(stage, dtype=torch.long), True)
+        self.register_load_state_dict_pre_hook(self._select_checkpoint_weights)
         bottom_up = backbone.bottom_up.output_shape()
         # Only the bottom-up levels feeding the FPN's top-down path need alignment; P6/P7 are strided convs.
         self.size_divisibility = max(bottom_up[f].stride for f in backbone.in_features)
         if stage == 2:  # App. A.1: backbone and segmenter frozen, incl. BatchNorm statistics.
             for module in (self.backbone, self.detector):
                 module.requires_grad_(False)
+        else:  # stage 1 trains the segmenter only; the tracker / appearance net are not used by its losses
+            for module in (self.appearance, self.tracker):
+                if module is not None:
+                    module.requires_grad_(False)
+
+    def _select_checkpoint_weights(self, module, state_dict, prefix, *_args) -> None:
+        """load_state_dict pre-hook. Stage 2 initialised from a stage-1 checkpoint (App. A.1) takes only the
+        segmenter (``backbone.*``, ``detector.*``): the tracker, appearance net and heads of a stage-1
+        checkpoint are untrained (frozen in stage 1) and would overwrite stage 2's own initialisation (e.g. the
+        zero-initialised scoring layer). A checkpoint without the stage marker (other tools, older runs) is
+        treated as a segmenter checkpoint too, with a warning if that drops weights. The model's own stage
+        marker is never overwritten."""
+        stored = state_dict.pop(prefix + STAGE_KEY, None)
+        if self.stage != 2 or (stored is not None and int(stored) == 2):
+            return
+        keep = tuple(prefix + name + "." for name in SEGMENTER_MODULES)
+        dropped = [k for k in state_dict if k.startswith(prefix) and not k.startswith(keep)]
+        taken = [k for k in state_dict if k.startswith(keep)]
+        for k in dropped:
+            del state_dict[k]
+        source = "a stage-1 checkpoint" if stored is not None else "a checkpoint without a stage marker"
+        summary = ", ".join(f"{m}: {sum(k.startswith(prefix + m + '.') for k in taken)}" for m in SEGMENTER_MODULES)
+        logger.info(f"RGNN stage 2 initialised from {source}: took the segmenter only ({summary} tensors)"
+                    + (f"; ignored {len(dropped)} tensors of {_top_level(dropped, prefix)}" if dropped else ""))
+        if dropped and stored is None:
+            logger.warning(f"RGNN stage 2: the checkpoint has no '{STAGE_KEY}' entry, so it was read as a "
+                           f"segmenter (stage-1) checkpoint and its {len(dropped)} tracker-side tensors were "
+                           f"ignored; a stage-2 checkpoint written by this code carries '{STAGE_KEY}' = 2")
 
     @classmethod
     def from_config(cls, cfg):

@@ -30,7 +30,7 @@ from .detection_head import CenterNetHead, Detections
 from .embedding_head import EmbeddingHead
 from .graph import GraphEdges, SpatialTemporalGraph, edge_lookup
 from .kernel_warp import KernelWarp
-from .losses import dice_loss
+from .losses import dice_loss, graph_anchor
 from .mask_head import Controller, DynamicMaskHead, MaskBranch, downsample_gt_masks
 from .targets import CenterTargets, assign_centers, expand_positives, gather_at_cells
 from .tracker import EdgeClassifier, OnlineTracker, ReferenceSet, VideoState, greedy_match
@@ -240,6 +240,8 @@ class VisSTG(nn.Module):
                 targets_t.batch_idx, targets_t.ids,
                 gather_at_cells(emb_k, targets_k.level, targets_k.batch_idx, targets_k.cells),
                 targets_k.batch_idx, targets_k.ids)
+            if len(targets_t) == 0:  # no target instance: keep the embedding head in the graph (DDP)
+                losses["loss_embed"] = losses["loss_embed"] + graph_anchor(*emb_t, *emb_k)
         return losses
 
     def _mask_loss(
