@@ -131,7 +131,7 @@ def build_video_test_loader(cfg, dataset_name: str, mapper=None):
     configure_splits(cfg)
     dataset = get_video_dataset_dicts([dataset_name])
     if is_split(dataset_name):
-        write_split_ground_truth(dataset_name)
+        write_split_ground_truth(dataset_name, dataset)
     return build_detection_test_loader(
         dataset=dataset, mapper=mapper or VideoTestDatasetMapper(cfg), num_workers=cfg.DATALOADER.NUM_WORKERS
     )

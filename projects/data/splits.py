@@ -21,7 +21,7 @@ import hashlib
 import json
 import logging
 import os
-from typing import Any, Dict, Iterable, List, Set
+from typing import Any, Dict, Iterable, List, Optional, Set
 
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.utils import comm
@@ -106,7 +106,7 @@ def _record(source: str, held: Set[Any], size: int, num_videos: int) -> None:
 
 def _atomic_json_dump(obj: Any, path: str) -> None:
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    tmp = f"{path}.tmp{os.getpid()}"
+    tmp = f"{path}.tmp{os.getpid()}.{comm.get_rank()}"
     with open(tmp, "w") as f:
         json.dump(obj, f)
     os.replace(tmp, path)
@@ -144,16 +144,17 @@ def register_holdout_splits(source: str) -> tuple:
     return names
 
 
-def write_split_ground_truth(name: str) -> str:
+def write_split_ground_truth(name: str, videos: Optional[List[Dict[str, Any]]] = None) -> str:
     """Write the split's YouTube-VIS ground truth (its videos + annotations) for the evaluator; returns the path.
 
-    Sets the split's ``MetadataCatalog`` ``json_file`` to it. Needs :func:`configure_splits` (OUTPUT_DIR).
+    ``videos``: the split's dataset dicts if already loaded (else read from the catalog). Sets the split's
+    ``MetadataCatalog`` ``json_file`` to the file. Needs :func:`configure_splits` (OUTPUT_DIR).
     """
     source, _ = _SPLITS[name]
     out = _SETTINGS["output_dir"]
     if not out:
         raise ValueError(f"no OUTPUT_DIR configured: cannot write the ground truth of '{name}'")
-    keep = {v["video_id"] for v in DatasetCatalog.get(name)}
+    keep = {v["video_id"] for v in (DatasetCatalog.get(name) if videos is None else videos)}
     with open(MetadataCatalog.get(source).json_file) as f:
         data = json.load(f)
     data["videos"] = [v for v in data["videos"] if v["id"] in keep]
