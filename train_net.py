@@ -7,7 +7,9 @@
         DATASETS.TRAIN "('mydata_train',)"
 
 ``--dataset NAME=JSON:IMAGE_ROOT`` (repeatable) registers a YouTube-VIS-format dataset; its categories come from
-the JSON and ``MODEL.NUM_CLASSES`` follows the first training dataset.
+the JSON and ``MODEL.NUM_CLASSES`` follows the first training dataset. ``--coco-dataset NAME=JSON:IMAGE_ROOT``
+registers a COCO-format image dataset; with ``--eval-only`` a stage-1 RGNN-VIS / YOLACT model is evaluated on it
+image by image with detectron2's COCOEvaluator (box and mask AP).
 """
 import argparse
 import logging
@@ -17,8 +19,10 @@ from typing import List
 import torch
 from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.config import get_cfg
+from detectron2.data import MetadataCatalog, build_detection_test_loader
+from detectron2.data.datasets import register_coco_instances
 from detectron2.engine import DefaultTrainer, default_argument_parser, default_setup, launch
-from detectron2.evaluation import verify_results
+from detectron2.evaluation import COCOEvaluator, verify_results
 from detectron2.solver.build import get_default_optimizer_params, maybe_add_gradient_clipping
 from detectron2.utils.logger import setup_logger
 
@@ -39,11 +43,15 @@ class Trainer(DefaultTrainer):
 
     @classmethod
     def build_test_loader(cls, cfg, dataset_name):
+        if is_image_dataset(dataset_name):  # COCO-format images: detectron2's loader and image call
+            return build_detection_test_loader(cfg, dataset_name)
         return build_video_test_loader(cfg, dataset_name)
 
     @classmethod
     def build_evaluator(cls, cfg, dataset_name, output_folder=None):
         output_folder = output_folder or os.path.join(cfg.OUTPUT_DIR, "inference", dataset_name)
+        if is_image_dataset(dataset_name):  # box / mask AP of the single-image segmenter
+            return COCOEvaluator(dataset_name, output_dir=output_folder)
         return YTVISEvaluator(dataset_name, output_dir=output_folder)
 
     @classmethod
@@ -70,6 +78,21 @@ def get_project_cfg():
     return cfg
 
 
+def is_image_dataset(dataset_name: str) -> bool:
+    """COCO-format image datasets (detectron2's ``evaluator_type`` "coco") are evaluated image by image."""
+    return MetadataCatalog.get(dataset_name).get("evaluator_type", None) == "coco"
+
+
+def register_cli_coco_datasets(specs: List[str]) -> None:
+    """Register ``NAME=JSON:IMAGE_ROOT`` COCO-format image datasets given with ``--coco-dataset``."""
+    for spec in specs or []:
+        name, sep, paths = spec.partition("=")
+        json_file, sep2, image_root = paths.rpartition(":")
+        if not (sep and sep2 and name and json_file and image_root):
+            raise argparse.ArgumentTypeError(f"--coco-dataset expects NAME=path/to/instances.json:path/to/images, got {spec!r}")
+        register_coco_instances(name, {}, json_file, image_root)
+
+
 def register_cli_datasets(specs: List[str]) -> None:
     """Register ``NAME=JSON:IMAGE_ROOT`` datasets given on the command line."""
     for spec in specs or []:
@@ -82,6 +105,7 @@ def register_cli_datasets(specs: List[str]) -> None:
 
 def setup(args):
     register_cli_datasets(args.dataset)
+    register_cli_coco_datasets(getattr(args, "coco_dataset", []))
     cfg = get_project_cfg()
     cfg.merge_from_file(args.config_file)
     cfg.merge_from_list(args.opts)
@@ -123,6 +147,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=[],
         metavar="NAME=JSON:IMAGE_ROOT",
         help="register a YouTube-VIS-format dataset (repeatable); use NAME in DATASETS.TRAIN/TEST",
+    )
+    parser.add_argument(
+        "--coco-dataset",
+        action="append",
+        default=[],
+        metavar="NAME=JSON:IMAGE_ROOT",
+        help="register a COCO-format image dataset (repeatable); --eval-only on it reports box / mask AP",
     )
     return parser
 

@@ -142,9 +142,12 @@ def image_detections(
     masks = crop_to_boxes(masks, det_boxes, params.crop_padding)
     hp, wp = input_size
     h, w = image_size
-    if (h, w) != (hp, wp):  # padded input: prototypes cover the padding, cut it off at input resolution
-        masks = F.interpolate(masks[None], size=(hp, wp), mode="bilinear", align_corners=False)[0, :, :h, :w]
-    masks = F.interpolate(masks[None], size=(out_h, out_w), mode="bilinear", align_corners=False)[0]
+    if n == 0:  # interpolate rejects empty batches
+        masks = masks.new_zeros(0, out_h, out_w)
+    else:
+        if (h, w) != (hp, wp):  # padded input: prototypes cover the padding, cut it off at input resolution
+            masks = F.interpolate(masks[None], size=(hp, wp), mode="bilinear", align_corners=False)[0, :, :h, :w]
+        masks = F.interpolate(masks[None], size=(out_h, out_w), mode="bilinear", align_corners=False)[0]
     sx, sy = (out_w if w == wp else wp * out_w / w), (out_h if h == hp else hp * out_h / h)
     x1, x2 = sanitize_coordinates(det_boxes[:, 0], det_boxes[:, 2], sx, out_w)
     y1, y2 = sanitize_coordinates(det_boxes[:, 1], det_boxes[:, 3], sy, out_h)
