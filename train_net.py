@@ -12,6 +12,7 @@ registers a COCO-format image dataset; with ``--eval-only`` a stage-1 RGNN-VIS /
 image by image with detectron2's COCOEvaluator (box and mask AP).
 """
 import argparse
+import json
 import logging
 import os
 from typing import List
@@ -90,7 +91,17 @@ def register_cli_coco_datasets(specs: List[str]) -> None:
         json_file, sep2, image_root = paths.rpartition(":")
         if not (sep and sep2 and name and json_file and image_root):
             raise argparse.ArgumentTypeError(f"--coco-dataset expects NAME=path/to/instances.json:path/to/images, got {spec!r}")
-        register_coco_instances(name, {}, json_file, image_root)
+        register_coco_instances(name, {"thing_classes": _coco_category_names(json_file)}, json_file, image_root)
+
+
+def _coco_category_names(json_file: str) -> List[str]:
+    """Category names sorted by id, as detectron2's load_coco_json orders them (MODEL.NUM_CLASSES follows)."""
+    try:
+        with open(json_file) as f:
+            categories = json.load(f)["categories"]
+        return [c["name"] for c in sorted(categories, key=lambda c: c["id"])]
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise ValueError(f"{json_file}: not a readable COCO instances JSON with 'categories' ({e!r})") from e
 
 
 def register_cli_datasets(specs: List[str]) -> None:
