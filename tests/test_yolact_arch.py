@@ -240,3 +240,24 @@ def test_protonet_and_shared_head_wiring():
     # flattened index = (row * W + col) * A + anchor
     torch.testing.assert_close(cls[0, (2 * 7 + 4) * 3 + 1], raw_cls[0, 3:6, 2, 4])
     assert coef.abs().max() <= 1.0  # tanh coefficients
+
+
+def test_image_postprocessing_has_one_host_sync_and_handles_padding():
+    from projects.utils.host_syncs import count_host_syncs
+
+    g = torch.Generator().manual_seed(0)
+    corner = torch.rand(300, 2, generator=g) * 0.6
+    boxes = torch.cat([corner, corner + 0.3], dim=1)
+    scores = torch.rand(300, 4, generator=g) * 0.4
+    coeffs, protos = torch.randn(300, 3, generator=g), torch.rand(3, 8, 8, generator=g)
+    # 30 x 30 image padded to 32 x 32, output 60 x 60
+    inst, syncs = count_host_syncs(
+        lambda: image_detections(boxes, scores, coeffs, protos, (30, 30), (32, 32), (60, 60), ImagePostprocessParams())
+    )
+    assert syncs.get("aten::item", 0) == 1 and not set(syncs) - {"aten::item", "aten::_local_scalar_dense"}
+    idx, _, _, valid = class_fast_nms(boxes, scores, ImagePostprocessParams())
+    n = int(valid.sum())
+    assert len(inst) == n > 0 and inst.pred_masks.shape == (n, 60, 60)
+    # boxes: normalised to the padded 32-px input, image 30 px -> factor 32 * 60 / 30 = 64 px, clamped to 60
+    expected = torch.trunc((boxes[idx[:n]] * 64).clamp(0, 60))
+    torch.testing.assert_close(inst.pred_boxes.tensor, expected)

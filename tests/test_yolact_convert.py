@@ -10,6 +10,8 @@ import pytest
 import torch
 from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.config import get_cfg
+from detectron2.data.transforms import NoOpTransform
+from detectron2.engine import DefaultPredictor
 from detectron2.modeling import build_model
 
 from projects.config import add_video_config
@@ -89,9 +91,7 @@ def test_checkpoint_loads_exactly(official, yolact_model):
     torch.testing.assert_close(ours[:, :80], theirs[:, 1:])
 
 
-def _compare(model, official, image_hwc, height, width):
-    ref = reference_detect(*reference_raw_outputs(official, image_hwc), height, width)
-    inst = model([{"image": image_hwc.permute(2, 0, 1).contiguous(), "height": height, "width": width}])[0]["instances"]
+def _assert_same_detections(inst, ref, height, width):
     classes, scores, boxes, masks = ref
     assert len(inst) == len(classes) > 0
     assert inst.image_size == (height, width)
@@ -104,12 +104,19 @@ def _compare(model, official, image_hwc, height, width):
     assert iou.min() >= 0.97 and masks.any()
 
 
-def test_converted_model_is_yolact(official, yolact_model):
+def test_converted_model_is_yolact(official, yolact_model, converted_file):
     """The detectron2 image call (BGR uint8, any size, resized to 550 x 550 inside) = YOLACT's detections."""
     g = torch.Generator().manual_seed(1)
     image = torch.randint(0, 256, (300, 400, 3), dtype=torch.uint8, generator=g)
     image[60:200, 100:300] = torch.tensor([30, 200, 90], dtype=torch.uint8)  # a flat BGR patch (not grey)
-    _compare(yolact_model, official, image, 300, 400)
+    ref = reference_detect(*reference_raw_outputs(official, image), 300, 400)
+    inst = yolact_model([{"image": image.permute(2, 0, 1).contiguous(), "height": 300, "width": 400}])[0]["instances"]
+    _assert_same_detections(inst, ref, 300, 400)
+    # DefaultPredictor on the BGR numpy image: no loader resize (MIN_SIZE_TEST 0), same detections
+    cfg = _cfg(**{"MODEL.WEIGHTS": str(converted_file)})
+    predictor = DefaultPredictor(cfg)
+    assert isinstance(predictor.aug.get_transform(image.numpy()), NoOpTransform)
+    _assert_same_detections(predictor(image.numpy())["instances"], ref, 300, 400)
 
 
 def test_converter_rejects_foreign_and_corrupt_checkpoints(official, tmp_path):

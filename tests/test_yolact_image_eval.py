@@ -119,3 +119,37 @@ def test_train_net_eval_only_reports_box_and_mask_ap(coco_set, tmp_path):
     assert proc.returncode == 0, log[-4000:]
     assert "Evaluation results for bbox" in log and "Evaluation results for segm" in log
     assert os.path.exists(tmp_path / "inference" / "syn_coco" / "coco_instances_results.json")
+
+
+def _yolact_tiny_cfg(stage):
+    """The tiny RGNN config in YOLACT's architecture (as the paper configs, Base-RGNN-YOLACT.yaml)."""
+    cfg = tiny_cfg(stage=stage, DETECTOR__ANCHOR_LAYOUT="yolact", DETECTOR__SCORE_LOGIT_THRESH=-50.0,
+                   INIT_THRESHOLD=-50.0, TRAIN_INIT_THRESHOLD=-50.0, INACTIVE_THRESHOLD=-50.0, NETWORK_FORMAT="RGB",
+                   DETECTOR__IMAGE_TEST__CONF_THRESH=0.0)
+    cfg.MODEL.BACKBONE.NAME = "build_yolact_resnet_fpn_backbone"
+    cfg.MODEL.RESNETS.STRIDE_IN_1X1 = False
+    cfg.MODEL.ANCHOR_GENERATOR.SIZES = [[24], [48], [96], [192], [384]]
+    cfg.MODEL.ANCHOR_GENERATOR.ASPECT_RATIOS = [[1.0, 0.5, 2.0]]
+    return cfg
+
+
+def test_rgnn_in_yolact_architecture_trains_both_stages_and_tracks():
+    from test_vis_rgnn_model import H, W, _clip
+
+    torch.manual_seed(0)
+    model = build_model(_yolact_tiny_cfg(1)).train()
+    assert model.size_divisibility == 0
+    losses = model([_clip(1, 0), _clip(1, 1)])
+    assert all(torch.isfinite(v) for v in losses.values())
+    sum(losses.values()).backward()
+    model = build_model(_yolact_tiny_cfg(2)).train()
+    losses = model([_clip(3, 0)])
+    assert set(losses) == {"loss_class", "loss_mask", "loss_match", "loss_new_track"}
+    assert all(torch.isfinite(v) for v in losses.values())
+    model.eval()
+    video = _clip(3)
+    del video["instances"]
+    (result,) = model([video])
+    assert result["tracks"] and all(len(t["segmentations"]) == 3 for t in result["tracks"])
+    out = model([{"image": video["image"][0], "height": 2 * H, "width": 2 * W}])[0]["instances"]
+    assert out.image_size == (2 * H, 2 * W) and len(out) > 0

@@ -35,6 +35,7 @@ class YolactAnchorGenerator(nn.Module):
         self.sizes = [list(map(float, s)) for s in sizes]
         self.aspect_ratios = [list(map(float, a)) for a in aspect_ratios]
         self.square = square
+        self._cache: dict = {}  # (grid sizes, input size, device) -> priors; YOLACT caches them the same way
 
     @property
     def num_cell_anchors(self) -> List[int]:
@@ -69,7 +70,12 @@ class YolactAnchorGenerator(nn.Module):
         to the input of size ``input_size`` = (H, W)."""
         if len(grid_sizes) != len(self.sizes):
             raise ValueError(f"{len(grid_sizes)} feature levels for {len(self.sizes)} anchor levels")
-        return torch.cat([self.level_priors(l, g, input_size, device) for l, g in enumerate(grid_sizes)], dim=0)
+        key = (tuple(map(tuple, grid_sizes)), tuple(input_size), str(device))
+        if key not in self._cache:
+            if len(self._cache) > 16:  # multi-scale inputs: bounded memory
+                self._cache.clear()
+            self._cache[key] = torch.cat([self.level_priors(l, g, input_size, device) for l, g in enumerate(grid_sizes)], 0)
+        return self._cache[key]
 
     def forward(self, features: List[torch.Tensor], input_size: Tuple[int, int]) -> List[Boxes]:
         """One Boxes (h_l * w_l * A, 4) XYXY in input pixels per level, same order as the head's outputs."""
