@@ -152,7 +152,8 @@ def reference_detect(loc, conf, coefs, protos, priors, out_h, out_w,
                      conf_thresh=0.05, nms_thresh=0.5, top_k=200, max_num=100):
     """Decode, candidate filter, per-class sort + Fast NMS, global top, crop, upsample, binarise, boxes."""
     boxes = torch.cat([priors[:, :2] + loc[:, :2] * 0.1 * priors[:, 2:], priors[:, 2:] * torch.exp(loc[:, 2:] * 0.2)], 1)
-    boxes = torch.cat([boxes[:, :2] - boxes[:, 2:] / 2, boxes[:, :2] + boxes[:, 2:] / 2], 1)
+    low = boxes[:, :2] - boxes[:, 2:] / 2
+    boxes = torch.cat([low, boxes[:, 2:] + low], 1)
     cur = conf.t()[1:]  # (80, A)
     keep = cur.max(dim=0).values > conf_thresh
     scores, boxes, coefs = cur[:, keep], boxes[keep], coefs[keep]

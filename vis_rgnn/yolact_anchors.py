@@ -55,14 +55,17 @@ class YolactAnchorGenerator(nn.Module):
         """(h * w * A, 4) priors (cx, cy, w, h) of one level, relative to the input of size (H, W)."""
         h, w = grid_size
         height, width = input_size
-        shapes = torch.tensor(self.cell_shapes(level), dtype=torch.float32, device=device)  # (A, 2) pixels
+        # float64 on the CPU, then float32 on ``device``: the values YOLACT computes in Python floats and stores
+        # as float32 (callers cache the result, see normalized_priors)
+        f64, target, device = torch.float64, device, None
+        shapes = torch.tensor(self.cell_shapes(level), dtype=f64, device=device)  # (A, 2) pixels
         a = shapes.shape[0]
-        cy = (torch.arange(h, dtype=torch.float32, device=device) + 0.5) / h
-        cx = (torch.arange(w, dtype=torch.float32, device=device) + 0.5) / w
+        cy = (torch.arange(h, dtype=f64, device=device) + 0.5) / h
+        cx = (torch.arange(w, dtype=f64, device=device) + 0.5) / w
         cy, cx = torch.meshgrid(cy, cx, indexing="ij")  # row-major: j then i
         centres = torch.stack([cx, cy], dim=-1).reshape(-1, 1, 2).expand(-1, a, 2)
-        wh = (shapes / torch.tensor([width, height], dtype=torch.float32, device=device)).expand(h * w, a, 2)
-        return torch.cat([centres, wh], dim=-1).reshape(-1, 4)
+        wh = (shapes / torch.tensor([width, height], dtype=f64, device=device)).expand(h * w, a, 2)
+        return torch.cat([centres, wh], dim=-1).reshape(-1, 4).float().to(target)
 
     def normalized_priors(self, grid_sizes: Sequence[Tuple[int, int]], input_size: Tuple[int, int],
                           device: torch.device = None) -> torch.Tensor:
@@ -82,9 +85,9 @@ class YolactAnchorGenerator(nn.Module):
         if len(features) != len(self.sizes):
             raise ValueError(f"{len(features)} feature levels for {len(self.sizes)} anchor levels")
         height, width = input_size
-        out = []
-        for level, x in enumerate(features):
-            p = self.level_priors(level, tuple(x.shape[-2:]), input_size, x.device)
-            p = p * p.new_tensor([width, height, width, height])
-            out.append(Boxes(torch.cat([p[:, :2] - p[:, 2:] / 2, p[:, :2] + p[:, 2:] / 2], dim=1)))
-        return out
+        grids = [tuple(x.shape[-2:]) for x in features]
+        p = self.normalized_priors(grids, input_size, features[0].device)
+        p = p * p.new_tensor([width, height, width, height])
+        xyxy = torch.cat([p[:, :2] - p[:, 2:] / 2, p[:, :2] + p[:, 2:] / 2], dim=1)
+        counts = [h * w * n for (h, w), n in zip(grids, self.num_cell_anchors)]
+        return [Boxes(b) for b in xyxy.split(counts)]

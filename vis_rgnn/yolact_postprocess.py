@@ -57,7 +57,8 @@ def decode_boxes(deltas: torch.Tensor, priors: torch.Tensor, variances: Tuple[fl
     (no clamping, as YOLACT)."""
     centre = priors[:, :2] + deltas[:, :2] * variances[0] * priors[:, 2:]
     size = priors[:, 2:] * torch.exp(deltas[:, 2:] * variances[1])
-    return torch.cat([centre - size / 2, centre + size / 2], dim=1)
+    low = centre - size / 2
+    return torch.cat([low, size + low], dim=1)  # x2 = w + x1, YOLACT's order of float operations
 
 
 def sanitize_coordinates(x1: torch.Tensor, x2: torch.Tensor, scale: float, size: float, padding: float = 0):
