@@ -36,8 +36,8 @@ def test_anchor_layout_order_and_square_quirk():
     assert p.shape == (2 * 3 * 3 + 3, 4)
     s = 24 / 550
     # location (row 0, col 0): ratios 1, 1/2, 2 -> width 24 * sqrt(ar), height = width
-    expected = torch.tensor([[0.5 / 3, 0.25, s, s], [0.5 / 3, 0.25, s * math.sqrt(0.5)] * 1 + [s * math.sqrt(0.5)],
-                             [0.5 / 3, 0.25, s * math.sqrt(2)] + [s * math.sqrt(2)]])
+    r_half, r_two = s * math.sqrt(0.5), s * math.sqrt(2)
+    expected = torch.tensor([[0.5 / 3, 0.25, s, s], [0.5 / 3, 0.25, r_half, r_half], [0.5 / 3, 0.25, r_two, r_two]])
     torch.testing.assert_close(p[:3], expected)
     # next location is (row 0, col 1) (row-major), then (row 1, col 0) at index 3 * 3
     torch.testing.assert_close(p[3, :2], torch.tensor([1.5 / 3, 0.25]))
