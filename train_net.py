@@ -8,7 +8,8 @@
 
 ``--dataset NAME=JSON:IMAGE_ROOT`` (repeatable) registers a YouTube-VIS-format dataset (a ``NAME`` ending in
 ``_train`` also gets ``<stem>_train_sub`` / ``<stem>_holdout``) or a COCO-format image dataset; categories come
-from the JSON and ``MODEL.NUM_CLASSES`` follows the first video dataset.
+from the JSON and ``MODEL.NUM_CLASSES`` follows the first video dataset. With ``--eval-only`` a stage-1 RGNN-VIS / YOLACT model is evaluated on a COCO-format
+dataset image by image with detectron2's COCOEvaluator (box and mask AP).
 """
 import argparse
 import logging
@@ -17,9 +18,10 @@ import weakref
 from typing import List
 
 import torch
+from detectron2.data import MetadataCatalog, build_detection_test_loader
 from detectron2.engine import AMPTrainer, DefaultTrainer, SimpleTrainer, TrainerBase, default_argument_parser
 from detectron2.engine import default_setup, launch
-from detectron2.evaluation import verify_results
+from detectron2.evaluation import COCOEvaluator, verify_results
 from detectron2.solver.build import get_default_optimizer_params, maybe_add_gradient_clipping
 from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
@@ -82,11 +84,15 @@ class Trainer(FaultTolerantTrainerMixin, DefaultTrainer):
 
     @classmethod
     def build_test_loader(cls, cfg, dataset_name):
+        if is_image_dataset(dataset_name):  # COCO-format images: detectron2's loader and image call
+            return build_detection_test_loader(cfg, dataset_name)
         return build_video_test_loader(cfg, dataset_name)
 
     @classmethod
     def build_evaluator(cls, cfg, dataset_name, output_folder=None):
         output_folder = output_folder or os.path.join(cfg.OUTPUT_DIR, "inference", dataset_name)
+        if is_image_dataset(dataset_name):  # box / mask AP of the single-image segmenter
+            return COCOEvaluator(dataset_name, output_dir=output_folder)
         return YTVISEvaluator(dataset_name, output_dir=output_folder)
 
     @classmethod
@@ -101,6 +107,11 @@ class Trainer(FaultTolerantTrainerMixin, DefaultTrainer):
         if optim is None:
             raise ValueError(f"SOLVER.OPTIMIZER must be SGD, ADAM or ADAMW, got {cfg.SOLVER.OPTIMIZER!r}")
         return maybe_add_gradient_clipping(cfg, optim)(params, lr=cfg.SOLVER.BASE_LR, weight_decay=cfg.SOLVER.WEIGHT_DECAY)
+
+
+def is_image_dataset(dataset_name: str) -> bool:
+    """COCO-format image datasets (detectron2's ``evaluator_type`` "coco") are evaluated image by image."""
+    return MetadataCatalog.get(dataset_name).get("evaluator_type", None) == "coco"
 
 
 def register_cli_datasets(specs: List[str]) -> None:

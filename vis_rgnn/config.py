@@ -42,6 +42,28 @@ def add_rgnn_config(cfg: CN) -> None:
     d.BOX_LOSS_WEIGHT = 1.5
     d.MASK_LOSS_WEIGHT = 6.125
     d.SEMANTIC_LOSS_WEIGHT = 1.0
+    # "detectron2": detectron2's DefaultAnchorGenerator (centres at stride * (i + 0.5)). "yolact": YOLACT's
+    # priors (vis_rgnn/yolact_anchors.py): centres at (i + 0.5) / map size of the input, width
+    # size * sqrt(aspect ratio), ANCHOR_GENERATOR.ASPECT_RATIOS in YOLACT's order [1, 0.5, 2].
+    d.ANCHOR_LAYOUT = "detectron2"
+    d.SQUARE_ANCHORS = True  # YOLACT's use_square_anchors quirk: height = width (ANCHOR_LAYOUT yolact only)
+    # Single-image test-time post-processing (the detectron2 image call, COCOEvaluator): YOLACT's values.
+    d.IMAGE_TEST = CN()
+    d.IMAGE_TEST.CONF_THRESH = 0.05  # candidates: best foreground probability > this
+    d.IMAGE_TEST.NMS_THRESH = 0.5  # per-class Fast NMS IoU
+    d.IMAGE_TEST.TOP_K = 200  # candidates per class entering Fast NMS
+    d.IMAGE_TEST.MAX_DETECTIONS = 100
+    d.IMAGE_TEST.SECOND_THRESHOLD = False  # YOLACT's eval: kept boxes' own-class scores are not re-thresholded
+    d.IMAGE_TEST.MASK_THRESH = 0.5
+    d.IMAGE_TEST.CROP_PADDING = 1  # prototype-grid cells added around the box when cropping masks
+    d.IMAGE_TEST.INTEGER_BOXES = True  # YOLACT truncates output boxes to integer pixels
+
+    # Inference-only: resize each image to this (height, width) inside the model, bilinearly before the
+    # normalisation (YOLACT's FastBaseTransform: 550 x 550); [] keeps the data loader's size.
+    r.TEST_RESIZE = []
+    # Channel order the backbone expects; "" = INPUT.FORMAT. "RGB" with INPUT.FORMAT "BGR" reverses the
+    # channels after normalising with MODEL.PIXEL_MEAN / PIXEL_STD, which stay in INPUT.FORMAT order.
+    r.NETWORK_FORMAT = ""
 
     r.APPEARANCE = CN()
     a = r.APPEARANCE
