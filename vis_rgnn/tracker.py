@@ -61,9 +61,22 @@ class FrameDetections:
     def from_instances(
         cls, dets: Sequence[Instances], appearance: Sequence[torch.Tensor], image_sizes: Sequence[Tuple[int, int]]
     ) -> "FrameDetections":
-        """Pads per-image detector outputs (see :class:`~vis_rgnn.detector.YolactDetector`)."""
-        b, m = len(dets), max([len(d) for d in dets] + [0])
+        """Pads per-image detector outputs (see :class:`~vis_rgnn.detector.YolactDetector`). Detections with a
+        ``valid`` field (the detector's fixed-size output) are stacked as they are, without host syncs; others
+        count as all valid. appearance: (M_i, A) per image."""
         ref = dets[0].class_probs
+        sizes = torch.as_tensor(image_sizes, dtype=ref.dtype).view(len(dets), 2).to(ref.device, non_blocking=True)
+        if all(d.has("valid") for d in dets) and len({len(d) for d in dets}) == 1:
+            return cls(
+                boxes=torch.stack([d.pred_boxes.tensor for d in dets]),
+                class_probs=torch.stack([d.class_probs for d in dets]),
+                scores=torch.stack([d.scores for d in dets]),
+                masks=torch.stack([d.pred_masks for d in dets]),
+                appearance=torch.stack(list(appearance)),
+                valid=torch.stack([d.valid for d in dets]),
+                image_sizes=sizes,
+            )
+        b, m = len(dets), max([len(d) for d in dets] + [0])
         k1, (h, w), a = ref.shape[1], dets[0].pred_masks.shape[-2:], appearance[0].shape[-1]
         out = cls(
             boxes=ref.new_zeros(b, m, 4),
@@ -72,7 +85,7 @@ class FrameDetections:
             masks=ref.new_zeros(b, m, h, w),
             appearance=torch.stack([torch.cat([app, app.new_zeros(m - len(app), a)]) for app in appearance]),
             valid=torch.zeros(b, m, dtype=torch.bool, device=ref.device),
-            image_sizes=torch.tensor(image_sizes, dtype=ref.dtype, device=ref.device).view(b, 2),
+            image_sizes=sizes,
         )
         for i, d in enumerate(dets):
             n = len(d)
@@ -80,7 +93,7 @@ class FrameDetections:
             out.class_probs[i, :n] = d.class_probs
             out.scores[i, :n] = d.scores
             out.masks[i, :n] = d.pred_masks
-            out.valid[i, :n] = True
+            out.valid[i, :n] = d.valid if d.has("valid") else True
         return out
 
 
