@@ -79,11 +79,27 @@ class MaskReweighting(nn.Module):
             nn.init.zeros_(self.conv2.bias)
 
     def forward(self, h: torch.Tensor, masks: torch.Tensor, box_masks: torch.Tensor) -> torch.Tensor:
-        """h: (P, D); masks, box_masks: (P, H, W) in [0, 1]. Returns logits (P, H, W)."""
+        """h: (P, D); masks, box_masks: (P, H, W) in [0, 1]. Returns logits (P, H, W).
+
+        The first convolution is linear and its 16 embedding channels are constant over the map, so it is
+        computed as a 2-channel convolution of [mask, box mask] plus the embedding's response, which is the same
+        at every pixel except on the border rows / columns, where the zero padding drops the kernel taps that
+        fall outside (subtracted there). Same result as convolving the broadcast 18-channel input, ~6x fewer
+        multiply-adds (the CNN dominated the tracker step)."""
         p, hh, ww = masks.shape
-        emb = F.relu(self.embed(h))[:, :, None, None].expand(-1, -1, hh, ww)
-        x = torch.cat([emb, masks[:, None], box_masks[:, None]], dim=1)
-        out = self.conv2(F.relu(self.conv1(x)))[:, 0]
+        emb = F.relu(self.embed(h))  # (P, E)
+        e = emb.shape[1]
+        weight = self.conv1.weight  # (C, E + 2, 3, 3)
+        x = F.conv2d(torch.stack([masks, box_masks], dim=1), weight[:, e:], self.conv1.bias, padding=1)
+        taps = torch.einsum("pe,ceij->pcij", emb, weight[:, :e])  # (P, C, 3, 3) embedding response per tap
+        cols = torch.ones(3, ww, dtype=x.dtype, device=x.device)
+        cols[0, 0] = 0  # tap column j = 0 reads x - 1: outside at x = 0
+        cols[2, ww - 1] = 0  # j = 2 reads x + 1: outside at x = W - 1
+        per_row = torch.einsum("pcij,jx->pcix", taps, cols)  # (P, C, 3, W): each tap row's response per column
+        x = x + per_row.sum(dim=2)[:, :, None, :]
+        x[:, :, 0] -= per_row[:, :, 0]  # tap row i = 0 reads y - 1: outside at y = 0
+        x[:, :, hh - 1] -= per_row[:, :, 2]  # i = 2 reads y + 1: outside at y = H - 1
+        out = self.conv2(F.relu(x))[:, 0]
         if self.residual:
             out = out + mask_logits(masks)
         return out
