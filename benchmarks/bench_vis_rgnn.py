@@ -11,6 +11,7 @@
     python benchmarks/bench_vis_rgnn.py [--config-file configs/vis_rgnn/R50_FPN_stage2_150ep_ytvis19.yaml]
         [--frames 3] [--frame-repeats 7] [--threads 1] [--device cpu] [--skip-tracker]
 
+On CPU the times are process CPU time (robust to other processes sharing the cores; use ``--threads 1``).
 Weights are random (speed does not depend on them); detection thresholds are lowered so that every frame
 carries the maximum number of detections (``MODEL.RGNN.DETECTOR.MAX_DETECTIONS``) into the tracker.
 """
@@ -35,18 +36,21 @@ from vis_rgnn.tracker import FrameDetections, RGNNTracker  # noqa: E402
 
 
 def timed(fn: Callable[[], object], repeats: int, warmup: int, device: torch.device) -> float:
-    """Best (minimum) wall time of ``fn`` in milliseconds: the least disturbed run on a shared machine."""
+    """Best (minimum) time of ``fn`` in milliseconds: the least disturbed run on a shared machine. On CPU this is
+    the process's CPU time (``time.process_time``; with ``--threads 1`` it excludes the time other processes
+    hold the cores), on CUDA wall time between synchronisations."""
+    clock = time.perf_counter if device.type == "cuda" else time.process_time
     for _ in range(warmup):
         fn()
     times = []
     for _ in range(repeats):
         if device.type == "cuda":
             torch.cuda.synchronize()
-        start = time.perf_counter()
+        start = clock()
         fn()
         if device.type == "cuda":
             torch.cuda.synchronize()
-        times.append((time.perf_counter() - start) * 1e3)
+        times.append((clock() - start) * 1e3)
     return min(times)
 
 
