@@ -111,9 +111,10 @@ def mask_logits(masks: torch.Tensor, eps: float = 1e-4) -> torch.Tensor:
 
 
 def exclusive_masks(logits: torch.Tensor) -> torch.Tensor:
-    """(P, H, W) logits -> bool masks where each pixel goes to the highest-logit track if that logit > 0."""
+    """(P, H, W) logits -> bool masks where each pixel goes to the highest-logit track (the first one on ties) if
+    that logit is > 0. One max-reduction with indices, then a comparison per track."""
     if logits.shape[0] == 0:
         return logits > 0
-    best = logits.argmax(dim=0, keepdim=True)
-    owner = torch.zeros_like(logits, dtype=torch.bool).scatter_(0, best, True)
-    return owner & (logits > 0)
+    best, owner = logits.max(dim=0)
+    tracks = torch.arange(logits.shape[0], device=logits.device)[:, None, None]
+    return (owner[None] == tracks) & (best > 0)[None]
