@@ -90,16 +90,21 @@ class MaskReweighting(nn.Module):
         emb = F.relu(self.embed(h))  # (P, E)
         e = emb.shape[1]
         weight = self.conv1.weight  # (C, E + 2, 3, 3)
-        x = F.conv2d(torch.stack([masks, box_masks], dim=1), weight[:, e:], self.conv1.bias, padding=1)
+        inplace = not torch.is_grad_enabled()  # inference: no autograd, update the (P, C, H, W) map in place
+        x = torch.stack([masks, box_masks], dim=1)
+        if inplace:  # channels-last maps: ~2x faster small-channel convolutions on CPU (oneDNN)
+            x = x.contiguous(memory_format=torch.channels_last)
+        x = F.conv2d(x, weight[:, e:], self.conv1.bias, padding=1)
         taps = torch.einsum("pe,ceij->pcij", emb, weight[:, :e])  # (P, C, 3, 3) embedding response per tap
         cols = torch.ones(3, ww, dtype=x.dtype, device=x.device)
         cols[0, 0] = 0  # tap column j = 0 reads x - 1: outside at x = 0
         cols[2, ww - 1] = 0  # j = 2 reads x + 1: outside at x = W - 1
         per_row = torch.einsum("pcij,jx->pcix", taps, cols)  # (P, C, 3, W): each tap row's response per column
-        x = x + per_row.sum(dim=2)[:, :, None, :]
+        full = per_row.sum(dim=2)[:, :, None, :]
+        x = x.add_(full) if inplace else x + full
         x[:, :, 0] -= per_row[:, :, 0]  # tap row i = 0 reads y - 1: outside at y = 0
         x[:, :, hh - 1] -= per_row[:, :, 2]  # i = 2 reads y + 1: outside at y = H - 1
-        out = self.conv2(F.relu(x))[:, 0]
+        out = self.conv2(x.relu_() if inplace else F.relu(x))[:, 0]
         if self.residual:
             out = out + mask_logits(masks)
         return out
