@@ -17,7 +17,7 @@ layer of N_v starts at zero so F̂_t = F_t at initialisation.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import List, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import torch
 from torch import nn
@@ -101,11 +101,23 @@ class GraphUpdate(nn.Module):
         nn.init.zeros_(self.node_mlp[-1].bias)
 
     def forward(
-        self, h_ref: torch.Tensor, h_pix: torch.Tensor, src: torch.Tensor, dst: torch.Tensor
+        self, h_ref: torch.Tensor, h_pix: torch.Tensor, src: torch.Tensor, dst: torch.Tensor,
+        edge_mask: Optional[torch.Tensor] = None,
     ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Edge-list path. ``h_ref`` (N, D), ``h_pix`` (M, D), ``src``/``dst`` (E,) indices into them.
-        Returns updated (N, D), (M, D) node features and (E, D) final edge features h^e(L)."""
-        aggregate = scatter_sum if self.aggregation == "sum" else scatter_mean
+        Returns updated (N, D), (M, D) node features and (E, D) final edge features h^e(L).
+        ``edge_mask`` (E,) bool: only these edges exist (fixed-size padded edge lists; the others send no
+        message and do not count in the mean)."""
+        if edge_mask is None:
+            aggregate = scatter_sum if self.aggregation == "sum" else scatter_mean
+        else:
+            weight = edge_mask.to(h_ref.dtype)[:, None]
+
+            def aggregate(msg: torch.Tensor, index: torch.Tensor, size: int) -> torch.Tensor:
+                total = scatter_sum(msg * weight, index, size)
+                if self.aggregation == "sum":
+                    return total
+                return total / scatter_sum(weight, index, size).clamp(min=1)
         h_edge = (h_ref[src] - h_pix[dst]).abs()
         for _ in range(self.num_iters):
             hi, hj = h_ref[src], h_pix[dst]
@@ -145,6 +157,12 @@ class GraphEdges:
     src: torch.Tensor
     dst: torch.Tensor
     features: torch.Tensor
+    # Fixed-size layout of online inference (:meth:`SpatialTemporalGraph.forward_online`): E = N·w², edge
+    # r·w² + i·w + j joins instance r to the cell (cx_r + j - w//2, cy_r + i - w//2); ``valid`` (E,) marks the
+    # cells inside the map, ``ref_cells`` (N, 2) are the instance centre cells (x, y), ``window`` is w.
+    valid: Optional[torch.Tensor] = None
+    ref_cells: Optional[torch.Tensor] = None
+    window: int = 0
 
 
 class SpatialTemporalGraph(nn.Module):
@@ -199,6 +217,47 @@ class SpatialTemporalGraph(nn.Module):
             fused.append(flat.view(b, h, w, d).permute(0, 3, 1, 2))
             edges.append(GraphEdges(src, dst, h_edge))
         return fused, edges
+
+    def forward_online(
+        self, ref_nodes: Sequence[torch.Tensor], ref_centers: torch.Tensor, features_t: Sequence[torch.Tensor]
+    ) -> Tuple[List[torch.Tensor], List[GraphEdges]]:
+        """:meth:`forward` for one target frame (B = 1) without data-dependent shapes (no host sync): every
+        instance keeps all w² window edges (those outside the map masked, :func:`window_edges_padded`) and the
+        node update runs on the whole pixel map (pixels without an edge receive no message, so F̂_t = F_t
+        there, as in :meth:`forward`). Returns F̂_t and the levels' edges in the fixed layout."""
+        fused, edges = [], []
+        for lvl, feat in enumerate(features_t):
+            b, d, h, w = feat.shape
+            if b != 1:
+                raise ValueError(f"forward_online takes one target frame, got a batch of {b}")
+            stride, window = self.strides[lvl], self.window_sizes[lvl]
+            cells = (ref_centers / stride).floor().long()
+            cells = torch.stack([cells[:, 0].clamp(0, w - 1), cells[:, 1].clamp(0, h - 1)], dim=1)
+            src, dst, valid = window_edges_padded(cells, h, w, window)
+            flat = feat.permute(0, 2, 3, 1).reshape(h * w, d)
+            _, h_pix, h_edge = self.update(ref_nodes[lvl], flat, src, dst, edge_mask=valid)
+            fused.append(h_pix.view(1, h, w, d).permute(0, 3, 1, 2))
+            edges.append(GraphEdges(src, dst, h_edge, valid, cells, window))
+        return fused, edges
+
+
+def window_edges_padded(
+    centers: torch.Tensor, height: int, width: int, window: int
+) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """:func:`window_edges` of one image as a fixed-size list: all N·w² (instance, window cell) pairs, the
+    cells outside the map clamped to it and marked invalid. Returns ``src``, ``dst`` (flattened H·W index),
+    ``valid``, each (N·w²,), instance-major then raster order (the order of :func:`window_edges`)."""
+    if window < 1 or window % 2 == 0:
+        raise ValueError(f"window sizes must be odd and positive, got {window}")
+    half = window // 2
+    d = torch.arange(-half, half + 1, device=centers.device)
+    dy, dx = torch.meshgrid(d, d, indexing="ij")
+    xs = centers[:, 0:1] + dx.reshape(1, -1)  # (N, w*w)
+    ys = centers[:, 1:2] + dy.reshape(1, -1)
+    valid = (xs >= 0) & (xs < width) & (ys >= 0) & (ys < height)
+    dst = ys.clamp(0, height - 1) * width + xs.clamp(0, width - 1)
+    src = torch.arange(centers.shape[0], device=centers.device)[:, None].expand_as(dst)
+    return src.reshape(-1), dst.reshape(-1), valid.reshape(-1)
 
 
 def edge_lookup(
