@@ -38,3 +38,17 @@ def test_step_reproduces_the_frozen_outputs(reference, variant):
         torch.testing.assert_close(g["boxes"], r["boxes"], rtol=1e-4, atol=1e-3)
         assert g["masks"].shape == r["masks"].shape
         assert (g["masks"] != r["masks"]).float().mean() < 1e-3, (variant, t)
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_step_needs_at_most_4_host_syncs_per_frame(variant):
+    from projects.utils.host_syncs import count_host_syncs
+    from tests.vis_stg_step_video import H, W, video_frames
+
+    model = build_seeded_model(variant)
+    state = model.init_video_state()
+    for t, image in enumerate(video_frames()[:4]):
+        frame = {"image": image, "height": H, "width": W, "frame_idx": t}
+        _, counts = count_host_syncs(lambda: model.step(frame, state))
+        if t > 0:
+            assert sum(counts.values()) <= 4, (variant, t, counts)
