@@ -429,8 +429,8 @@ class VisSTG(nn.Module):
         result = Instances(output_size)
         result.track_ids = meta[:num, 0].long()
         result.pred_classes = meta[:num, 1].long()
-        result.scores = meta[:num, 2].to(dets.scores.dtype)
-        result.pred_boxes = Boxes(meta[:num, 3:7].to(dets.boxes.dtype))  # clipped to the frame on the device
+        result.scores = meta[:num, 2].float()
+        result.pred_boxes = Boxes(meta[:num, 3:7].float())  # clipped to the frame on the device
         result.pred_masks = blob[packed.numel():].view(torch.bool).view(len(dets), out_h, out_w)[:num]
         return {"instances": result, "num_refs": counts[1], "num_pending": counts[2], "converged": bool(counts[3])}
 
