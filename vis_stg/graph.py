@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import List, Optional, Sequence, Tuple
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torchvision.ops import roi_align
 
@@ -118,12 +119,21 @@ class GraphUpdate(nn.Module):
                 if self.aggregation == "sum":
                     return total
                 return total / scatter_sum(weight, index, size).clamp(min=1)
+        # The first layers of N_e([h_e, h_i, h_j]) and N_v([h_e, h_i]) are split by input block: the node
+        # blocks are applied once per node (not once per edge) and N_v's edge block is shared by the two
+        # messages. Same function as the concatenations, ~30% fewer multiply-adds per edge.
+        dim = h_ref.shape[1]
+        e_first, e_last = self.edge_mlp[0], self.edge_mlp[2]
+        v_first, v_last = self.node_mlp[0], self.node_mlp[2]
+        we_edge, we_ref, we_pix = e_first.weight.split(dim, dim=1)
+        wv_edge, wv_node = v_first.weight.split(dim, dim=1)
         h_edge = (h_ref[src] - h_pix[dst]).abs()
         for _ in range(self.num_iters):
-            hi, hj = h_ref[src], h_pix[dst]
-            h_edge = self.edge_mlp(torch.cat([h_edge, hi, hj], dim=1))
-            msg_ref = self.node_mlp(torch.cat([h_edge, hi], dim=1))
-            msg_pix = self.node_mlp(torch.cat([h_edge, hj], dim=1))
+            pre = F.linear(h_edge, we_edge, e_first.bias) + F.linear(h_ref, we_ref)[src] + F.linear(h_pix, we_pix)[dst]
+            h_edge = e_last(F.relu(pre))
+            shared = F.linear(h_edge, wv_edge, v_first.bias)
+            msg_ref = v_last(F.relu(shared + F.linear(h_ref, wv_node)[src]))
+            msg_pix = v_last(F.relu(shared + F.linear(h_pix, wv_node)[dst]))
             h_ref = h_ref + aggregate(msg_ref, src, h_ref.shape[0])
             h_pix = h_pix + aggregate(msg_pix, dst, h_pix.shape[0])
         return h_ref, h_pix, h_edge
@@ -223,8 +233,8 @@ class SpatialTemporalGraph(nn.Module):
     ) -> Tuple[List[torch.Tensor], List[GraphEdges]]:
         """:meth:`forward` for one target frame (B = 1) without data-dependent shapes (no host sync): every
         instance keeps all w² window edges (those outside the map masked, :func:`window_edges_padded`) and the
-        node update runs on the whole pixel map (pixels without an edge receive no message, so F̂_t = F_t
-        there, as in :meth:`forward`). Returns F̂_t and the levels' edges in the fixed layout."""
+        node update runs on the pixels they reach (E slots, distinct pixels found by sorting; all other pixels
+        keep F̂_t = F_t, as in :meth:`forward`). Returns F̂_t and the levels' edges in the fixed layout."""
         fused, edges = [], []
         for lvl, feat in enumerate(features_t):
             b, d, h, w = feat.shape
@@ -234,9 +244,20 @@ class SpatialTemporalGraph(nn.Module):
             cells = (ref_centers / stride).floor().long()
             cells = torch.stack([cells[:, 0].clamp(0, w - 1), cells[:, 1].clamp(0, h - 1)], dim=1)
             src, dst, valid = window_edges_padded(cells, h, w, window)
-            flat = feat.permute(0, 2, 3, 1).reshape(h * w, d)
-            _, h_pix, h_edge = self.update(ref_nodes[lvl], flat, src, dst, edge_mask=valid)
-            fused.append(h_pix.view(1, h, w, d).permute(0, 3, 1, 2))
+            # Pixel nodes: one slot per distinct target pixel (sort + first occurrence, the fixed-size form of
+            # torch.unique), E slots allocated of which the first U are used; only those take part.
+            sorted_dst, order = dst.sort()
+            first = torch.ones_like(sorted_dst, dtype=torch.bool)
+            first[1:] = sorted_dst[1:] != sorted_dst[:-1]
+            slot_sorted = first.long().cumsum(0) - 1  # (E,) slot of each sorted edge
+            dst_local = torch.empty_like(dst).scatter_(0, order, slot_sorted)
+            pixel_of_slot = torch.zeros_like(dst).scatter_(0, slot_sorted, sorted_dst)
+            flat = feat[0].view(d, h * w)
+            _, h_pix, h_edge = self.update(ref_nodes[lvl], flat[:, pixel_of_slot].t(), src, dst_local,
+                                           edge_mask=valid)
+            out = flat.clone()
+            out[:, sorted_dst] = h_pix[slot_sorted].t().to(out.dtype)  # every edge writes its pixel's slot
+            fused.append(out.view(1, d, h, w))
             edges.append(GraphEdges(src, dst, h_edge, valid, cells, window))
         return fused, edges
 

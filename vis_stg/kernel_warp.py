@@ -112,27 +112,38 @@ class KernelWarp(nn.Module):
         are zeroed after every layer, as the full map's zero padding does), then the k·k taps sample θ_k
         bilinearly (zero outside). Maps (1, C, H_l, W_l); ``level`` (D,); ``cells`` (D, 2) integer (x, y).
         Returns (D, P). No data-dependent shapes: every level is computed for every cell and selected."""
-        convs = [m for m in self.offset_net if isinstance(m, nn.Conv2d)]
-        r = len(convs)
+        r = sum(isinstance(m, nn.Conv2d) for m in self.offset_net)
         k = self.weight.shape[-1]
         d = torch.arange(-r, r + 1, device=cells.device)
         tap = torch.arange(k, device=cells.device) - k // 2
-        out = None
-        for lvl, (theta, fk, ft) in enumerate(zip(thetas_k, feats_k, feats_t)):
+        # The (2r+1)² patch of F_k - F_t around every cell, read on the cell's own level (selected per level,
+        # so that the shared offset CNN runs once on D patches).
+        patch, inside, xy = None, None, []
+        for lvl, (fk, ft) in enumerate(zip(feats_k, feats_t)):
             h, w = fk.shape[-2:]
             x, y = cells[:, 0].clamp(0, w - 1), cells[:, 1].clamp(0, h - 1)
+            xy.append((x, y))
             ys, xs = y[:, None] + d, x[:, None] + d  # (D, 2r+1)
-            inside = ((ys >= 0) & (ys < h))[:, :, None] & ((xs >= 0) & (xs < w))[:, None, :]  # (D, P, P)
-            inside = inside[:, None].to(fk.dtype)
+            ins = ((ys >= 0) & (ys < h))[:, :, None] & ((xs >= 0) & (xs < w))[:, None, :]  # (D, P, P)
             diff = (fk - ft)[0][:, ys.clamp(0, h - 1)[:, :, None], xs.clamp(0, w - 1)[:, None, :]]  # (C, D, P, P)
-            z = diff.permute(1, 0, 2, 3) * inside
-            for m in self.offset_net[:-1]:
-                z = m(z)
-                if isinstance(m, nn.ReLU):
-                    z = z * inside
-            offset = self.offset_net[-1](z)[:, :, r, r].to(theta.dtype)  # (D, 2·k·k) at the cell
-            py = (y.to(theta.dtype)[:, None, None] + tap[None, :, None] + offset[:, 0::2].view(-1, k, k))
-            px = (x.to(theta.dtype)[:, None, None] + tap[None, None, :] + offset[:, 1::2].view(-1, k, k))
+            diff = diff.permute(1, 0, 2, 3)
+            on_level = (level == lvl)[:, None, None]
+            patch = diff if patch is None else torch.where(on_level[:, None], diff, patch)
+            inside = ins if inside is None else torch.where(on_level, ins, inside)
+        inside = inside[:, None].to(patch.dtype)
+        z = patch * inside
+        for m in self.offset_net[:-1]:
+            z = m(z)
+            if isinstance(m, nn.ReLU):
+                z = z * inside  # the full map's zero padding of the next conv
+        offset = self.offset_net[-1](z)[:, :, r, r]  # (D, 2·k·k) at the cell
+        out = None
+        for lvl, theta in enumerate(thetas_k):
+            h, w = theta.shape[-2:]
+            x, y = xy[lvl]
+            off = offset.to(theta.dtype)
+            py = (y.to(theta.dtype)[:, None, None] + tap[None, :, None] + off[:, 0::2].view(-1, k, k))
+            px = (x.to(theta.dtype)[:, None, None] + tap[None, None, :] + off[:, 1::2].view(-1, k, k))
             grid = torch.stack([(2 * px + 1) / w - 1, (2 * py + 1) / h - 1], dim=-1)  # exact for any size
             sampled = F.grid_sample(theta, grid.view(1, -1, k * k, 2), mode="bilinear", padding_mode="zeros",
                                     align_corners=False)[0]  # (P, D, k·k)
