@@ -153,7 +153,8 @@ def main(argv: List[str] = None) -> Dict[str, Dict]:
     parser.add_argument("--num-classes", type=int, default=40)
     parser.add_argument("--instances-per-frame", type=int, default=10)
     parser.add_argument("--vis-stg-config", default=os.path.join(ROOT, "configs/vis_stg/R50_ytvis19.yaml"))
-    parser.add_argument("--rgnn-config", default=os.path.join(ROOT, "configs/vis_rgnn/R50_FPN_stage2_150ep_ytvis19.yaml"))
+    parser.add_argument("--rgnn-config",
+                        default=os.path.join(ROOT, "configs/vis_rgnn/R50_FPN_stage2_150ep_ytvis19.yaml"))
     parser.add_argument("--skip-rgnn", action="store_true")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)

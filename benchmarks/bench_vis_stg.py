@@ -3,9 +3,9 @@
 
 1. Per-frame online inference time of the full model (graph + kernel warp + tracking, ``VisSTG.step``) vs the
    same backbone and heads without graph, warp and tracking, on random 360×640 frames. Weights are random (box
-   sizes / offsets constant, ``build_bench_model``), so the number of instances is fixed instead of learned: every frame keeps ``--instances-per-frame``
-   detections and they are the next frame's reference instances (score thresholds 0, memory off — with
-   random weights nothing is ever matched and the memory would only grow).
+   sizes / offsets constant, ``build_bench_model``), so the number of instances is fixed instead of learned:
+   every frame keeps ``--instances-per-frame`` detections and they are the next frame's reference instances
+   (score thresholds 0, memory off — with random weights the memory would only grow).
 2. The graph step of §3.2 (all FPN levels, L iterations, no grad) vs the number of reference instances:
    the edge-list (scatter) path of training, the fixed-size masked layout of the online step
    (``SpatialTemporalGraph.forward_online``) and a dense all-pairs path (every instance × every pixel,

@@ -120,7 +120,8 @@ class CenterNetHead(nn.Module):
         """Decode the detections of the first image of the batch (online inference runs one frame), without a
         host sync: 3×3 peaks, top-``topk`` per level then over all levels, boxes decoded per level, scores
         above ``score_thresh``, class-aware greedy NMS (:func:`.sync_free.greedy_nms_fixed_point`,
-        ``nms_iters`` fixed-point iterations, :data:`.sync_free.EXACT` = enough for any input) and the best ``max_detections``.
+        ``nms_iters`` fixed-point iterations, :data:`.sync_free.EXACT` = enough for any input) and the best
+        ``max_detections``.
 
         Returns D = min(max_detections, candidates) slots in descending score order, the kept detections
         first; ``valid`` (D,) marks them. Also returns ``converged`` (0-dim bool) of the NMS iterations."""
