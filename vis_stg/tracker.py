@@ -10,6 +10,11 @@
   of the next frame when it continues a track or scores at least ``TRACK.REF_SCORE_THRESH`` (low-confidence
   detections are reported but do not become graph nodes). Unmatched reference instances stay in the memory —
   node features and kernel — while ``t - last_seen <= Δt`` (``MEMORY_FRAMES``).
+
+At test time everything runs on fixed-size tensors without host syncs: detections are padded slots with a
+``valid`` mask, the greedy matching is computed in parallel rounds (:mod:`.sync_free`), track ids come from a
+device counter and the next reference set is compacted by a stable sort (its size is read with the frame's
+outputs).
 """
 from __future__ import annotations
 
