@@ -27,7 +27,8 @@ from torchvision.ops import roi_align
 from projects.graph import scatter_mean, scatter_sum
 
 __all__ = [
-    "window_edges", "window_edges_padded", "InstanceNodeEncoder", "GraphUpdate", "GraphEdges", "SpatialTemporalGraph", "edge_lookup",
+    "window_edges", "window_edges_padded", "InstanceNodeEncoder", "GraphUpdate", "GraphEdges",
+    "SpatialTemporalGraph", "edge_lookup",
 ]
 
 
