@@ -239,7 +239,11 @@ class SpatialTemporalGraph(nn.Module):
         instance keeps all w² window edges (those outside the map masked, :func:`window_edges_padded`) and the
         node update runs on the pixels they reach (E slots, distinct pixels found by sorting; all other pixels
         keep F̂_t = F_t, as in :meth:`forward`). Returns F̂_t and the levels' edges in the fixed layout."""
-        fused, edges = [], []
+        # All levels form one edge list (N_e, N_v are shared by the levels): one matrix product per layer and
+        # iteration instead of one per level; instance nodes and pixel slots are offset level by level.
+        levels, srcs, dsts, valids, pix = [], [], [], [], []
+        num_ref = ref_centers.shape[0]
+        slot_offset = 0
         for lvl, feat in enumerate(features_t):
             b, d, h, w = feat.shape
             if b != 1:
@@ -257,12 +261,21 @@ class SpatialTemporalGraph(nn.Module):
             dst_local = torch.empty_like(dst).scatter_(0, order, slot_sorted)
             pixel_of_slot = torch.zeros_like(dst).scatter_(0, slot_sorted, sorted_dst)
             flat = feat[0].view(d, h * w)
-            _, h_pix, h_edge = self.update(ref_nodes[lvl], flat[:, pixel_of_slot].t(), src, dst_local,
-                                           edge_mask=valid, final_ref=False)
+            levels.append((flat, sorted_dst, slot_sorted, slot_offset, src, dst, valid, cells, window))
+            srcs.append(src + lvl * num_ref)
+            dsts.append(dst_local + slot_offset)
+            valids.append(valid)
+            pix.append(flat[:, pixel_of_slot].t())
+            slot_offset += dst.numel()
+        _, h_pix, h_edge = self.update(torch.cat(list(ref_nodes)), torch.cat(pix), torch.cat(srcs), torch.cat(dsts),
+                                       edge_mask=torch.cat(valids), final_ref=False)
+        fused, edges = [], []
+        for flat, sorted_dst, slot_sorted, offset, src, dst, valid, cells, window in levels:
+            d, hw = flat.shape
             out = flat.clone()
-            out[:, sorted_dst] = h_pix[slot_sorted].t().to(out.dtype)  # every edge writes its pixel's slot
-            fused.append(out.view(1, d, h, w))
-            edges.append(GraphEdges(src, dst, h_edge, valid, cells, window))
+            out[:, sorted_dst] = h_pix[offset + slot_sorted].t().to(out.dtype)  # every edge writes its slot
+            fused.append(out.view(1, d, *features_t[len(fused)].shape[-2:]))
+            edges.append(GraphEdges(src, dst, h_edge[offset:offset + dst.numel()], valid, cells, window))
         return fused, edges
 
 

@@ -132,11 +132,17 @@ class KernelWarp(nn.Module):
             inside = ins if inside is None else torch.where(on_level, ins, inside)
         inside = inside[:, None].to(patch.dtype)
         z = patch * inside
-        for m in self.offset_net[:-1]:
-            z = m(z)
-            if isinstance(m, nn.ReLU):
-                z = z * inside  # the full map's zero padding of the next conv
-        offset = self.offset_net[-1](z)[:, :, r, r]  # (D, 2·k·k) at the cell
+        # Unpadded 3×3 convs: each layer keeps only the positions the next one reads (7×7 -> 5×5 -> ... -> 1×1).
+        shrink = 0
+        for m in self.offset_net:
+            if isinstance(m, nn.Conv2d):
+                z = F.conv2d(z, m.weight, m.bias)
+                shrink += 1
+            else:
+                z = m(z)
+                if isinstance(m, nn.ReLU):  # the full map's zero padding seen by the next conv
+                    z = z * inside[:, :, shrink:inside.shape[2] - shrink, shrink:inside.shape[3] - shrink]
+        offset = z[:, :, 0, 0]  # (D, 2·k·k) at the cell
         out = None
         for lvl, theta in enumerate(thetas_k):
             h, w = theta.shape[-2:]
