@@ -315,7 +315,7 @@ class VisSTG(nn.Module):
             if refs is not None and len(refs) > 0:
                 # A detection matched to an instance from the memory uses that instance's stored kernel.
                 from_memory = (det_to_ref >= 0) & (refs.last_seen[det_to_ref.clamp(min=0)] < t - 1)
-                warped[from_memory] = refs.kernels[det_to_ref[from_memory]]
+                warped[from_memory] = refs.kernels[det_to_ref[from_memory]].to(warped.dtype)
             warped_probs = self.predict_masks(mask_feats, warped, dets.level, dets.cells, zeros).sigmoid()
             mask_probs = (mask_probs + warped_probs) / 2
 
