@@ -86,3 +86,20 @@ def test_rgnn_stage1_then_stage2_two_process_cpu_training(tiny, tmp_path):
     assert seg and all(torch.equal(s1[k], s2[k]) for k in seg)
     assert not torch.equal(s1["tracker.scoring.cls.weight"], s2["tracker.scoring.cls.weight"])
     assert int(s2["rgnn_stage"]) == 2
+
+
+def test_train_net_cli_two_processes_on_cpu(tiny, tmp_path):
+    """The command of the issue: train_net.py --num-gpus 2 ... MODEL.DEVICE cpu (gloo) trains and evaluates."""
+    import subprocess
+    import sys
+
+    env = dict(os.environ, PYTHONPATH=ROOT, OMP_NUM_THREADS="1")
+    args = ["--num-gpus", "2", "--config-file", "configs/oracle/gt_oracle.yaml", "--dataset", tiny[0],
+            "--dataset", tiny[1], *DATA, "INPUT.MIN_SIZE_TRAIN", "(32,)", "INPUT.MIN_SIZE_TEST", "32",
+            "MODEL.DEVICE", "cpu", "SOLVER.MAX_ITER", "2", "SOLVER.IMS_PER_BATCH", "2", "OUTPUT_DIR", str(tmp_path)]
+    proc = subprocess.run([sys.executable, "train_net.py", *args], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=600)
+    log = proc.stdout + proc.stderr
+    assert proc.returncode == 0, log[-5000:]
+    assert "DistributedDataParallel over 2 processes on cpu (gloo)" in log
+    assert (tmp_path / "model_final.pth").exists() and "copypaste: AP" in log
