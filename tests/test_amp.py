@@ -146,3 +146,26 @@ def test_autocast_model_training_only_leaves_eval_in_fp32():
     x = torch.randn(3, 4)
     assert wrapped.train()(x).dtype is torch.bfloat16
     assert wrapped.eval()(x).dtype is torch.float32
+
+
+def test_trainer_train_loop_follows_solver_amp():
+    from detectron2.engine import AMPTrainer, SimpleTrainer
+
+    import train_net
+
+    cfg = train_net.get_project_cfg()
+    lin = torch.nn.Linear(2, 1)
+    opt = torch.optim.SGD(lin.parameters(), lr=0.1)
+    cfg.MODEL.DEVICE = "cpu"
+    loop = train_net.Trainer.build_train_loop(cfg, lin, [], opt)
+    assert type(loop) is SimpleTrainer and loop.model is lin
+    cfg.SOLVER.AMP.ENABLED = True
+    loop = train_net.Trainer.build_train_loop(cfg, lin, [], opt)
+    assert isinstance(loop.model, AutocastModel) and loop.model.dtype is torch.bfloat16
+    cfg.SOLVER.AMP.DTYPE = "float16"
+    with pytest.raises(ValueError, match="not supported on the CPU"):
+        train_net.Trainer.build_train_loop(cfg, lin, [], opt)
+    if torch.cuda.is_available():
+        cfg.MODEL.DEVICE, cfg.SOLVER.AMP.DTYPE = "cuda", "auto"
+        loop = train_net.Trainer.build_train_loop(cfg, lin.cuda(), [], opt)
+        assert isinstance(loop, AMPTrainer) and loop.precision is torch.float16

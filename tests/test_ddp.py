@@ -38,7 +38,9 @@ def train_worker(config_file, opts, datasets, out_dir):
     trainer = train_net.Trainer(cfg)
     trainer.resume_or_load(resume=False)
     trainer.train()
-    model = trainer.model.module if hasattr(trainer.model, "module") else trainer.model
+    model = trainer.model
+    while hasattr(model, "module") or hasattr(model, "model"):  # DDP / AutocastModel (SOLVER.AMP on CPU)
+        model = getattr(model, "module", None) or model.model
     torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()},
                os.path.join(out_dir, f"rank{comm.get_rank()}_weights.pth"))
     comm.synchronize()
@@ -68,7 +70,9 @@ DATA = ["DATASETS.TRAIN", "('ddp_train',)", "DATASETS.TEST", "('ddp_val',)"]
 
 
 def test_vis_stg_two_process_cpu_training(tiny, tmp_path):
-    w = run_two_processes("configs/vis_stg/synthetic_R18.yaml", [*DATA, *TINY, *STG_TINY], tiny, tmp_path)
+    # with SOLVER.AMP (bf16 autocast on the CPU) through the Trainer's train loop
+    w = run_two_processes("configs/vis_stg/synthetic_R18.yaml", [*DATA, *TINY, *STG_TINY, "SOLVER.AMP.ENABLED", "True"],
+                          tiny, tmp_path)
     assert any(k.startswith("edge_classifier.") for k in w) and any(k.startswith("embed_head.") for k in w)
     assert (tmp_path / "model_final.pth").exists()
 
