@@ -38,7 +38,9 @@ def train_worker(config_file, opts, datasets, out_dir):
     trainer = train_net.Trainer(cfg)
     trainer.resume_or_load(resume=False)
     trainer.train()
-    model = trainer.model.module if hasattr(trainer.model, "module") else trainer.model
+    model = trainer.model
+    while hasattr(model, "module") or hasattr(model, "model"):  # DDP / AutocastModel (SOLVER.AMP on CPU)
+        model = getattr(model, "module", None) or model.model
     torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()},
                os.path.join(out_dir, f"rank{comm.get_rank()}_weights.pth"))
     comm.synchronize()
@@ -68,7 +70,9 @@ DATA = ["DATASETS.TRAIN", "('ddp_train',)", "DATASETS.TEST", "('ddp_val',)"]
 
 
 def test_vis_stg_two_process_cpu_training(tiny, tmp_path):
-    w = run_two_processes("configs/vis_stg/synthetic_R18.yaml", [*DATA, *TINY, *STG_TINY], tiny, tmp_path)
+    # with SOLVER.AMP (bf16 autocast on the CPU) through the Trainer's train loop
+    w = run_two_processes("configs/vis_stg/synthetic_R18.yaml", [*DATA, *TINY, *STG_TINY, "SOLVER.AMP.ENABLED", "True"],
+                          tiny, tmp_path)
     assert any(k.startswith("edge_classifier.") for k in w) and any(k.startswith("embed_head.") for k in w)
     assert (tmp_path / "model_final.pth").exists()
 
@@ -86,3 +90,20 @@ def test_rgnn_stage1_then_stage2_two_process_cpu_training(tiny, tmp_path):
     assert seg and all(torch.equal(s1[k], s2[k]) for k in seg)
     assert not torch.equal(s1["tracker.scoring.cls.weight"], s2["tracker.scoring.cls.weight"])
     assert int(s2["rgnn_stage"]) == 2
+
+
+def test_train_net_cli_two_processes_on_cpu(tiny, tmp_path):
+    """The command of the issue: train_net.py --num-gpus 2 ... MODEL.DEVICE cpu (gloo) trains and evaluates."""
+    import subprocess
+    import sys
+
+    env = dict(os.environ, PYTHONPATH=ROOT, OMP_NUM_THREADS="1")
+    args = ["--num-gpus", "2", "--config-file", "configs/oracle/gt_oracle.yaml", "--dataset", tiny[0],
+            "--dataset", tiny[1], *DATA, "INPUT.MIN_SIZE_TRAIN", "(32,)", "INPUT.MIN_SIZE_TEST", "32",
+            "MODEL.DEVICE", "cpu", "SOLVER.MAX_ITER", "2", "SOLVER.IMS_PER_BATCH", "2", "OUTPUT_DIR", str(tmp_path)]
+    proc = subprocess.run([sys.executable, "train_net.py", *args], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=600)
+    log = proc.stdout + proc.stderr
+    assert proc.returncode == 0, log[-5000:]
+    assert "DistributedDataParallel over 2 processes on cpu (gloo)" in log
+    assert (tmp_path / "model_final.pth").exists() and "copypaste: AP" in log

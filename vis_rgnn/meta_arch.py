@@ -9,6 +9,7 @@ fed through the tracker exactly as at inference (§3.5).
 from __future__ import annotations
 
 import logging
+from dataclasses import fields, replace
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import torch
@@ -33,6 +34,15 @@ __all__ = ["RGNNVIS", "SEGMENTER_MODULES", "STAGE_KEY"]
 logger = logging.getLogger(__name__)
 STAGE_KEY = "rgnn_stage"  # buffer: the training stage of the model that wrote a checkpoint
 SEGMENTER_MODULES = ("backbone", "detector")  # what stage 2 takes from a stage-1 checkpoint
+
+
+def _float32(frame: FrameDetections) -> FrameDetections:
+    """``frame`` with float32 tensors. Under autocast (``SOLVER.AMP`` / ``TEST.AMP``) the segmenter and the
+    appearance net run in reduced precision, the recurrent tracker in float32: its state accumulates over the
+    whole video and it is a small part of the compute."""
+    low = {f.name: getattr(frame, f.name).float() for f in fields(frame)
+           if getattr(frame, f.name).is_floating_point() and getattr(frame, f.name).dtype != torch.float32}
+    return replace(frame, **low) if low else frame
 
 
 def _top_level(keys: Sequence[str], prefix: str) -> str:
@@ -255,7 +265,11 @@ class RGNNVIS(nn.Module):
             frames_t.append(frame)
             identities_t.append(det_identity)
             targets_t.append(targets)
-        return tracker_clip_losses(self.tracker, frames_t, identities_t, targets_t, self.frame_decay, self.loss_weights)
+        with torch.autocast(self.device.type, enabled=False):  # the recurrent tracker runs in float32
+            frames_t = [_float32(f) for f in frames_t]
+            return tracker_clip_losses(
+                self.tracker, frames_t, identities_t, targets_t, self.frame_decay, self.loss_weights
+            )
 
     # -------------------------------------------------------------------------------------- online inference
     def init_video_state(self) -> Dict[str, Any]:
@@ -278,7 +292,9 @@ class RGNNVIS(nn.Module):
         dets = self.detector(fpn, images.image_sizes)
         fd = FrameDetections.from_instances(dets, self.describe(bottom_up, dets), images.image_sizes)
         tracks: TrackState = state["tracks"]
-        out = self.tracker.step(tracks, fd)
+        with torch.autocast(self.device.type, enabled=False):  # the recurrent tracker runs in float32
+            fd = _float32(fd)
+            out = self.tracker.step(tracks, fd)
         probs = out.class_logits[0].softmax(dim=-1)  # (N, K+1)
         self._store_class_probs(state, tracks, probs)
 

@@ -9,9 +9,9 @@ alive but *inactive* (no mask this frame) and keep being updated by the GNN.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cached_property
-from typing import List, Optional, Sequence, Tuple
+from typing import Optional, Sequence, Tuple
 
 import torch
 from detectron2.config import configurable

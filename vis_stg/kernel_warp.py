@@ -96,6 +96,8 @@ class KernelWarp(nn.Module):
         offset = self.offsets(feat_k, feat_t).to(theta_k.dtype)
         if self.impl == "grid_sample":
             return deform_conv2d_by_sampling(theta_k, offset, self.weight, self.bias)
+        if theta_k.dtype != self.weight.dtype:  # under autocast: torchvision has no bf16 CPU kernel -> float32
+            theta_k, offset = theta_k.to(self.weight.dtype), offset.to(self.weight.dtype)
         return deform_conv2d(theta_k, offset, self.weight, self.bias, padding=self.padding)
 
     def warp_levels(self, thetas_k: Sequence[torch.Tensor], feats_k: Sequence[torch.Tensor],

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import copy
 import logging
-import random
 from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np

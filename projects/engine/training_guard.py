@@ -15,7 +15,7 @@ loss dict, whatever trainer runs the step: SimpleTrainer, AMPTrainer, DDP-wrappe
 from __future__ import annotations
 
 import math
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Sequence
 
 import torch
 from detectron2.engine import HookBase
