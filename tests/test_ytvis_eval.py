@@ -431,3 +431,11 @@ def test_check_rles_messages():
     assert "negative run -1" in msgs[1] and "'size' must be [height, width]" in msgs[2]
     assert "spans 12 characters" in msgs[3] and "invalid character '\\x7f' at position 1" in msgs[4]
     assert "needs 'size' and 'counts'" in msgs[5] and "string or a list of integers" in msgs[6]
+
+
+def test_videos_of_more_than_255_frames():
+    # pycocotools' area() of a list of >= 256 RLEs overflows under numpy 2: areas are taken in chunks
+    g, p = box(0, 0, 4, 4, 8, 8), box(0, 0, 4, 2, 8, 8)
+    gt = gt_json([{"masks": [g] * 300}], length=300, h=8, w=8)
+    m = evaluate_ytvis(gt, [pred([p] * 300, 0.9)])  # IoU 8/16 = 0.5: only the 0.5 threshold passes
+    check(m, AP=0.1, AP50=1, AP75=0)

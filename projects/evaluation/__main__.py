@@ -35,7 +35,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         warnings.simplefilter("always", YTVISInputWarning)
         try:
             metrics = evaluate_ytvis(args.gt, args.results, log=sys.stderr, strict=args.strict)
-        except (OSError, ValueError, KeyError, TypeError) as e:
+        except (OSError, ValueError, KeyError, TypeError, OverflowError) as e:
             message = " ".join(str(e).split()) or type(e).__name__
             print(f"error: {message}", file=sys.stderr)
             return 1

@@ -90,16 +90,16 @@ def mean_nonzero_area(areas: Sequence[Optional[float]]) -> float:
     return float(np.mean(nonzero)) if nonzero else 0.0
 
 
-def to_rle(segm: Any, height: int, width: int) -> Optional[RLE]:
+def to_rle(segm: Any, height: int, width: int, validate: bool = True) -> Optional[RLE]:
     """Polygons / uncompressed RLE / compressed RLE / null -> compressed RLE (or ``None`` for null).
 
     Conversion follows ``annToRLE`` of the official API (``frPyObjects`` with the video's size, polygons
-    merged). RLEs are validated first. Masks whose size is not the video's raise ``ValueError`` (the
-    official code would silently compute a meaningless IoU).
+    merged). RLEs are validated first (``validate=False``: the caller already did). Masks whose size is not
+    the video's raise ``ValueError`` (the official code would silently compute a meaningless IoU).
     """
     if not segm:
         return None
-    if isinstance(segm, dict):
+    if validate and isinstance(segm, dict):
         problem = check_rles([segm])[0]
         if problem:
             raise ValueError(problem)
@@ -116,6 +116,12 @@ def to_rle(segm: Any, height: int, width: int) -> Optional[RLE]:
     return rle
 
 
+def _areas(rles: List[RLE]) -> List[int]:
+    """``mask_util.area`` of many RLEs, in chunks of 255: pycocotools (with numpy 2) overflows a uint8 counter
+    on lists of 256 or more, i.e. on every video of 256+ frames."""
+    return [int(a) for i in range(0, len(rles), 255) for a in mask_util.area(rles[i:i + 255])]
+
+
 def _check_entry_rles(segms: list, where: str) -> None:
     """Validate all RLE dicts of one entry in one vectorised pass; ``ValueError`` names the first bad frame."""
     frames = [t for t, segm in enumerate(segms) if segm and isinstance(segm, dict)]
@@ -124,9 +130,16 @@ def _check_entry_rles(segms: list, where: str) -> None:
             raise ValueError(f"{where}: bad segmentation in frame {t}: {problem}")
 
 
+def _check_all_rles(entries: list, where) -> None:
+    """Validate the RLEs of every entry before any is converted, so a corrupt mask is refused at once."""
+    for i, entry in enumerate(entries):
+        if isinstance(entry, dict) and isinstance(entry.get("segmentations"), list):
+            _check_entry_rles(entry["segmentations"], where(i))
+
+
 def _track_record(entry: dict, video: Tuple[int, int, int], where: str,
                   findings: _Findings) -> Dict[str, Any]:
-    """Common part of GT and result records: RLEs and per-frame areas.
+    """Common part of GT and result records: RLEs and per-frame areas (RLEs checked by the caller first).
 
     A list whose length is not the video's is kept as it is (official ``zip`` pairing) and reported.
     """
@@ -139,15 +152,14 @@ def _track_record(entry: dict, video: Tuple[int, int, int], where: str,
                      f"shorter one, as the official evaluation does)",
                      f"{where.rsplit(': ', 1)[-1]} ({len(segms)} entries, video {entry['video_id']} has "
                      f"{length} frames)")
-    _check_entry_rles(segms, where)
     rles = []
     for t, segm in enumerate(segms):
         try:
-            rles.append(to_rle(segm, height, width))
+            rles.append(to_rle(segm, height, width, validate=False))
         except (ValueError, TypeError, KeyError, IndexError) as e:
             raise ValueError(f"{where}: bad segmentation in frame {t}: {e}") from None
     present = [r for r in rles if r is not None]
-    present_areas = iter(mask_util.area(present).tolist() if present else [])
+    present_areas = iter(_areas(present))
     frame_areas = [next(present_areas) if r is not None else 0 for r in rles]
     return {"video_id": entry["video_id"], "category_id": entry["category_id"],
             "segmentations": rles, "frame_areas": frame_areas}
@@ -189,6 +201,7 @@ def load_ground_truth(gt: JsonInput, strict: bool = False, name: Optional[str] =
         _require(c, ["id", "name"], f"ground truth {source}: categories[{i}]")
         categories[c["id"]] = str(c["name"])
     result = YTVISGroundTruth(source, videos, categories, has_annotations="annotations" in data)
+    _check_all_rles(data.get("annotations") or [], lambda i: f"ground truth {source}: annotations[{i}]")
     for i, ann in enumerate(data.get("annotations") or []):
         where = f"ground truth {source}: annotations[{i}]"
         _require(ann, ["video_id", "category_id", "segmentations"], where)
@@ -228,6 +241,7 @@ def load_results(results: JsonInput, gt: YTVISGroundTruth, strict: bool = False)
     if unknown_videos:
         raise ValueError(f"results {source}: video id(s) {', '.join(unknown_videos)} not in the ground truth "
                          f"{gt.source}")
+    _check_all_rles(data, lambda i: f"results {source}: entry {i}")
     if strict:
         unknown_cats = sorted({str(e["category_id"]) for e in data if e["category_id"] not in gt.categories})
         if unknown_cats:
@@ -240,9 +254,7 @@ def load_results(results: JsonInput, gt: YTVISGroundTruth, strict: bool = False)
             findings.add(f"predictions with a category_id that is not a ground-truth category of {gt.source} "
                          "are dropped (as the official evaluation does)",
                          f"entry {i} (category_id {entry['category_id']!r})")
-            if isinstance(entry["segmentations"], list):  # never scored, but its masks must still be sound
-                _check_entry_rles(entry["segmentations"], where)
-            continue
+            continue  # never scored; its masks were checked with all others
         try:
             score = float(entry["score"])
         except (TypeError, ValueError):
