@@ -439,3 +439,15 @@ def test_videos_of_more_than_255_frames():
     gt = gt_json([{"masks": [g] * 300}], length=300, h=8, w=8)
     m = evaluate_ytvis(gt, [pred([p] * 300, 0.9)])  # IoU 8/16 = 0.5: only the 0.5 threshold passes
     check(m, AP=0.1, AP50=1, AP75=0)
+
+
+def test_duplicate_gt_ids_score_the_last_annotation_per_id():
+    gt = gt_json([{"masks": [A, A]}, {"masks": [B, B]}, {"masks": [C, C]}])
+    gt["annotations"][2]["id"] = gt["annotations"][0]["id"]  # A's id reused by C: official scores C twice
+    preds = [pred([A, A], 0.9), pred([C, C], 0.8), pred([B, B], 0.7), pred([C, C], 0.6)]
+    with pytest.warns(YTVISInputWarning, match=r"annotations\[0\] \(id 1, replaced by annotations\[2\]\)"):
+        m = evaluate_ytvis(gt, preds)
+    # GT = {C, B, C}: FP (A), TP, TP, TP -> precision 0 at rank 1, then 2/3 and 3/4 (interpolated: 3/4)
+    check(m, AP=0.75, AR1=0, AR10=1)
+    with pytest.raises(ValueError, match=r"id used more than once.*--strict"):
+        evaluate_ytvis(gt, preds, strict=True)

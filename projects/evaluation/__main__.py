@@ -29,7 +29,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--per-class", action="store_true", help="also report AP per category name")
     parser.add_argument("--strict", action="store_true",
                         help="refuse inputs that the official evaluation scores with a warning here (segmentations "
-                             "lists of the wrong length, foreign categories, GT annotation id 0)")
+                             "lists of the wrong length, foreign categories, GT annotation id 0, duplicate GT ids)")
     args = parser.parse_args(argv)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", YTVISInputWarning)

@@ -13,7 +13,9 @@ Inputs that the official evaluation scores although they are suspicious are scor
   frames past the shorter list are ignored; a prediction's area still averages all of its own frames);
 - a prediction whose ``category_id`` is not a GT category (the official evaluation drops it);
 - a GT annotation with ``id`` 0 (the official matching stores the GT id as "matched to", so a match to it is
-  never a true positive: it counts as a false positive and the GT stays a miss).
+  never a true positive: it counts as a false positive and the GT stays a miss);
+- GT annotations sharing an ``id`` (the official API keeps the last one per id and scores it in place of
+  each).
 """
 from __future__ import annotations
 
@@ -216,11 +218,36 @@ def load_ground_truth(gt: JsonInput, strict: bool = False, name: Optional[str] =
         if zero_id:
             findings.add("annotation id 0 can never be matched by the official evaluation (a prediction on it "
                          "counts as a false positive, the track as missed)", f"annotations[{i}]")
-        record.update(id=0 if zero_id else i + 1, area=mean_nonzero_area(record["frame_areas"] if areas is None else areas),
+        record.update(id=0 if zero_id else i + 1,
+                      area=mean_nonzero_area(record["frame_areas"] if areas is None else areas),
                       iscrowd=iscrowd, ignore=iscrowd, score=1.0)
         result.tracks.append(record)
+    result.tracks = _official_gt_order(data.get("annotations") or [], result.tracks, findings)
     findings.emit()
     return result
+
+
+def _official_gt_order(annotations: list, tracks: List[Dict[str, Any]], findings: _Findings) -> List[Dict[str, Any]]:
+    """GT records in the order and multiplicity of the official evaluation.
+
+    The official API indexes annotations by their JSON ``id`` and reloads them by id, video by video (sorted
+    video ids, file order within a video): an id used by several annotations stands for the *last* of them
+    at each of its positions (the others are never scored). Reported as a finding.
+    """
+    last: Dict[Any, int] = {}
+    for i, ann in enumerate(annotations):
+        if isinstance(ann.get("id"), (int, float, str)):
+            last[ann["id"]] = i
+    out = list(tracks)
+    for i, ann in enumerate(annotations):
+        j = last.get(ann.get("id"), i) if isinstance(ann.get("id"), (int, float, str)) else i
+        if j != i:
+            findings.add(f"annotation id used more than once: the official evaluation scores the last annotation "
+                         f"with that id in place of each of them", f"annotations[{i}] (id {ann['id']!r}, "
+                         f"replaced by annotations[{j}])")
+            out[i] = tracks[j]
+    order = sorted(range(len(out)), key=lambda i: annotations[i]["video_id"])
+    return [out[i] for i in order]
 
 
 def load_results(results: JsonInput, gt: YTVISGroundTruth, strict: bool = False) -> List[Dict[str, Any]]:
