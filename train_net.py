@@ -6,32 +6,77 @@
     python train_net.py --config-file CFG --dataset mydata_train=ann/train.json:frames/train \\
         DATASETS.TRAIN "('mydata_train',)"
 
-``--dataset NAME=JSON:IMAGE_ROOT`` (repeatable) registers a YouTube-VIS-format dataset; its categories come from
-the JSON and ``MODEL.NUM_CLASSES`` follows the first training dataset.
+``--dataset NAME=JSON:IMAGE_ROOT`` (repeatable) registers a YouTube-VIS-format dataset (a ``NAME`` ending in
+``_train`` also gets ``<stem>_train_sub`` / ``<stem>_holdout``) or a COCO-format image dataset; categories come
+from the JSON and ``MODEL.NUM_CLASSES`` follows the first video dataset. With ``--eval-only`` a stage-1 RGNN-VIS / YOLACT model is evaluated on a COCO-format
+dataset image by image with detectron2's COCOEvaluator (box and mask AP).
 """
 import argparse
 import logging
 import os
+import weakref
 from typing import List
 
 import torch
-from detectron2.checkpoint import DetectionCheckpointer
-from detectron2.config import get_cfg
-from detectron2.engine import DefaultTrainer, default_argument_parser, default_setup, launch
-from detectron2.evaluation import verify_results
+from detectron2.data import MetadataCatalog, build_detection_test_loader
+from detectron2.engine import AMPTrainer, DefaultTrainer, SimpleTrainer, TrainerBase, default_argument_parser
+from detectron2.engine import default_setup, launch
+from detectron2.evaluation import COCOEvaluator, verify_results
 from detectron2.solver.build import get_default_optimizer_params, maybe_add_gradient_clipping
+from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
 
-from projects.config import add_video_config
-from projects.data import build_video_test_loader, build_video_train_loader, register_ytvis_instances, resolve_num_classes
+from projects.config import get_project_cfg
+from projects.data import build_video_test_loader, build_video_train_loader, register_json_dataset, resolve_num_classes
+from projects.engine import FaultTolerantCheckpointer, FaultTolerantTrainerMixin
+from projects.engine.amp import AutocastModel, autocast_for_inference, resolve_amp_dtype
+from projects.engine.ddp import create_ddp_model
 from projects.evaluation import YTVISEvaluator
-from projects.modeling import add_oracle_config
-from vis_rgnn.config import add_rgnn_config
-from vis_stg.config import add_vis_stg_config
 
 
-class Trainer(DefaultTrainer):
-    """DefaultTrainer with video loaders, the YouTube-VIS evaluator and an optional Adam optimizer."""
+class Trainer(FaultTolerantTrainerMixin, DefaultTrainer):
+    """DefaultTrainer with video loaders, the YouTube-VIS evaluator, an optional Adam optimizer, DDP on CPU
+    (gloo) as on GPUs (projects/engine/ddp.py) and mixed precision on both (projects/engine/amp.py).
+
+    The mixin (projects/engine) adds atomic checkpoints, the corrupt-checkpoint fallback of ``--resume`` and the
+    non-finite-loss / skipped-sample guard (it replaces the checkpointer created here in ``build_hooks``)."""
+
+    def __init__(self, cfg):
+        # DefaultTrainer.__init__ with two changes: the model is wrapped by projects.engine.create_ddp_model
+        # (no device_ids for CPU modules) and SOLVER.AMP picks AMPTrainer on CUDA / bf16 autocast on the CPU.
+        TrainerBase.__init__(self)
+        logger = logging.getLogger("detectron2")
+        if not logger.isEnabledFor(logging.INFO):
+            setup_logger()
+        cfg = DefaultTrainer.auto_scale_workers(cfg, comm.get_world_size())
+        model = self.build_model(cfg)
+        optimizer = self.build_optimizer(cfg, model)
+        data_loader = self.build_train_loader(cfg)
+        model = create_ddp_model(model, broadcast_buffers=False)
+        self._trainer = self.build_train_loop(cfg, model, data_loader, optimizer)
+        self.scheduler = self.build_lr_scheduler(cfg, optimizer)
+        self.checkpointer = FaultTolerantCheckpointer(model, cfg.OUTPUT_DIR, trainer=weakref.proxy(self))
+        self.start_iter = 0
+        self.max_iter = cfg.SOLVER.MAX_ITER
+        self.cfg = cfg
+        self.register_hooks(self.build_hooks())
+
+    @staticmethod
+    def build_train_loop(cfg, model, data_loader, optimizer):
+        """SimpleTrainer, or with ``SOLVER.AMP.ENABLED`` detectron2's AMPTrainer on CUDA (GradScaler) and a
+        SimpleTrainer whose forward runs under bfloat16 autocast on the CPU."""
+        if not cfg.SOLVER.AMP.ENABLED:
+            return SimpleTrainer(model, data_loader, optimizer)
+        device_type = torch.device(cfg.MODEL.DEVICE).type
+        dtype = resolve_amp_dtype(cfg.SOLVER.AMP.get("DTYPE", "auto"), device_type)
+        if device_type == "cuda":
+            return AMPTrainer(model, data_loader, optimizer, precision=dtype)
+        return SimpleTrainer(AutocastModel(model, device_type, dtype, training_only=True), data_loader, optimizer)
+
+    @classmethod
+    def test(cls, cfg, model, evaluators=None):
+        """DefaultTrainer.test, under autocast when ``TEST.AMP.ENABLED``."""
+        return super().test(cfg, autocast_for_inference(cfg, model), evaluators)
 
     @classmethod
     def build_train_loader(cls, cfg):
@@ -39,11 +84,15 @@ class Trainer(DefaultTrainer):
 
     @classmethod
     def build_test_loader(cls, cfg, dataset_name):
+        if is_image_dataset(dataset_name):  # COCO-format images: detectron2's loader and image call
+            return build_detection_test_loader(cfg, dataset_name)
         return build_video_test_loader(cfg, dataset_name)
 
     @classmethod
     def build_evaluator(cls, cfg, dataset_name, output_folder=None):
         output_folder = output_folder or os.path.join(cfg.OUTPUT_DIR, "inference", dataset_name)
+        if is_image_dataset(dataset_name):  # box / mask AP of the single-image segmenter
+            return COCOEvaluator(dataset_name, output_dir=output_folder)
         return YTVISEvaluator(dataset_name, output_dir=output_folder)
 
     @classmethod
@@ -60,24 +109,19 @@ class Trainer(DefaultTrainer):
         return maybe_add_gradient_clipping(cfg, optim)(params, lr=cfg.SOLVER.BASE_LR, weight_decay=cfg.SOLVER.WEIGHT_DECAY)
 
 
-def get_project_cfg():
-    """detectron2's default config plus every key of this project (video data, both methods, oracle)."""
-    cfg = get_cfg()
-    add_video_config(cfg)
-    add_vis_stg_config(cfg)
-    add_rgnn_config(cfg)
-    add_oracle_config(cfg)
-    return cfg
+def is_image_dataset(dataset_name: str) -> bool:
+    """COCO-format image datasets (detectron2's ``evaluator_type`` "coco") are evaluated image by image."""
+    return MetadataCatalog.get(dataset_name).get("evaluator_type", None) == "coco"
 
 
 def register_cli_datasets(specs: List[str]) -> None:
-    """Register ``NAME=JSON:IMAGE_ROOT`` datasets given on the command line."""
+    """Register ``NAME=JSON:IMAGE_ROOT`` datasets given on the command line (YouTube-VIS or COCO format)."""
     for spec in specs or []:
         name, sep, paths = spec.partition("=")
         json_file, sep2, image_root = paths.rpartition(":")
         if not (sep and sep2 and name and json_file and image_root):
             raise argparse.ArgumentTypeError(f"--dataset expects NAME=path/to/annotations.json:path/to/images, got {spec!r}")
-        register_ytvis_instances(name, json_file, image_root)
+        register_json_dataset(name, json_file, image_root)
 
 
 def setup(args):
@@ -94,8 +138,6 @@ def setup(args):
 
 
 def _rank() -> int:
-    from detectron2.utils import comm
-
     return comm.get_rank()
 
 
@@ -103,7 +145,7 @@ def main(args):
     cfg = setup(args)
     if args.eval_only:
         model = Trainer.build_model(cfg)
-        DetectionCheckpointer(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(cfg.MODEL.WEIGHTS, resume=args.resume)
+        FaultTolerantCheckpointer(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(cfg.MODEL.WEIGHTS, resume=args.resume)
         res = Trainer.test(cfg, model)
         if cfg.TEST.AUG.ENABLED:
             raise NotImplementedError("test-time augmentation is not supported for video models")
@@ -122,7 +164,8 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="NAME=JSON:IMAGE_ROOT",
-        help="register a YouTube-VIS-format dataset (repeatable); use NAME in DATASETS.TRAIN/TEST",
+        help="register a YouTube-VIS-format video dataset or a COCO-format image dataset (a training source) "
+        "(repeatable); use NAME in DATASETS.TRAIN/TEST",
     )
     return parser
 

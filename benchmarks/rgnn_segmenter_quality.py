@@ -27,7 +27,7 @@ from torchvision.ops import box_iou  # noqa: E402
 import projects.data  # noqa: E402,F401  (registers the builtin datasets)
 from projects.data.build import build_video_test_loader, get_video_dataset_dicts, resolve_num_classes  # noqa: E402
 from projects.utils.masks import decode_mask  # noqa: E402
-from train_net import get_project_cfg  # noqa: E402
+from projects.config import get_project_cfg  # noqa: E402
 from vis_rgnn.targets import gt_masks_on_grid  # noqa: E402
 
 

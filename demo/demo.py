@@ -94,7 +94,7 @@ def get_parser() -> argparse.ArgumentParser:
 
 
 def setup_cfg(args):
-    from train_net import get_project_cfg
+    from projects.config import get_project_cfg
 
     cfg = get_project_cfg()
     cfg.merge_from_file(args.config_file)

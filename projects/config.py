@@ -3,14 +3,19 @@ from detectron2.config import CfgNode as CN
 
 
 def add_video_config(cfg: CN) -> None:
-    """Add the video keys to a detectron2 config (call before the method's own ``add_<method>_config``).
+    """Add the video keys to a detectron2 config (``add_<method>_config`` of both methods call it first).
 
     ``INPUT.SAMPLING_FRAME_NUM``: frames sampled per training video (1: single image, 2: reference/target pair,
     T: a clip). ``INPUT.SAMPLING_FRAME_RANGE``: for pairs, the maximum gap |t - k| between the frames.
     ``INPUT.SAMPLING_CONSECUTIVE``: for clips, take T consecutive *annotated* frames instead of random ones.
-    ``MODEL.NUM_CLASSES``: -1 takes the number of categories of the first training dataset; any other value
-    must equal it (checked by :func:`projects.data.resolve_num_classes`).
+    ``MODEL.NUM_CLASSES``: -1 takes the number of categories of the first video dataset of ``DATASETS.TRAIN``
+    (else of ``DATASETS.TEST``; image datasets are mapped to its classes); any other value must equal it
+    (checked by :func:`projects.data.resolve_num_classes`).
+
+    Idempotent: a second call leaves the config (and any values merged into it) unchanged.
     """
+    if "VIDEO" in cfg.TEST:
+        return
     cfg.MODEL.NUM_CLASSES = -1
 
     cfg.INPUT.SAMPLING_FRAME_NUM = 2
@@ -19,9 +24,29 @@ def add_video_config(cfg: CN) -> None:
     cfg.INPUT.SAMPLING_FRAME_SHUFFLE = False
     # Drop sampled frame sets in which no instance is visible in any frame (resampled instead).
     cfg.INPUT.MIN_VISIBLE_INSTANCES = 1
+    # A missing/corrupt training frame: "skip" the sample with a warning (counted as data/skipped_samples) or "fail".
+    cfg.INPUT.ON_BAD_FRAME = "skip"
 
     # "SGD" (detectron2's default), "ADAM" or "ADAMW" (RGNN stage 2 uses Adam).
     cfg.SOLVER.OPTIMIZER = "SGD"
+
+    # Local protocol (projects/data/splits.py): videos held out by <stem>_holdout / removed from <stem>_train_sub;
+    # -1 = the dataset's default (YouTube-VIS 2019: 200, 2021: 300, OVIS: 60, others: 10 %).
+    cfg.DATASETS.HOLDOUT_SIZE = -1
+    # One sampling weight per DATASETS.TRAIN entry: the share of training samples drawn from it (normalised);
+    # empty = every video / image equally likely (plain concatenation).
+    cfg.DATASETS.TRAIN_WEIGHTS = ()
+    # Image datasets (COCO format) in DATASETS.TRAIN: JSON {source category name: video class name} or a shipped
+    # map name (coco_to_ytvis_2019, coco_to_ytvis_2021, coco_to_ovis); unmapped categories are dropped.
+    cfg.DATASETS.CATEGORY_MAP = ""
+
+    # Pseudo-videos from images (projects/data/pseudo_video_mapper.py): every frame gets its own random zoom
+    # (ratio of the source window to the image: <1 crops, >1 zooms out with zero padding), shift (fraction of
+    # the image size) and horizontal flip, before the sample's common augmentation (resize, flip, crop).
+    cfg.INPUT.PSEUDO_VIDEO = CN()
+    cfg.INPUT.PSEUDO_VIDEO.SCALE_RANGE = (0.8, 1.2)
+    cfg.INPUT.PSEUDO_VIDEO.SHIFT_RANGE = (0.2, 0.2)
+    cfg.INPUT.PSEUDO_VIDEO.FLIP_PROB = 0.0
 
     cfg.DATASETS.SYNTHETIC = CN()
     # Where synthetic_vis_{train,val} are generated on first use (relative to $DETECTRON2_DATASETS).
@@ -32,3 +57,23 @@ def add_video_config(cfg: CN) -> None:
     cfg.TEST.VIDEO.MASK_THRESHOLD = 0.5
     # Keep at most this many tracks per video in the results (YouTube-VIS AP uses maxDets=100).
     cfg.TEST.VIDEO.MAX_TRACKS = 100
+
+
+def get_project_cfg() -> CN:
+    """detectron2's default config plus every key of this project (video data, both methods, the GT oracle):
+    what ``train_net.py``, the demo and the benchmarks build their configs from."""
+    from detectron2.config import get_cfg
+
+    # Imported here: both method packages import this module for add_video_config.
+    from projects.engine.amp import add_amp_config
+    from projects.modeling import add_oracle_config
+    from vis_rgnn.config import add_rgnn_config
+    from vis_stg.config import add_vis_stg_config
+
+    cfg = get_cfg()
+    add_video_config(cfg)
+    add_vis_stg_config(cfg)
+    add_rgnn_config(cfg)
+    add_oracle_config(cfg)
+    add_amp_config(cfg)
+    return cfg

@@ -55,7 +55,7 @@ def test_train_then_evaluate_with_oracle(tiny, tmp_path):
 def test_distributed_evaluation_equals_single_process(tiny, tmp_path):
     extra = ["MODEL.ORACLE.DROP_FRAME_PROB", "0.4", "MODEL.ORACLE.MASK_JITTER", "1"]
     single = _run(["--eval-only", *_oracle_args(tiny, tmp_path / "one", *extra)])
-    multi = _run(["--eval-only", "--num-gpus", "2", *_oracle_args(tiny, tmp_path / "two", *extra)])
+    multi = _run(["--eval-only", "--num-gpus", "2", "--dist-url", "auto", *_oracle_args(tiny, tmp_path / "two", *extra)])
 
     def results(d):
         r = json.loads((tmp_path / d / "inference" / "tiny_val" / "results.json").read_text())

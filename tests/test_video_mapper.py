@@ -96,6 +96,8 @@ def test_missing_and_corrupt_frames_name_the_file(tmp_path):
     os.remove(video["file_names"][2])
     with pytest.raises(DatasetFormatError, match="frame file does not exist"):
         frames[2]
-    mapper = VideoDatasetMapper(_cfg(num_frames=3, consecutive=True), is_train=True)
+    cfg = _cfg(num_frames=3, consecutive=True)
+    cfg.INPUT.ON_BAD_FRAME = "fail"  # the default "skip" is tested in tests/test_faults_engine.py
+    mapper = VideoDatasetMapper(cfg, is_train=True)
     with pytest.raises(DatasetFormatError):
         mapper(video)

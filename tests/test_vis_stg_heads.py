@@ -29,7 +29,7 @@ def test_assign_centers_levels_cells_offsets_and_heatmaps():
     small = [10.0, 12.0, 30.0, 28.0]  # 20x16 -> P3, centre (20, 20) -> cell (2, 2), offset (0.5, 0.5)
     large = [40.0, 8.0, 90.0, 60.0]  # 50x52 -> P4, centre (65, 34) -> cell (4, 2)
     t = assign_centers([_instances([small, large], [1, 0], [7, 9]), _instances([], [], [])], SHAPES, STRIDES,
-                       sizes_of_interest=[32], num_classes=2)
+                       sizes_of_interest=[32], num_classes=2, level_assignment="max_side")
     assert t.level.tolist() == [0, 1] and t.cells.tolist() == [[2, 2], [4, 2]]
     torch.testing.assert_close(t.offsets, torch.tensor([[0.5, 0.5], [0.0625, 0.125]]))
     torch.testing.assert_close(t.sizes, torch.tensor([[2.5, 2.0], [3.125, 3.25]]))
@@ -128,11 +128,12 @@ def test_controller_and_mask_branch_shapes_and_gradients():
     assert all(p.grad is not None for p in list(controller.parameters()) + list(branch.parameters()))
 
 
+@pytest.mark.parametrize("hw", [(5, 7), (1, 6), (6, 1), (1, 1)])
 @pytest.mark.parametrize("depthwise", [True, False])
-def test_sampling_deform_conv_equals_torchvision(depthwise):
+def test_sampling_deform_conv_equals_torchvision(depthwise, hw):
     torch.manual_seed(0)
-    x = torch.randn(2, 6, 5, 7, dtype=torch.float64)
-    offset = torch.randn(2, 18, 5, 7, dtype=torch.float64) * 1.5
+    x = torch.randn(2, 6, *hw, dtype=torch.float64)
+    offset = torch.randn(2, 18, *hw, dtype=torch.float64) * 1.5
     weight = torch.randn(6, 1 if depthwise else 6, 3, 3, dtype=torch.float64)
     bias = torch.randn(6, dtype=torch.float64)
     ref = deform_conv2d(x, offset, weight, bias, padding=1)

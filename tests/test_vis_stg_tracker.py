@@ -105,7 +105,8 @@ def test_edge_loss_uses_the_pruned_edge_set_and_track_id_labels():
         return torch.zeros(len(x))
 
     clf.forward = record
-    loss = clf.losses([GraphEdges(src, dst, feats)], ref_ids, ref_classes, targets, [(8, 8)], 1)
+    loss = clf.losses([GraphEdges(src, dst, feats)], ref_ids, ref_classes, torch.zeros(3, dtype=torch.long), targets,
+                      [(8, 8)], None, 2, edge_set="gt")
     # Kept: (0 -> id5 centre) positive, (1 -> id5 centre) negative, (2 -> id6 centre) negative;
     # removed: edge to a background cell (1), class mismatches (3: class 0 -> class 1, 4: class 1 -> class 0).
     assert seen["x"].flatten().tolist() == [0.0, 2.0, 5.0]
@@ -121,6 +122,6 @@ def test_edge_classifier_shapes_and_gradients():
     assert feats.grad is not None and all(p.grad is not None for p in clf.parameters())
     targets = assign_centers([_inst(torch.zeros(0, 4).tolist(), [], [])], [(8, 8)], [8], [], num_classes=2)
     empty = GraphEdges(torch.zeros(0, dtype=torch.long), torch.zeros(0, dtype=torch.long), torch.zeros(0, 8))
-    loss = clf.losses([empty], torch.zeros(0, dtype=torch.long), torch.zeros(0, dtype=torch.long), targets,
-                      [(8, 8)], 1)
+    none = torch.zeros(0, dtype=torch.long)
+    loss = clf.losses([empty], none, none, none, targets, [(8, 8)], [torch.zeros(1, 2, 8, 8)], 2)
     assert loss.item() == 0.0 and loss.requires_grad

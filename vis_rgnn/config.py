@@ -1,15 +1,20 @@
 """Config keys of RGNN-VIS (Johnander et al., "Learning Video Instance Segmentation with Recurrent Graph Neural
-Networks"). Defaults are the R50 YouTube-VIS reference values (DESIGN §4, paper §3.6 and Appendix A)."""
+Networks"). Defaults are the R50 YouTube-VIS reference values (the authors' public release, paper §3.6 and Appendix A)."""
 from detectron2.config import CfgNode as CN
+
+from projects.config import add_video_config
 
 
 def add_rgnn_config(cfg: CN) -> None:
-    """Add ``MODEL.RGNN.*`` (and ``SOLVER.OPTIMIZER`` if absent) to ``cfg``.
+    """Add :func:`projects.config.add_video_config`'s keys and ``MODEL.RGNN.*`` to ``cfg`` (idempotent).
 
-    Call after :func:`projects.config.add_video_config`. Thresholds called ``*_THRESHOLD`` on the tracker are
+    Thresholds called ``*_THRESHOLD`` on the tracker are
     logits (log-odds), as in the authors' release; the detector keeps a detection when the logit of its best
     foreground class probability reaches ``DETECTOR.SCORE_LOGIT_THRESH``.
     """
+    add_video_config(cfg)
+    if "RGNN" in cfg.MODEL:
+        return
     cfg.MODEL.RGNN = CN()
     r = cfg.MODEL.RGNN
     # 1: train backbone + YOLACT segmenter on single frames (App. A.1). 2: freeze them, incl. BatchNorm
@@ -37,6 +42,28 @@ def add_rgnn_config(cfg: CN) -> None:
     d.BOX_LOSS_WEIGHT = 1.5
     d.MASK_LOSS_WEIGHT = 6.125
     d.SEMANTIC_LOSS_WEIGHT = 1.0
+    # "detectron2": detectron2's DefaultAnchorGenerator (centres at stride * (i + 0.5)). "yolact": YOLACT's
+    # priors (vis_rgnn/yolact_anchors.py): centres at (i + 0.5) / map size of the input, width
+    # size * sqrt(aspect ratio), ANCHOR_GENERATOR.ASPECT_RATIOS in YOLACT's order [1, 0.5, 2].
+    d.ANCHOR_LAYOUT = "detectron2"
+    d.SQUARE_ANCHORS = True  # YOLACT's use_square_anchors quirk: height = width (ANCHOR_LAYOUT yolact only)
+    # Single-image test-time post-processing (the detectron2 image call, COCOEvaluator): YOLACT's values.
+    d.IMAGE_TEST = CN()
+    d.IMAGE_TEST.CONF_THRESH = 0.05  # candidates: best foreground probability > this
+    d.IMAGE_TEST.NMS_THRESH = 0.5  # per-class Fast NMS IoU
+    d.IMAGE_TEST.TOP_K = 200  # candidates per class entering Fast NMS
+    d.IMAGE_TEST.MAX_DETECTIONS = 100
+    d.IMAGE_TEST.SECOND_THRESHOLD = False  # YOLACT's eval: kept boxes' own-class scores are not re-thresholded
+    d.IMAGE_TEST.MASK_THRESH = 0.5
+    d.IMAGE_TEST.CROP_PADDING = 1  # prototype-grid cells added around the box when cropping masks
+    d.IMAGE_TEST.INTEGER_BOXES = True  # YOLACT truncates output boxes to integer pixels
+
+    # Inference-only: resize each image to this (height, width) inside the model, bilinearly before the
+    # normalisation (YOLACT's FastBaseTransform: 550 x 550); [] keeps the data loader's size.
+    r.TEST_RESIZE = []
+    # Channel order the backbone expects; "" = INPUT.FORMAT. "RGB" with INPUT.FORMAT "BGR" reverses the
+    # channels after normalising with MODEL.PIXEL_MEAN / PIXEL_STD, which stay in INPUT.FORMAT order.
+    r.NETWORK_FORMAT = ""
 
     r.APPEARANCE = CN()
     a = r.APPEARANCE
@@ -79,9 +106,10 @@ def add_rgnn_config(cfg: CN) -> None:
     r.INACTIVE_THRESHOLD = 0.0  # a track without a detection matching above this logit is inactive
     r.MASK_EMBED_CHANNELS = 16  # mask re-weighting: Linear(DIM, 16) broadcast over the mask (App. A.2)
     r.MASK_HIDDEN_CHANNELS = 16
-    # The re-weighting CNN corrects the detection mask's logit (starts as the segmenter's mask) instead of
-    # predicting the logits from scratch; see vis_rgnn.heads.MaskReweighting.
-    r.MASK_RESIDUAL = True
+    # Our addition (off = the paper's head): the re-weighting CNN corrects the detection mask's logit (starts as
+    # the segmenter's mask) instead of predicting the logits from scratch; see vis_rgnn.heads.MaskReweighting.
+    # On in the synthetic configs, where it was measured to help.
+    r.MASK_RESIDUAL = False
 
     r.LOSS = CN()
     lo = r.LOSS

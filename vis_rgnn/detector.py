@@ -6,6 +6,11 @@ detection's mask is ``sigmoid(prototypes @ coefficients)`` cropped to its box. P
 anchor whose best foreground probability has logit >= ``SCORE_LOGIT_THRESH`` (-3.5, i.e. very low-confidence
 detections are kept for the tracker, App. A.2), applies class-agnostic Fast NMS (IoU 0.7) and keeps at most
 ``MAX_DETECTIONS``. Class-agnostic, because each detection carries its full class-score vector to the tracker.
+
+``ANCHOR_LAYOUT yolact`` (with the ``build_yolact_resnet_fpn_backbone`` backbone) makes the network YOLACT's own
+(``vis_rgnn/yolact_anchors.py``, ``yolact_fpn.py``), so the official weights load through
+``vis_rgnn/convert_yolact.py``. :meth:`YolactDetector.image_inference` is YOLACT's single-image test-time
+post-processing (class-aware Fast NMS, ``vis_rgnn/yolact_postprocess.py``) used by the detectron2 image call.
 """
 from __future__ import annotations
 
@@ -24,6 +29,8 @@ from torch import nn
 from torchvision.ops import box_iou
 
 from .targets import gt_masks_on_grid
+from .yolact_anchors import YolactAnchorGenerator
+from .yolact_postprocess import ImagePostprocessParams, decode_boxes, image_detections
 
 __all__ = ["YolactDetector", "fast_nms", "crop_masks"]
 
@@ -49,7 +56,9 @@ def fast_nms(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float) ->
 
 
 class ProtoNet(nn.Module):
-    """Prototype branch (YOLACT Fig. 3): 3 x conv3x3 -> x2 upsample -> conv3x3 -> conv1x1 to k, ReLU."""
+    """Prototype branch (YOLACT Fig. 3): 3 x (conv3x3 + ReLU) -> bilinear x2 -> conv3x3 + ReLU -> conv1x1 to k
+    -> ReLU. YOLACT's ReLU after the up-sampling is omitted: bilinear interpolation of ReLU outputs is already
+    non-negative, so it is the identity."""
 
     def __init__(self, in_channels: int, channels: int, num_prototypes: int):
         super().__init__()
@@ -128,11 +137,18 @@ class YolactDetector(nn.Module):
         nms_thresh: float = 0.7,
         max_detections: int = 16,
         loss_weights: Dict[str, float],
+        anchor_layout: str = "detectron2",
+        image_test: ImagePostprocessParams = ImagePostprocessParams(),
     ):
         super().__init__()
         if num_classes <= 0:
             raise ValueError(f"MODEL.NUM_CLASSES must be resolved to a positive int, got {num_classes}")
         self.in_features, self.proto_feature, self.num_classes = in_features, proto_feature, num_classes
+        if anchor_layout not in ("detectron2", "yolact"):
+            raise ValueError(f"MODEL.RGNN.DETECTOR.ANCHOR_LAYOUT must be 'detectron2' or 'yolact', got {anchor_layout!r}")
+        if (anchor_layout == "yolact") != isinstance(anchor_generator, YolactAnchorGenerator):
+            raise ValueError("ANCHOR_LAYOUT 'yolact' needs a YolactAnchorGenerator (and only it)")
+        self.anchor_layout, self.image_test = anchor_layout, image_test
         self.anchor_generator = anchor_generator
         num_anchors = anchor_generator.num_cell_anchors
         if len(set(num_anchors)) != 1:
@@ -145,6 +161,9 @@ class YolactDetector(nn.Module):
         self.head = PredictionHead(channels.pop(), head_channels, num_anchors[0], num_classes, num_prototypes)
         self.semantic = nn.Conv2d(input_shape[proto_feature].channels, num_classes, 1)
         self.box2box = Box2BoxTransform(weights=bbox_reg_weights)
+        wx, wy, ww, wh = bbox_reg_weights
+        # SSD/YOLACT variances of the same decoding (only meaningful when wx == wy and ww == wh).
+        self.variances = (1.0 / wx, 1.0 / ww) if (wx == wy and ww == wh) else None
         self.matcher = Matcher(list(iou_thresholds), [0, -1, 1], allow_low_quality_matches=True)
         self.neg_pos_ratio, self.masks_per_image = neg_pos_ratio, masks_per_image
         self.pre_nms_topk, self.score_thresh = pre_nms_topk, 1.0 / (1.0 + math.exp(-score_logit_thresh))
@@ -154,11 +173,28 @@ class YolactDetector(nn.Module):
     @classmethod
     def from_config(cls, cfg, input_shape: Dict[str, ShapeSpec]):
         d = cfg.MODEL.RGNN.DETECTOR
+        if d.ANCHOR_LAYOUT == "yolact":
+            a = cfg.MODEL.ANCHOR_GENERATOR
+            anchor_generator = YolactAnchorGenerator(a.SIZES, a.ASPECT_RATIOS, square=d.SQUARE_ANCHORS)
+        else:
+            anchor_generator = build_anchor_generator(cfg, [input_shape[f] for f in d.IN_FEATURES])
+        t = d.IMAGE_TEST
         return {
+            "anchor_layout": d.ANCHOR_LAYOUT,
+            "image_test": ImagePostprocessParams(
+                conf_thresh=t.CONF_THRESH,
+                nms_thresh=t.NMS_THRESH,
+                top_k=t.TOP_K,
+                max_detections=t.MAX_DETECTIONS,
+                second_threshold=t.SECOND_THRESHOLD,
+                mask_thresh=t.MASK_THRESH,
+                crop_padding=t.CROP_PADDING,
+                integer_boxes=t.INTEGER_BOXES,
+            ),
             "input_shape": input_shape,
             "in_features": list(d.IN_FEATURES),
             "proto_feature": d.PROTO_FEATURE,
-            "anchor_generator": build_anchor_generator(cfg, [input_shape[f] for f in d.IN_FEATURES]),
+            "anchor_generator": anchor_generator,
             "num_classes": cfg.MODEL.NUM_CLASSES,
             "num_prototypes": d.NUM_PROTOTYPES,
             "proto_channels": d.PROTO_CHANNELS,
@@ -184,16 +220,17 @@ class YolactDetector(nn.Module):
         features: Dict[str, torch.Tensor],
         image_sizes: List[Tuple[int, int]],
         gt_instances: Optional[List[Instances]] = None,
+        input_size: Optional[Tuple[int, int]] = None,
     ):
-        """features: FPN maps of the padded batch; image_sizes: (h, w) per image before padding.
+        """features: FPN maps of the padded batch; image_sizes: (h, w) per image before padding; input_size:
+        (Hp, Wp) of the padded batch (default: the largest image size, i.e. no size divisibility), needed by
+        the YOLACT anchor layout whose anchor centres are relative to the input size.
 
         Training (``gt_instances`` given): dict of weighted losses. Otherwise: list of detection Instances.
         """
         feats = [features[f] for f in self.in_features]
-        anchors = Boxes.cat(self.anchor_generator(feats))
-        outs = [self.head(x) for x in feats]
-        cls_logits, deltas, coeffs = (torch.cat([o[i] for o in outs], dim=1) for i in range(3))
-        protos = self.protonet(features[self.proto_feature])  # (B, k, Hp/s, Wp/s)
+        anchors = Boxes.cat(self._anchors(feats, image_sizes, input_size))
+        cls_logits, deltas, coeffs, protos = self._predict(features, feats)
         if gt_instances is not None:
             semantic = self.semantic(features[self.proto_feature])
             return self.losses(anchors, cls_logits, deltas, coeffs, protos, semantic, gt_instances)
@@ -201,6 +238,56 @@ class YolactDetector(nn.Module):
             self.inference_single(anchors, cls_logits[i], deltas[i], coeffs[i], protos[i], image_sizes[i])
             for i in range(len(image_sizes))
         ]
+
+    def _anchors(self, feats: List[torch.Tensor], image_sizes, input_size) -> List[Boxes]:
+        if self.anchor_layout == "detectron2":
+            return self.anchor_generator(feats)
+        if input_size is None:
+            input_size = (max(s[0] for s in image_sizes), max(s[1] for s in image_sizes))
+        return self.anchor_generator(feats, tuple(input_size))
+
+    def _predict(self, features: Dict[str, torch.Tensor], feats: List[torch.Tensor]):
+        """Head outputs concatenated over levels, (B, A, K+1), (B, A, 4), (B, A, k), and prototypes (B, k, h, w)."""
+        outs = [self.head(x) for x in feats]
+        cls_logits, deltas, coeffs = (torch.cat([o[i] for o in outs], dim=1) for i in range(3))
+        return cls_logits, deltas, coeffs, self.protonet(features[self.proto_feature])
+
+    @torch.no_grad()
+    def image_inference(
+        self,
+        features: Dict[str, torch.Tensor],
+        image_sizes: List[Tuple[int, int]],
+        input_size: Tuple[int, int],
+        output_sizes: List[Tuple[int, int]],
+    ) -> List[Instances]:
+        """Single-image detections (YOLACT's test-time post-processing, ``IMAGE_TEST.*``) in detectron2's
+        format: Instances of each ``output_sizes[i]`` = (H, W) with pred_boxes, scores, pred_classes (0..K-1)
+        and bool pred_masks (N, H, W). ``input_size`` = (Hp, Wp) of the padded network input.
+
+        Boxes are decoded on coordinates normalised to the input: for the YOLACT layout from its priors with
+        variances 1 / BBOX_REG_WEIGHTS (exactly YOLACT's decode), otherwise with detectron2's Box2BoxTransform.
+        """
+        feats = [features[f] for f in self.in_features]
+        cls_logits, deltas, coeffs, protos = self._predict(features, feats)
+        hp, wp = input_size
+        if self.anchor_layout == "yolact":
+            if self.variances is None:
+                raise ValueError("ANCHOR_LAYOUT yolact needs BBOX_REG_WEIGHTS (w, w, s, s)")
+            priors = self.anchor_generator.normalized_priors([tuple(x.shape[-2:]) for x in feats], (hp, wp), protos.device)
+        else:
+            anchors = Boxes.cat(self.anchor_generator(feats)).tensor
+            scale = anchors.new_tensor([wp, hp, wp, hp])
+        results = []
+        for i, out_size in enumerate(output_sizes):
+            if self.anchor_layout == "yolact":
+                boxes = decode_boxes(deltas[i], priors, self.variances)
+            else:
+                boxes = self.box2box.apply_deltas(deltas[i], anchors) / scale
+            probs = cls_logits[i].softmax(dim=-1)[:, : self.num_classes]  # background is the last class
+            results.append(
+                image_detections(boxes, probs, coeffs[i], protos[i], image_sizes[i], (hp, wp), out_size, self.image_test)
+            )
+        return results
 
     # ----------------------------------------------------------------------------------------------- training
     def losses(

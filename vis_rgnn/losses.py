@@ -40,8 +40,8 @@ def _lovasz_grad(gt_sorted: torch.Tensor) -> torch.Tensor:
 
 def lovasz_hinge(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """Per-mask Lovász hinge. logits: (P, H, W); labels: (P, H, W) in {0, 1}. Returns (P,)."""
-    if logits.shape[0] == 0:
-        return logits.new_zeros(0)
+    if logits.shape[0] == 0:  # no mask: (0,) still in the graph, so the re-weighting CNN gets a zero gradient
+        return logits.flatten(1).sum(dim=1)
     logits, labels = logits.flatten(1), labels.flatten(1).to(logits.dtype)
     errors = 1.0 - logits * (2.0 * labels - 1.0)
     errors_sorted, perm = errors.sort(dim=1, descending=True)

@@ -23,12 +23,20 @@ from projects.modeling.online import VideoTrack, run_online_inference
 from .appearance import AppearanceNetwork
 from .detector import YolactDetector
 from .heads import exclusive_masks, mask_logits
+from .image_input import channel_flip, is_image_batch, prepare_images, segment_images
 from .losses import FrameTargets, tracker_clip_losses
+from .segmenter import segmenter_size_divisibility
 from .targets import assign_detections, gt_masks_on_grid
 from .tracker import FrameDetections, RGNNTracker, TrackState
 
-__all__ = ["RGNNVIS"]
+__all__ = ["RGNNVIS", "SEGMENTER_MODULES", "STAGE_KEY"]
 logger = logging.getLogger(__name__)
+STAGE_KEY = "rgnn_stage"  # buffer: the training stage of the model that wrote a checkpoint
+SEGMENTER_MODULES = ("backbone", "detector")  # what stage 2 takes from a stage-1 checkpoint
+
+
+def _top_level(keys: Sequence[str], prefix: str) -> str:
+    return ", ".join(sorted({k[len(prefix):].split(".")[0] for k in keys}))
 
 
 @META_ARCH_REGISTRY.register()
@@ -52,6 +60,8 @@ class RGNNVIS(nn.Module):
         frame_decay: float = 0.8,
         det_match_iou: float = 0.5,
         max_video_tracks: int = 100,
+        test_resize: Sequence[int] = (),
+        flip_channels: bool = False,
     ):
         super().__init__()
         if stage not in (1, 2):
@@ -65,12 +75,45 @@ class RGNNVIS(nn.Module):
         self.max_video_tracks = max_video_tracks
         self.register_buffer("pixel_mean", torch.tensor(pixel_mean).view(-1, 1, 1), False)
         self.register_buffer("pixel_std", torch.tensor(pixel_std).view(-1, 1, 1), False)
-        bottom_up = backbone.bottom_up.output_shape()
-        # Only the bottom-up levels feeding the FPN's top-down path need alignment; P6/P7 are strided convs.
-        self.size_divisibility = max(bottom_up[f].stride for f in backbone.in_features)
+        # Saved with every checkpoint so that stage 2 can tell a stage-1 checkpoint (take the segmenter only)
+        # from its own (take everything); see _select_checkpoint_weights.
+        self.register_buffer(STAGE_KEY, torch.tensor(stage, dtype=torch.long), True)
+        self.register_load_state_dict_pre_hook(self._select_checkpoint_weights)
+        self.size_divisibility = segmenter_size_divisibility(backbone)
+        if test_resize and len(test_resize) != 2:
+            raise ValueError(f"MODEL.RGNN.TEST_RESIZE must be [] or [height, width], got {list(test_resize)}")
+        self.test_resize, self.flip_channels = tuple(test_resize), flip_channels
         if stage == 2:  # App. A.1: backbone and segmenter frozen, incl. BatchNorm statistics.
             for module in (self.backbone, self.detector):
                 module.requires_grad_(False)
+        else:  # stage 1 trains the segmenter only; the tracker / appearance net are not used by its losses
+            for module in (self.appearance, self.tracker):
+                if module is not None:
+                    module.requires_grad_(False)
+
+    def _select_checkpoint_weights(self, module, state_dict, prefix, *_args) -> None:
+        """load_state_dict pre-hook. Stage 2 initialised from a stage-1 checkpoint (App. A.1) takes only the
+        segmenter (``backbone.*``, ``detector.*``): the tracker, appearance net and heads of a stage-1
+        checkpoint are untrained (frozen in stage 1) and would overwrite stage 2's own initialisation (e.g. the
+        zero-initialised scoring layer). A checkpoint without the stage marker (other tools, older runs) is
+        treated as a segmenter checkpoint too, with a warning if that drops weights. The model's own stage
+        marker is never overwritten."""
+        stored = state_dict.pop(prefix + STAGE_KEY, None)
+        if self.stage != 2 or (stored is not None and int(stored) == 2):
+            return
+        keep = tuple(prefix + name + "." for name in SEGMENTER_MODULES)
+        dropped = [k for k in state_dict if k.startswith(prefix) and not k.startswith(keep)]
+        taken = [k for k in state_dict if k.startswith(keep)]
+        for k in dropped:
+            del state_dict[k]
+        source = "a stage-1 checkpoint" if stored is not None else "a checkpoint without a stage marker"
+        summary = ", ".join(f"{m}: {sum(k.startswith(prefix + m + '.') for k in taken)}" for m in SEGMENTER_MODULES)
+        logger.info(f"RGNN stage 2 initialised from {source}: took the segmenter only ({summary} tensors)"
+                    + (f"; ignored {len(dropped)} tensors of {_top_level(dropped, prefix)}" if dropped else ""))
+        if dropped and stored is None:
+            logger.warning(f"RGNN stage 2: the checkpoint has no '{STAGE_KEY}' entry, so it was read as a "
+                           f"segmenter (stage-1) checkpoint and its {len(dropped)} tracker-side tensors were "
+                           f"ignored; a stage-2 checkpoint written by this code carries '{STAGE_KEY}' = 2")
 
     @classmethod
     def from_config(cls, cfg):
@@ -118,6 +161,8 @@ class RGNNVIS(nn.Module):
             "frame_decay": lo.FRAME_DECAY,
             "det_match_iou": lo.DET_MATCH_IOU,
             "max_video_tracks": cfg.TEST.VIDEO.MAX_TRACKS,
+            "test_resize": tuple(r.TEST_RESIZE),
+            "flip_channels": channel_flip(cfg.INPUT.FORMAT, r.NETWORK_FORMAT),
         }
 
     @property
@@ -126,16 +171,18 @@ class RGNNVIS(nn.Module):
 
     def train(self, mode: bool = True) -> "RGNNVIS":
         super().train(mode)
-        if self.stage == 2:
+        if self.stage == 2:  # frozen segmenter: its features are the test-time ones, so no feature dropout either
             self.backbone.eval()
             self.detector.eval()
+            self.feature_dropout.eval()
         return self
 
     # ---------------------------------------------------------------------------------------------- features
     def preprocess(self, images: Sequence[torch.Tensor]) -> ImageList:
-        """uint8 (3, h, w) frames in ``INPUT.FORMAT`` -> normalised, padded ImageList."""
-        images = [(x.to(self.device, non_blocking=True).float() - self.pixel_mean) / self.pixel_std for x in images]
-        return ImageList.from_tensors(images, self.size_divisibility)
+        """uint8 (3, h, w) frames in ``INPUT.FORMAT`` -> normalised, padded ImageList (``TEST_RESIZE`` and
+        ``NETWORK_FORMAT`` applied, see vis_rgnn/image_input.py)."""
+        resize = () if self.training else self.test_resize
+        return prepare_images(images, self.pixel_mean, self.pixel_std, self.size_divisibility, resize, self.flip_channels)
 
     def extract_features(self, images: ImageList) -> Tuple[Dict[str, torch.Tensor], Dict[str, torch.Tensor]]:
         """FPN maps and the bottom-up (ResNet) maps of the same forward pass, both after channel dropout."""
@@ -157,6 +204,8 @@ class RGNNVIS(nn.Module):
     # ----------------------------------------------------------------------------------------------- forward
     def forward(self, batched_inputs: List[Dict[str, Any]]):
         if not self.training:
+            if is_image_batch(batched_inputs):  # detectron2 image call: the segmenter alone (stage-1 output)
+                return segment_images(self, batched_inputs)
             return [run_online_inference(self, video, max_tracks=self.max_video_tracks) for video in batched_inputs]
         if self.stage == 1:
             return self.forward_segmenter(batched_inputs)
@@ -168,7 +217,7 @@ class RGNNVIS(nn.Module):
         gt = [inst.to(self.device) for video in batched_inputs for inst in video["instances"]]
         images = self.preprocess(frames)
         fpn, _ = self.extract_features(images)
-        return self.detector(fpn, images.image_sizes, gt)
+        return self.detector(fpn, images.image_sizes, gt, input_size=tuple(images.tensor.shape[-2:]))
 
     def forward_tracker(self, batched_inputs: List[Dict[str, Any]]) -> Dict[str, torch.Tensor]:
         """Stage 2 (§3.5): run the frozen segmenter on all B x T frames, then the tracker frame by frame."""

@@ -239,7 +239,7 @@ class RGNNTracker(nn.Module):
 
     # ------------------------------------------------------------------------------------------ graph inputs
     def graph_inputs(self, state: TrackState, dets: FrameDetections, n_used: int):
-        """Raw edge / new-track edge / detection inputs of the first GNN block (§3.1, DESIGN §4).
+        """Raw edge / new-track edge / detection inputs of the first GNN block (§3.1, App. A.2).
 
         edges (B, N', M, K+4+2) = [det class log-probs, box offsets of the detection w.r.t. the track's last box
         (dx/w, dy/h, log w'/w, log h'/h), IoU, appearance log-likelihood]; empty_edges (B, M, K+4+1) = [class

@@ -7,9 +7,14 @@ choice (and the docstring of the module that uses it explains it).
 """
 from detectron2.config import CfgNode as CN
 
+from projects.config import add_video_config
+
 
 def add_vis_stg_config(cfg: CN) -> None:
-    """Add ``MODEL.VIS_STG`` to ``cfg`` (call after :func:`projects.config.add_video_config`)."""
+    """Add :func:`projects.config.add_video_config`'s keys and ``MODEL.VIS_STG`` to ``cfg`` (idempotent)."""
+    add_video_config(cfg)
+    if "VIS_STG" in cfg.MODEL:
+        return
     cfg.MODEL.VIS_STG = CN()
     _C = cfg.MODEL.VIS_STG
 
@@ -18,9 +23,12 @@ def add_vis_stg_config(cfg: CN) -> None:
     # Backbone "build_vis_stg_resnet_fpn_backbone" (vis_stg/backbone.py): P6/P7 from "res5" (C5, as detectron2's
     # RetinaNet, whose COCO checkpoint then loads completely) or "p5" (as FCOS / CondInst / AdelaiDet).
     _C.P6_P7_FROM = "res5"
-    # Ground-truth objects go to level i when max(w, h) (input pixels) falls in [SOI[i-1], SOI[i]);
+    # Ground-truth objects go to level i when their size measure (input pixels) falls in [SOI[i-1], SOI[i]);
     # len = number of levels - 1 (FCOS/CondInst ranges).
     _C.SIZES_OF_INTEREST = [64, 128, 256, 512]
+    # Size measure: "fcos" = max regression distance from the box centre = max(w, h) / 2 (FCOS, CondInst);
+    # "max_side" = max(w, h) (puts every object one level coarser).
+    _C.LEVEL_ASSIGNMENT = "fcos"
     # Pad input images to a multiple of this; 0 = the backbone's own size_divisibility.
     _C.SIZE_DIVISIBILITY = 0
     # Eq. (7): L = λ1 L_det + λ2 L_mask + λ3 L_edge (λ3 also weighs the embedding loss of the baseline).
@@ -71,8 +79,10 @@ def add_vis_stg_config(cfg: CN) -> None:
     _C.MASK.HEAD_CHANNELS = 8
     _C.MASK.HEAD_NUM_LAYERS = 3  # 3 layers of 8 channels + 2 coord channels = 169 parameters
     _C.MASK.OUT_STRIDE = 4
-    # Kernels are trained at the cells within this Chebyshev radius of each centre cell (0 = centre only).
-    _C.MASK.POS_RADIUS = 0
+    # Kernels are trained at the cells within this Chebyshev radius of each centre cell (0 = centre only). 1 = the
+    # 3x3 cells around the centre, i.e. CondInst's positives (FCOS centre sampling, radius 1.5 strides), which
+    # all train the mask loss there.
+    _C.MASK.POS_RADIUS = 1
     # At test time average the masks of θ_t (eq. 4) and θ_warp (eq. 5); False = eq. (4) only.
     _C.MASK.FUSE_TEST = True
 
@@ -96,6 +106,13 @@ def add_vis_stg_config(cfg: CN) -> None:
     # stay those of eq. (7).
     _C.TRACK.JOINT_EMBEDDING = False
     _C.TRACK.PRUNE_CLASS_MISMATCH = True
+    # Training edge set of eq. (6) (vis_stg/edge_targets.py): "predicted" = edges to the cells the detection head
+    # predicts as instances (peaks >= TRAIN_SCORE_THRESH), pruned by the predicted class, as at test time (the
+    # paper's E_prune); "gt" = edges to GT centre cells pruned by GT classes; "gt+predicted" = the union.
+    _C.TRACK.TRAIN_EDGE_SET = "predicted"
+    _C.TRACK.TRAIN_SCORE_THRESH = 0.05
+    # A predicted cell within this Chebyshev distance of the centre cell of the reference's object is a positive.
+    _C.TRACK.TRAIN_MATCH_RADIUS = 1
     _C.TRACK.MATCH_THRESH = 0.5  # edge probability for a match
     _C.TRACK.MEMORY_FRAMES = 7  # Δt of §3.6
     # Detections below this score are reported but only become reference nodes when they continue a track.

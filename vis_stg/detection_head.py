@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision.ops import batched_nms
 
-from .losses import heatmap_focal_loss
+from .losses import graph_anchor, heatmap_focal_loss
 from .targets import CenterTargets, gather_at_cells
 
 __all__ = ["conv_branch", "CenterNetHead", "Detections"]
@@ -95,11 +95,11 @@ class CenterNetHead(nn.Module):
         center = sum(heatmap_focal_loss(h, t, alpha, beta) for h, t in zip(heatmaps, targets.heatmaps)) / num
         pred_size = gather_at_cells(sizes, targets.level, targets.batch_idx, targets.cells)
         pred_offset = gather_at_cells(offsets, targets.level, targets.batch_idx, targets.cells)
-        return {
-            "loss_center": center,
-            "loss_size": F.l1_loss(pred_size, targets.sizes, reduction="sum") / num,
-            "loss_offset": F.l1_loss(pred_offset, targets.offsets, reduction="sum") / num,
-        }
+        loss_size = F.l1_loss(pred_size, targets.sizes, reduction="sum") / num
+        loss_offset = F.l1_loss(pred_offset, targets.offsets, reduction="sum") / num
+        if len(targets) == 0:  # no GT object: keep the size / offset branches in the graph (DDP)
+            loss_size, loss_offset = loss_size + graph_anchor(*sizes), loss_offset + graph_anchor(*offsets)
+        return {"loss_center": center, "loss_size": loss_size, "loss_offset": loss_offset}
 
     @staticmethod
     @torch.no_grad()

@@ -42,8 +42,10 @@ def deform_conv2d_by_sampling(
             n = i * k + j
             py = ys + (i - k // 2) + offset[:, 2 * n]
             px = xs + (j - k // 2) + offset[:, 2 * n + 1]
-            grid = torch.stack([px * (2 / max(w - 1, 1)) - 1, py * (2 / max(h - 1, 1)) - 1], dim=-1)
-            sampled = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=True)
+            # Pixel-centre normalisation (align_corners=False): exact for 1-cell-wide maps too, where the
+            # align_corners=True form collapses every coordinate onto pixel 0 instead of zero padding.
+            grid = torch.stack([(px + 0.5) * (2 / w) - 1, (py + 0.5) * (2 / h) - 1], dim=-1)
+            sampled = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
             if depthwise:
                 out = out + sampled * weight[:, 0, i, j].view(1, -1, 1, 1)
             else:

@@ -14,7 +14,7 @@ is an eval-time switch.
 """
 from __future__ import annotations
 
-from typing import Any, Dict, List, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -30,8 +30,8 @@ from .detection_head import CenterNetHead, Detections
 from .embedding_head import EmbeddingHead
 from .graph import GraphEdges, SpatialTemporalGraph, edge_lookup
 from .kernel_warp import KernelWarp
-from .losses import dice_loss
 from .init_summary import install_init_summary
+from .losses import dice_loss, graph_anchor
 from .mask_head import Controller, DynamicMaskHead, MaskBranch, downsample_gt_masks
 from .targets import CenterTargets, assign_centers, expand_positives, gather_at_cells
 from .tracker import EdgeClassifier, OnlineTracker, ReferenceSet, VideoState, greedy_match
@@ -63,6 +63,7 @@ class VisSTG(nn.Module):
         if any(shapes[f].channels != dim for f in self.in_features):
             raise ValueError("all VIS_STG.IN_FEATURES must have the same number of channels")
         self.sizes_of_interest = list(c.SIZES_OF_INTEREST)
+        self.level_assignment = c.LEVEL_ASSIGNMENT
         # Relative-coordinate normaliser per level (CondInst): the level's upper size bound.
         bounds = self.sizes_of_interest
         self.coord_norm = bounds + [2.0 * bounds[-1]] if bounds else [8.0 * self.strides[0]]
@@ -101,6 +102,7 @@ class VisSTG(nn.Module):
 
         self.loss_weights = (c.LOSS_WEIGHT_DET, c.LOSS_WEIGHT_MASK, c.LOSS_WEIGHT_EDGE)
         self.det_cfg = c.DET.clone()
+        self.track_cfg = c.TRACK.clone()
         self.mask_pos_radius = c.MASK.POS_RADIUS
         self.mask_out_stride = c.MASK.OUT_STRIDE
         self.fuse_test = c.MASK.FUSE_TEST
@@ -165,6 +167,7 @@ class VisSTG(nn.Module):
         inst_k = [x["instances"][0].to(self.device) for x in batched_inputs]
         inst_t = [x["instances"][1].to(self.device) for x in batched_inputs]
         assign = dict(shapes=shapes, strides=self.strides, sizes_of_interest=self.sizes_of_interest,
+                      level_assignment=self.level_assignment,
                       num_classes=self.num_classes, min_overlap=self.det_cfg.MIN_OVERLAP)
         targets_k, targets_t = assign_centers(inst_k, **assign), assign_centers(inst_t, **assign)
 
@@ -173,19 +176,22 @@ class VisSTG(nn.Module):
         ref_nodes = self.graph.encode_nodes(feats_k, ref_boxes)
         heads_in, edges = self.run_graph(ref_nodes, torch.cat(ref_boxes), targets_k.batch_idx, feats_t)
 
-        losses = self._detection_losses(heads_in, targets_t)
+        det_out_t = self.det_head(heads_in)
+        losses = self._detection_losses(heads_in, targets_t, det_out_t)
         if self.det_cfg.REF_FRAME_LOSS:
             losses.update({k + "_ref": v for k, v in self._detection_losses(feats_k, targets_k).items()})
         padded = tuple(images.tensor.shape[-2:])
         losses.update(self._segmentation_losses(heads_in, feats_k, feats_t, inst_k, inst_t, targets_k, targets_t,
                                                 padded, shapes))
-        losses.update(self._association_losses(heads_in, feats_k, edges, targets_k, targets_t, shapes, b))
+        losses.update(self._association_losses(heads_in, feats_k, edges, targets_k, targets_t, shapes, det_out_t[0]))
         return losses
 
-    def _detection_losses(self, features: List[torch.Tensor], targets: CenterTargets) -> Dict[str, torch.Tensor]:
-        """λ1 · eq. (3), reported per term."""
+    def _detection_losses(
+        self, features: List[torch.Tensor], targets: CenterTargets, det_out: Optional[Tuple] = None
+    ) -> Dict[str, torch.Tensor]:
+        """λ1 · eq. (3), reported per term; ``det_out``: the head's outputs on ``features`` if already computed."""
         d, weight = self.det_cfg, self.loss_weights[0]
-        raw = CenterNetHead.losses(*self.det_head(features), targets, d.FOCAL_ALPHA, d.FOCAL_BETA)
+        raw = CenterNetHead.losses(*(det_out or self.det_head(features)), targets, d.FOCAL_ALPHA, d.FOCAL_BETA)
         return {"loss_center": weight * raw["loss_center"], "loss_size": weight * d.SIZE_WEIGHT * raw["loss_size"],
                 "loss_offset": weight * d.OFFSET_WEIGHT * raw["loss_offset"]}
 
@@ -194,7 +200,12 @@ class VisSTG(nn.Module):
         inst_k: List[Instances], inst_t: List[Instances], targets_k: CenterTargets, targets_t: CenterTargets,
         padded: Tuple[int, int], shapes: Sequence[Tuple[int, int]],
     ) -> Dict[str, torch.Tensor]:
-        """λ2 · L_mask (§3.4, §3.6): θ_t from F̂_t and θ_warp = warp(θ_k) on frame t, θ_k on frame k."""
+        """λ2 · L_mask (§3.4, §3.6): θ_t from F̂_t and θ_warp = warp(θ_k) on frame t, θ_k on frame k.
+
+        θ_k comes from the plain F_k here, while at test time frame t-1's kernels come from its fused F̂_{t-1}:
+        a frame pair has no frame before k to fuse F_k with (the paper trains on pairs). F̂ = F + messages with
+        the message MLP's last layer zero-initialised, so the two start equal and the controller sees both
+        kinds of input in training (plain on frame k, fused on frame t)."""
         weight = self.loss_weights[1]
         gt_masks_t = torch.cat(downsample_gt_masks(inst_t, padded, self.mask_out_stride))
         gt_masks_k = torch.cat(downsample_gt_masks(inst_k, padded, self.mask_out_stride))
@@ -209,15 +220,18 @@ class VisSTG(nn.Module):
 
     def _association_losses(
         self, heads_in: List[torch.Tensor], feats_k: List[torch.Tensor], edges: List[GraphEdges],
-        targets_k: CenterTargets, targets_t: CenterTargets, shapes: Sequence[Tuple[int, int]], batch_size: int,
+        targets_k: CenterTargets, targets_t: CenterTargets, shapes: Sequence[Tuple[int, int]],
+        heatmaps_t: List[torch.Tensor],
     ) -> Dict[str, torch.Tensor]:
         """λ3 · L_edge (eq. (6)), and/or the embedding baseline's cross-entropy (on detached features when it
         is trained next to the edge classifier, ``TRACK.JOINT_EMBEDDING``)."""
         weight = self.loss_weights[2]
         losses = {}
         if self.train_edge:
+            tc = self.track_cfg
             losses["loss_edge"] = weight * self.edge_classifier.losses(
-                edges, targets_k.ids, targets_k.classes, targets_t, shapes, batch_size,
+                edges, targets_k.ids, targets_k.classes, targets_k.batch_idx, targets_t, shapes, heatmaps_t,
+                self.num_classes, tc.TRAIN_EDGE_SET, tc.TRAIN_SCORE_THRESH, tc.TRAIN_MATCH_RADIUS,
                 self.tracker.prune_class_mismatch)
         if self.train_embedding:
             if self.joint_embedding:
@@ -228,6 +242,8 @@ class VisSTG(nn.Module):
                 targets_t.batch_idx, targets_t.ids,
                 gather_at_cells(emb_k, targets_k.level, targets_k.batch_idx, targets_k.cells),
                 targets_k.batch_idx, targets_k.ids)
+            if len(targets_t) == 0:  # no target instance: keep the embedding head in the graph (DDP)
+                losses["loss_embed"] = losses["loss_embed"] + graph_anchor(*emb_t, *emb_k)
         return losses
 
     def _mask_loss(

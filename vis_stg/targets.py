@@ -1,7 +1,9 @@
 """Ground-truth assignment to FPN levels and centre cells (§3.3, §4.2).
 
-Every GT object goes to one FPN level by its size (``SIZES_OF_INTEREST``, FCOS/CondInst ranges on max(w, h)),
-and to the cell of that level containing its box centre. That cell is the object's node at frame t: the
+Every GT object goes to one FPN level by its size and to the cell of that level containing its box centre. The
+level follows FCOS/CondInst (``LEVEL_ASSIGNMENT "fcos"``): an object goes to the level whose range
+(``SIZES_OF_INTEREST``, FCOS's 64/128/256/512) holds its maximum regression distance max(l, t, r, b) seen from
+its centre, i.e. max(w, h) / 2; ``"max_side"`` compares max(w, h) itself with the ranges (one level coarser). That cell is the object's node at frame t: the
 positive of the CenterNet heat map, the location whose dynamic kernel must segment it (§3.4) and the target
 node of its graph edges (§3.5). The heat map follows CenterNet: a gaussian per object whose radius comes from
 the box size (CornerNet's min-overlap rule).
@@ -16,6 +18,11 @@ from detectron2.structures import Instances
 
 __all__ = ["CenterTargets", "assign_centers", "gaussian_radius", "draw_heatmaps", "gather_at_cells",
            "expand_positives"]
+
+
+#: Multiplier of max(w, h) compared with SIZES_OF_INTEREST: FCOS's max regression distance from the box centre
+#: is half the longer side.
+LEVEL_MEASURE = {"fcos": 0.5, "max_side": 1.0}
 
 
 @dataclass
@@ -96,12 +103,16 @@ def assign_centers(
     sizes_of_interest: Sequence[float],
     num_classes: int,
     min_overlap: float = 0.7,
+    level_assignment: str = "fcos",
 ) -> CenterTargets:
     """Assign the GT boxes of each image to a level and centre cell and draw the CenterNet heat maps.
 
     ``instances``: per image, with ``gt_boxes`` (XYXY, input pixels), ``gt_classes`` and optionally ``gt_ids``.
-    ``shapes``: (H_l, W_l) per level; ``strides``: per level; ``sizes_of_interest``: len(levels) - 1 boundaries.
+    ``shapes``: (H_l, W_l) per level; ``strides``: per level; ``sizes_of_interest``: len(levels) - 1 boundaries;
+    ``level_assignment``: "fcos" (max(w, h) / 2 against the boundaries) or "max_side" (max(w, h)).
     """
+    if level_assignment not in LEVEL_MEASURE:
+        raise ValueError(f"VIS_STG.LEVEL_ASSIGNMENT must be one of {sorted(LEVEL_MEASURE)}, got {level_assignment!r}")
     if len(sizes_of_interest) != len(strides) - 1:
         raise ValueError(f"need {len(strides) - 1} SIZES_OF_INTEREST for {len(strides)} levels, "
                          f"got {list(sizes_of_interest)}")
@@ -117,7 +128,7 @@ def assign_centers(
 
     wh = (boxes[:, 2:] - boxes[:, :2]).clamp(min=0)
     bounds = torch.tensor(list(sizes_of_interest), device=device, dtype=torch.float32)
-    level = torch.bucketize(wh.max(dim=1).values, bounds, right=True)
+    level = torch.bucketize(wh.max(dim=1).values * LEVEL_MEASURE[level_assignment], bounds, right=True)
 
     stride = torch.tensor(list(strides), device=device, dtype=torch.float32)[level]
     grid_w = torch.tensor([w for _, w in shapes], device=device)[level]

@@ -1,8 +1,7 @@
 """Tracking with edge features (§3.5) and the online occlusion memory (§3.6).
 
 - :class:`EdgeClassifier`: binary classifier on the final edge features h^e(L); loss eq. (6) over the pruned
-  edge set. During training the "background" target nodes are the cells that are not a GT centre of frame t
-  (the detection branch's positives), and class mismatch compares GT classes.
+  edge set, built at training as at test time from the predicted detections (:mod:`.edge_targets`).
 - :class:`OnlineTracker`: at test time, edges are kept only to detected target nodes (background pruning)
   whose predicted class equals the reference instance's class; each reference instance keeps its best edge
   above ``MATCH_THRESH``. Matching is greedy one-to-one by descending probability, so a detection also
@@ -20,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .edge_targets import edge_set_and_labels
 from .graph import GraphEdges
 from .targets import CenterTargets
 
@@ -41,26 +41,26 @@ class EdgeClassifier(nn.Module):
         edges: Sequence[GraphEdges],
         ref_ids: torch.Tensor,
         ref_classes: torch.Tensor,
+        ref_batch: torch.Tensor,
         targets: CenterTargets,
         shapes: Sequence[Tuple[int, int]],
-        batch_size: int,
+        heatmaps: Optional[Sequence[torch.Tensor]],
+        num_classes: int,
+        edge_set: str = "predicted",
+        score_thresh: float = 0.05,
+        match_radius: int = 1,
         prune_class_mismatch: bool = True,
     ) -> torch.Tensor:
-        """Eq. (6): mean BCE over E_prune, the edges from reference instance i to the centre cell of a GT
-        object j of frame t (on j's level), minus class-mismatched pairs; y_ij = 1 iff same track id."""
+        """Eq. (6): mean BCE over the training edge set E_prune and its labels (:mod:`.edge_targets`).
+        ``heatmaps``: per level (B, K, H, W) heat-map logits predicted on F̂_t."""
         logits, labels = [], []
-        for lvl, (e, (h, w)) in enumerate(zip(edges, shapes)):
-            sel = torch.nonzero(targets.level == lvl).flatten()
-            centre_of = torch.full((batch_size * h * w,), -1, dtype=torch.long, device=e.dst.device)
-            flat = targets.batch_idx[sel] * (h * w) + targets.cells[sel, 1] * w + targets.cells[sel, 0]
-            centre_of[flat] = sel
-            tgt = centre_of[e.dst]
-            keep = tgt >= 0
-            if prune_class_mismatch and keep.any():  # (no GT centre on this level: nothing to prune)
-                keep[keep.clone()] = ref_classes[e.src[keep]] == targets.classes[tgt[keep]]
-            src, tgt = e.src[keep], tgt[keep]
+        for lvl, (e, shape) in enumerate(zip(edges, shapes)):
+            keep, y = edge_set_and_labels(
+                e, lvl, shape, ref_ids, ref_classes, ref_batch, targets,
+                None if heatmaps is None else heatmaps[lvl], num_classes, edge_set, score_thresh, match_radius,
+                prune_class_mismatch)
             logits.append(self(e.features[keep]))
-            labels.append(((ref_ids[src] == targets.ids[tgt]) & (ref_ids[src] >= 0)).float())
+            labels.append(y[keep])
         logits, labels = torch.cat(logits), torch.cat(labels)
         if logits.numel() == 0:  # keep every parameter in the graph (DDP)
             return sum(p.sum() for p in self.parameters()) * 0.0

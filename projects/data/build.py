@@ -1,17 +1,33 @@
-"""Video train/test data loaders and dataset-level checks (class count, dataset lists)."""
+"""Video train/test data loaders and dataset-level checks (class count, dataset lists).
+
+Training mixes video datasets and image datasets (:mod:`projects.data.image_sources`, as single frames or
+pseudo-videos) in ``DATASETS.TRAIN``; ``DATASETS.TRAIN_WEIGHTS`` sets the share of samples drawn from each.
+"""
 from __future__ import annotations
 
 import itertools
 import logging
-from typing import Any, Dict, List, Sequence
+from typing import Any, Dict, List, Sequence, Tuple
 
+import torch
 from detectron2.data import DatasetCatalog, MetadataCatalog, build_detection_test_loader, build_detection_train_loader
+from detectron2.data.samplers import RepeatFactorTrainingSampler
 
+from .image_sources import is_video_dataset, load_category_map, load_image_source, target_classes
+from .pseudo_video_mapper import MixedSourceMapper, PseudoVideoMapper
+from .splits import configure_splits, is_split, write_split_ground_truth
 from .video_mapper import VideoDatasetMapper, VideoTestDatasetMapper
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["get_video_dataset_dicts", "build_video_train_loader", "build_video_test_loader", "resolve_num_classes"]
+__all__ = [
+    "get_video_dataset_dicts",
+    "get_train_sources",
+    "source_repeat_factors",
+    "build_video_train_loader",
+    "build_video_test_loader",
+    "resolve_num_classes",
+]
 
 
 def get_video_dataset_dicts(names: Sequence[str], require_annotations: bool = False) -> List[Dict[str, Any]]:
@@ -20,6 +36,12 @@ def get_video_dataset_dicts(names: Sequence[str], require_annotations: bool = Fa
         names = [names]
     if not names:
         raise ValueError("no dataset given (DATASETS.TRAIN / DATASETS.TEST is empty)")
+    images = [n for n in names if not is_video_dataset(n)]
+    if images:
+        raise ValueError(
+            f"{images} are image datasets: they can be training sources (DATASETS.TRAIN, with a category map) "
+            "but not video datasets to test on"
+        )
     classes = [MetadataCatalog.get(n).get("thing_classes") for n in names]
     if any(c != classes[0] for c in classes):
         raise ValueError(f"datasets {list(names)} have different categories and cannot be mixed")
@@ -34,15 +56,82 @@ def get_video_dataset_dicts(names: Sequence[str], require_annotations: bool = Fa
     return videos
 
 
+def get_train_sources(cfg) -> List[Tuple[str, List[Dict[str, Any]]]]:
+    """``[(name, records)]`` for every ``DATASETS.TRAIN`` entry: video dicts, or image records re-labelled to
+    the video classes (the first video dataset of TRAIN, else of TEST) by ``DATASETS.CATEGORY_MAP``."""
+    names = list(cfg.DATASETS.TRAIN)
+    if not names:
+        raise ValueError("no dataset given (DATASETS.TRAIN is empty)")
+    classes, reference = target_classes(names, cfg.DATASETS.TEST)
+    videos = [n for n in names if is_video_dataset(n)]
+    if cfg.DATASETS.CATEGORY_MAP and not is_video_dataset(reference):
+        raise ValueError(
+            "DATASETS.CATEGORY_MAP maps to the classes of a video dataset, but DATASETS.TRAIN and DATASETS.TEST "
+            "name none; add the video dataset to DATASETS.TEST"
+        )
+    category_map = load_category_map(cfg.DATASETS.CATEGORY_MAP, classes) if cfg.DATASETS.CATEGORY_MAP else None
+    if category_map is not None and len(videos) == len(names):
+        logger.warning("DATASETS.CATEGORY_MAP is set but DATASETS.TRAIN has no image dataset: the map is unused")
+    mismatched = [n for n in videos if list(MetadataCatalog.get(n).thing_classes) != classes]
+    if mismatched:
+        raise ValueError(f"video datasets {mismatched} have other categories than '{reference}' and cannot be mixed")
+    return [
+        (n, get_video_dataset_dicts([n], True) if n in videos else load_image_source(n, classes, category_map, reference))
+        for n in names
+    ]
+
+
+def source_repeat_factors(sizes: Sequence[int], weights: Sequence[float]) -> torch.Tensor:
+    """Per-sample repeat factors under which source ``d`` gives ``weights[d] / sum(weights)`` of the samples.
+
+    Sample ``i`` of source ``d`` gets ``r = w_d / sum(w) * N / N_d`` (``N`` = all samples, so an epoch keeps its
+    length); detectron2's :class:`RepeatFactorTrainingSampler` repeats it ``floor(r)`` times plus once with
+    probability ``r - floor(r)`` per epoch, so the expected share of source ``d`` is exactly its weight.
+    """
+    if len(weights) != len(sizes):
+        raise ValueError(f"DATASETS.TRAIN_WEIGHTS has {len(weights)} entries for {len(sizes)} DATASETS.TRAIN datasets")
+    if any(w <= 0 for w in weights):
+        raise ValueError(f"DATASETS.TRAIN_WEIGHTS must be > 0 (remove a dataset instead of weighting it 0), got {weights}")
+    total, norm = sum(sizes), float(sum(weights))
+    return torch.cat([torch.full((n,), w / norm * total / n, dtype=torch.float64) for n, w in zip(sizes, weights)])
+
+
 def build_video_train_loader(cfg, mapper=None):
-    """detectron2's train loader (sampler, aspect-ratio grouping, workers) over per-video dicts."""
-    dataset = get_video_dataset_dicts(cfg.DATASETS.TRAIN, require_annotations=True)
-    return build_detection_train_loader(cfg, mapper=mapper or VideoDatasetMapper(cfg, True), dataset=dataset)
+    """detectron2's train loader (sampler, aspect-ratio grouping, workers) over the mixed training sources.
+
+    Video dicts go to :class:`VideoDatasetMapper`, image records to :class:`PseudoVideoMapper` (a custom
+    ``mapper`` receives both kinds). With ``DATASETS.TRAIN_WEIGHTS`` the sampler is a
+    :class:`RepeatFactorTrainingSampler` with :func:`source_repeat_factors`.
+    """
+    configure_splits(cfg)
+    sources = get_train_sources(cfg)
+    dataset = list(itertools.chain.from_iterable(records for _, records in sources))
+    sampler = None
+    if cfg.DATASETS.TRAIN_WEIGHTS:
+        if cfg.DATALOADER.SAMPLER_TRAIN != "TrainingSampler":
+            raise ValueError(f"DATASETS.TRAIN_WEIGHTS needs DATALOADER.SAMPLER_TRAIN TrainingSampler, got {cfg.DATALOADER.SAMPLER_TRAIN}")
+        factors = source_repeat_factors([len(r) for _, r in sources], list(cfg.DATASETS.TRAIN_WEIGHTS))
+        sampler = RepeatFactorTrainingSampler(factors)
+        logger.info("Training sources (samples, weight): " + ", ".join(
+            f"{n} ({len(r)}, {w})" for (n, r), w in zip(sources, cfg.DATASETS.TRAIN_WEIGHTS)))
+    if mapper is None:
+        video_mapper = VideoDatasetMapper(cfg, True)
+        mapper = video_mapper
+        if any(not is_video_dataset(n) for n, _ in sources):
+            mapper = MixedSourceMapper(video_mapper, PseudoVideoMapper(cfg, True))
+    return build_detection_train_loader(cfg, mapper=mapper, dataset=dataset, sampler=sampler)
 
 
 def build_video_test_loader(cfg, dataset_name: str, mapper=None):
-    """One video per batch; frames are read lazily while the model runs."""
+    """One video per batch; frames are read lazily while the model runs.
+
+    A local split (``*_holdout`` / ``*_train_sub``) also gets its ground-truth JSON in ``OUTPUT_DIR/splits``
+    for the evaluator.
+    """
+    configure_splits(cfg)
     dataset = get_video_dataset_dicts([dataset_name])
+    if is_split(dataset_name):
+        write_split_ground_truth(dataset_name, dataset)
     return build_detection_test_loader(
         dataset=dataset, mapper=mapper or VideoTestDatasetMapper(cfg), num_workers=cfg.DATALOADER.NUM_WORKERS
     )
@@ -53,15 +142,15 @@ def resolve_num_classes(cfg) -> int:
 
     The config must not be frozen. Raises ``ValueError`` naming both numbers on a mismatch.
     """
-    names = list(cfg.DATASETS.TRAIN) or list(cfg.DATASETS.TEST)
-    if not names:
+    if not list(cfg.DATASETS.TRAIN) and not list(cfg.DATASETS.TEST):
         raise ValueError("cannot infer MODEL.NUM_CLASSES: DATASETS.TRAIN and DATASETS.TEST are both empty")
-    num = len(MetadataCatalog.get(names[0]).thing_classes)
+    classes, reference = target_classes(cfg.DATASETS.TRAIN, cfg.DATASETS.TEST)
+    num = len(classes)
     if cfg.MODEL.NUM_CLASSES == -1:
         cfg.MODEL.NUM_CLASSES = num
     elif cfg.MODEL.NUM_CLASSES != num:
         raise ValueError(
-            f"MODEL.NUM_CLASSES is {cfg.MODEL.NUM_CLASSES} but dataset '{names[0]}' has {num} categories; "
+            f"MODEL.NUM_CLASSES is {cfg.MODEL.NUM_CLASSES} but dataset '{reference}' has {num} categories; "
             "set MODEL.NUM_CLASSES -1 to follow the dataset"
         )
     return num

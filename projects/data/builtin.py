@@ -6,6 +6,9 @@ Standard layouts (as distributed by the benchmarks)::
     ytvis_2021/{train,valid}.json   ytvis_2021/{train,valid}/JPEGImages/...
     ovis/annotations/{train,valid}.json   ovis/{train,valid}/<video>/<frame>.jpg
     synthetic_vis/                  generated on first use by projects.data.synthetic
+    coco/                           COCO (``coco_2017_train`` ...), registered by detectron2 itself
+
+Every ``*_train`` video dataset also has a local ``*_train_sub`` / ``*_holdout`` split (projects.data.splits).
 
 The official category lists are fixed here, so metadata is available without the (large) JSON files.
 """
@@ -16,6 +19,7 @@ import os
 from detectron2.data import DatasetCatalog, MetadataCatalog
 
 from .categories import OVIS_CATEGORIES, YTVIS_2019_CATEGORIES, YTVIS_2021_CATEGORIES
+from .splits import register_holdout_splits
 from .ytvis import category_metadata, load_ytvis_json, register_ytvis_instances
 
 _PREDEFINED = {
@@ -58,6 +62,7 @@ def register_synthetic(root: str, subdir: str = "synthetic_vis") -> None:
 
         DatasetCatalog.register(name, load)
         MetadataCatalog.get(name).set(json_file=json_file, image_root=image_root, evaluator_type="ytvis", **meta)
+    register_holdout_splits("synthetic_vis_train")
 
 
 _root = datasets_root()

@@ -1,4 +1,4 @@
-"""Which frames of a video a training sample uses (DESIGN §3.2)."""
+"""Which frames of a video a training sample uses."""
 from __future__ import annotations
 
 import random

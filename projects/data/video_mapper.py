@@ -16,6 +16,7 @@ from detectron2.data import detection_utils as utils
 from detectron2.data import transforms as T
 from detectron2.structures import BitMasks, Instances
 
+from .errors import DatasetFormatError
 from .frame_sampling import sample_frame_indices
 from .frames import LazyVideoFrames, image_to_tensor, read_frame
 
@@ -39,7 +40,15 @@ class VideoDatasetMapper:
     ``gt_ids`` = the track id, identical for the same object in every frame. Crowd annotations are dropped.
     Returns ``None`` (detectron2's loader then draws another video) when no sampled frame has a visible instance
     after ``max_tries`` samplings.
+
+    A sampled frame that is missing, undecodable or of the wrong size (``INPUT.ON_BAD_FRAME``): ``"skip"``
+    (default) warns (once per file and process) and returns ``None`` so that another video is drawn, and the
+    number of skipped samples is added to the next returned dict as ``"skipped_samples"`` (this crosses
+    DataLoader worker processes; the trainer logs the total as ``data/skipped_samples``); ``"fail"`` raises the
+    :class:`DatasetFormatError` naming the file.
     """
+
+    ON_BAD_FRAME = ("skip", "fail")
 
     @configurable
     def __init__(
@@ -55,7 +64,10 @@ class VideoDatasetMapper:
         recompute_boxes: bool = False,
         max_tries: int = 10,
         seed: Optional[int] = None,
+        on_bad_frame: str = "skip",
     ):
+        if on_bad_frame not in self.ON_BAD_FRAME:
+            raise ValueError(f"INPUT.ON_BAD_FRAME must be one of {self.ON_BAD_FRAME}, got {on_bad_frame!r}")
         self.augmentations = T.AugmentationList(augmentations)
         self.image_format = image_format
         self.sampling_frame_num = sampling_frame_num
@@ -65,7 +77,12 @@ class VideoDatasetMapper:
         self.min_visible_instances = min_visible_instances
         self.recompute_boxes = recompute_boxes
         self.max_tries = max_tries
-        self.rng = random.Random(seed)
+        # the module-level generator (reseeded per loader worker by detectron2) unless a seed is given: a private
+        # Random would be copied unchanged into every worker, which would then all draw the same frame offsets
+        self.rng = random.Random(seed) if seed is not None else random
+        self.on_bad_frame = on_bad_frame
+        self._skipped = 0  # samples skipped since the last returned one (reported in it)
+        self._warned_files = set()
         logger.info(f"[VideoDatasetMapper] augmentations: {augmentations}; frames: {sampling_frame_num}")
 
     @classmethod
@@ -79,6 +96,7 @@ class VideoDatasetMapper:
             "sampling_frame_shuffle": cfg.INPUT.SAMPLING_FRAME_SHUFFLE,
             "min_visible_instances": cfg.INPUT.MIN_VISIBLE_INSTANCES,
             "recompute_boxes": cfg.INPUT.CROP.ENABLED,
+            "on_bad_frame": cfg.INPUT.ON_BAD_FRAME,
         }
 
     def _choose_frames(self, video: Dict[str, Any]) -> List[int]:
@@ -101,7 +119,9 @@ class VideoDatasetMapper:
         images, instances = [], []
         transforms = None
         for t in frame_idx:
-            image = read_frame(video["file_names"][t], self.image_format, (video["height"], video["width"]))
+            image = self._read_frame(video, t)
+            if image is None:
+                return None
             if transforms is None:  # one augmentation for all frames of the sample
                 aug_input = T.AugInput(image)
                 transforms = self.augmentations(aug_input)
@@ -113,6 +133,7 @@ class VideoDatasetMapper:
             instances.append(self._frame_instances(video["annotations"][t], transforms, image_shape))
         if sum(len(i) for i in instances) < self.min_visible_instances:
             return None
+        skipped, self._skipped = self._skipped, 0
         return {
             "video_id": video["video_id"],
             "height": video["height"],
@@ -121,7 +142,25 @@ class VideoDatasetMapper:
             "frame_idx": frame_idx,
             "image": images,
             "instances": instances,
+            "skipped_samples": skipped,
         }
+
+    def _read_frame(self, video: Dict[str, Any], t: int) -> Optional[np.ndarray]:
+        """Frame ``t`` of ``video``, or ``None`` when it is bad and ``on_bad_frame == "skip"`` (counted)."""
+        file_name = video["file_names"][t]
+        try:
+            return read_frame(file_name, self.image_format, (video["height"], video["width"]))
+        except DatasetFormatError as e:
+            if self.on_bad_frame == "fail":
+                raise
+            self._skipped += 1
+            if file_name not in self._warned_files:
+                self._warned_files.add(file_name)
+                logger.warning(
+                    f"Skipping a training sample of video {video['video_id']} (frame {t}): {e} "
+                    "(INPUT.ON_BAD_FRAME 'skip'; set it to 'fail' to stop instead)"
+                )
+            return None
 
     def _frame_instances(self, annotations: List[Dict[str, Any]], transforms, image_shape) -> Instances:
         annos = [

@@ -18,6 +18,7 @@ from detectron2.structures import BoxMode
 from detectron2.utils.colormap import colormap
 
 from .errors import DatasetFormatError
+from .splits import register_holdout_splits
 
 logger = logging.getLogger(__name__)
 
@@ -150,14 +151,22 @@ def _add_annotation(
 
 
 def register_ytvis_instances(
-    name: str, json_file: str, image_root: str, metadata: Optional[Dict[str, Any]] = None
+    name: str,
+    json_file: str,
+    image_root: str,
+    metadata: Optional[Dict[str, Any]] = None,
+    holdout_splits: Optional[bool] = None,
 ) -> None:
     """Register a YouTube-VIS-format dataset under ``name``.
 
     Categories come from ``metadata`` (the official lists for the builtin datasets) or, when omitted, from the
     JSON itself (read now, so the model's class count is known before loading the videos).
+    ``holdout_splits`` (default: when ``name`` ends with ``_train``) also registers the local protocol's
+    ``<stem>_train_sub`` / ``<stem>_holdout`` splits (:mod:`projects.data.splits`).
     """
     if metadata is None:
         metadata = category_metadata(_read_json(json_file)["categories"])
     DatasetCatalog.register(name, lambda: load_ytvis_json(json_file, image_root, name))
     MetadataCatalog.get(name).set(json_file=json_file, image_root=image_root, evaluator_type="ytvis", **metadata)
+    if holdout_splits or (holdout_splits is None and name.endswith("_train")):
+        register_holdout_splits(name)

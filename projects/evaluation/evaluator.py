@@ -1,4 +1,4 @@
-"""detectron2 ``DatasetEvaluator`` for YouTube-VIS style datasets.
+"""detectron2 ``DatasetEvaluator`` for YouTube-VIS style datasets (data flow: docs/architecture.md).
 
 Collects the video-level tracks of the models (docs/interfaces.md), gathers them on the main process, writes
 ``results.json`` and ``results.zip`` (``results.json`` at the zip root, as the CodaLab server wants) and, when
@@ -25,6 +25,7 @@ from detectron2.evaluation import DatasetEvaluator
 from detectron2.utils import comm
 from detectron2.utils.file_io import PathManager
 
+from ..engine.atomic_io import atomic_write
 from .ytvis_eval import evaluate_ytvis
 from .ytvis_format import YTVISInputWarning
 
@@ -101,13 +102,11 @@ class YTVISEvaluator(DatasetEvaluator):
         payload = json.dumps(predictions).encode("utf-8")
         json_path = os.path.join(self._output_dir, "results.json")
         zip_path = os.path.join(self._output_dir, "results.zip")
-        with PathManager.open(json_path, "wb") as f:
-            f.write(payload)
+        atomic_write(json_path, payload)  # a kill mid-write never leaves a truncated results file
         buffer = io.BytesIO()
         with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as zf:
             zf.writestr("results.json", payload)
-        with PathManager.open(zip_path, "wb") as f:
-            f.write(buffer.getvalue())
+        atomic_write(zip_path, buffer.getvalue())
         self._logger.info(f"Wrote {len(predictions)} predicted tracks to {json_path} and {zip_path} "
                           "(upload the zip to the evaluation server for splits without annotations)")
 

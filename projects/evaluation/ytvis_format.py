@@ -1,4 +1,4 @@
-"""Reading and checking YouTube-VIS ground truth and results.
+"""Reading and checking YouTube-VIS ground truth and results (format: docs/ytvis_format.md).
 
 Both sides are turned into *track records*, the plain dicts that pycocotools' ``COCOeval.evaluateImg`` reads:
 ``{"id" (>0), "video_id", "category_id", "segmentations": [RLE | None] * length, "frame_areas": [int] * length,

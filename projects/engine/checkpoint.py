@@ -1,0 +1,110 @@
+"""A DetectionCheckpointer whose saves are atomic and whose ``--resume`` survives a corrupt checkpoint.
+
+* ``save`` / ``tag_last_checkpoint`` write through :class:`AtomicWritePathManager`: a kill during a save leaves
+  the previous ``model_*.pth`` and ``last_checkpoint`` intact (plus a stale partial file, removed on resume).
+* Loading a file that is truncated or not a checkpoint raises :class:`CorruptCheckpointError` naming the file.
+* ``resume_or_load(..., resume=True)`` tries the checkpoint named by ``last_checkpoint`` and, if it is missing
+  or corrupt, the previous ones (``model_NNNNNNN.pth`` with a smaller iteration, newest first), warning about
+  each one skipped; ``last_checkpoint`` is then re-tagged to the one loaded.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import re
+from typing import Any, Dict, List, Optional
+
+from detectron2.checkpoint import DetectionCheckpointer
+from detectron2.utils import comm
+
+from .atomic_io import AtomicWritePathManager, remove_stale_partials
+
+__all__ = ["FaultTolerantCheckpointer", "CorruptCheckpointError", "checkpoint_order_key"]
+
+logger = logging.getLogger(__name__)
+
+_PERIODIC_RE = re.compile(r"^model_(\d+)\.pth$")
+
+
+class CorruptCheckpointError(RuntimeError):
+    """A checkpoint file exists but cannot be read (truncated, overwritten, not a checkpoint)."""
+
+    def __init__(self, path: str, problem: str):
+        self.path = path
+        self.problem = problem
+        super().__init__(f"checkpoint {path} is corrupt or incomplete: {problem}")
+
+
+def checkpoint_order_key(file_name: str) -> float:
+    """Order of the checkpoints detectron2 writes: ``model_NNNNNNN.pth`` by iteration, ``model_final.pth`` last.
+
+    Other names get +inf (they are not ordered against each other and are never fallback candidates).
+    """
+    m = _PERIODIC_RE.match(os.path.basename(file_name))
+    return float(m.group(1)) if m else float("inf")
+
+
+class FaultTolerantCheckpointer(DetectionCheckpointer):
+    """DetectionCheckpointer + atomic saves + corrupt-checkpoint detection and fallback (see module doc)."""
+
+    def __init__(self, model, save_dir: str = "", *, save_to_disk: Optional[bool] = None, **checkpointables):
+        super().__init__(model, save_dir, save_to_disk=save_to_disk, **checkpointables)
+        self.path_manager = AtomicWritePathManager(self.path_manager)
+
+    def load(self, path: str, *args, **kwargs) -> Dict[str, Any]:
+        try:
+            return super().load(path, *args, **kwargs)
+        finally:  # DetectionCheckpointer.load leaves this set when loading raises; the next load asserts on it
+            self._parsed_url_during_load = None
+
+    def _load_file(self, filename: str) -> Dict[str, Any]:
+        if os.path.isfile(filename) and os.path.getsize(filename) == 0:
+            raise CorruptCheckpointError(filename, "the file is empty")
+        try:
+            loaded = super()._load_file(filename)
+        except (FileNotFoundError, CorruptCheckpointError):
+            raise
+        except Exception as e:  # torch.load / pickle raise RuntimeError, EOFError, UnpicklingError, ...
+            raise CorruptCheckpointError(filename, f"{type(e).__name__}: {e}") from e
+        if not isinstance(loaded, dict) or "model" not in loaded:
+            raise CorruptCheckpointError(filename, "it does not contain a 'model' state dict")
+        return loaded
+
+    def _fallback_candidates(self, failed: str) -> List[str]:
+        """Periodic checkpoints in ``save_dir`` older than ``failed``, newest first."""
+        limit = checkpoint_order_key(failed) if failed else float("inf")
+        if not os.path.isdir(self.save_dir):
+            return []
+        names = [n for n in os.listdir(self.save_dir) if _PERIODIC_RE.match(n) and checkpoint_order_key(n) < limit]
+        names.sort(key=checkpoint_order_key, reverse=True)
+        return [os.path.join(self.save_dir, n) for n in names]
+
+    def resume_or_load(self, path: str, *, resume: bool = True) -> Dict[str, Any]:
+        if not (resume and self.has_checkpoint()):
+            return super().resume_or_load(path, resume=resume)
+        if comm.is_main_process():
+            remove_stale_partials(self.save_dir)
+        tagged = self.get_checkpoint_file()
+        candidates = [tagged] if tagged else []
+        candidates += [c for c in self._fallback_candidates(tagged) if c != tagged]
+        problems = []
+        for candidate in candidates:
+            if not os.path.isfile(candidate):
+                problems.append(f"{candidate}: missing")
+                logger.warning(f"Checkpoint {candidate} named by last_checkpoint does not exist; trying the previous one")
+                continue
+            try:
+                checkpoint = self.load(candidate)
+            except CorruptCheckpointError as e:
+                problems.append(str(e))
+                logger.warning(f"{e}; trying the previous checkpoint")
+                continue
+            if candidate != tagged:
+                logger.warning(f"Resuming from {candidate}, the newest complete checkpoint (skipped: {problems})")
+                if self.save_to_disk:
+                    self.tag_last_checkpoint(os.path.basename(candidate))
+            return checkpoint
+        raise CorruptCheckpointError(
+            tagged or os.path.join(self.save_dir, "last_checkpoint"),
+            f"no complete checkpoint to resume from in {self.save_dir} ({'; '.join(problems) or 'none found'})",
+        )

@@ -1,0 +1,69 @@
+"""Input preparation shared by the RGNN-VIS models and the detectron2 single-image call of their segmenter.
+
+``prepare_images``: uint8 (3, h, w) images in ``INPUT.FORMAT`` -> optional bilinear resize to ``TEST_RESIZE``
+(inference only) -> ``(x - PIXEL_MEAN) / PIXEL_STD`` -> optional channel reversal to ``NETWORK_FORMAT`` -> padded
+``ImageList``. With the YOLACT config (BGR input, resize 550 x 550, means / stds of YOLACT in BGR order,
+``NETWORK_FORMAT RGB``) this is YOLACT's ``FastBaseTransform``: resize, normalise, BGR -> RGB.
+
+``segment_images``: the standard detectron2 image call ``model([{"image", "height", "width"}])`` ->
+``[{"instances": Instances}]`` with pred_boxes, scores, pred_classes and bool pred_masks at (height, width),
+so ``DefaultPredictor``, ``inference_on_dataset`` and ``COCOEvaluator`` run on any stage-1 model.
+"""
+from __future__ import annotations
+
+from typing import Any, Dict, List, Sequence, Tuple
+
+import torch
+import torch.nn.functional as F
+from detectron2.structures import ImageList
+
+__all__ = ["prepare_images", "is_image_batch", "segment_images", "channel_flip"]
+
+
+def channel_flip(input_format: str, network_format: str) -> bool:
+    """Whether the channels must be reversed between the loader's and the backbone's formats."""
+    network_format = network_format or input_format
+    pair = {input_format, network_format}
+    if input_format != network_format and pair != {"RGB", "BGR"}:
+        raise ValueError(f"MODEL.RGNN.NETWORK_FORMAT {network_format!r} cannot be reached from INPUT.FORMAT {input_format!r}")
+    return input_format != network_format
+
+
+def prepare_images(
+    images: Sequence[torch.Tensor],
+    pixel_mean: torch.Tensor,
+    pixel_std: torch.Tensor,
+    size_divisibility: int,
+    resize: Tuple[int, ...] = (),
+    flip_channels: bool = False,
+) -> ImageList:
+    """images: uint8 (3, h, w); pixel_mean / pixel_std: (3, 1, 1) on the target device, input channel order.
+    ``resize`` = (H, W) or empty. Returns the normalised, padded batch."""
+    out = []
+    for x in images:
+        if x.dim() != 3 or x.shape[0] != 3:
+            raise ValueError(f"expected a (3, h, w) image tensor, got shape {tuple(x.shape)}")
+        x = x.to(pixel_mean.device, non_blocking=True).float()
+        if resize:
+            x = F.interpolate(x[None], size=tuple(resize), mode="bilinear", align_corners=False)[0]
+        x = (x - pixel_mean) / pixel_std
+        if flip_channels:
+            x = x.flip(0)
+        out.append(x)
+    return ImageList.from_tensors(out, size_divisibility)
+
+
+def is_image_batch(batched_inputs: List[Dict[str, Any]]) -> bool:
+    """True for detectron2 image dicts (``image`` a (3, h, w) tensor), False for video dicts."""
+    first = batched_inputs[0]["image"] if batched_inputs else None
+    return isinstance(first, torch.Tensor) and first.dim() == 3
+
+
+def segment_images(model: Any, batched_inputs: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
+    """Run ``model.backbone`` + ``model.detector.image_inference`` on image dicts. ``model.preprocess`` must map
+    the list of images to an ImageList. Output size: the dict's (height, width), default the image's."""
+    sizes = [(int(x.get("height", x["image"].shape[-2])), int(x.get("width", x["image"].shape[-1]))) for x in batched_inputs]
+    images = model.preprocess([x["image"] for x in batched_inputs])
+    features = model.backbone(images.tensor)
+    dets = model.detector.image_inference(features, images.image_sizes, tuple(images.tensor.shape[-2:]), sizes)
+    return [{"instances": d} for d in dets]
