@@ -122,11 +122,9 @@ def check_rles(rles: Sequence[Any]) -> List[Optional[str]]:
             elif isinstance(counts, list):
                 if not all(isinstance(c, (int, np.integer)) and not isinstance(c, bool) for c in counts):
                     raise ValueError("uncompressed RLE counts must be a list of integers")
-                array = np.asarray(counts, dtype=object if len(counts) and max(map(abs, counts)) >= 2**62
-                                   else np.int64)
-                if len(counts) and (array < 0).any():
+                if counts and min(counts) < 0:
                     raise ValueError(f"uncompressed RLE counts contain the negative run {min(counts)}")
-                total = sum(counts) if array.dtype == object else int(array.sum())
+                total = sum(int(c) for c in counts)  # exact (Python ints)
                 if total != h * w:
                     raise ValueError(f"uncompressed RLE counts sum to {total}, not height*width = {h}*{w} = "
                                      f"{h * w}")
