@@ -2,12 +2,13 @@
 """VisSTG speed / memory benchmark (prints tables; not a test).
 
 1. Per-frame online inference time of the full model (graph + kernel warp + tracking, ``VisSTG.step``) vs the
-   same backbone and heads without graph, warp and tracking, on random 360×640 frames. Weights are random, so
-   the number of instances is fixed instead of learned: every frame keeps ``--instances-per-frame``
-   detections and they are the next frame's reference instances (score thresholds 0, memory off — with
-   random weights nothing is ever matched and the memory would only grow).
+   same backbone and heads without graph, warp and tracking, on random 360×640 frames. Weights are random (box
+   sizes / offsets constant, ``build_bench_model``), so the number of instances is fixed instead of learned:
+   every frame keeps ``--instances-per-frame`` detections and they are the next frame's reference instances
+   (score thresholds 0, memory off — with random weights the memory would only grow).
 2. The graph step of §3.2 (all FPN levels, L iterations, no grad) vs the number of reference instances:
-   the edge-list (scatter) path used by the model vs a dense all-pairs path (every instance × every pixel,
+   the edge-list (scatter) path of training, the fixed-size masked layout of the online step
+   (``SpatialTemporalGraph.forward_online``) and a dense all-pairs path (every instance × every pixel,
    non-edges masked); median time and peak memory. Each case runs in a fresh process; the peak is the growth
    of the resident set during the first run (Linux ``VmHWM`` reset through ``/proc/self/clear_refs``), or
    ``torch.cuda.max_memory_allocated`` on CUDA.
@@ -31,12 +32,14 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from detectron2.config import get_cfg  # noqa: E402
 from detectron2.modeling import build_model  # noqa: E402
+from detectron2.structures import Instances  # noqa: E402
 
 from projects.config import add_video_config  # noqa: E402
 from vis_stg import add_vis_stg_config  # noqa: E402
 from vis_stg.detection_head import CenterNetHead  # noqa: E402
 from vis_stg.graph import SpatialTemporalGraph, window_edges  # noqa: E402
-from vis_stg.targets import gather_at_cells  # noqa: E402
+from vis_stg.sync_free import gather_at_cells_static  # noqa: E402
+from vis_stg.tracker import VideoState  # noqa: E402
 
 
 def load_cfg(args):
@@ -54,6 +57,19 @@ def load_cfg(args):
     return cfg
 
 
+def build_bench_model(cfg):
+    """The model with random weights, except that box sizes / offsets are constant (4 cells, half a cell):
+    a random backbone's activations decode to boxes thousands of pixels off the image, whose ROIAlign
+    (adaptive sampling) would dominate every timing."""
+    torch.manual_seed(0)
+    model = build_model(cfg).eval()
+    with torch.no_grad():
+        for branch, value in ((model.det_head.size, 4.0), (model.det_head.offset, 0.5)):
+            branch[-1].weight.zero_()
+            branch[-1].bias.fill_(value)
+    return model
+
+
 def build_graph(cfg) -> SpatialTemporalGraph:
     """The model's graph module alone (FPN level pN has stride 2^N)."""
     c = cfg.MODEL.VIS_STG
@@ -64,17 +80,20 @@ def build_graph(cfg) -> SpatialTemporalGraph:
 
 
 @torch.no_grad()
-def plain_step(model, frame) -> torch.Tensor:
-    """Backbone + CenterNet + CondInst on F_t only: no graph, no kernel warp, no tracking."""
-    images = model.preprocess([frame["image"]])
-    feats = model.extract_features(images.tensor)
+def plain_step(model, frame) -> Instances:
+    """Backbone + CenterNet + CondInst on F_t only: no graph, no kernel warp, no tracking; the same sync-free
+    decoding and single output copy as ``VisSTG.step``."""
+    images, image_size, feats = model._frame_features(frame, VideoState())
     ic = model.inference_cfg
-    dets = CenterNetHead.inference(*model.det_head(feats), model.strides, ic.SCORE_THRESH, ic.TOPK_CANDIDATES,
-                                   ic.NMS_THRESH, ic.MAX_DETECTIONS)
+    dets, converged = CenterNetHead.inference(*model.det_head(feats), model.strides, ic.SCORE_THRESH,
+                                              ic.TOPK_CANDIDATES, ic.NMS_THRESH, ic.MAX_DETECTIONS,
+                                              ic.FIXED_POINT_ITERS)
     zeros = dets.level.new_zeros(len(dets))
-    kernels = gather_at_cells(model.controller(feats), dets.level, zeros, dets.cells)
+    kernels = gather_at_cells_static(model.controller(feats), dets.level, dets.cells)
     probs = model.predict_masks(model.mask_branch(feats[0]), kernels, dets.level, dets.cells, zeros).sigmoid()
-    return model._postprocess(dets, probs, zeros, images.image_sizes[0], (frame["height"], frame["width"]))
+    out = dict(dets=dets, track_ids=zeros, mask_probs=probs, num_refs=zeros.sum(), num_pending=zeros.sum(),
+               converged=converged)
+    return model._to_host(out, image_size, (frame["height"], frame["width"]))["instances"]
 
 
 def sync(device: str) -> None:
@@ -97,8 +116,7 @@ def time_frames(fn: Callable, frames: List[dict], device: str, warmup: int) -> T
 
 
 def bench_inference(args) -> None:
-    torch.manual_seed(0)
-    model = build_model(load_cfg(args)).eval()
+    model = build_bench_model(load_cfg(args))
     h, w = args.height, args.width
     frames = [{"image": torch.randint(0, 256, (3, h, w), dtype=torch.uint8), "height": h, "width": w,
                "frame_idx": t} for t in range(args.frames)]
@@ -172,6 +190,9 @@ def _graph_case(args, path: str, num_instances: int, queue) -> None:
         if path == "scatter":
             with torch.no_grad():
                 return graph(nodes, centers, batch, feats)[0]
+        if path == "online":  # fixed layout of the online step (no host sync)
+            with torch.no_grad():
+                return graph.forward_online(nodes, centers, feats)[0]
         return dense_graph(graph, nodes, centers, feats)
 
     cuda = args.device.startswith("cuda")
@@ -201,14 +222,15 @@ def bench_graph(args) -> None:
     ctx = mp.get_context("spawn")
     rows = []
     for n in args.instances:
-        for path in ("scatter", "dense"):
+        for path in ("scatter", "online", "dense"):
             queue = ctx.Queue()
             proc = ctx.Process(target=_graph_case, args=(args, path, n, queue))
             proc.start()
             proc.join()
             rows.append((n, path, *queue.get()) if proc.exitcode == 0 else (n, path, float("nan"), 0, 0, 0))
     print(f"\nGraph step (§3.2, {args.height}x{args.width}, all levels, L iterations, no grad, {args.device}, "
-          f"{args.threads} threads): edge list + scatter vs dense all-pairs; peak = extra memory during the run")
+          f"{args.threads} threads): edge list + scatter (training), fixed-size online layout (w² edges per "
+          f"instance, masked; no host sync) and dense all-pairs; peak = extra memory during the run")
     print(f"| {'instances':>9} | {'path':<7} | {'edges':>7} | {'pairs':>9} | {'ms':>9} | {'peak MiB':>9} |")
     print(f"|{'-' * 11}|{'-' * 9}|{'-' * 9}|{'-' * 11}|{'-' * 11}|{'-' * 11}|")
     for n, path, t, peak, edges, pairs in rows:

@@ -41,6 +41,7 @@ def object_frame_records(model, video_dict, video_input):
         images = model.preprocess([image])
         fpn, _ = model.extract_features(images)
         det = model.detector(fpn, images.image_sizes)[0].to("cpu")
+        det = det[det.valid]  # the detector's output is fixed-size with a valid mask
         if len(det) == 0:
             records += [(0.0, 0.0, False, 0.0)] * len(anns)
             continue

@@ -147,3 +147,24 @@ def test_edge_lookup_finds_exactly_the_existing_pairs():
     assert (src[edge_idx] == ref_idx).all() and (dst[edge_idx] == cells[cell_idx]).all()
     empty = edge_lookup(GraphEdges(src[:0], dst[:0], torch.zeros(0, 1)), 2, cells)
     assert all(len(x) == 0 for x in empty)
+
+
+@pytest.mark.parametrize("aggregation", ["sum", "mean"])
+def test_online_fixed_layout_equals_the_edge_list_graph(aggregation):
+    torch.manual_seed(0)
+    graph = SpatialTemporalGraph(8, [8, 16], [5, 3], hidden_dim=16, num_iters=2, aggregation=aggregation)
+    with torch.no_grad():
+        for p in graph.parameters():
+            p.add_(torch.randn_like(p) * 0.1)  # N_v starts at zero: make the fusion non-trivial
+    feats = [torch.randn(1, 8, 6, 9), torch.randn(1, 8, 3, 5)]
+    nodes = [torch.randn(4, 8), torch.randn(4, 8)]
+    centers = torch.tensor([[2.0, 3.0], [70.0, 45.0], [10.0, 6.0], [40.0, 20.0]])  # two at borders, overlapping
+    fused, edges = graph(nodes, centers, torch.zeros(4, dtype=torch.long), feats)
+    fused_online, edges_online = graph.forward_online(nodes, centers, feats)
+    for a, b in zip(fused, fused_online):
+        assert not torch.allclose(a, feats[0] if a.shape == feats[0].shape else feats[1])
+        torch.testing.assert_close(b, a, atol=1e-5, rtol=1e-5)
+    for e, o in zip(edges, edges_online):  # same edges (the valid ones, in the same order), same features
+        assert o.valid.sum() == len(e.src)
+        assert o.src[o.valid].tolist() == e.src.tolist() and o.dst[o.valid].tolist() == e.dst.tolist()
+        torch.testing.assert_close(o.features[o.valid], e.features, atol=1e-5, rtol=1e-5)

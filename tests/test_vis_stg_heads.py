@@ -85,7 +85,10 @@ def test_centernet_head_shapes_losses_gradients_and_decoding():
     offsets = [torch.zeros(1, 2, h, w) for h, w in SHAPES]
     sizes[1][0, :, 2, 4] = torch.tensor([2.0, 3.0])
     offsets[1][0, :, 2, 4] = torch.tensor([0.25, 0.5])
-    dets = CenterNetHead.inference(heat, sizes, offsets, STRIDES, score_thresh=0.05)
+    padded, converged = CenterNetHead.inference(heat, sizes, offsets, STRIDES, score_thresh=0.05,
+                                                max_detections=10)
+    assert bool(converged) and len(padded) == 10 and padded.valid.tolist() == [True] + [False] * 9
+    dets = padded[padded.valid]
     assert len(dets) == 1 and dets.level.tolist() == [1] and dets.classes.tolist() == [2]
     assert dets.cells.tolist() == [[4, 2]]
     torch.testing.assert_close(dets.boxes, torch.tensor([[68.0 - 16, 40.0 - 24, 68.0 + 16, 40.0 + 24]]))

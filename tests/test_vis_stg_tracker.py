@@ -32,9 +32,9 @@ def test_class_mismatch_edges_are_pruned():
     scores = torch.tensor([[0.99, 0.6]])
     valid = torch.ones(1, 2, dtype=torch.bool)
     # The best edge goes to a detection of another class: it is removed, the same-class one is kept.
-    assert tracker.associate(scores, valid, torch.tensor([3]), torch.tensor([1, 3])).tolist() == [-1, 0]
+    assert tracker.associate(scores, valid, torch.tensor([3]), torch.tensor([1, 3]))[0].tolist() == [-1, 0]
     no_prune = OnlineTracker(prune_class_mismatch=False)
-    assert no_prune.associate(scores, valid, torch.tensor([3]), torch.tensor([1, 3])).tolist() == [0, -1]
+    assert no_prune.associate(scores, valid, torch.tensor([3]), torch.tensor([1, 3]))[0].tolist() == [0, -1]
 
 
 def test_new_tracks_get_fresh_ids_and_matches_inherit():

@@ -63,13 +63,30 @@ class AppearanceNetwork(nn.Module):
         self.residual = ResidualMLP(self.out_dim, hidden)
 
     def forward(self, features: Dict[str, torch.Tensor], masks: List[torch.Tensor]) -> List[torch.Tensor]:
-        """features: name -> (B, C, h, w); masks: B tensors (M_b, H, W). Returns B tensors (M_b, D) unit-norm."""
-        maps = [self.convs[f](features[f]) for f in self.in_features]
+        """features: name -> (B, C, h, w); masks: B tensors (M_b, H, W). Returns B tensors (M_b, D) unit-norm.
+
+        The 1x1 convolutions are linear, so they are applied after the mask pooling (only the M pooled vectors
+        are read): pool(W x + b) = W pool(x) + b * s / (s + eps) with s the mask's total weight. Same result as
+        convolving the whole maps first."""
         out = []
         for b, m in enumerate(masks):
-            pooled = torch.cat([mask_pool(x[b], m) for x in maps], dim=1)
-            out.append(F.normalize(self.residual(pooled), dim=-1))
+            pooled = []
+            for f in self.in_features:
+                conv, x = self.convs[f], features[f][b]
+                weight = self._pool_weights(m, x.shape[-2:])  # (M, h*w)
+                total = weight.sum(dim=1, keepdim=True)
+                avg = (weight @ x.flatten(1).t()) / (total + 1e-6)  # (M, C_in)
+                w = conv.weight.flatten(1)  # (C, C_in)
+                pooled.append(avg @ w.t() + conv.bias * (total / (total + 1e-6)))
+            out.append(F.normalize(self.residual(torch.cat(pooled, dim=1)), dim=-1))
         return out
+
+    @staticmethod
+    def _pool_weights(masks: torch.Tensor, size) -> torch.Tensor:
+        """(M, H, W) masks -> (M, h*w) pooling weights on a (h, w) feature grid (area average, as mask_pool)."""
+        if masks.shape[-2:] != tuple(size):
+            masks = F.adaptive_avg_pool2d(masks[:, None], tuple(size))[:, 0]
+        return masks.flatten(1)
 
 
 def gaussian_log_likelihood(x: torch.Tensor, mean: torch.Tensor, var: torch.Tensor) -> torch.Tensor:

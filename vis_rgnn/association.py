@@ -63,11 +63,10 @@ def heuristic_association(
     are dropped (neither matched nor new).
 
     det_*: (B, M[, A]); track_app (B, N, A) each track's appearance; track_classes, track_alive (B, N);
-    iou (B, N, M). Returns assigned (B, N) detection index or -1, new (B, M) bool.
+    iou (B, N, M). Returns assigned (B, N) detection index or -1, new (B, M) bool. No host syncs.
     """
     b_size, n_tracks = track_alive.shape
     assigned = torch.full((b_size, n_tracks), -1, dtype=torch.long, device=track_alive.device)
-    new = torch.zeros_like(det_valid)
     cosine = torch.einsum("bma,bna->bnm", F.normalize(det_appearance, dim=-1), F.normalize(track_app, dim=-1))
     sim = (temperature * cosine).masked_fill(~track_alive[:, :, None], float("-inf"))
     logp = torch.cat([sim.new_zeros(b_size, 1, sim.shape[-1]), sim], dim=1).log_softmax(dim=1)  # (B, 1+N, M)
@@ -79,13 +78,13 @@ def heuristic_association(
     v[:, 1:] = v[:, 1:].masked_fill(~track_alive[:, :, None], float("-inf"))
     use = det_valid & (det_scores >= score_thresh)
     best_v, best = v.max(dim=1)  # (B, M)
-    for b in range(b_size):
-        claim = torch.full((n_tracks,), float("-inf"), device=v.device)
-        for j in use[b].nonzero().squeeze(1).tolist():
-            n = int(best[b, j])
-            if n == 0:
-                new[b, j] = True
-            elif best_v[b, j] > claim[n - 1]:
-                claim[n - 1] = best_v[b, j]
-                assigned[b, n - 1] = j
+    # Conflicts on the device: track n goes to the first detection with the highest v_j(n) among those whose
+    # best candidate it is (the reference implementation's loop over detections, strict '>').
+    slots = torch.arange(1, n_tracks + 1, device=best.device)
+    claims = (best[:, None, :] == slots[None, :, None]) & use[:, None, :]  # (B, N, M)
+    claim_v = torch.where(claims, best_v[:, None, :], float("-inf"))
+    if claim_v.shape[-1] > 0:
+        top_v, top_j = claim_v.max(dim=-1)  # first maximal index on ties
+        assigned = torch.where(top_v > float("-inf"), top_j, assigned)
+    new = use & (best == 0)
     return assigned, new

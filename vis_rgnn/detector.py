@@ -32,7 +32,7 @@ from .targets import gt_masks_on_grid
 from .yolact_anchors import YolactAnchorGenerator
 from .yolact_postprocess import ImagePostprocessParams, decode_boxes, image_detections
 
-__all__ = ["YolactDetector", "fast_nms", "crop_masks"]
+__all__ = ["YolactDetector", "fast_nms", "fast_nms_keep", "crop_masks"]
 
 
 def crop_masks(masks: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
@@ -45,13 +45,24 @@ def crop_masks(masks: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
     return masks * inside
 
 
+def fast_nms_keep(boxes: torch.Tensor, valid: torch.Tensor, iou_threshold: float) -> torch.Tensor:
+    """YOLACT's Fast NMS (§3.4 of YOLACT), class-agnostic, on a fixed-size padded set without host syncs.
+
+    boxes: (N, 4) XYXY sorted by decreasing score; valid: (N,) bool (padding / filtered entries neither are
+    kept nor suppress others). A valid box is dropped when its IoU with any higher-scoring valid box exceeds
+    ``iou_threshold`` (also with boxes that are themselves dropped). Returns keep (N,) bool."""
+    iou = box_iou(boxes, boxes).triu_(diagonal=1)
+    iou = torch.where(valid[:, None], iou, 0.0)
+    if boxes.shape[0] == 0:
+        return valid.clone()
+    return valid & (iou.max(dim=0).values <= iou_threshold)
+
+
 def fast_nms(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float) -> torch.Tensor:
-    """YOLACT's Fast NMS (§3.4 of YOLACT), class-agnostic: drop every box whose IoU with any higher-scoring
-    box exceeds ``iou_threshold`` (also with boxes that are themselves dropped). Returns kept indices sorted by
-    decreasing score. boxes: (N, 4) XYXY; scores: (N,)."""
+    """Compact Fast NMS (image mode): kept indices sorted by decreasing score. boxes: (N, 4) XYXY; scores: (N,).
+    Reads the number of kept boxes back to the host; the tracker uses :func:`fast_nms_keep` instead."""
     order = scores.argsort(descending=True)
-    iou = box_iou(boxes[order], boxes[order]).triu_(diagonal=1)
-    keep = iou.max(dim=0).values <= iou_threshold if len(order) > 0 else iou.new_zeros(0, dtype=torch.bool)
+    keep = fast_nms_keep(boxes[order], torch.ones_like(order, dtype=torch.bool), iou_threshold)
     return order[keep]
 
 
@@ -371,25 +382,44 @@ class YolactDetector(nn.Module):
         protos: torch.Tensor,
         image_size: Tuple[int, int],
     ) -> Instances:
-        """Detections of one image: (A, K+1) logits, (A, 4) deltas, (A, k) coefficients, (k, h, w) prototypes."""
+        """Detections of one image, fixed-size and without host syncs: (A, K+1) logits, (A, 4) deltas, (A, k)
+        coefficients, (k, h, w) prototypes.
+
+        The ``min(PRE_NMS_TOPK, A)`` best-scoring anchors are decoded; those whose best foreground probability
+        reaches the score threshold and whose clipped box is non-empty (and finite) are candidates for Fast NMS;
+        the ``min(MAX_DETECTIONS, PRE_NMS_TOPK, A)`` best kept ones are returned, by decreasing score, padded
+        with invalid entries. Returns Instances of that fixed length M with the fields of the class docstring
+        plus ``valid`` (M,) bool. Padded entries have zero boxes, probabilities, scores and masks and must be
+        skipped; ``inst[inst.valid]`` gives the compact detections (one host sync). Non-finite boxes (a diverged
+        model) are treated as empty and dropped instead of stopping on a host-side check.
+        """
+        k = self.num_classes
         probs = cls_logits.softmax(dim=-1)
-        scores = probs[:, : self.num_classes].max(dim=1).values
-        keep = torch.nonzero(scores >= self.score_thresh).squeeze(1)
-        if len(keep) > self.pre_nms_topk:
-            keep = keep[scores[keep].topk(self.pre_nms_topk).indices]
-        boxes = Boxes(self.box2box.apply_deltas(deltas[keep], anchors.tensor[keep]))
-        boxes.clip(image_size)
-        nonempty = boxes.nonempty(threshold=1e-3)
-        keep, boxes = keep[nonempty], boxes[nonempty]
-        order = fast_nms(boxes.tensor, scores[keep], self.nms_thresh)[: self.max_detections]
-        keep, boxes = keep[order], boxes[order]
-        masks = torch.sigmoid(torch.einsum("khw,nk->nhw", protos, coeffs[keep]))
+        scores = probs[:, :k].max(dim=1).values
+        top_scores, top = scores.topk(min(self.pre_nms_topk, scores.shape[0]))  # sorted, decreasing
+        boxes = self.box2box.apply_deltas(deltas[top], anchors.tensor[top])
+        h, w = image_size
+        boxes = torch.stack(
+            [boxes[:, 0].clamp(0, w), boxes[:, 1].clamp(0, h), boxes[:, 2].clamp(0, w), boxes[:, 3].clamp(0, h)], dim=1
+        )
+        size = boxes[:, 2:] - boxes[:, :2]
+        valid = (top_scores >= self.score_thresh) & (size > 1e-3).all(dim=1) & torch.isfinite(boxes).all(dim=1)
+        keep = fast_nms_keep(boxes, valid, self.nms_thresh)
+        ranked = torch.where(keep, top_scores, torch.full_like(top_scores, -1.0))
+        sel = ranked.topk(min(self.max_detections, ranked.shape[0])).indices  # kept first, by decreasing score
+        valid = keep[sel]
+        anchor = top[sel]
+        boxes = torch.where(valid[:, None], boxes[sel], 0.0)
+        det_probs = torch.where(valid[:, None], probs[anchor], 0.0)
+        det_coeffs = torch.where(valid[:, None], coeffs[anchor], 0.0)
+        masks = torch.sigmoid(torch.einsum("khw,nk->nhw", protos, det_coeffs))
         padded = (protos.shape[-2] * self.mask_stride, protos.shape[-1] * self.mask_stride)
         out = Instances(padded)
-        out.pred_boxes = boxes
-        out.class_probs = probs[keep]
-        out.scores = scores[keep]
-        out.pred_classes = probs[keep, : self.num_classes].argmax(dim=1)
-        out.mask_coeffs = coeffs[keep]
-        out.pred_masks = crop_masks(masks, boxes.tensor / self.mask_stride)
+        out.pred_boxes = Boxes(boxes)
+        out.class_probs = det_probs
+        out.scores = torch.where(valid, top_scores[sel], 0.0)
+        out.pred_classes = det_probs[:, :k].argmax(dim=1)
+        out.mask_coeffs = det_coeffs
+        out.pred_masks = crop_masks(masks, boxes / self.mask_stride) * valid[:, None, None]
+        out.valid = valid
         return out

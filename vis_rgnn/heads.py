@@ -79,11 +79,32 @@ class MaskReweighting(nn.Module):
             nn.init.zeros_(self.conv2.bias)
 
     def forward(self, h: torch.Tensor, masks: torch.Tensor, box_masks: torch.Tensor) -> torch.Tensor:
-        """h: (P, D); masks, box_masks: (P, H, W) in [0, 1]. Returns logits (P, H, W)."""
+        """h: (P, D); masks, box_masks: (P, H, W) in [0, 1]. Returns logits (P, H, W).
+
+        The first convolution is linear and its 16 embedding channels are constant over the map, so it is
+        computed as a 2-channel convolution of [mask, box mask] plus the embedding's response, which is the same
+        at every pixel except on the border rows / columns, where the zero padding drops the kernel taps that
+        fall outside (subtracted there). Same result as convolving the broadcast 18-channel input, ~6x fewer
+        multiply-adds (the CNN dominated the tracker step)."""
         p, hh, ww = masks.shape
-        emb = F.relu(self.embed(h))[:, :, None, None].expand(-1, -1, hh, ww)
-        x = torch.cat([emb, masks[:, None], box_masks[:, None]], dim=1)
-        out = self.conv2(F.relu(self.conv1(x)))[:, 0]
+        emb = F.relu(self.embed(h))  # (P, E)
+        e = emb.shape[1]
+        weight = self.conv1.weight  # (C, E + 2, 3, 3)
+        inplace = not torch.is_grad_enabled()  # inference: no autograd, update the (P, C, H, W) map in place
+        x = torch.stack([masks, box_masks], dim=1)
+        if inplace:  # channels-last maps: ~2x faster small-channel convolutions on CPU (oneDNN)
+            x = x.contiguous(memory_format=torch.channels_last)
+        x = F.conv2d(x, weight[:, e:], self.conv1.bias, padding=1)
+        taps = torch.einsum("pe,ceij->pcij", emb, weight[:, :e])  # (P, C, 3, 3) embedding response per tap
+        cols = torch.ones(3, ww, dtype=x.dtype, device=x.device)
+        cols[0, 0] = 0  # tap column j = 0 reads x - 1: outside at x = 0
+        cols[2, ww - 1] = 0  # j = 2 reads x + 1: outside at x = W - 1
+        per_row = torch.einsum("pcij,jx->pcix", taps, cols)  # (P, C, 3, W): each tap row's response per column
+        full = per_row.sum(dim=2)[:, :, None, :]
+        x = x.add_(full) if inplace else x + full
+        x[:, :, 0] -= per_row[:, :, 0]  # tap row i = 0 reads y - 1: outside at y = 0
+        x[:, :, hh - 1] -= per_row[:, :, 2]  # i = 2 reads y + 1: outside at y = H - 1
+        out = self.conv2(x.relu_() if inplace else F.relu(x))[:, 0]
         if self.residual:
             out = out + mask_logits(masks)
         return out
@@ -95,9 +116,10 @@ def mask_logits(masks: torch.Tensor, eps: float = 1e-4) -> torch.Tensor:
 
 
 def exclusive_masks(logits: torch.Tensor) -> torch.Tensor:
-    """(P, H, W) logits -> bool masks where each pixel goes to the highest-logit track if that logit > 0."""
+    """(P, H, W) logits -> bool masks where each pixel goes to the highest-logit track (the first one on ties) if
+    that logit is > 0. One max-reduction with indices, then a comparison per track."""
     if logits.shape[0] == 0:
         return logits > 0
-    best = logits.argmax(dim=0, keepdim=True)
-    owner = torch.zeros_like(logits, dtype=torch.bool).scatter_(0, best, True)
-    return owner & (logits > 0)
+    best, owner = logits.max(dim=0)
+    tracks = torch.arange(logits.shape[0], device=logits.device)[:, None, None]
+    return (owner[None] == tracks) & (best > 0)[None]

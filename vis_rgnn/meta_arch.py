@@ -259,23 +259,28 @@ class RGNNVIS(nn.Module):
 
     # -------------------------------------------------------------------------------------- online inference
     def init_video_state(self) -> Dict[str, Any]:
-        """Track memory of one video and the latest class probabilities of every track (for the scoring)."""
-        return {"tracks": self.tracker.init_state(1, self.device), "class_probs": {}}
+        """Track memory of one video, and the latest class probabilities of every track id for the scoring:
+        ``class_probs`` (capacity + 1, K+1) on the device (last row: a sink for free slots) and ``num_ids``, the
+        number of ids given so far, known on the host from each frame's output copy."""
+        return {"tracks": self.tracker.init_state(1, self.device), "class_probs": None, "num_ids": 0}
 
     @torch.no_grad()
     def step(self, frame: Dict[str, Any], state: Dict[str, Any]) -> Instances:
         """One frame of online inference (docs/interfaces.md). Returns Instances of size (height, width) with
-        track_ids, scores, pred_classes and bool pred_masks, one pixel belonging to at most one track."""
+        track_ids, scores, pred_classes and bool pred_masks, one pixel belonging to at most one track.
+
+        Runs on the device without host synchronisation except reading the number of tracks that hold a
+        detection (it sizes the masks) and one batched copy of the frame's outputs to the host at the end; the
+        returned Instances are on the CPU."""
         out_h, out_w = int(frame["height"]), int(frame["width"])
-        images = self.preprocess([frame["image"]])
+        images = self._preprocess_frame(frame["image"])
         fpn, bottom_up = self.extract_features(images)
         dets = self.detector(fpn, images.image_sizes)
         fd = FrameDetections.from_instances(dets, self.describe(bottom_up, dets), images.image_sizes)
         tracks: TrackState = state["tracks"]
         out = self.tracker.step(tracks, fd)
-        probs = out.class_logits[0].softmax(dim=-1)
-        for s in tracks.alive[0].nonzero().squeeze(1).tolist():
-            state["class_probs"][int(tracks.ids[0, s])] = probs[s].cpu()
+        probs = out.class_logits[0].softmax(dim=-1)  # (N, K+1)
+        self._store_class_probs(state, tracks, probs)
 
         slots = out.mask_index[:, 1]
         k = self.detector.num_classes
@@ -284,32 +289,80 @@ class RGNNVIS(nn.Module):
         else:  # the matched detection's confidence and class, averaged / voted by run_online_inference
             scores, classes = fd.scores[0, out.mask_det], fd.class_probs[0, out.mask_det, :k].argmax(dim=1)
         h, w = images.image_sizes[0]
-        result = Instances((out_h, out_w))
-        result.track_ids = tracks.ids[0, slots]
-        result.scores = scores
-        result.pred_classes = classes
         if len(slots) == 0:
-            result.pred_masks = torch.zeros(0, out_h, out_w, dtype=torch.bool, device=self.device)
-            return result
-        if self.stage == 1:  # untrained re-weighting CNN: paste the segmenter's own masks
-            logits = mask_logits(fd.masks[0, out.mask_det])
+            masks = torch.zeros(0, out_h, out_w, dtype=torch.bool, device=self.device)
         else:
-            logits = out.mask_logits
-        logits = F.interpolate(
-            logits[None], scale_factor=self.detector.mask_stride, mode="bilinear", align_corners=False
-        )[:, :, :h, :w]
-        logits = F.interpolate(logits, size=(out_h, out_w), mode="bilinear", align_corners=False)[0]
-        result.pred_masks = exclusive_masks(logits)
+            if self.stage == 1:  # untrained re-weighting CNN: paste the segmenter's own masks
+                logits = mask_logits(fd.masks[0, out.mask_det])
+            else:
+                logits = out.mask_logits
+            logits = F.interpolate(
+                logits[None], scale_factor=self.detector.mask_stride, mode="bilinear", align_corners=False
+            )[:, :, :h, :w]
+            if (h, w) != (out_h, out_w):  # same size: bilinear resampling is the identity
+                logits = F.interpolate(logits, size=(out_h, out_w), mode="bilinear", align_corners=False)
+            masks = exclusive_masks(logits[0])
+        return self._frame_to_host(state, (out_h, out_w), tracks.ids[0, slots], scores, classes, masks, tracks.next_id)
+
+    def _preprocess_frame(self, image: torch.Tensor) -> ImageList:
+        """:meth:`preprocess` of one frame with the padded size computed from Python ints (detectron2's
+        ``ImageList.from_tensors`` reads it back from a tensor). Same result."""
+        h, w = image.shape[-2:]
+        d = max(self.size_divisibility, 1)
+        x = (image.to(self.device, non_blocking=True).float() - self.pixel_mean) / self.pixel_std
+        x = F.pad(x, [0, -w % d, 0, -h % d])
+        return ImageList(x[None], [(h, w)])
+
+    def _store_class_probs(self, state: Dict[str, Any], tracks: TrackState, probs: torch.Tensor) -> None:
+        """Write the class probabilities (N, K+1) of every alive slot to its track id's row of
+        ``state["class_probs"]``, on the device. Ids given this frame are < num_ids + N, so the buffer is grown
+        (on the host, from the known ``num_ids``) before it could overflow."""
+        n = probs.shape[0]
+        buf = state["class_probs"]
+        capacity = 0 if buf is None else buf.shape[0] - 1
+        if capacity < state["num_ids"] + n:
+            grown = probs.new_zeros(max(2 * capacity, state["num_ids"] + n, 64) + 1, probs.shape[1])
+            if buf is not None:
+                grown[:capacity] = buf[:capacity]
+            buf, capacity = grown, grown.shape[0] - 1
+            state["class_probs"] = buf
+        rows = torch.where(tracks.alive[0], tracks.ids[0], capacity)  # free slots write to the sink row
+        buf.index_put_((rows,), probs)
+
+    @staticmethod
+    def _frame_to_host(
+        state: Dict[str, Any],
+        size: Tuple[int, int],
+        ids: torch.Tensor,
+        scores: torch.Tensor,
+        classes: torch.Tensor,
+        masks: torch.Tensor,
+        next_id: torch.Tensor,
+    ) -> Instances:
+        """Copy the frame's outputs (P ids, classes, scores, (P, H, W) bool masks) and the video's next id to
+        the host in one transfer: all are packed into one byte buffer (8-byte fields first, so every field's
+        offset stays aligned) and unpacked on the CPU."""
+        p = ids.shape[0]
+        parts = [ids.long(), classes.long(), next_id.long().reshape(1), scores.float(), masks.reshape(-1)]
+        packed = torch.cat([x.contiguous().view(torch.uint8) for x in parts]).cpu()
+        sizes = [8 * p, 8 * p, 8, 4 * p, masks.numel()]
+        ids_h, classes_h, next_h, scores_h, masks_h = torch.split(packed, sizes)
+        state["num_ids"] = int(next_h.numpy().view("int64")[0])  # a host value (numpy: no aten scalar read)
+        result = Instances(size)
+        result.track_ids = ids_h.view(torch.int64)
+        result.scores = scores_h.view(torch.float32)
+        result.pred_classes = classes_h.view(torch.int64)
+        result.pred_masks = masks_h.view(torch.bool).view(p, *size)
         return result
 
     def finalize_video(self, state: Dict[str, Any], tracks: Dict[int, VideoTrack]) -> None:
         """Learned scoring (§3.2): from a track's last class probabilities, its confidence ("our trust about
         whether the track is a true positive") is 1 - p(background) and its class the most probable of the K
         classes. With ``SCORING average`` the defaults (mean confidence, score-weighted majority vote) are kept."""
-        if self.scoring != "learned":
+        if self.scoring != "learned" or state["class_probs"] is None:
             return
         k = self.detector.num_classes
+        probs = state["class_probs"][: state["num_ids"]].cpu()  # one copy per video
         for tid, track in tracks.items():
-            probs = state["class_probs"].get(tid)
-            if probs is not None:
-                track.score, track.category_id = float(1 - probs[k]), int(probs[:k].argmax())
+            if 0 <= tid < probs.shape[0]:
+                track.score, track.category_id = float(1 - probs[tid, k]), int(probs[tid, :k].argmax())

@@ -61,9 +61,22 @@ class FrameDetections:
     def from_instances(
         cls, dets: Sequence[Instances], appearance: Sequence[torch.Tensor], image_sizes: Sequence[Tuple[int, int]]
     ) -> "FrameDetections":
-        """Pads per-image detector outputs (see :class:`~vis_rgnn.detector.YolactDetector`)."""
-        b, m = len(dets), max([len(d) for d in dets] + [0])
+        """Pads per-image detector outputs (see :class:`~vis_rgnn.detector.YolactDetector`). Detections with a
+        ``valid`` field (the detector's fixed-size output) are stacked as they are, without host syncs; others
+        count as all valid. appearance: (M_i, A) per image."""
         ref = dets[0].class_probs
+        sizes = torch.as_tensor(image_sizes, dtype=ref.dtype).view(len(dets), 2).to(ref.device, non_blocking=True)
+        if all(d.has("valid") for d in dets) and len({len(d) for d in dets}) == 1:
+            return cls(
+                boxes=torch.stack([d.pred_boxes.tensor for d in dets]),
+                class_probs=torch.stack([d.class_probs for d in dets]),
+                scores=torch.stack([d.scores for d in dets]),
+                masks=torch.stack([d.pred_masks for d in dets]),
+                appearance=torch.stack(list(appearance)),
+                valid=torch.stack([d.valid for d in dets]),
+                image_sizes=sizes,
+            )
+        b, m = len(dets), max([len(d) for d in dets] + [0])
         k1, (h, w), a = ref.shape[1], dets[0].pred_masks.shape[-2:], appearance[0].shape[-1]
         out = cls(
             boxes=ref.new_zeros(b, m, 4),
@@ -72,7 +85,7 @@ class FrameDetections:
             masks=ref.new_zeros(b, m, h, w),
             appearance=torch.stack([torch.cat([app, app.new_zeros(m - len(app), a)]) for app in appearance]),
             valid=torch.zeros(b, m, dtype=torch.bool, device=ref.device),
-            image_sizes=torch.tensor(image_sizes, dtype=ref.dtype, device=ref.device).view(b, 2),
+            image_sizes=sizes,
         )
         for i, d in enumerate(dets):
             n = len(d)
@@ -80,7 +93,7 @@ class FrameDetections:
             out.class_probs[i, :n] = d.class_probs
             out.scores[i, :n] = d.scores
             out.masks[i, :n] = d.pred_masks
-            out.valid[i, :n] = True
+            out.valid[i, :n] = d.valid if d.has("valid") else True
         return out
 
 
@@ -89,7 +102,8 @@ class TrackState:
     """Track memory of B videos with N slots: embeddings h, c (B, N, D); alive (B, N); last box (B, N, 4);
     appearance Gaussian mean / var (B, N, A); appearance of the last assigned detection app_last (B, N, A, the
     track feature of the MaskTrack R-CNN rule); sum of the class log-probabilities of the detections the track
-    held, class_log_prob_sum (B, N, K+1), and their number held_count (B, N); track ids (B, N, -1 = free);
+    held, class_log_prob_sum (B, N, K+1), and their number held_count (B, N); track ids (B, N, -1 = free) and the next id to give, next_id (B,) int64 (on the device:
+new ids are assigned without host syncs);
     training identity (B, N, annotation id or -1); confidence 1 - p(background) (B, N) for eviction; class of
     the last assigned detection (B, N)."""
 
@@ -106,7 +120,7 @@ class TrackState:
     identity: torch.Tensor
     confidence: torch.Tensor
     det_class: torch.Tensor
-    next_id: List[int] = field(default_factory=list)
+    next_id: Optional[torch.Tensor] = None
 
 
 @dataclass
@@ -234,7 +248,7 @@ class RGNNTracker(nn.Module):
             identity=torch.full((b, n), -1, dtype=torch.long, device=device),
             confidence=zeros(b, n),
             det_class=torch.full((b, n), -1, dtype=torch.long, device=device),
-            next_id=[0] * b,
+            next_id=torch.zeros(b, dtype=torch.long, device=device),
         )
 
     # ------------------------------------------------------------------------------------------ graph inputs
@@ -280,8 +294,11 @@ class RGNNTracker(nn.Module):
     ) -> FrameOutput:
         """Process one frame for all B videos and update ``state`` (its tensors are replaced, not modified, so
         gradients flow through time). ``det_identity`` (B, M): annotation id per detection (training only)."""
-        used = state.alive.any(dim=0).nonzero()
-        n_used = int(used.max()) + 1 if len(used) else 0  # the GNN only sees slots up to the last alive one
+        if self.training:  # B clips with gradients: the GNN skips the slots after the last alive one (1 sync)
+            used = state.alive.any(dim=0).nonzero()
+            n_used = int(used.max()) + 1 if len(used) else 0
+        else:  # online inference: all N slots, fixed size, no host sync (padded slots are masked, App. A.3)
+            n_used = state.alive.shape[1]
         prev_alive = state.alive[:, :n_used].clone()
         prev_identity = state.identity[:, :n_used].clone()
 
@@ -303,11 +320,12 @@ class RGNNTracker(nn.Module):
                 state.app_last[:, :n_used], state.det_class[:, :n_used], prev_alive, iou, **self.heuristic,
             )
         holder = self._update_tracks(state, dets, h, c, assigned, prev_alive)
-        self._start_tracks(state, dets, g["empty_edges"], new, new_logits, holder, det_identity)
+        holder = self._start_tracks(state, dets, g["empty_edges"], new, new_logits, holder, det_identity)
         class_logits = self.scoring(state.h, state.class_log_prob_sum / state.held_count.clamp(min=1)[..., None])
         state.confidence = torch.where(state.alive, 1 - class_logits.detach().softmax(-1)[..., -1], 0.0)
 
-        # §3.2, Table 3: re-weight the mask of every track that holds a detection this frame.
+        # §3.2, Table 3: re-weight the mask of every track that holds a detection this frame. Reading their
+        # number P is the one host sync of an inference step (it sizes the CNN's batch and the frame's output).
         mask_index = (holder >= 0).nonzero()
         mb, ms = mask_index[:, 0], mask_index[:, 1]
         mask_det = holder[mb, ms]
@@ -384,75 +402,91 @@ class RGNNTracker(nn.Module):
         new_logits: torch.Tensor,
         holder: torch.Tensor,
         det_identity: Optional[torch.Tensor],
-    ) -> None:
+    ) -> torch.Tensor:
         """Start a track for every detection with ``new`` (B, M) set (§3.1): its embedding is the new-track
         embedding n_j (``empty_edges`` (B, M, D)) passed through the gate from a zero state; its appearance
-        Gaussian is centred on the detection with the fixed initial variance (§3.4). Updates ``holder``."""
-        alive, ids, identity = state.alive.clone(), state.ids.clone(), state.identity.clone()
-        b_idx, slot_idx, det_idx = self._allocate(alive, state.confidence, new, new_logits, holder >= 0)
-        if len(b_idx):
-            alive[b_idx, slot_idx] = True
-            slots = (b_idx, slot_idx)
-            zeros = state.h.new_zeros(len(b_idx), self.dim)
-            h_new, c_new = self.gate(empty_edges[b_idx, det_idx], zeros, zeros)
-            state.h, state.c = state.h.index_put(slots, h_new), state.c.index_put(slots, c_new)
-            app = dets.appearance[b_idx, det_idx]
-            state.app_mean = state.app_mean.index_put(slots, app)
-            state.app_last = state.app_last.index_put(slots, app)
-            state.class_log_prob_sum = state.class_log_prob_sum.index_put(
-                slots, dets.class_log_probs[b_idx, det_idx]
-            )
-            state.held_count = state.held_count.index_put(slots, state.held_count.new_ones(len(b_idx)))
-            state.app_var = state.app_var.index_put(slots, torch.full_like(app, math.exp(self.init_log_var)))
-            state.boxes = state.boxes.index_put(slots, dets.boxes[b_idx, det_idx])
-            state.det_class = state.det_class.index_put(
-                slots, dets.class_probs[b_idx, det_idx, : self.num_classes].argmax(-1)
-            )
-            holder[slots] = det_idx
-            for b, s in zip(b_idx.tolist(), slot_idx.tolist()):
-                ids[b, s] = state.next_id[b]
-                state.next_id[b] += 1
-            identity[slots] = self._new_identity(identity, alive, b_idx, slot_idx, det_idx, det_identity)
-        state.alive, state.ids, state.identity = alive, ids, identity
+        Gaussian is centred on the detection with the fixed initial variance (§3.4); its id is the video's next
+        one, in the order of decreasing new-track logit. Dense writes over the (B, N) slots, no host syncs.
+        Returns ``holder`` (B, N) updated with the initialising detections."""
+        if new.shape[1] == 0:
+            return holder
+        slot_det, slot_rank = self._allocate(state.alive, state.confidence, new, new_logits, holder >= 0)
+        starts = slot_det >= 0  # (B, N)
+        det = slot_det.clamp(min=0)
+
+        def take(x: torch.Tensor) -> torch.Tensor:  # (B, M, F) -> (B, N, F): each slot's initialising detection
+            return torch.gather(x, 1, det[..., None].expand(-1, -1, x.shape[-1]))
+
+        def put(old: torch.Tensor, value) -> torch.Tensor:
+            where = starts.view(*starts.shape, *[1] * (old.dim() - 2))
+            return torch.where(where, value, old)
+
+        zeros = state.h.new_zeros(state.h.shape)
+        h_new, c_new = self.gate(take(empty_edges), zeros, zeros)
+        state.h, state.c = put(state.h, h_new), put(state.c, c_new)
+        app = take(dets.appearance)
+        state.app_mean, state.app_last = put(state.app_mean, app), put(state.app_last, app)
+        state.app_var = put(state.app_var, math.exp(self.init_log_var))
+        state.class_log_prob_sum = put(state.class_log_prob_sum, take(dets.class_log_probs))
+        state.held_count = put(state.held_count, 1.0)
+        state.boxes = put(state.boxes, take(dets.boxes))
+        det_class = dets.class_probs[..., : self.num_classes].argmax(-1, keepdim=True)
+        state.det_class = put(state.det_class, take(det_class)[..., 0])
+        alive = state.alive | starts  # an evicted slot is re-used by the new track at once
+        identity = self._new_identity(state.identity, alive, starts, det, det_identity)
+        state.identity = put(state.identity, identity)
+        state.ids = put(state.ids, state.next_id[:, None] + slot_rank)
+        state.next_id = state.next_id + starts.sum(dim=1)
+        state.alive = alive
+        return put(holder, slot_det)
 
     @staticmethod
     def _allocate(
         alive: torch.Tensor, confidence: torch.Tensor, new: torch.Tensor, new_logits: torch.Tensor, active: torch.Tensor
-    ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Free slots for the new tracks, best new-track logit first. When all ``MAX_TRACKS`` slots are taken,
-        the inactive track with the lowest confidence is evicted; a new track that finds no slot is dropped.
-        Evicted slots are cleared in ``alive`` (B, N), in place. Returns (video, slot, detection) triples."""
-        out_b, out_s, out_d = [], [], []
-        for b in range(new.shape[0]):
-            cands = new[b].nonzero().squeeze(1)
-            if len(cands) == 0:
-                continue
-            cands = cands[new_logits[b, cands].detach().argsort(descending=True)].tolist()
-            free = (~alive[b]).nonzero().squeeze(1).tolist()
-            evictable = (alive[b] & ~active[b]).nonzero().squeeze(1)
-            evictable = evictable[confidence[b, evictable].argsort()].tolist()
-            for d in cands:
-                if free:
-                    s = free.pop(0)
-                elif evictable:
-                    s = evictable.pop(0)
-                    alive[b, s] = False
-                else:
-                    break
-                out_b.append(b), out_s.append(s), out_d.append(d)
-        as_tensor = lambda x: torch.tensor(x, dtype=torch.long, device=new.device)  # noqa: E731
-        return as_tensor(out_b), as_tensor(out_s), as_tensor(out_d)
+    ) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Slots for the new tracks (B, M) ``new``, best new-track logit first: free slots in index order, then,
+        when all ``MAX_TRACKS`` slots are taken, the inactive (not ``active``) tracks by increasing confidence
+        (evicted); a new track that finds no slot is dropped. Sorting on fixed-size tensors, no host syncs.
+
+        Returns slot_det (B, N): the detection starting a track in each slot or -1, and slot_rank (B, N): its
+        rank among the video's new tracks of this frame (0 = best logit) or -1."""
+        b_size, n_slots = alive.shape
+        m = new.shape[1]
+        key = torch.where(new, new_logits.detach(), float("-inf"))
+        cand_order = key.argsort(dim=1, descending=True, stable=True)  # (B, M) candidates first
+        free, evictable = ~alive, alive & ~active
+        # Slot priority: free by index, then evictable by confidence (two stable sorts = lexicographic order).
+        index = torch.arange(n_slots, device=alive.device)
+        within = torch.where(free, index.to(confidence.dtype), confidence.detach())
+        by_within = within.argsort(dim=1, stable=True)
+        category = torch.where(free, 0, torch.where(evictable, 1, 2))
+        slot_order = torch.gather(by_within, 1, torch.gather(category, 1, by_within).argsort(dim=1, stable=True))
+        k = min(n_slots, m)
+        rank = torch.arange(k, device=alive.device)
+        limit = torch.minimum(new.sum(dim=1), (free | evictable).sum(dim=1))  # (B,) tracks started
+        taken = rank[None] < limit[:, None]  # (B, k)
+        slot_det = torch.full((b_size, n_slots), -1, dtype=torch.long, device=alive.device)
+        slot_rank = torch.full_like(slot_det, -1)
+        slot_det.scatter_(1, slot_order[:, :k], torch.where(taken, cand_order[:, :k], -1))
+        slot_rank.scatter_(1, slot_order[:, :k], torch.where(taken, rank[None], -1))
+        return slot_det, slot_rank
 
     @staticmethod
-    def _new_identity(identity, alive, b_idx, slot_idx, det_idx, det_identity) -> torch.Tensor:
-        """Training identity of new tracks = annotation of the initialising detection (§3.5). An annotation is
-        owned by its first track; later tracks started from the same object are duplicates (identity -1)."""
+    def _new_identity(
+        identity: torch.Tensor,
+        alive: torch.Tensor,
+        starts: torch.Tensor,
+        det: torch.Tensor,
+        det_identity: Optional[torch.Tensor],
+    ) -> torch.Tensor:
+        """Training identity (B, N) of the slots in ``starts`` = annotation of the initialising detection ``det``
+        (§3.5). An annotation is owned by its first track: when another alive slot (``alive`` after this frame's
+        starts) already carries it in ``identity`` (before this frame's starts), the new track is a duplicate
+        (identity -1). Tracks started in the same frame from one annotation all take it."""
         if det_identity is None:
-            return torch.full_like(b_idx, -1)
-        out = det_identity[b_idx, det_idx].clone()
-        for k, (b, s) in enumerate(zip(b_idx.tolist(), slot_idx.tolist())):
-            others = alive[b].clone()
-            others[s] = False
-            if out[k] >= 0 and bool((identity[b][others] == out[k]).any()):
-                out[k] = -1
-        return out
+            return torch.full_like(identity, -1)
+        ann = torch.where(starts, torch.gather(det_identity, 1, det), -1)
+        n = identity.shape[1]
+        others = alive[:, None, :] & ~torch.eye(n, dtype=torch.bool, device=alive.device)[None]  # (B, N, N)
+        owned = (others & (identity[:, None, :] == ann[:, :, None])).any(dim=-1)
+        return torch.where((ann >= 0) & owned, -1, ann)

@@ -129,7 +129,12 @@ def add_vis_stg_config(cfg: CN) -> None:
     _C.INFERENCE.SCORE_THRESH = 0.05
     _C.INFERENCE.TOPK_CANDIDATES = 100
     _C.INFERENCE.NMS_THRESH = 0.6  # class-aware NMS across levels; <= 0 disables
+    # Detections per frame; also the fixed number of padded detection slots of the sync-free online step.
     _C.INFERENCE.MAX_DETECTIONS = 30
+    # Fixed-point iterations of the on-device greedy NMS and one-to-one matching (vis_stg/sync_free.py). The
+    # result is exact whenever they converge (checked with the frame's single device-to-host copy); a frame
+    # whose conflict chains are longer is recomputed exactly (and then pays one host sync per iteration).
+    _C.INFERENCE.FIXED_POINT_ITERS = 6
     # Trivial baselines on the same trained weights (not part of the paper; for reporting): "per_frame" runs
     # the plain heads on F_t of every frame (no graph, no kernel warp) and reports every detection as its own
     # 1-frame track; "iou" does the same but links each detection to frame t-1's detections by greedy

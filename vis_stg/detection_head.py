@@ -4,20 +4,20 @@ Per FPN level (weights shared over levels) three branches predict the class heat
 size and the sub-cell centre offset. Sizes are in cells of the level (i.e. pixels / stride) so one head
 serves every level; objects are assigned to levels by size (:mod:`.targets`). Inference keeps the 3×3
 local maxima of the heat maps (CenterNet's max-pool NMS), the top-k over all levels, and removes duplicates
-an object leaves on neighbouring levels with class-aware box NMS.
+an object leaves on neighbouring levels with class-aware box NMS, all in fixed-size tensors (no host sync).
 """
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torchvision.ops import batched_nms
 
 from .losses import graph_anchor, heatmap_focal_loss
+from .sync_free import EXACT, greedy_nms_fixed_point, stable_compact
 from .targets import CenterTargets, gather_at_cells
 
 __all__ = ["conv_branch", "CenterNetHead", "Detections"]
@@ -46,19 +46,22 @@ def conv_branch(
 @dataclass
 class Detections:
     """D detections of one image: ``level`` (D,), ``cells`` (D, 2) integer (x, y) on the level grid,
-    ``scores`` (D,), ``classes`` (D,), ``boxes`` (D, 4) XYXY in input pixels."""
+    ``scores`` (D,), ``classes`` (D,), ``boxes`` (D, 4) XYXY in input pixels; ``valid`` (D,) bool marks the
+    real detections when the D slots are a fixed-size padded set (online inference), None = all real."""
 
     level: torch.Tensor
     cells: torch.Tensor
     scores: torch.Tensor
     classes: torch.Tensor
     boxes: torch.Tensor
+    valid: Optional[torch.Tensor] = None
 
     def __len__(self) -> int:
         return self.scores.numel()
 
     def __getitem__(self, idx: torch.Tensor) -> "Detections":
-        return Detections(self.level[idx], self.cells[idx], self.scores[idx], self.classes[idx], self.boxes[idx])
+        return Detections(self.level[idx], self.cells[idx], self.scores[idx], self.classes[idx], self.boxes[idx],
+                          None if self.valid is None else self.valid[idx])
 
 
 class CenterNetHead(nn.Module):
@@ -112,36 +115,40 @@ class CenterNetHead(nn.Module):
         topk: int = 100,
         nms_thresh: float = 0.6,
         max_detections: int = 100,
-    ) -> Detections:
-        """Decode the detections of the first image of the batch (online inference runs one frame)."""
-        level, flat_idx, scores = [], [], []
+        nms_iters: int = EXACT,
+    ) -> Tuple[Detections, torch.Tensor]:
+        """Decode the detections of the first image of the batch (online inference runs one frame), without a
+        host sync: 3×3 peaks, top-``topk`` per level then over all levels, boxes decoded per level, scores
+        above ``score_thresh``, class-aware greedy NMS (:func:`.sync_free.greedy_nms_fixed_point`,
+        ``nms_iters`` fixed-point iterations, :data:`.sync_free.EXACT` = enough for any input) and the best
+        ``max_detections``.
+
+        Returns D = min(max_detections, candidates) slots in descending score order, the kept detections
+        first; ``valid`` (D,) marks them. Also returns ``converged`` (0-dim bool) of the NMS iterations."""
+        level, classes, cells, scores, boxes = [], [], [], [], []
         for lvl, heat in enumerate(heatmaps):
             prob = heat[0].sigmoid()
             peaks = prob * (prob == F.max_pool2d(prob[None], 3, stride=1, padding=1)[0])
             s, i = peaks.flatten().topk(min(topk, peaks.numel()))
-            level.append(torch.full_like(i, lvl))
-            flat_idx.append(i)
-            scores.append(s)
-        level, flat_idx, scores = torch.cat(level), torch.cat(flat_idx), torch.cat(scores)
-        s, order = scores.topk(min(topk, scores.numel()))
-        keep = order[s > score_thresh]
-        level, flat_idx, scores = level[keep], flat_idx[keep], scores[keep]
-
-        classes = torch.zeros_like(flat_idx)
-        cells = flat_idx.new_zeros(len(flat_idx), 2)
-        boxes = scores.new_zeros(len(flat_idx), 4)
-        for lvl in range(len(heatmaps)):
-            sel = torch.nonzero(level == lvl).flatten()
-            h, w = heatmaps[lvl].shape[-2:]
-            cls, pix = flat_idx[sel] // (h * w), flat_idx[sel] % (h * w)
+            h, w = heat.shape[-2:]
+            pix = i % (h * w)
             x, y = pix % w, pix // w
-            center = (torch.stack([x, y], 1).to(scores.dtype) + offsets[lvl][0, :, y, x].t()) * strides[lvl]
-            half = sizes[lvl][0, :, y, x].t().clamp(min=0) * strides[lvl] / 2
-            classes[sel], cells[sel] = cls, torch.stack([x, y], 1)
-            boxes[sel] = torch.cat([center - half, center + half], 1)
-        dets = Detections(level, cells, scores, classes, boxes)
+            center = (torch.stack([x, y], 1).to(s.dtype) + offsets[lvl][0][:, y, x].t()) * strides[lvl]
+            half = sizes[lvl][0][:, y, x].t().clamp(min=0) * strides[lvl] / 2
+            level.append(torch.full_like(i, lvl))
+            classes.append(i // (h * w))
+            cells.append(torch.stack([x, y], 1))
+            scores.append(s)
+            boxes.append(torch.cat([center - half, center + half], 1))
+        scores, order = torch.cat(scores).topk(min(topk, sum(s.numel() for s in scores)))
+        level, classes = torch.cat(level)[order], torch.cat(classes)[order]
+        cells, boxes = torch.cat(cells)[order], torch.cat(boxes)[order]
+        keep = scores > score_thresh
+        converged = torch.ones((), dtype=torch.bool, device=scores.device)
         if nms_thresh > 0:
-            keep = batched_nms(dets.boxes, dets.scores, dets.classes, nms_thresh)
-        else:
-            keep = dets.scores.argsort(descending=True)
-        return dets[keep[:max_detections]]
+            keep, converged = greedy_nms_fixed_point(boxes, classes, keep, nms_thresh, nms_iters)
+        slots, num_kept = stable_compact(keep)
+        slots = slots[:max_detections]
+        valid = torch.arange(len(slots), device=slots.device) < num_kept
+        dets = Detections(level[slots], cells[slots], scores[slots], classes[slots], boxes[slots], valid)
+        return dets, converged

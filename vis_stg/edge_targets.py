@@ -22,7 +22,7 @@ Shapes: R reference instances, G GT objects of frame t, E edges of one level, K 
 """
 from __future__ import annotations
 
-from typing import Optional, Sequence, Tuple
+from typing import Optional, Tuple
 
 import torch
 import torch.nn.functional as F

@@ -17,16 +17,18 @@ layer of N_v starts at zero so F̂_t = F_t at initialisation.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import List, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torchvision.ops import roi_align
 
 from projects.graph import scatter_mean, scatter_sum
 
 __all__ = [
-    "window_edges", "InstanceNodeEncoder", "GraphUpdate", "GraphEdges", "SpatialTemporalGraph", "edge_lookup",
+    "window_edges", "window_edges_padded", "InstanceNodeEncoder", "GraphUpdate", "GraphEdges",
+    "SpatialTemporalGraph", "edge_lookup",
 ]
 
 
@@ -101,18 +103,42 @@ class GraphUpdate(nn.Module):
         nn.init.zeros_(self.node_mlp[-1].bias)
 
     def forward(
-        self, h_ref: torch.Tensor, h_pix: torch.Tensor, src: torch.Tensor, dst: torch.Tensor
+        self, h_ref: torch.Tensor, h_pix: torch.Tensor, src: torch.Tensor, dst: torch.Tensor,
+        edge_mask: Optional[torch.Tensor] = None, final_ref: bool = True,
     ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Edge-list path. ``h_ref`` (N, D), ``h_pix`` (M, D), ``src``/``dst`` (E,) indices into them.
-        Returns updated (N, D), (M, D) node features and (E, D) final edge features h^e(L)."""
-        aggregate = scatter_sum if self.aggregation == "sum" else scatter_mean
+        Returns updated (N, D), (M, D) node features and (E, D) final edge features h^e(L).
+        ``edge_mask`` (E,) bool: only these edges exist (fixed-size padded edge lists; the others send no
+        message and do not count in the mean)."""
+        if edge_mask is None:
+            aggregate = scatter_sum if self.aggregation == "sum" else scatter_mean
+        else:
+            weight = edge_mask.to(h_ref.dtype)[:, None]
+
+            def aggregate(msg: torch.Tensor, index: torch.Tensor, size: int) -> torch.Tensor:
+                total = scatter_sum(msg * weight, index, size)
+                if self.aggregation == "sum":
+                    return total
+                return total / scatter_sum(weight, index, size).clamp(min=1)
+        # ``final_ref=False`` (online inference) skips the instance-node update of the last iteration, which
+        # nothing reads there (F̂_t and the edge features are the outputs); h_ref is then that of iteration L-1.
+        # The first layers of N_e([h_e, h_i, h_j]) and N_v([h_e, h_i]) are split by input block: the node
+        # blocks are applied once per node (not once per edge) and N_v's edge block is shared by the two
+        # messages. Same function as the concatenations, ~30% fewer multiply-adds per edge.
+        dim = h_ref.shape[1]
+        e_first, e_last = self.edge_mlp[0], self.edge_mlp[2]
+        v_first, v_last = self.node_mlp[0], self.node_mlp[2]
+        we_edge, we_ref, we_pix = e_first.weight.split(dim, dim=1)
+        wv_edge, wv_node = v_first.weight.split(dim, dim=1)
         h_edge = (h_ref[src] - h_pix[dst]).abs()
-        for _ in range(self.num_iters):
-            hi, hj = h_ref[src], h_pix[dst]
-            h_edge = self.edge_mlp(torch.cat([h_edge, hi, hj], dim=1))
-            msg_ref = self.node_mlp(torch.cat([h_edge, hi], dim=1))
-            msg_pix = self.node_mlp(torch.cat([h_edge, hj], dim=1))
-            h_ref = h_ref + aggregate(msg_ref, src, h_ref.shape[0])
+        for it in range(self.num_iters):
+            pre = F.linear(h_edge, we_edge, e_first.bias) + F.linear(h_ref, we_ref)[src] + F.linear(h_pix, we_pix)[dst]
+            h_edge = e_last(F.relu(pre))
+            shared = F.linear(h_edge, wv_edge, v_first.bias)
+            msg_pix = v_last(F.relu(shared + F.linear(h_pix, wv_node)[dst]))
+            if it < self.num_iters - 1 or final_ref:
+                msg_ref = v_last(F.relu(shared + F.linear(h_ref, wv_node)[src]))
+                h_ref = h_ref + aggregate(msg_ref, src, h_ref.shape[0])
             h_pix = h_pix + aggregate(msg_pix, dst, h_pix.shape[0])
         return h_ref, h_pix, h_edge
 
@@ -145,6 +171,12 @@ class GraphEdges:
     src: torch.Tensor
     dst: torch.Tensor
     features: torch.Tensor
+    # Fixed-size layout of online inference (:meth:`SpatialTemporalGraph.forward_online`): E = N·w², edge
+    # r·w² + i·w + j joins instance r to the cell (cx_r + j - w//2, cy_r + i - w//2); ``valid`` (E,) marks the
+    # cells inside the map, ``ref_cells`` (N, 2) are the instance centre cells (x, y), ``window`` is w.
+    valid: Optional[torch.Tensor] = None
+    ref_cells: Optional[torch.Tensor] = None
+    window: int = 0
 
 
 class SpatialTemporalGraph(nn.Module):
@@ -199,6 +231,71 @@ class SpatialTemporalGraph(nn.Module):
             fused.append(flat.view(b, h, w, d).permute(0, 3, 1, 2))
             edges.append(GraphEdges(src, dst, h_edge))
         return fused, edges
+
+    def forward_online(
+        self, ref_nodes: Sequence[torch.Tensor], ref_centers: torch.Tensor, features_t: Sequence[torch.Tensor]
+    ) -> Tuple[List[torch.Tensor], List[GraphEdges]]:
+        """:meth:`forward` for one target frame (B = 1) without data-dependent shapes (no host sync): every
+        instance keeps all w² window edges (those outside the map masked, :func:`window_edges_padded`) and the
+        node update runs on the pixels they reach (E slots, distinct pixels found by sorting; all other pixels
+        keep F̂_t = F_t, as in :meth:`forward`). Returns F̂_t and the levels' edges in the fixed layout."""
+        # All levels form one edge list (N_e, N_v are shared by the levels): one matrix product per layer and
+        # iteration instead of one per level; instance nodes and pixel slots are offset level by level.
+        levels, srcs, dsts, valids, pix = [], [], [], [], []
+        num_ref = ref_centers.shape[0]
+        slot_offset = 0
+        for lvl, feat in enumerate(features_t):
+            b, d, h, w = feat.shape
+            if b != 1:
+                raise ValueError(f"forward_online takes one target frame, got a batch of {b}")
+            stride, window = self.strides[lvl], self.window_sizes[lvl]
+            cells = (ref_centers / stride).floor().long()
+            cells = torch.stack([cells[:, 0].clamp(0, w - 1), cells[:, 1].clamp(0, h - 1)], dim=1)
+            src, dst, valid = window_edges_padded(cells, h, w, window)
+            # Pixel nodes: one slot per distinct target pixel (sort + first occurrence, the fixed-size form of
+            # torch.unique), E slots allocated of which the first U are used; only those take part.
+            sorted_dst, order = dst.sort()
+            first = torch.ones_like(sorted_dst, dtype=torch.bool)
+            first[1:] = sorted_dst[1:] != sorted_dst[:-1]
+            slot_sorted = first.long().cumsum(0) - 1  # (E,) slot of each sorted edge
+            dst_local = torch.empty_like(dst).scatter_(0, order, slot_sorted)
+            pixel_of_slot = torch.zeros_like(dst).scatter_(0, slot_sorted, sorted_dst)
+            flat = feat[0].view(d, h * w)
+            levels.append((flat, sorted_dst, slot_sorted, slot_offset, src, dst, valid, cells, window))
+            srcs.append(src + lvl * num_ref)
+            dsts.append(dst_local + slot_offset)
+            valids.append(valid)
+            pix.append(flat[:, pixel_of_slot].t())
+            slot_offset += dst.numel()
+        _, h_pix, h_edge = self.update(torch.cat(list(ref_nodes)), torch.cat(pix), torch.cat(srcs), torch.cat(dsts),
+                                       edge_mask=torch.cat(valids), final_ref=False)
+        fused, edges = [], []
+        for flat, sorted_dst, slot_sorted, offset, src, dst, valid, cells, window in levels:
+            d, hw = flat.shape
+            out = flat.clone()
+            out[:, sorted_dst] = h_pix[offset + slot_sorted].t().to(out.dtype)  # every edge writes its slot
+            fused.append(out.view(1, d, *features_t[len(fused)].shape[-2:]))
+            edges.append(GraphEdges(src, dst, h_edge[offset:offset + dst.numel()], valid, cells, window))
+        return fused, edges
+
+
+def window_edges_padded(
+    centers: torch.Tensor, height: int, width: int, window: int
+) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """:func:`window_edges` of one image as a fixed-size list: all N·w² (instance, window cell) pairs, the
+    cells outside the map clamped to it and marked invalid. Returns ``src``, ``dst`` (flattened H·W index),
+    ``valid``, each (N·w²,), instance-major then raster order (the order of :func:`window_edges`)."""
+    if window < 1 or window % 2 == 0:
+        raise ValueError(f"window sizes must be odd and positive, got {window}")
+    half = window // 2
+    d = torch.arange(-half, half + 1, device=centers.device)
+    dy, dx = torch.meshgrid(d, d, indexing="ij")
+    xs = centers[:, 0:1] + dx.reshape(1, -1)  # (N, w*w)
+    ys = centers[:, 1:2] + dy.reshape(1, -1)
+    valid = (xs >= 0) & (xs < width) & (ys >= 0) & (ys < height)
+    dst = ys.clamp(0, height - 1) * width + xs.clamp(0, width - 1)
+    src = torch.arange(centers.shape[0], device=centers.device)[:, None].expand_as(dst)
+    return src.reshape(-1), dst.reshape(-1), valid.reshape(-1)
 
 
 def edge_lookup(

@@ -42,9 +42,9 @@ def deform_conv2d_by_sampling(
             n = i * k + j
             py = ys + (i - k // 2) + offset[:, 2 * n]
             px = xs + (j - k // 2) + offset[:, 2 * n + 1]
-            # Pixel-centre normalisation (align_corners=False): exact for 1-cell-wide maps too, where the
-            # align_corners=True form collapses every coordinate onto pixel 0 instead of zero padding.
-            grid = torch.stack([(px + 0.5) * (2 / w) - 1, (py + 0.5) * (2 / h) - 1], dim=-1)
+            # align_corners=False: pixel p <-> (2p + 1) / size - 1, exact also for a size-1 map (where the
+            # align_corners=True mapping sends every coordinate to pixel 0).
+            grid = torch.stack([(2 * px + 1) / w - 1, (2 * py + 1) / h - 1], dim=-1)
             sampled = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
             if depthwise:
                 out = out + sampled * weight[:, 0, i, j].view(1, -1, 1, 1)
@@ -101,3 +101,62 @@ class KernelWarp(nn.Module):
     def warp_levels(self, thetas_k: Sequence[torch.Tensor], feats_k: Sequence[torch.Tensor],
                     feats_t: Sequence[torch.Tensor]) -> List[torch.Tensor]:
         return [self(th, fk, ft) for th, fk, ft in zip(thetas_k, feats_k, feats_t)]
+
+    def warp_at_cells(
+        self, thetas_k: Sequence[torch.Tensor], feats_k: Sequence[torch.Tensor], feats_t: Sequence[torch.Tensor],
+        level: torch.Tensor, cells: torch.Tensor,
+    ) -> torch.Tensor:
+        """θ_warp read at D cells only (inference: only the detections' kernels are used), equal to
+        ``gather_at_cells(warp_levels(...), level, 0, cells)``. Per level: the offset CNN runs on the
+        (2r+1)² patch of F_k - F_t around each cell (r = its number of 3×3 convs; positions outside the map
+        are zeroed after every layer, as the full map's zero padding does), then the k·k taps sample θ_k
+        bilinearly (zero outside). Maps (1, C, H_l, W_l); ``level`` (D,); ``cells`` (D, 2) integer (x, y).
+        Returns (D, P). No data-dependent shapes: every level is computed for every cell and selected."""
+        r = sum(isinstance(m, nn.Conv2d) for m in self.offset_net)
+        k = self.weight.shape[-1]
+        d = torch.arange(-r, r + 1, device=cells.device)
+        tap = torch.arange(k, device=cells.device) - k // 2
+        # The (2r+1)² patch of F_k - F_t around every cell, read on the cell's own level (selected per level,
+        # so that the shared offset CNN runs once on D patches).
+        patch, inside, xy = None, None, []
+        for lvl, (fk, ft) in enumerate(zip(feats_k, feats_t)):
+            h, w = fk.shape[-2:]
+            x, y = cells[:, 0].clamp(0, w - 1), cells[:, 1].clamp(0, h - 1)
+            xy.append((x, y))
+            ys, xs = y[:, None] + d, x[:, None] + d  # (D, 2r+1)
+            ins = ((ys >= 0) & (ys < h))[:, :, None] & ((xs >= 0) & (xs < w))[:, None, :]  # (D, P, P)
+            diff = (fk - ft)[0][:, ys.clamp(0, h - 1)[:, :, None], xs.clamp(0, w - 1)[:, None, :]]  # (C, D, P, P)
+            diff = diff.permute(1, 0, 2, 3)
+            on_level = (level == lvl)[:, None, None]
+            patch = diff if patch is None else torch.where(on_level[:, None], diff, patch)
+            inside = ins if inside is None else torch.where(on_level, ins, inside)
+        inside = inside[:, None].to(patch.dtype)
+        z = patch * inside
+        # Unpadded 3×3 convs: each layer keeps only the positions the next one reads (7×7 -> 5×5 -> ... -> 1×1).
+        shrink = 0
+        for m in self.offset_net:
+            if isinstance(m, nn.Conv2d):
+                z = F.conv2d(z, m.weight, m.bias)
+                shrink += 1
+            else:
+                z = m(z)
+                if isinstance(m, nn.ReLU):  # the full map's zero padding seen by the next conv
+                    z = z * inside[:, :, shrink:inside.shape[2] - shrink, shrink:inside.shape[3] - shrink]
+        offset = z[:, :, 0, 0]  # (D, 2·k·k) at the cell
+        out = None
+        for lvl, theta in enumerate(thetas_k):
+            h, w = theta.shape[-2:]
+            x, y = xy[lvl]
+            off = offset.to(theta.dtype)
+            py = (y.to(theta.dtype)[:, None, None] + tap[None, :, None] + off[:, 0::2].view(-1, k, k))
+            px = (x.to(theta.dtype)[:, None, None] + tap[None, None, :] + off[:, 1::2].view(-1, k, k))
+            grid = torch.stack([(2 * px + 1) / w - 1, (2 * py + 1) / h - 1], dim=-1)  # exact for any size
+            sampled = F.grid_sample(theta, grid.view(1, -1, k * k, 2), mode="bilinear", padding_mode="zeros",
+                                    align_corners=False)[0]  # (P, D, k·k)
+            if self.weight.shape[1] == 1 and theta.shape[1] > 1:  # depthwise
+                warped = (sampled * self.weight.view(1, -1, k * k).transpose(0, 1)).sum(-1).t()
+            else:
+                warped = torch.einsum("ock,cdk->do", self.weight.flatten(2), sampled)
+            warped = warped + self.bias
+            out = warped if out is None else torch.where((level == lvl)[:, None], warped, out)
+        return out

@@ -14,6 +14,7 @@ is an eval-time switch.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import torch
@@ -28,13 +29,14 @@ from projects.modeling.online import run_online_inference
 
 from .detection_head import CenterNetHead, Detections
 from .embedding_head import EmbeddingHead
-from .graph import GraphEdges, SpatialTemporalGraph, edge_lookup
+from .graph import GraphEdges, SpatialTemporalGraph
 from .kernel_warp import KernelWarp
 from .init_summary import install_init_summary
 from .losses import dice_loss, graph_anchor
 from .mask_head import Controller, DynamicMaskHead, MaskBranch, downsample_gt_masks
 from .targets import CenterTargets, assign_centers, expand_positives, gather_at_cells
-from .tracker import EdgeClassifier, OnlineTracker, ReferenceSet, VideoState, greedy_match
+from .sync_free import EXACT, gather_at_cells_static, greedy_match_fixed_point
+from .tracker import EdgeClassifier, OnlineTracker, ReferenceSet, VideoState
 
 __all__ = ["VisSTG"]
 
@@ -113,6 +115,9 @@ class VisSTG(nn.Module):
         self.mask_threshold = cfg.TEST.VIDEO.MASK_THRESHOLD
         self.max_tracks = cfg.TEST.VIDEO.MAX_TRACKS
 
+        # Per-level constants on the device (no tensor built from a list on every call).
+        self.register_buffer("level_strides", torch.tensor(self.strides, dtype=torch.float32), False)
+        self.register_buffer("level_coord_norm", torch.tensor(self.coord_norm, dtype=torch.float32), False)
         self.register_buffer("pixel_mean", torch.tensor(cfg.MODEL.PIXEL_MEAN).view(-1, 1, 1), False)
         self.register_buffer("pixel_std", torch.tensor(cfg.MODEL.PIXEL_STD).view(-1, 1, 1), False)
         self.to(torch.device(cfg.MODEL.DEVICE))
@@ -146,9 +151,9 @@ class VisSTG(nn.Module):
         batch_idx: torch.Tensor,
     ) -> torch.Tensor:
         """Eq. (4)/(5) for kernels read at (level, cell): mask logits (P, H / OUT_STRIDE, W / OUT_STRIDE)."""
-        strides = torch.tensor(self.strides, device=cells.device, dtype=torch.float32)[level]
+        strides = self.level_strides[level]
         locations = (cells.float() + 0.5) * strides[:, None]
-        norm = torch.tensor(self.coord_norm, device=cells.device, dtype=torch.float32)[level]
+        norm = self.level_coord_norm[level]
         return self.mask_head(mask_feats, kernels, locations, batch_idx, norm)
 
     # ---------------------------------------------------------------------------------------------- training
@@ -270,139 +275,190 @@ class VisSTG(nn.Module):
             for track in tracks.values():
                 track.score = float(sum(track.frame_scores)) / max(state.num_frames, 1)
 
-    def _frame_features(self, frame: Dict[str, Any], state: VideoState) -> Tuple[ImageList, List[torch.Tensor]]:
-        """Preprocess one frame and run the backbone; a new input size resets the frame-to-frame context."""
-        images = self.preprocess([frame["image"]])
-        features = self.extract_features(images.tensor)
-        if state.input_shape != tuple(images.tensor.shape[-2:]):
+    def _frame_features(
+        self, frame: Dict[str, Any], state: VideoState
+    ) -> Tuple[torch.Tensor, Tuple[int, int], List[torch.Tensor]]:
+        """Normalise and pad one frame (as ``preprocess``, with integer padding: no shape tensors), run the
+        backbone; a new input size resets the frame-to-frame context. Returns (1, 3, H_pad, W_pad), (h, w)."""
+        x = (frame["image"].to(self.device).float() - self.pixel_mean) / self.pixel_std
+        h, w = x.shape[-2:]
+        div = max(int(self.size_divisibility), 1)
+        x = F.pad(x, (0, -(-w // div) * div - w, 0, -(-h // div) * div - h))[None]
+        features = self.extract_features(x)
+        if state.input_shape != tuple(x.shape[-2:]):
             state.reset_frame_context()
-        return images, features
+        return x, (h, w), features
 
-    def _detect_and_segment(
-        self, heads_in: List[torch.Tensor]
-    ) -> Tuple[Detections, List[torch.Tensor], torch.Tensor, torch.Tensor, torch.Tensor]:
-        """CenterNet detections on the (fused) features of one frame and their eq. (4) masks. Returns the
-        detections, θ maps per level, per-detection kernels (N, 169), mask features F̂^d_t and mask
-        probabilities (N, H, W)."""
-        ic = self.inference_cfg
-        dets = CenterNetHead.inference(*self.det_head(heads_in), self.strides, ic.SCORE_THRESH,
-                                       ic.TOPK_CANDIDATES, ic.NMS_THRESH, ic.MAX_DETECTIONS)
-        zeros = dets.level.new_zeros(len(dets))
-        thetas = self.controller(heads_in)
-        kernels = gather_at_cells(thetas, dets.level, zeros, dets.cells)
-        mask_feats = self.mask_branch(heads_in[0])
-        mask_probs = self.predict_masks(mask_feats, kernels, dets.level, dets.cells, zeros).sigmoid()
-        return dets, thetas, kernels, mask_feats, mask_probs
+    def _reference_instances(self, state: VideoState) -> Optional[ReferenceSet]:
+        """The reference set of this frame, with the node features of frame t-1's detections ROIAligned from
+        F_{t-1} now (only the detections that became reference instances)."""
+        refs = state.refs
+        if refs is None or len(refs) == 0:
+            return None
+        n = state.pending_nodes
+        if n > 0:
+            new = self.graph.encode_nodes(state.prev_features, [refs.boxes[:n]])
+            refs.nodes = [torch.cat([a.to(b.dtype), b[n:]]) for a, b in zip(new, refs.nodes)]
+            state.pending_nodes = 0
+        return refs
 
     @torch.no_grad()
     def step(self, frame: Dict[str, Any], state: VideoState) -> Instances:
-        """Process frame t online (§3.6) with frame t-1 and the memory as reference; updates ``state``."""
+        """Process frame t online (§3.6) with frame t-1 and the memory as reference; updates ``state``.
+
+        No host synchronisation on the device until the end: detections are ``INFERENCE.MAX_DETECTIONS``
+        padded slots, NMS / matching are fixed-point iterations (:mod:`.sync_free`), track ids and the
+        reference set are updated on the device, and the frame's outputs, the size of the next reference set
+        and the iterations' convergence flag come back in one copy. Returns ``Instances`` on the CPU."""
         t = int(frame["frame_idx"])
         state.num_frames = max(state.num_frames, t + 1)
-        if self.inference_cfg.BASELINE:
-            return self._baseline_step(frame, state)
-        images, features = self._frame_features(frame, state)
-        shapes = [tuple(f.shape[-2:]) for f in features]
-        refs = state.refs
-
+        images, image_size, features = self._frame_features(frame, state)
+        output_size = (int(frame["height"]), int(frame["width"]))
+        baseline = self.inference_cfg.BASELINE
+        refs = None if baseline else self._reference_instances(state)
         heads_in, edges = features, None
-        if refs is not None and len(refs) > 0:
-            heads_in, edges = self.run_graph(refs.nodes, refs.boxes, refs.boxes.new_zeros(len(refs)).long(),
-                                             features)
-        dets, thetas, kernels, mask_feats, mask_probs = self._detect_and_segment(heads_in)
+        if refs is not None:
+            fused, edges = self.graph.forward_online(refs.nodes, refs.centers, features)
+            heads_in = fused if self.fusion else features
+        heads = _FrameHeads(
+            det=self.det_head(heads_in), thetas=self.controller(heads_in),
+            mask_feats=self.mask_branch(heads_in[0]),
+            embed_maps=self.embed_head(heads_in) if self.association == "embedding" and not baseline else None)
+        iters = self.inference_cfg.FIXED_POINT_ITERS
+        counter = state.next_track_id
+        out = self._track(heads, features, edges, refs, state, t, iters)
+        host = self._to_host(out, image_size, output_size)
+        if not host["converged"]:  # a conflict chain longer than FIXED_POINT_ITERS: redo this frame exactly
+            state.next_track_id = counter
+            out = self._track(heads, features, edges, refs, state, t, EXACT)
+            host = self._to_host(out, image_size, output_size)
+        state.refs = out["refs"][slice(0, host["num_refs"])]
+        state.pending_nodes = 0 if baseline else host["num_pending"]
+        if not baseline:
+            state.prev_features, state.prev_thetas = features, heads.thetas
+        state.input_shape = tuple(images.shape[-2:])
+        return host["instances"]
+
+    def _track(
+        self, heads: "_FrameHeads", features: List[torch.Tensor], edges: Optional[List[GraphEdges]],
+        refs: Optional[ReferenceSet], state: VideoState, t: int, iters: int,
+    ) -> Dict[str, Any]:
+        """Detections, masks, association, track ids and next reference set of frame t, all fixed-size."""
+        ic = self.inference_cfg
+        dets, converged = CenterNetHead.inference(*heads.det, self.strides, ic.SCORE_THRESH, ic.TOPK_CANDIDATES,
+                                                  ic.NMS_THRESH, ic.MAX_DETECTIONS, iters)
         zeros = dets.level.new_zeros(len(dets))
+        kernels = gather_at_cells_static(heads.thetas, dets.level, dets.cells)
+        mask_probs = self.predict_masks(heads.mask_feats, kernels, dets.level, dets.cells, zeros).sigmoid()
         embeddings = None
-        if self.association == "embedding":
-            embeddings = gather_at_cells(self.embed_head(heads_in), dets.level, zeros, dets.cells)
+        if heads.embed_maps is not None:
+            embeddings = gather_at_cells_static(heads.embed_maps, dets.level, dets.cells)
+
+        det_to_ref = zeros - 1
+        if ic.BASELINE:
+            # "iou": greedy one-to-one box-IoU linking to frame t-1's detections; "per_frame": no linking.
+            refs = state.refs if state.refs is not None and len(state.refs) > 0 else None
+            if ic.BASELINE == "iou" and refs is not None:
+                iou = box_iou(refs.boxes, dets.boxes)
+                valid = (iou >= ic.BASELINE_IOU) & (refs.classes[:, None] == dets.classes[None, :])
+                det_to_ref, conv = greedy_match_fixed_point(iou, valid & dets.valid[None, :], iters)
+                converged = converged & conv
+            track_ids = OnlineTracker.assign_track_ids(state, refs, det_to_ref, dets.valid)
+            nxt = ReferenceSet(track_ids, dets.classes, dets.scores, dets.boxes, [], kernels,
+                               torch.full_like(track_ids, t))
+            return dict(dets=dets, track_ids=track_ids, mask_probs=mask_probs, refs=nxt,
+                        num_refs=dets.valid.sum(), num_pending=zeros.sum(), converged=converged)
 
         # §3.5: association with the reference instances.
-        det_to_ref = zeros.new_full((len(dets),), -1)
-        if refs is not None and len(refs) > 0 and len(dets) > 0:
+        if refs is not None:
             if self.association == "edge":
-                scores, valid = self._edge_scores(edges, len(refs), dets, shapes)
+                scores, valid = self._edge_scores(edges, len(refs), dets)
             else:
                 scores, valid = EmbeddingHead.match_scores(refs.embeddings, embeddings)
-            det_to_ref = self.tracker.associate(scores, valid, refs.classes, dets.classes)
+            det_to_ref, conv = self.tracker.associate(scores, valid & dets.valid[None, :], refs.classes,
+                                                      dets.classes, iters)
+            converged = converged & conv
 
-        # §3.4: masks of the warped reference kernels, fused with eq. (4)'s masks.
-        if (self.kernel_warp is not None and self.fuse_test and state.prev_thetas is not None and len(dets) > 0):
-            thetas_w = self.kernel_warp.warp_levels(state.prev_thetas, state.prev_features, features)
-            warped = gather_at_cells(thetas_w, dets.level, zeros, dets.cells)
-            if refs is not None and len(refs) > 0:
+        # §3.4: masks of the warped reference kernels (read at the detections only), fused with eq. (4)'s.
+        if self.kernel_warp is not None and self.fuse_test and state.prev_thetas is not None:
+            warped = self.kernel_warp.warp_at_cells(state.prev_thetas, state.prev_features, features,
+                                                    dets.level, dets.cells)
+            if refs is not None:
                 # A detection matched to an instance from the memory uses that instance's stored kernel.
-                from_memory = (det_to_ref >= 0) & (refs.last_seen[det_to_ref.clamp(min=0)] < t - 1)
-                warped[from_memory] = refs.kernels[det_to_ref[from_memory]]
-            warped_probs = self.predict_masks(mask_feats, warped, dets.level, dets.cells, zeros).sigmoid()
+                ref = det_to_ref.clamp(min=0)
+                from_memory = (det_to_ref >= 0) & (refs.last_seen[ref] < t - 1)
+                warped = torch.where(from_memory[:, None], refs.kernels[ref].to(warped.dtype), warped)
+            warped_probs = self.predict_masks(heads.mask_feats, warped, dets.level, dets.cells, zeros).sigmoid()
             mask_probs = (mask_probs + warped_probs) / 2
 
-        track_ids = OnlineTracker.assign_track_ids(state, refs, det_to_ref)
-        current = ReferenceSet(track_ids, dets.classes, dets.scores, dets.boxes,
-                               self.graph.encode_nodes(features, [dets.boxes]), kernels,
+        track_ids = OnlineTracker.assign_track_ids(state, refs, det_to_ref, dets.valid)
+        # Node features of the new reference instances are ROIAligned at the next frame (_reference_instances).
+        placeholder = [f.new_zeros(len(dets), f.shape[1]) for f in features]
+        current = ReferenceSet(track_ids, dets.classes, dets.scores, dets.boxes, placeholder, kernels,
                                torch.full_like(track_ids, t), embeddings)
-        state.refs = self.tracker.next_references(current, refs, det_to_ref, t)
-        state.prev_features, state.prev_thetas = features, thetas
-        state.input_shape = tuple(images.tensor.shape[-2:])
-        return self._postprocess(dets, mask_probs, track_ids, images.image_sizes[0],
-                                 (int(frame["height"]), int(frame["width"])))
-
-    @torch.no_grad()
-    def _baseline_step(self, frame: Dict[str, Any], state: VideoState) -> Instances:
-        """``INFERENCE.BASELINE``: plain heads on F_t (no graph, no warp) and either no linking ("per_frame":
-        every detection is a new track) or greedy box-IoU linking to frame t-1's detections ("iou")."""
-        t = int(frame["frame_idx"])
-        images, features = self._frame_features(frame, state)
-        dets, _, kernels, _, mask_probs = self._detect_and_segment(features)
-        ic = self.inference_cfg
-        refs = state.refs
-        det_to_ref = dets.level.new_full((len(dets),), -1)
-        if ic.BASELINE == "iou" and refs is not None and len(refs) > 0 and len(dets) > 0:
-            iou = box_iou(refs.boxes, dets.boxes)
-            valid = (iou >= ic.BASELINE_IOU) & (refs.classes[:, None] == dets.classes[None, :])
-            det_to_ref = greedy_match(iou, valid)
-        track_ids = OnlineTracker.assign_track_ids(state, refs, det_to_ref)
-        state.refs = ReferenceSet(track_ids, dets.classes, dets.scores, dets.boxes, [], kernels,
-                                  torch.full_like(track_ids, t))
-        state.input_shape = tuple(images.tensor.shape[-2:])
-        return self._postprocess(dets, mask_probs, track_ids, images.image_sizes[0],
-                                  (int(frame["height"]), int(frame["width"])))
+        nxt, num_refs, num_pending = self.tracker.next_references_padded(current, refs, det_to_ref, t, dets.valid)
+        return dict(dets=dets, track_ids=track_ids, mask_probs=mask_probs, refs=nxt, num_refs=num_refs,
+                    num_pending=num_pending, converged=converged)
 
     def _edge_scores(
-        self, edges: List[GraphEdges], num_ref: int, dets: Detections, shapes: Sequence[Tuple[int, int]]
+        self, edges: List[GraphEdges], num_ref: int, dets: Detections
     ) -> Tuple[torch.Tensor, torch.Tensor]:
-        """Edge-classifier probabilities (N_ref, N_det) for the edges that reach detected nodes (background
-        pruning); ``valid`` marks existing edges with probability >= TRACK.MATCH_THRESH."""
+        """Edge-classifier probabilities (N_ref, D) for the edges that reach detected nodes (background
+        pruning); ``valid`` marks existing edges with probability >= TRACK.MATCH_THRESH. An edge exists when the
+        detection's cell lies in the reference instance's window on the detection's level (fixed layout of
+        :meth:`SpatialTemporalGraph.forward_online`: the edge index is computed, not searched)."""
         scores = dets.scores.new_zeros(num_ref, len(dets))
         exists = torch.zeros_like(scores, dtype=torch.bool)
-        for lvl, (e, (_, w)) in enumerate(zip(edges, shapes)):
-            sel = torch.nonzero(dets.level == lvl).flatten()
-            if sel.numel() == 0:
-                continue
-            cells = dets.cells[sel, 1] * w + dets.cells[sel, 0]
-            ref_idx, cell_idx, edge_idx = edge_lookup(e, num_ref, cells)
-            scores[ref_idx, sel[cell_idx]] = self.edge_classifier(e.features[edge_idx]).sigmoid()
-            exists[ref_idx, sel[cell_idx]] = True
+        rows = torch.arange(num_ref, device=scores.device)[:, None]
+        for lvl, e in enumerate(edges):
+            w, half = e.window, e.window // 2
+            dx = dets.cells[None, :, 0] - e.ref_cells[:, None, 0] + half  # (N_ref, D)
+            dy = dets.cells[None, :, 1] - e.ref_cells[:, None, 1] + half
+            inside = (dx >= 0) & (dx < w) & (dy >= 0) & (dy < w) & (dets.level == lvl)[None, :]
+            idx = rows * (w * w) + dy.clamp(0, w - 1) * w + dx.clamp(0, w - 1)
+            prob = self.edge_classifier(e.features[idx.flatten()]).sigmoid().view_as(scores)
+            hit = inside & e.valid[idx]
+            scores = torch.where(hit, prob.to(scores.dtype), scores)
+            exists = exists | hit
         return scores, exists & (scores >= self.match_thresh)
 
-    def _postprocess(
-        self, dets: Detections, mask_probs: torch.Tensor, track_ids: torch.Tensor,
-        image_size: Tuple[int, int], output_size: Tuple[int, int],
-    ) -> Instances:
-        """Masks and boxes from the padded input frame to the original (H, W)."""
+    def _to_host(self, out: Dict[str, Any], image_size: Tuple[int, int], output_size: Tuple[int, int]) -> Dict:
+        """Masks and boxes from the padded input frame to the original (H, W), then everything the host needs
+        (outputs, next reference-set size, convergence flag) in one device-to-host copy."""
+        dets, mask_probs = out["dets"], out["mask_probs"]
         h, w = image_size
         out_h, out_w = output_size
+        probs = F.interpolate(mask_probs[:, None], scale_factor=self.mask_out_stride, mode="bilinear",
+                              align_corners=False)[:, :, :h, :w]
+        masks = F.interpolate(probs, size=output_size, mode="bilinear", align_corners=False)[:, 0]
+        masks = masks > self.mask_threshold
+        b = dets.boxes
+        x0, x1 = (b[:, 0] * (out_w / w)).clamp(0, out_w), (b[:, 2] * (out_w / w)).clamp(0, out_w)
+        y0, y1 = (b[:, 1] * (out_h / h)).clamp(0, out_h), (b[:, 3] * (out_h / h)).clamp(0, out_h)
+        meta = torch.stack([out["track_ids"].double(), dets.classes.double(), dets.scores.double(),
+                            x0.double(), y0.double(), x1.double(), y1.double()], dim=1).flatten()
+        counts = torch.stack([dets.valid.sum(), out["num_refs"], out["num_pending"], out["converged"].long()])
+        packed = torch.cat([meta, counts.double()]).view(torch.uint8)
+        blob = torch.cat([packed, masks.flatten().view(torch.uint8)]).cpu()  # the frame's one copy
+        n_meta = meta.numel()
+        values = blob[:packed.numel()].view(torch.float64)
+        meta, counts = values[:n_meta].view(-1, 7), values[n_meta:].long().tolist()
+        num = counts[0]
         result = Instances(output_size)
-        if len(dets) > 0:
-            probs = F.interpolate(mask_probs[:, None], scale_factor=self.mask_out_stride, mode="bilinear",
-                                  align_corners=False)[:, :, :h, :w]
-            probs = F.interpolate(probs, size=output_size, mode="bilinear", align_corners=False)[:, 0]
-            masks = probs > self.mask_threshold
-        else:
-            masks = torch.zeros(0, out_h, out_w, dtype=torch.bool, device=self.device)
-        boxes = Boxes(dets.boxes * dets.boxes.new_tensor([out_w / w, out_h / h, out_w / w, out_h / h]))
-        boxes.clip(output_size)
-        result.track_ids = track_ids
-        result.scores = dets.scores
-        result.pred_classes = dets.classes
-        result.pred_masks = masks
-        result.pred_boxes = boxes
-        return result
+        result.track_ids = meta[:num, 0].long()
+        result.pred_classes = meta[:num, 1].long()
+        result.scores = meta[:num, 2].float()
+        result.pred_boxes = Boxes(meta[:num, 3:7].float())  # clipped to the frame on the device
+        result.pred_masks = blob[packed.numel():].view(torch.bool).view(len(dets), out_h, out_w)[:num]
+        return {"instances": result, "num_refs": counts[1], "num_pending": counts[2], "converged": bool(counts[3])}
+
+
+@dataclass
+class _FrameHeads:
+    """Head outputs of one frame: CenterNet (heat maps, sizes, offsets per level), θ maps per level, mask
+    features F̂^d_t and, for the embedding association, the embedding maps."""
+
+    det: Tuple[List[torch.Tensor], List[torch.Tensor], List[torch.Tensor]]
+    thetas: List[torch.Tensor]
+    mask_feats: torch.Tensor
+    embed_maps: Optional[List[torch.Tensor]]

@@ -9,11 +9,16 @@
   of the next frame when it continues a track or scores at least ``TRACK.REF_SCORE_THRESH`` (low-confidence
   detections are reported but do not become graph nodes). Unmatched reference instances stay in the memory —
   node features and kernel — while ``t - last_seen <= Δt`` (``MEMORY_FRAMES``).
+
+At test time everything runs on fixed-size tensors without host syncs: detections are padded slots with a
+``valid`` mask, the greedy matching is computed in parallel rounds (:mod:`.sync_free`), track ids come from a
+device counter and the next reference set is compacted by a stable sort (its size is read with the frame's
+outputs).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
-from typing import List, Optional, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn.functional as F
@@ -21,6 +26,7 @@ from torch import nn
 
 from .edge_targets import edge_set_and_labels
 from .graph import GraphEdges
+from .sync_free import EXACT, greedy_match_fixed_point, stable_compact
 from .targets import CenterTargets
 
 __all__ = ["EdgeClassifier", "ReferenceSet", "VideoState", "OnlineTracker", "greedy_match"]
@@ -118,37 +124,37 @@ def _cat(a, b):
 
 @dataclass
 class VideoState:
-    """Per-video state of online inference (``VisSTG.init_video_state``)."""
+    """Per-video state of online inference (``VisSTG.init_video_state``).
 
-    next_track_id: int = 0
+    ``next_track_id`` becomes a 0-dim device tensor after the first frame (ids are assigned on the device).
+    ``refs`` holds exactly ``len(refs)`` instances, the count read back with the previous frame's outputs; the
+    first ``pending_nodes`` of them are frame t-1's detections, whose node features are ROIAligned from
+    ``prev_features`` only when the next frame reads them."""
+
+    next_track_id: Union[int, torch.Tensor] = 0
     refs: Optional[ReferenceSet] = None
     prev_features: Optional[List[torch.Tensor]] = None  # F_{t-1} per level, for the kernel warp
     prev_thetas: Optional[List[torch.Tensor]] = None  # θ_{t-1} maps per level
     input_shape: Optional[Tuple[int, int]] = None  # padded input size the above were computed at
     num_frames: int = 0  # frames processed so far (for TRACK.VIDEO_SCORE "coverage")
+    pending_nodes: int = 0
 
     def reset_frame_context(self) -> None:
         """Forget everything tied to the previous frame's geometry (keeps the track-id counter)."""
         self.refs, self.prev_features, self.prev_thetas, self.input_shape = None, None, None, None
+        self.pending_nodes = 0
 
 
-def greedy_match(scores: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+def greedy_match(scores: torch.Tensor, valid: torch.Tensor, iters: int = EXACT) -> torch.Tensor:
     """One-to-one matching of (N_ref, N_det) ``scores`` over ``valid`` pairs by descending score.
-    Returns (N_det,) the matched reference index or -1."""
-    det_to_ref = torch.full((scores.shape[1],), -1, dtype=torch.long, device=scores.device)
-    ref_idx, det_idx = torch.nonzero(valid, as_tuple=True)
-    order = scores[ref_idx, det_idx].argsort(descending=True)
-    used_ref = set()
-    for r, d in zip(ref_idx[order].tolist(), det_idx[order].tolist()):
-        if r in used_ref or det_to_ref[d] >= 0:
-            continue
-        used_ref.add(r)
-        det_to_ref[d] = r
-    return det_to_ref
+    Returns (N_det,) the matched reference index or -1 (:func:`.sync_free.greedy_match_fixed_point`;
+    ``iters`` rounds, by default enough for the exact result)."""
+    return greedy_match_fixed_point(scores, valid, iters)[0]
 
 
 class OnlineTracker:
-    """Association, track ids and occlusion memory of online inference (§3.5, §3.6)."""
+    """Association, track ids and occlusion memory of online inference (§3.5, §3.6), on fixed-size tensors:
+    detections come as D padded slots with a ``valid`` mask and nothing here reads a value back to the host."""
 
     def __init__(self, memory_frames: int = 7, prune_class_mismatch: bool = True, ref_score_thresh: float = 0.0):
         self.memory_frames = memory_frames
@@ -156,37 +162,61 @@ class OnlineTracker:
         self.ref_score_thresh = ref_score_thresh
 
     def associate(
-        self, scores: torch.Tensor, valid: torch.Tensor, ref_classes: torch.Tensor, det_classes: torch.Tensor
-    ) -> torch.Tensor:
+        self, scores: torch.Tensor, valid: torch.Tensor, ref_classes: torch.Tensor, det_classes: torch.Tensor,
+        iters: int = EXACT,
+    ) -> Tuple[torch.Tensor, torch.Tensor]:
         """Prune class-mismatched pairs and match. ``scores``/``valid`` (N_ref, N_det): pair scores and which
-        pairs are candidates (an edge exists and passes the model's threshold). Returns (N_det,) ref or -1."""
+        pairs are candidates (an edge exists and passes the model's threshold). Returns (N_det,) ref or -1
+        and the matcher's ``converged`` flag (``iters`` rounds; default enough for the exact result)."""
         if self.prune_class_mismatch:
             valid = valid & (ref_classes[:, None] == det_classes[None, :])
-        return greedy_match(scores, valid)
+        return greedy_match_fixed_point(scores, valid, iters)
 
     @staticmethod
-    def assign_track_ids(state: VideoState, refs: Optional[ReferenceSet], det_to_ref: torch.Tensor) -> torch.Tensor:
-        """Matched detections inherit their reference's track id; the others start new tracks."""
-        track_ids = torch.empty_like(det_to_ref)
-        matched = det_to_ref >= 0
-        if matched.any():
-            track_ids[matched] = refs.track_ids[det_to_ref[matched]]
-        num_new = int((~matched).sum())
-        track_ids[~matched] = torch.arange(state.next_track_id, state.next_track_id + num_new,
-                                           device=det_to_ref.device)
-        state.next_track_id += num_new
+    def assign_track_ids(
+        state: VideoState, refs: Optional[ReferenceSet], det_to_ref: torch.Tensor,
+        det_valid: Optional[torch.Tensor] = None,
+    ) -> torch.Tensor:
+        """Matched detections inherit their reference's track id; the other valid ones start new tracks in
+        slot order (padded slots get -1). Advances ``state.next_track_id`` on the device."""
+        valid = torch.ones_like(det_to_ref, dtype=torch.bool) if det_valid is None else det_valid
+        matched = (det_to_ref >= 0) & valid
+        new = valid & ~matched
+        fresh = state.next_track_id + new.long().cumsum(0) - 1
+        track_ids = torch.where(new, fresh, -1)
+        if refs is not None and len(refs) > 0:
+            track_ids = torch.where(matched, refs.track_ids[det_to_ref.clamp(min=0)], track_ids)
+        state.next_track_id = state.next_track_id + new.long().sum()
         return track_ids
 
-    def next_references(
-        self, current: ReferenceSet, refs: Optional[ReferenceSet], det_to_ref: torch.Tensor, frame_idx: int
-    ) -> ReferenceSet:
+    def next_references_padded(
+        self, current: ReferenceSet, refs: Optional[ReferenceSet], det_to_ref: torch.Tensor, frame_idx: int,
+        det_valid: Optional[torch.Tensor] = None,
+    ) -> Tuple[ReferenceSet, torch.Tensor, torch.Tensor]:
         """Reference set for frame ``frame_idx + 1``: this frame's detections that continue a track or score at
-        least ``ref_score_thresh``, plus the unmatched earlier instances still inside the memory window
-        (frame_idx + 1 - last_seen <= Δt)."""
-        current = current[torch.nonzero((current.scores >= self.ref_score_thresh) | (det_to_ref >= 0)).flatten()]
-        if refs is None or len(refs) == 0:
-            return current
-        unmatched = torch.ones(len(refs), dtype=torch.bool, device=det_to_ref.device)
-        unmatched[det_to_ref[det_to_ref >= 0]] = False
-        alive = unmatched & (frame_idx + 1 - refs.last_seen <= self.memory_frames)
-        return ReferenceSet.cat(current, refs[torch.nonzero(alive).flatten()])
+        least ``ref_score_thresh``, then the unmatched earlier instances still inside the memory window
+        (frame_idx + 1 - last_seen <= Δt), both in their order. Fixed size: returns all D + N candidates with
+        the kept ones first, the number kept and the number of kept detections (0-dim device tensors)."""
+        keep_cur = (current.scores >= self.ref_score_thresh) | (det_to_ref >= 0)
+        if det_valid is not None:
+            keep_cur = keep_cur & det_valid
+        keep, candidates = keep_cur, current
+        if refs is not None and len(refs) > 0:
+            alive = ~_any_match(det_to_ref, len(refs)) & (frame_idx + 1 - refs.last_seen <= self.memory_frames)
+            keep, candidates = torch.cat([keep_cur, alive]), ReferenceSet.cat(current, refs)
+        order, count = stable_compact(keep)
+        return candidates[order], count, keep_cur.sum()
+
+    def next_references(
+        self, current: ReferenceSet, refs: Optional[ReferenceSet], det_to_ref: torch.Tensor, frame_idx: int,
+        det_valid: Optional[torch.Tensor] = None,
+    ) -> ReferenceSet:
+        """:meth:`next_references_padded` cut to the kept instances (reads the count: one host sync)."""
+        padded, count, _ = self.next_references_padded(current, refs, det_to_ref, frame_idx, det_valid)
+        return padded[slice(0, int(count))]
+
+
+def _any_match(det_to_ref: torch.Tensor, num_refs: int) -> torch.Tensor:
+    """(num_refs,) bool: the reference is matched by some detection."""
+    hit = torch.zeros(num_refs + 1, dtype=torch.bool, device=det_to_ref.device)
+    return hit.index_fill(0, torch.where(det_to_ref >= 0, det_to_ref, num_refs), True)[:num_refs]

@@ -1,13 +1,11 @@
 """Register a dataset from its JSON alone (``train_net.py --dataset NAME=JSON:IMAGE_ROOT``)."""
 from __future__ import annotations
 
-import json
-import os
 
 from detectron2.data.datasets import register_coco_instances
 
 from .errors import DatasetFormatError
-from .ytvis import category_metadata, register_ytvis_instances
+from .ytvis import category_metadata, read_json_object, register_ytvis_instances
 
 __all__ = ["register_json_dataset"]
 
@@ -16,14 +14,8 @@ def register_json_dataset(name: str, json_file: str, image_root: str) -> str:
     """YouTube-VIS format (``videos``) -> a video dataset; COCO format (``images``) -> an image dataset (a
     training source, :mod:`projects.data.image_sources`). The JSON is read once now for its categories.
     Returns ``"video"`` or ``"image"``."""
-    if not os.path.isfile(json_file):
-        raise DatasetFormatError(json_file, "annotation file does not exist")
-    try:
-        with open(json_file) as f:
-            data = json.load(f)
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise DatasetFormatError(json_file, f"not valid JSON ({e})") from e
-    if not isinstance(data, dict) or not isinstance(data.get("categories"), list):
+    data = read_json_object(json_file, "'categories' and 'videos' or 'images'")
+    if not isinstance(data.get("categories"), list):
         raise DatasetFormatError(json_file, "must be a JSON object with 'categories' and 'videos' or 'images'")
     if "videos" in data:
         register_ytvis_instances(name, json_file, image_root, category_metadata(data["categories"]))

@@ -36,7 +36,9 @@ def category_metadata(categories: List[Dict[str, Any]]) -> Dict[str, Any]:
     }
 
 
-def _read_json(json_file: str) -> Dict[str, Any]:
+def read_json_object(json_file: str, expected: str) -> Dict[str, Any]:
+    """Read an annotation file that must hold a JSON object; errors name the file (``expected``: what the object
+    should contain, for the message)."""
     if not os.path.isfile(json_file):
         raise DatasetFormatError(json_file, "annotation file does not exist")
     try:
@@ -45,7 +47,12 @@ def _read_json(json_file: str) -> Dict[str, Any]:
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise DatasetFormatError(json_file, f"not valid JSON ({e})") from e
     if not isinstance(data, dict):
-        raise DatasetFormatError(json_file, "top level must be a JSON object with 'videos' and 'categories'")
+        raise DatasetFormatError(json_file, f"top level must be a JSON object with {expected}")
+    return data
+
+
+def _read_json(json_file: str) -> Dict[str, Any]:
+    data = read_json_object(json_file, "'videos' and 'categories'")
     for key in ("videos", "categories"):
         if key not in data:
             raise DatasetFormatError(json_file, f"missing required key '{key}'")
