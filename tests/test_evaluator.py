@@ -84,3 +84,32 @@ def test_evaluator_without_annotations_only_writes_results(tmp_path):
         assert len(json.loads(zf.read("results.json"))) == 2
     evaluator.reset()
     assert evaluator.evaluate() == {} and json.loads((tmp_path / "results.json").read_text()) == []
+
+
+def test_evaluator_logs_input_findings_and_scores_like_official(tmp_path, caplog):
+    name = _register(tmp_path)
+    json_file = MetadataCatalog.get(name).json_file
+    gt = json.loads(open(json_file).read())
+    gt["annotations"][0]["id"] = 0  # official matching never counts a match to GT id 0 as a TP
+    open(json_file, "w").write(json.dumps(gt))
+    evaluator = YTVISEvaluator(name, output_dir=str(tmp_path / "out"), distributed=False)
+    evaluator.reset()
+    evaluator.process([{"video_id": 5}], _outputs())
+    with caplog.at_level("WARNING", logger="projects.evaluation.evaluator"):
+        segm = evaluator.evaluate()["segm"]
+    assert segm["AP"] == pytest.approx(0.0) and segm["AR10"] == pytest.approx(0.0)
+    assert any("annotation id 0" in r.getMessage() and "annotations[0]" in r.getMessage() for r in caplog.records)
+
+
+def test_evaluator_refuses_corrupt_gt_mask(tmp_path):
+    name = _register(tmp_path)
+    json_file = MetadataCatalog.get(name).json_file
+    gt = json.loads(open(json_file).read())
+    gt["annotations"][0]["segmentations"][2]["counts"] += "1"  # one more (delta-coded) run: past H*W
+    open(json_file, "w").write(json.dumps(gt))
+    evaluator = YTVISEvaluator(name, output_dir=str(tmp_path / "out"), distributed=False)
+    evaluator.reset()
+    evaluator.process([{"video_id": 5}], _outputs())
+    message = r"gt\.json: annotations\[0\]: bad segmentation in frame 2: .*sum to \d+, not height\*width = 64\*64"
+    with pytest.raises(ValueError, match=message):
+        evaluator.evaluate()

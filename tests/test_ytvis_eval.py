@@ -1,5 +1,6 @@
 """YouTube-VIS metrics: one hand-built case per official rule, expected numbers derived from the rules."""
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -9,6 +10,8 @@ import pycocotools.mask as mask_util
 import pytest
 
 from projects.evaluation import evaluate_ytvis, video_iou
+from projects.evaluation.rle_check import check_rles, decode_counts_string
+from projects.evaluation.ytvis_format import YTVISInputWarning
 
 REPO = Path(__file__).resolve().parents[1]
 H = W = 100
@@ -209,10 +212,12 @@ def test_errors(tmp_path):
     with pytest.raises(ValueError, match=r"video id\(s\) 99 .*") as e:
         evaluate_ytvis(gt, res_file)
     assert "my_results.json" in str(e.value)
-    with pytest.raises(ValueError, match="length 3 but video 1 has 2 frames"):
-        evaluate_ytvis(gt, [pred([A, A, A], 0.9)])
-    with pytest.raises(ValueError, match=r"category id\(s\) 7"):
-        evaluate_ytvis(gt, [pred([A, A], 0.9, category_id=7)])
+    with pytest.raises(ValueError, match=r"entry 0 \(3 entries, video 1 has 2 frames\).*--strict"):
+        evaluate_ytvis(gt, [pred([A, A, A], 0.9)], strict=True)
+    with pytest.raises(ValueError, match=r"category id\(s\) 7 .*--strict"):
+        evaluate_ytvis(gt, [pred([A, A], 0.9, category_id=7)], strict=True)
+    with pytest.raises(ValueError, match=r"score 'high' is not a number"):
+        evaluate_ytvis(gt, [pred([A, A], "high")])
     with pytest.raises(ValueError, match="mask size"):
         evaluate_ytvis(gt, [pred([box(0, 0, 5, 5, 50, 50)] * 2, 0.9)])
     with pytest.raises(ValueError, match="missing required key"):
@@ -247,7 +252,7 @@ def test_cli(tmp_path):
 
 @pytest.mark.parametrize("case, message", [
     ("missing", "No such file"), ("bad_json", "not valid JSON"), ("no_categories", "'categories'"),
-    ("unknown_video", "video id(s) 5"), ("wrong_length", "has 2 frames")])
+    ("unknown_video", "video id(s) 5"), ("wrong_length", "refused by --strict")])
 def test_cli_errors(tmp_path, case, message):
     gt = gt_json([{"masks": [A, A]}])
     results = [pred([A, A], 0.9)]
@@ -260,7 +265,189 @@ def test_cli_errors(tmp_path, case, message):
         results[0]["segmentations"].append(None)
     gt_file.write_text(json.dumps(gt))
     res_file.write_text("{not json" if case == "bad_json" else json.dumps(results))
-    proc = _cli(gt_file, tmp_path / "nope.json" if case == "missing" else res_file)
+    proc = _cli(gt_file, tmp_path / "nope.json" if case == "missing" else res_file, "--strict")
     assert proc.returncode == 1 and proc.stdout == ""
     error = proc.stderr.strip().splitlines()[-1]
     assert error.startswith("error:") and message in error
+
+
+# --- inputs the official evaluation scores: same numbers, a warning naming file, entry and problem ----------
+
+def test_segmentations_lists_pair_with_zip():
+    gt = gt_json([{"masks": [A, A, B]}], length=3)
+    # a short prediction: frames past its end are ignored on both sides (official zip), so IoU = 200/200
+    with pytest.warns(YTVISInputWarning, match=r"entry 0 \(2 entries, video 1 has 3 frames\)"):
+        check(evaluate_ytvis(gt, [pred([A, A], 0.9)]), AP=1, AR1=1)
+    # padded with null it would miss frame 2's GT: IoU 200/300 passes thresholds 0.5 .. 0.65 only
+    check(evaluate_ytvis(gt, [pred([A, A, None], 0.9)]), AP=np.mean(THRS <= 2 / 3))
+    # a long prediction: the extra frame never enters the IoU
+    with pytest.warns(YTVISInputWarning, match=r"entry 1 \(4 entries"):
+        long = evaluate_ytvis(gt, [pred([C, C, C], 0.95), pred([A, A, B, C], 0.9)])
+    check(long, AP=np.mean(np.where(RECALL_THRS <= 1.0, 0.5, 0)), AR1=0, AR10=1)
+    # a short GT track pairs the same way
+    with pytest.warns(YTVISInputWarning, match=r"ground truth .*annotations\[0\] \(2 entries"):
+        gt_short = gt_json([{"masks": [A, A]}], length=3)
+        check(evaluate_ytvis(gt_short, [pred([A, A, B], 0.9)]), AP=1)
+
+
+def test_long_prediction_area_averages_all_its_frames():
+    h = w = 400
+    g, small = box(0, 0, 10, 10, h, w), box(300, 300, 310, 310, h, w)
+    big = box(0, 0, 300, 300, h, w)  # 90000 px
+    gt = gt_json([{"masks": [g, g]}], length=2, h=h, w=w)
+    # FP of 100 px frames plus one extra 90000-px frame past the video: its area (official loadRes) averages
+    # all its frames, (100 + 100 + 90000) / 3 = 30067 -> medium, so in the small range this unmatched FP is
+    # ignored and small AP stays 1 although it outranks the TP
+    with pytest.warns(YTVISInputWarning):
+        m = evaluate_ytvis(gt, [pred([small, small, big], 0.95), pred([g, g], 0.9)])
+    check(m, AP=0.5, APs=1, APm=-1)
+    # trimmed to the video it is a small FP: small AP 0.5
+    check(evaluate_ytvis(gt, [pred([small, small], 0.95), pred([g, g], 0.9)]), AP=0.5, APs=0.5)
+
+
+def test_foreign_category_predictions_are_dropped():
+    gt = gt_json([{"masks": [A, A]}])
+    fp = pred([B, B], 0.95, category_id=7)
+    with pytest.warns(YTVISInputWarning, match=r"results <in-memory results>: predictions with a category_id "
+                      r"that is not a ground-truth category .* dropped.*: entry 0 \(category_id 7\)"):
+        m = evaluate_ytvis(gt, [fp, pred([A, A], 0.9)])
+    assert m == evaluate_ytvis(gt, [pred([A, A], 0.9)])
+    check(m, AP=1)
+    # dropped predictions still get their masks validated
+    corrupt = {**fp, "segmentations": [{"size": [H, W], "counts": "0"}, None]}
+    with pytest.raises(ValueError, match=r"entry 0: bad segmentation in frame 0"):
+        evaluate_ytvis(gt, [corrupt])
+
+
+def test_gt_annotation_id_zero_is_never_a_true_positive():
+    gt = gt_json([{"masks": [A, A]}, {"masks": [B, B]}])
+    gt["annotations"][0]["id"] = 0
+    with pytest.warns(YTVISInputWarning, match=r"annotation id 0 .*: annotations\[0\]"):
+        m = evaluate_ytvis(gt, [pred([A, A], 0.9), pred([B, B], 0.8)])
+    # the perfect match on id 0 counts as FP, then a TP: precision 1/2 up to recall 1/2 (2 GT tracks)
+    check(m, AP=np.mean(np.where(RECALL_THRS <= 0.5, 0.5, 0.0)), AR1=0, AR10=0.5)
+    # the id-0 track is "taken" by the first match: a second prediction on it is an FP too
+    with pytest.warns(YTVISInputWarning):
+        m = evaluate_ytvis(gt, [pred([A, A], 0.9), pred([A, A], 0.85), pred([B, B], 0.8)])
+    check(m, AP=np.mean(np.where(RECALL_THRS <= 0.5, 1 / 3, 0.0)))
+    with pytest.raises(ValueError, match=r"annotations\[0\]: annotation id 0 .*--strict"):
+        evaluate_ytvis(gt, [pred([B, B], 0.8)], strict=True)
+
+
+def test_cli_warnings_and_strict(tmp_path):
+    gt = gt_json([{"masks": [A, A]}])
+    gt_file, res_file = tmp_path / "gt.json", tmp_path / "my_res.json"
+    gt_file.write_text(json.dumps(gt))
+    res_file.write_text(json.dumps([pred([B, B], 0.95, category_id=9), pred([A], 0.9)]))
+    proc = _cli(gt_file, res_file)
+    assert proc.returncode == 0, proc.stderr
+    check(json.loads(proc.stdout), AP=1)
+    warnings_ = [line for line in proc.stderr.splitlines() if line.startswith("warning:")]
+    assert len(warnings_) == 2
+    assert all("my_res.json" in line for line in warnings_)
+    assert any("entry 0 (category_id 9)" in line for line in warnings_)
+    assert any("entry 1 (1 entries, video 1 has 2 frames)" in line for line in warnings_)
+    strict = _cli(gt_file, res_file, "--strict")
+    assert strict.returncode == 1 and strict.stdout == ""
+    assert strict.stderr.strip().splitlines()[-1].startswith("error:")
+
+
+# --- corrupt RLEs are refused before pycocotools decodes them ----------------------------------------------
+
+def _corrupt(kind):
+    """A (H, W) RLE whose counts do not decode to exactly H*W run lengths."""
+    good = rle(box(3, 0, 60, 40))["counts"]
+    if kind == "truncated":  # cut after a character with the continuation bit: the string ends mid-count
+        cut = next(i for i in range(len(good) - 1, 0, -1) if (ord(good[i - 1]) - 48) & 0x20)
+        return {"size": [H, W], "counts": good[:cut]}
+    if kind == "cut_short":  # cut between counts: decodes, but sums short of H*W
+        cut = next(i for i in range(len(good) - 1, 0, -1) if not (ord(good[i - 1]) - 48) & 0x20)
+        return {"size": [H, W], "counts": good[:cut]}
+    if kind == "past_hw":  # the RLE of a (H, W + 1) mask claims to be (H, W)
+        return {"size": [H, W], "counts": rle(np.ones((H, W + 1), np.uint8))["counts"]}
+    if kind == "uncompressed_short":
+        return {"size": [H, W], "counts": [10, 20, H * W - 31]}
+    if kind == "non_ascii":
+        return {"size": [H, W], "counts": good[:5] + "\u00e9\u4e2d" + good[5:]}
+    if kind == "garbage":
+        return {"size": [H, W], "counts": "\x01\x7f~~~~"}
+    raise AssertionError(kind)
+
+
+CORRUPT = {"truncated": "truncated", "cut_short": "not height*width = 100*100 = 10000", "past_hw": "sum to 10100",
+           "uncompressed_short": "sum to 9999", "non_ascii": "non-ASCII", "garbage": "invalid character"}
+
+
+@pytest.mark.parametrize("side", ["gt", "results"])
+@pytest.mark.parametrize("kind", sorted(CORRUPT))
+def test_corrupt_rle_is_refused(tmp_path, side, kind):
+    gt = gt_json([{"masks": [A, A, A]}, {"masks": [B, B, B]}], length=3)
+    results = [pred([A, A, A], 0.9), pred([B, B, B], 0.8)]
+    target = gt["annotations"][1] if side == "gt" else results[1]
+    target["segmentations"][2] = _corrupt(kind)
+    gt_file, res_file = tmp_path / "gt.json", tmp_path / "res.json"
+    gt_file.write_text(json.dumps(gt))
+    res_file.write_text(json.dumps(results))
+    where = (r"ground truth .*gt\.json: annotations\[1\]" if side == "gt" else r"results .*res\.json: entry 1")
+    with pytest.raises(ValueError, match=where + r": bad segmentation in frame 2: .*" + re.escape(CORRUPT[kind])):
+        evaluate_ytvis(gt_file, res_file)
+    if kind == "truncated":  # the CLI: exit 1 with the same one-line message, nothing on stdout
+        proc = _cli(gt_file, res_file)
+        assert proc.returncode == 1 and proc.stdout == ""
+        assert re.search(where + ".*frame 2.*truncated", proc.stderr.strip().splitlines()[-1])
+
+
+def _runs(mask):
+    return _uncompressed(mask)["counts"]
+
+
+def test_counts_string_decoder_matches_pycocotools():
+    rng = np.random.default_rng(0)
+    strings, expected = [], []
+    for trial in range(200):
+        h, w = rng.integers(1, 70, size=2)
+        mask = (rng.random((h, w)) < rng.random()).astype(np.uint8)
+        if trial % 2:  # long runs: multi-chunk counts and negative deltas
+            mask = np.zeros((h, w), np.uint8)
+            mask[rng.integers(0, h):, rng.integers(0, w):] = 1
+        counts = mask_util.encode(np.asfortranarray(mask))["counts"]
+        assert decode_counts_string(counts).tolist() == _runs(mask)
+        strings.append({"size": [int(h), int(w)], "counts": counts.decode() if trial % 3 else counts})
+        expected.append(None)
+    big = np.zeros((720, 1280), np.uint8)
+    big[:, :1] = 1
+    big[700:, 5:1200] = 1
+    assert decode_counts_string(mask_util.encode(np.asfortranarray(big))["counts"]).tolist() == _runs(big)
+    assert check_rles(strings) == expected  # one vectorised pass over all strings
+    assert check_rles([{"size": [0, 0], "counts": ""}, {"size": [2, 2], "counts": [1, 3]}]) == [None, None]
+
+
+def test_check_rles_messages():
+    msgs = check_rles([{"size": [2, 2], "counts": "13"}, {"size": [2, 2], "counts": [1, -1, 4]},
+                       {"size": [2], "counts": "4"}, {"size": [2, 2], "counts": "Yoooooooooo1"},
+                       {"size": [2, 2], "counts": "1\x7f"}, {"counts": "4"}, {"size": [2, 2], "counts": 4},
+                       {"size": [2, 2], "counts": "4"}])
+    assert msgs[0] is None and msgs[7] is None
+    assert "negative run -1" in msgs[1] and "'size' must be [height, width]" in msgs[2]
+    assert "spans 12 characters" in msgs[3] and "invalid character '\\x7f' at position 1" in msgs[4]
+    assert "needs 'size' and 'counts'" in msgs[5] and "string or a list of integers" in msgs[6]
+
+
+def test_videos_of_more_than_255_frames():
+    # pycocotools' area() of a list of >= 256 RLEs overflows under numpy 2: areas are taken in chunks
+    g, p = box(0, 0, 4, 4, 8, 8), box(0, 0, 4, 2, 8, 8)
+    gt = gt_json([{"masks": [g] * 300}], length=300, h=8, w=8)
+    m = evaluate_ytvis(gt, [pred([p] * 300, 0.9)])  # IoU 8/16 = 0.5: only the 0.5 threshold passes
+    check(m, AP=0.1, AP50=1, AP75=0)
+
+
+def test_duplicate_gt_ids_score_the_last_annotation_per_id():
+    gt = gt_json([{"masks": [A, A]}, {"masks": [B, B]}, {"masks": [C, C]}])
+    gt["annotations"][2]["id"] = gt["annotations"][0]["id"]  # A's id reused by C: official scores C twice
+    preds = [pred([A, A], 0.9), pred([C, C], 0.8), pred([B, B], 0.7), pred([C, C], 0.6)]
+    with pytest.warns(YTVISInputWarning, match=r"annotations\[0\] \(id 1, replaced by annotations\[2\]\)"):
+        m = evaluate_ytvis(gt, preds)
+    # GT = {C, B, C}: FP (A), TP, TP, TP -> precision 0 at rank 1, then 2/3 and 3/4 (interpolated: 3/4)
+    check(m, AP=0.75, AR1=0, AR10=1)
+    with pytest.raises(ValueError, match=r"id used more than once.*--strict"):
+        evaluate_ytvis(gt, preds, strict=True)

@@ -20,6 +20,9 @@ def add_vis_stg_config(cfg: CN) -> None:
 
     # FPN levels the graph and all heads run on (§4.2: "each output feature map from FPN").
     _C.IN_FEATURES = ["p3", "p4", "p5", "p6", "p7"]
+    # Backbone "build_vis_stg_resnet_fpn_backbone" (vis_stg/backbone.py): P6/P7 from "res5" (C5, as detectron2's
+    # RetinaNet, whose COCO checkpoint then loads completely) or "p5" (as FCOS / CondInst / AdelaiDet).
+    _C.P6_P7_FROM = "res5"
     # Ground-truth objects go to level i when their size measure (input pixels) falls in [SOI[i-1], SOI[i]);
     # len = number of levels - 1 (FCOS/CondInst ranges).
     _C.SIZES_OF_INTEREST = [64, 128, 256, 512]

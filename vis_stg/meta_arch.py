@@ -31,6 +31,7 @@ from .detection_head import CenterNetHead, Detections
 from .embedding_head import EmbeddingHead
 from .graph import GraphEdges, SpatialTemporalGraph
 from .kernel_warp import KernelWarp
+from .init_summary import install_init_summary
 from .losses import dice_loss, graph_anchor
 from .mask_head import Controller, DynamicMaskHead, MaskBranch, downsample_gt_masks
 from .targets import CenterTargets, assign_centers, expand_positives, gather_at_cells
@@ -52,7 +53,8 @@ class VisSTG(nn.Module):
         if self.num_classes <= 0:
             raise ValueError(f"MODEL.NUM_CLASSES must be resolved to a positive number of classes before "
                              f"building VisSTG (got {self.num_classes}); train_net.py does this from the dataset")
-        self.backbone = build_backbone(cfg)
+        self.backbone = build_backbone(cfg)  # COCO-pretrained when MODEL.WEIGHTS says so (README "Initialisation")
+        install_init_summary(self)  # one log line after loading weights: what was loaded, what stays random
         shapes = self.backbone.output_shape()
         self.in_features = list(c.IN_FEATURES)
         missing = [f for f in self.in_features if f not in shapes]

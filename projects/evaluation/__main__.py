@@ -1,17 +1,22 @@
-"""``python -m projects.evaluation GT.json RESULTS.json [--per-class]``: YouTube-VIS metrics as one JSON line.
+"""``python -m projects.evaluation GT.json RESULTS.json [--per-class] [--strict]``: YouTube-VIS metrics as one
+JSON line.
 
 stdout holds exactly one line, ``{"AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10"}`` as fractions
 (-1 when undefined), plus ``"per_class": {name: AP}`` with ``--per-class``. pycocotools' table goes to stderr.
-Malformed input exits with status 1 and a one-line ``error: ...`` on stderr.
+Inputs the official evaluation scores but that look wrong are scored the same way, each kind reported by one
+``warning: ...`` line on stderr; ``--strict`` turns them into errors. Malformed input (corrupt RLEs included)
+exits with status 1 and a one-line ``error: ...`` on stderr.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import sys
+import warnings
 from typing import List, Optional
 
 from .ytvis_eval import evaluate_ytvis
+from .ytvis_format import YTVISInputWarning
 
 CLI_KEYS = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10")
 
@@ -22,13 +27,24 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("gt", help="ground-truth JSON (YouTube-VIS format, with annotations)")
     parser.add_argument("results", help="results JSON: list of {video_id, category_id, score, segmentations}")
     parser.add_argument("--per-class", action="store_true", help="also report AP per category name")
+    parser.add_argument("--strict", action="store_true",
+                        help="refuse inputs that the official evaluation scores with a warning here (segmentations "
+                             "lists of the wrong length, foreign categories, GT annotation id 0, duplicate GT ids)")
     args = parser.parse_args(argv)
-    try:
-        metrics = evaluate_ytvis(args.gt, args.results, log=sys.stderr)
-    except (OSError, ValueError, KeyError, TypeError) as e:
-        message = " ".join(str(e).split()) or type(e).__name__
-        print(f"error: {message}", file=sys.stderr)
-        return 1
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", YTVISInputWarning)
+        try:
+            metrics = evaluate_ytvis(args.gt, args.results, log=sys.stderr, strict=args.strict)
+        except (OSError, ValueError, KeyError, TypeError, OverflowError) as e:
+            message = " ".join(str(e).split()) or type(e).__name__
+            print(f"error: {message}", file=sys.stderr)
+            return 1
+        finally:
+            for w in caught:
+                if issubclass(w.category, YTVISInputWarning):
+                    print(f"warning: {w.message}", file=sys.stderr)
+                else:
+                    warnings.showwarning(w.message, w.category, w.filename, w.lineno)
     out = {k: metrics[k] for k in CLI_KEYS}
     if args.per_class:
         out["per_class"] = metrics["per_class"]

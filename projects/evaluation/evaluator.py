@@ -12,6 +12,7 @@ import json
 import logging
 import math
 import os
+import warnings
 import zipfile
 from collections import OrderedDict
 from typing import Any, Dict, List, Optional
@@ -26,6 +27,7 @@ from detectron2.utils.file_io import PathManager
 
 from ..engine.atomic_io import atomic_write
 from .ytvis_eval import evaluate_ytvis
+from .ytvis_format import YTVISInputWarning
 
 __all__ = ["YTVISEvaluator", "to_result_rle"]
 
@@ -123,7 +125,14 @@ class YTVISEvaluator(DatasetEvaluator):
             self._logger.info(f"{self._dataset_name} has no annotations: skipping evaluation")
             return OrderedDict()
         log = io.StringIO()
-        metrics = evaluate_ytvis(gt, predictions, log=log)
+        with warnings.catch_warnings(record=True) as caught:  # input findings (e.g. a GT id 0) go to the log
+            warnings.simplefilter("always", YTVISInputWarning)
+            metrics = evaluate_ytvis(gt, predictions, log=log, gt_name=self._json_file)
+        for w in caught:
+            if issubclass(w.category, YTVISInputWarning):
+                self._logger.warning(str(w.message))
+            else:
+                warnings.showwarning(w.message, w.category, w.filename, w.lineno)
         self._logger.info(f"Evaluation results for {self._dataset_name}:\n{log.getvalue()}")
         return OrderedDict(segm=self._to_percent(metrics))
 

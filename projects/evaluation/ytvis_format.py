@@ -3,22 +3,63 @@
 Both sides are turned into *track records*, the plain dicts that pycocotools' ``COCOeval.evaluateImg`` reads:
 ``{"id" (>0), "video_id", "category_id", "segmentations": [RLE | None] * length, "frame_areas": [int] * length,
 "area": mean non-null non-zero frame area, "iscrowd", "ignore", "score"}``.
-Malformed input raises ``ValueError`` (``OSError`` for unreadable files) with a one-line message.
+Malformed input raises ``ValueError`` (``OSError`` for unreadable files) with a one-line message; every RLE
+is validated (:mod:`.rle_check`) before pycocotools reads it.
+
+Inputs that the official evaluation scores although they are suspicious are scored the same way with a
+:class:`YTVISInputWarning` naming the file, the entries and the problem (``strict=True`` refuses them):
+
+- a ``segmentations`` list longer or shorter than the video (the official IoU pairs frames with ``zip``:
+  frames past the shorter list are ignored; a prediction's area still averages all of its own frames);
+- a prediction whose ``category_id`` is not a GT category (the official evaluation drops it);
+- a GT annotation with ``id`` 0 (the official matching stores the GT id as "matched to", so a match to it is
+  never a true positive: it counts as a false positive and the GT stays a miss);
+- GT annotations sharing an ``id`` (the official API keeps the last one per id and scores it in place of
+  each).
 """
 from __future__ import annotations
 
 import json
 import os
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import pycocotools.mask as mask_util
 
+from .rle_check import check_rles
+
 RLE = Dict[str, Any]
 JsonInput = Union[str, "os.PathLike[str]", dict, list]
 
-__all__ = ["YTVISGroundTruth", "load_ground_truth", "load_results", "to_rle", "mean_nonzero_area"]
+__all__ = ["YTVISGroundTruth", "YTVISInputWarning", "load_ground_truth", "load_results", "to_rle",
+           "mean_nonzero_area"]
+
+_LISTED = 10  # entries named in one warning
+
+
+class YTVISInputWarning(UserWarning):
+    """An input the official evaluation scores, but which is probably a mistake (see the module docstring)."""
+
+
+class _Findings:
+    """Collects one kind of lenient-mode finding per file and emits it as a single warning (or error)."""
+
+    def __init__(self, source: str, strict: bool):
+        self.source, self.strict = source, strict
+        self.found: Dict[str, List[str]] = {}
+
+    def add(self, problem: str, entry: str) -> None:
+        if self.strict:
+            raise ValueError(f"{self.source}: {entry}: {problem} (refused by --strict)")
+        self.found.setdefault(problem, []).append(entry)
+
+    def emit(self) -> None:
+        for problem, entries in self.found.items():
+            listed = ", ".join(entries[:_LISTED]) + (f", ... ({len(entries) - _LISTED} more)"
+                                                     if len(entries) > _LISTED else "")
+            warnings.warn(f"{self.source}: {problem}: {listed}", YTVISInputWarning, stacklevel=3)
 
 
 @dataclass
@@ -32,10 +73,10 @@ class YTVISGroundTruth:
     has_annotations: bool = False
 
 
-def _read_json(data: JsonInput, what: str) -> Tuple[Any, str]:
-    """Return ``(parsed JSON, name used in error messages)``; in-memory dicts/lists pass through."""
+def _read_json(data: JsonInput, what: str, name: Optional[str] = None) -> Tuple[Any, str]:
+    """Return ``(parsed JSON, name used in messages)``; in-memory dicts/lists pass through (named ``name``)."""
     if isinstance(data, (dict, list)):
-        return data, f"<in-memory {what}>"
+        return data, name or f"<in-memory {what}>"
     path = os.fspath(data)
     with open(path, "rb") as f:  # OSError (e.g. missing file) propagates with the path in its message
         text = f.read()
@@ -51,15 +92,19 @@ def mean_nonzero_area(areas: Sequence[Optional[float]]) -> float:
     return float(np.mean(nonzero)) if nonzero else 0.0
 
 
-def to_rle(segm: Any, height: int, width: int) -> Optional[RLE]:
+def to_rle(segm: Any, height: int, width: int, validate: bool = True) -> Optional[RLE]:
     """Polygons / uncompressed RLE / compressed RLE / null -> compressed RLE (or ``None`` for null).
 
     Conversion follows ``annToRLE`` of the official API (``frPyObjects`` with the video's size, polygons
-    merged). Masks whose size is not the video's raise ``ValueError`` (the official code would silently
-    compute a meaningless IoU).
+    merged). RLEs are validated first (``validate=False``: the caller already did). Masks whose size is not
+    the video's raise ``ValueError`` (the official code would silently compute a meaningless IoU).
     """
     if not segm:
         return None
+    if validate and isinstance(segm, dict):
+        problem = check_rles([segm])[0]
+        if problem:
+            raise ValueError(problem)
     if isinstance(segm, list):
         rle = mask_util.merge(mask_util.frPyObjects(segm, height, width))
     elif isinstance(segm, dict) and isinstance(segm.get("counts"), list):
@@ -73,22 +118,50 @@ def to_rle(segm: Any, height: int, width: int) -> Optional[RLE]:
     return rle
 
 
-def _track_record(entry: dict, video: Tuple[int, int, int], where: str) -> Dict[str, Any]:
-    """Common part of GT and result records: RLEs and per-frame areas, with the length checked."""
+def _areas(rles: List[RLE]) -> List[int]:
+    """``mask_util.area`` of many RLEs, in chunks of 255: pycocotools (with numpy 2) overflows a uint8 counter
+    on lists of 256 or more, i.e. on every video of 256+ frames."""
+    return [int(a) for i in range(0, len(rles), 255) for a in mask_util.area(rles[i:i + 255])]
+
+
+def _check_entry_rles(segms: list, where: str) -> None:
+    """Validate all RLE dicts of one entry in one vectorised pass; ``ValueError`` names the first bad frame."""
+    frames = [t for t, segm in enumerate(segms) if segm and isinstance(segm, dict)]
+    for t, problem in zip(frames, check_rles([segms[t] for t in frames])):
+        if problem:
+            raise ValueError(f"{where}: bad segmentation in frame {t}: {problem}")
+
+
+def _check_all_rles(entries: list, where) -> None:
+    """Validate the RLEs of every entry before any is converted, so a corrupt mask is refused at once."""
+    for i, entry in enumerate(entries):
+        if isinstance(entry, dict) and isinstance(entry.get("segmentations"), list):
+            _check_entry_rles(entry["segmentations"], where(i))
+
+
+def _track_record(entry: dict, video: Tuple[int, int, int], where: str,
+                  findings: _Findings) -> Dict[str, Any]:
+    """Common part of GT and result records: RLEs and per-frame areas (RLEs checked by the caller first).
+
+    A list whose length is not the video's is kept as it is (official ``zip`` pairing) and reported.
+    """
     height, width, length = video
     segms = entry["segmentations"]
-    if not isinstance(segms, list) or len(segms) != length:
-        got = len(segms) if isinstance(segms, list) else type(segms).__name__
-        raise ValueError(f"{where}: 'segmentations' has length {got} but video {entry['video_id']} "
-                         f"has {length} frames")
+    if not isinstance(segms, list):
+        raise ValueError(f"{where}: 'segmentations' must be a list, got {type(segms).__name__}")
+    if len(segms) != length:
+        findings.add(f"'segmentations' length differs from the video length (frames are paired up to the "
+                     f"shorter one, as the official evaluation does)",
+                     f"{where.rsplit(': ', 1)[-1]} ({len(segms)} entries, video {entry['video_id']} has "
+                     f"{length} frames)")
     rles = []
     for t, segm in enumerate(segms):
         try:
-            rles.append(to_rle(segm, height, width))
+            rles.append(to_rle(segm, height, width, validate=False))
         except (ValueError, TypeError, KeyError, IndexError) as e:
             raise ValueError(f"{where}: bad segmentation in frame {t}: {e}") from None
     present = [r for r in rles if r is not None]
-    present_areas = iter(mask_util.area(present).tolist() if present else [])
+    present_areas = iter(_areas(present))
     frame_areas = [next(present_areas) if r is not None else 0 for r in rles]
     return {"video_id": entry["video_id"], "category_id": entry["category_id"],
             "segmentations": rles, "frame_areas": frame_areas}
@@ -102,13 +175,17 @@ def _require(obj: Any, keys: Sequence[str], where: str) -> None:
         raise ValueError(f"{where}: missing required key(s) {missing}")
 
 
-def load_ground_truth(gt: JsonInput) -> YTVISGroundTruth:
+def load_ground_truth(gt: JsonInput, strict: bool = False, name: Optional[str] = None) -> YTVISGroundTruth:
     """Parse and check a YouTube-VIS GT JSON (path or dict).
 
     GT areas for the area ranges come from the JSON's ``areas`` field as in the official code (computed from
-    the masks when the field is absent). Crowd tracks (``iscrowd`` = 1) get ``ignore`` = 1.
+    the masks when the field is absent). Crowd tracks (``iscrowd`` = 1) get ``ignore`` = 1. Records keep
+    positive ids except for annotations whose JSON ``id`` is 0, which keep 0 (official matching, see module
+    docstring); ``strict`` refuses those and length mismatches instead of warning. ``name`` names an
+    in-memory ``gt`` in messages (e.g. the JSON file it was read from).
     """
-    data, source = _read_json(gt, "ground-truth")
+    data, source = _read_json(gt, "ground-truth", name)
+    findings = _Findings(f"ground truth {source}", strict)
     _require(data, ["videos", "categories"], f"ground truth {source}")
     for key in ("videos", "categories", "annotations"):
         if not isinstance(data.get(key, []), list):
@@ -126,6 +203,7 @@ def load_ground_truth(gt: JsonInput) -> YTVISGroundTruth:
         _require(c, ["id", "name"], f"ground truth {source}: categories[{i}]")
         categories[c["id"]] = str(c["name"])
     result = YTVISGroundTruth(source, videos, categories, has_annotations="annotations" in data)
+    _check_all_rles(data.get("annotations") or [], lambda i: f"ground truth {source}: annotations[{i}]")
     for i, ann in enumerate(data.get("annotations") or []):
         where = f"ground truth {source}: annotations[{i}]"
         _require(ann, ["video_id", "category_id", "segmentations"], where)
@@ -133,23 +211,55 @@ def load_ground_truth(gt: JsonInput) -> YTVISGroundTruth:
             raise ValueError(f"{where}: video id {ann['video_id']} is not in 'videos'")
         if ann["category_id"] not in categories:
             raise ValueError(f"{where}: category id {ann['category_id']} is not in 'categories'")
-        record = _track_record(ann, videos[ann["video_id"]], where)
+        record = _track_record(ann, videos[ann["video_id"]], where, findings)
         areas = ann.get("areas")
         iscrowd = int(bool(ann.get("iscrowd", 0)))
-        record.update(id=i + 1, area=mean_nonzero_area(record["frame_areas"] if areas is None else areas),
+        zero_id = "id" in ann and ann["id"] == 0
+        if zero_id:
+            findings.add("annotation id 0 can never be matched by the official evaluation (a prediction on it "
+                         "counts as a false positive, the track as missed)", f"annotations[{i}]")
+        record.update(id=0 if zero_id else i + 1,
+                      area=mean_nonzero_area(record["frame_areas"] if areas is None else areas),
                       iscrowd=iscrowd, ignore=iscrowd, score=1.0)
         result.tracks.append(record)
+    result.tracks = _official_gt_order(data.get("annotations") or [], result.tracks, findings)
+    findings.emit()
     return result
 
 
-def load_results(results: JsonInput, gt: YTVISGroundTruth) -> List[Dict[str, Any]]:
+def _official_gt_order(annotations: list, tracks: List[Dict[str, Any]], findings: _Findings) -> List[Dict[str, Any]]:
+    """GT records in the order and multiplicity of the official evaluation.
+
+    The official API indexes annotations by their JSON ``id`` and reloads them by id, video by video (sorted
+    video ids, file order within a video): an id used by several annotations stands for the *last* of them
+    at each of its positions (the others are never scored). Reported as a finding.
+    """
+    last: Dict[Any, int] = {}
+    for i, ann in enumerate(annotations):
+        if isinstance(ann.get("id"), (int, float, str)):
+            last[ann["id"]] = i
+    out = list(tracks)
+    for i, ann in enumerate(annotations):
+        j = last.get(ann.get("id"), i) if isinstance(ann.get("id"), (int, float, str)) else i
+        if j != i:
+            findings.add(f"annotation id used more than once: the official evaluation scores the last annotation "
+                         f"with that id in place of each of them", f"annotations[{i}] (id {ann['id']!r}, "
+                         f"replaced by annotations[{j}])")
+            out[i] = tracks[j]
+    order = sorted(range(len(out)), key=lambda i: annotations[i]["video_id"])
+    return [out[i] for i in order]
+
+
+def load_results(results: JsonInput, gt: YTVISGroundTruth, strict: bool = False) -> List[Dict[str, Any]]:
     """Parse and check a results list (path or list) against the ground truth.
 
-    Raises ``ValueError`` naming the offending ids and the results file for unknown videos or categories
-    and for ``segmentations`` whose length is not the video's. Areas are the RLE areas (official
-    ``loadRes``).
+    Raises ``ValueError`` naming the results file and the offending ids for unknown videos (the official
+    evaluation refuses them too) and for malformed entries or masks. Predictions of categories outside the GT
+    are dropped and ``segmentations`` whose length is not the video's are paired with ``zip``, each with a
+    :class:`YTVISInputWarning` (``strict`` refuses both). Areas are the RLE areas (official ``loadRes``).
     """
     data, source = _read_json(results, "results")
+    findings = _Findings(f"results {source}", strict)
     if not isinstance(data, list):
         raise ValueError(f"results {source}: expected a JSON list of predictions, got {type(data).__name__}")
     for i, entry in enumerate(data):
@@ -158,19 +268,27 @@ def load_results(results: JsonInput, gt: YTVISGroundTruth) -> List[Dict[str, Any
     if unknown_videos:
         raise ValueError(f"results {source}: video id(s) {', '.join(unknown_videos)} not in the ground truth "
                          f"{gt.source}")
-    unknown_cats = sorted({str(e["category_id"]) for e in data if e["category_id"] not in gt.categories})
-    if unknown_cats:
-        raise ValueError(f"results {source}: category id(s) {', '.join(unknown_cats)} not in the ground-truth "
-                         f"categories of {gt.source}")
+    _check_all_rles(data, lambda i: f"results {source}: entry {i}")
+    if strict:
+        unknown_cats = sorted({str(e["category_id"]) for e in data if e["category_id"] not in gt.categories})
+        if unknown_cats:
+            raise ValueError(f"results {source}: category id(s) {', '.join(unknown_cats)} not in the "
+                             f"ground-truth categories of {gt.source} (refused by --strict)")
     tracks = []
     for i, entry in enumerate(data):
         where = f"results {source}: entry {i}"
+        if entry["category_id"] not in gt.categories:
+            findings.add(f"predictions with a category_id that is not a ground-truth category of {gt.source} "
+                         "are dropped (as the official evaluation does)",
+                         f"entry {i} (category_id {entry['category_id']!r})")
+            continue  # never scored; its masks were checked with all others
         try:
             score = float(entry["score"])
         except (TypeError, ValueError):
             raise ValueError(f"{where}: score {entry['score']!r} is not a number") from None
-        record = _track_record(entry, gt.videos[entry["video_id"]], where)
+        record = _track_record(entry, gt.videos[entry["video_id"]], where, findings)
         record.update(id=i + 1, area=mean_nonzero_area(record["frame_areas"]), iscrowd=0, ignore=0,
                       score=score)
         tracks.append(record)
+    findings.emit()
     return tracks
