@@ -112,7 +112,7 @@ def measure_rgnn(
     return {
         "model": "RGNN-VIS",
         "device": device,
-        "size": f"{h}x{w}",
+        "size": (h, w),
         "frames": n,
         "syncs_per_frame": max(per_frame),
         "mean_syncs_per_frame": sum(per_frame) / n,
