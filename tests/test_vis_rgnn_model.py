@@ -105,6 +105,7 @@ def test_stage2_freezes_segmenter_and_trains_tracker():
         {"ASSOCIATION": "heuristic", "SCORING": "average", "HEURISTIC__SCORE_THRESH": 0.0},
         {"APPEARANCE__ENABLED": False, "GATING": "simple", "GNN__AGGREGATION": "scatter"},
         {"SCORING_EVIDENCE": True},
+        {"SCORING": "yolact_average", "APPEARANCE__UPDATE": "constant_variance"},
     ],
 )
 def test_online_inference_contract(options):

@@ -105,14 +105,25 @@ def nix2_update(
 
 
 class AppearanceUpdate(nn.Module):
-    """Predicts the update rates (alpha, beta) and the sample variance s^2 from the track embedding (§3.4)."""
+    """Predicts the update rates (alpha, beta) and the sample variance s^2 from the track embedding (§3.4).
 
-    def __init__(self, dim: int, init_log_var: float = -7.0):
+    ``learn_variance=False`` is Table 1's "Appearance const. variance" ablation (``APPEARANCE.UPDATE
+    constant_variance``): the mean still moves by the learned alpha, the variance stays exp(INIT_LOG_VAR) (beta = 0,
+    so (4b) returns sigma^2 unchanged); only alpha's layer exists then, so no parameter goes unused."""
+
+    def __init__(self, dim: int, init_log_var: float = -7.0, learn_variance: bool = True):
         super().__init__()
-        self.alpha, self.beta, self.log_s2 = nn.Linear(dim, 1), nn.Linear(dim, 1), nn.Linear(dim, 1)
-        nn.init.constant_(self.log_s2.bias, init_log_var)
+        self.learn_variance = learn_variance
+        self.alpha = nn.Linear(dim, 1)
+        if learn_variance:
+            self.beta, self.log_s2 = nn.Linear(dim, 1), nn.Linear(dim, 1)
+            nn.init.constant_(self.log_s2.bias, init_log_var)
 
     def forward(self, embedding: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(..., dim) -> alpha, beta, s^2 each (..., 1)."""
+        alpha = torch.sigmoid(self.alpha(embedding))
+        if not self.learn_variance:
+            zero = torch.zeros_like(alpha)
+            return alpha, zero, zero
         log_s2 = self.log_s2(embedding).clamp(min=-12.0, max=4.0)
-        return torch.sigmoid(self.alpha(embedding)), torch.sigmoid(self.beta(embedding)), log_s2.exp()
+        return alpha, torch.sigmoid(self.beta(embedding)), log_s2.exp()

@@ -72,6 +72,9 @@ def add_rgnn_config(cfg: CN) -> None:
     a.CHANNELS = 256  # per input feature after the 1x1 conv; the descriptor has len(IN_FEATURES) * CHANNELS
     a.HIDDEN = 128  # residual block bottleneck
     a.INIT_LOG_VAR = -7.0  # log of the fixed initial per-channel variance of a new track
+    # "learned": the NIχ² update of mean and variance with predicted rates (§3.4); "constant_variance": Table 1's
+    # ablation, the variance stays exp(INIT_LOG_VAR) and only the mean is updated.
+    a.UPDATE = "learned"
 
     r.GNN = CN()
     g = r.GNN
@@ -87,7 +90,9 @@ def add_rgnn_config(cfg: CN) -> None:
 
     r.GATING = "lstm"  # lstm (eq. 3) | simple (one gate + tanh, Table 1) | none (diverges in the paper)
     r.ASSOCIATION = "gnn"  # gnn | heuristic (MaskTrack R-CNN rule, Table 1 "Association from [31]")
-    r.SCORING = "learned"  # learned (track embedding) | average (mean confidence + majority vote)
+    # learned (track embedding, §3.2) | average (mean confidence + majority vote: Table 1 "Scoring from [31]") |
+    # yolact_average (mean of the detections' class vectors: Table 1 "Scoring via yolact average")
+    r.SCORING = "learned"
     # Our addition (off = the paper): the scoring head's logits are added to the mean class log-probability of
     # the track's detections and the head starts at zero (see vis_rgnn.heads.TrackScoringHead).
     r.SCORING_EVIDENCE = False

@@ -76,8 +76,8 @@ class RGNNVIS(nn.Module):
         super().__init__()
         if stage not in (1, 2):
             raise ValueError(f"MODEL.RGNN.STAGE must be 1 or 2, got {stage}")
-        if scoring not in ("learned", "average"):
-            raise ValueError(f"unknown scoring {scoring!r}; use 'learned' or 'average'")
+        if scoring not in ("learned", "average", "yolact_average"):
+            raise ValueError(f"unknown scoring {scoring!r}; use 'learned', 'average' or 'yolact_average'")
         self.backbone, self.detector, self.appearance, self.tracker = backbone, detector, appearance, tracker
         self.stage, self.scoring = stage, scoring
         self.feature_dropout = nn.Dropout2d(feature_dropout)
@@ -296,7 +296,12 @@ class RGNNVIS(nn.Module):
             fd = _float32(fd)
             out = self.tracker.step(tracks, fd)
         probs = out.class_logits[0].softmax(dim=-1)  # (N, K+1)
-        self._store_class_probs(state, tracks, probs)
+        n = probs.shape[0]
+        if self.scoring == "yolact_average":  # sum of the class vectors of each track's detections, and a count
+            held = torch.cat([fd.class_probs[0, out.mask_det], probs.new_ones(len(out.mask_det), 1)], dim=1)
+            self._write_id_rows(state, "class_probs", tracks.ids[0, out.mask_index[:, 1]], None, held, n, True)
+        else:
+            self._write_id_rows(state, "class_probs", tracks.ids[0], tracks.alive[0], probs, n, False)
 
         slots = out.mask_index[:, 1]
         k = self.detector.num_classes
@@ -329,21 +334,28 @@ class RGNNVIS(nn.Module):
         x = F.pad(x, [0, -w % d, 0, -h % d])
         return ImageList(x[None], [(h, w)])
 
-    def _store_class_probs(self, state: Dict[str, Any], tracks: TrackState, probs: torch.Tensor) -> None:
-        """Write the class probabilities (N, K+1) of every alive slot to its track id's row of
-        ``state["class_probs"]``, on the device. Ids given this frame are < num_ids + N, so the buffer is grown
-        (on the host, from the known ``num_ids``) before it could overflow."""
-        n = probs.shape[0]
-        buf = state["class_probs"]
+    @staticmethod
+    def _write_id_rows(
+        state: Dict[str, Any], key: str, ids: torch.Tensor, valid: Optional[torch.Tensor], values: torch.Tensor,
+        bound: int, accumulate: bool,
+    ) -> None:
+        """Write (or add, ``accumulate``) ``values`` (P, C) to the rows ``ids`` (P,) of the per-track-id buffer
+        ``state[key]``, on the device; rows where ``valid`` (P,) is False go to a sink row. Ids given this frame
+        are < num_ids + ``bound`` (the number of slots), so the buffer is grown (on the host, from the known
+        ``num_ids``) before it could overflow."""
+        buf = state[key]
         capacity = 0 if buf is None else buf.shape[0] - 1
-        if capacity < state["num_ids"] + n:
-            grown = probs.new_zeros(max(2 * capacity, state["num_ids"] + n, 64) + 1, probs.shape[1])
+        if capacity < state["num_ids"] + bound:
+            grown = values.new_zeros(max(2 * capacity, state["num_ids"] + bound, 64) + 1, values.shape[1])
             if buf is not None:
                 grown[:capacity] = buf[:capacity]
             buf, capacity = grown, grown.shape[0] - 1
-            state["class_probs"] = buf
-        rows = torch.where(tracks.alive[0], tracks.ids[0], capacity)  # free slots write to the sink row
-        buf.index_put_((rows,), probs)
+            state[key] = buf
+        rows = ids if valid is None else torch.where(valid, ids, capacity)
+        if accumulate:
+            buf.index_add_(0, rows, values)
+        else:
+            buf.index_put_((rows,), values)
 
     @staticmethod
     def _frame_to_host(
@@ -374,11 +386,20 @@ class RGNNVIS(nn.Module):
     def finalize_video(self, state: Dict[str, Any], tracks: Dict[int, VideoTrack]) -> None:
         """Learned scoring (§3.2): from a track's last class probabilities, its confidence ("our trust about
         whether the track is a true positive") is 1 - p(background) and its class the most probable of the K
-        classes. With ``SCORING average`` the defaults (mean confidence, score-weighted majority vote) are kept."""
-        if self.scoring != "learned" or state["class_probs"] is None:
+        classes. ``SCORING yolact_average`` (Table 1 "Scoring via yolact average"): the mean of the class vectors
+        of the track's detections, its best foreground class and that class's mean probability. With ``SCORING
+        average`` (Table 1 "Scoring from [31]") the defaults (mean confidence, score-weighted vote) are kept."""
+        if self.scoring == "average" or state["class_probs"] is None:
             return
         k = self.detector.num_classes
         probs = state["class_probs"][: state["num_ids"]].cpu()  # one copy per video
+        if self.scoring == "yolact_average":
+            mean = probs[:, : k + 1] / probs[:, k + 1 :].clamp(min=1)
+            best = mean[:, :k].max(dim=1)
+            for tid, track in tracks.items():
+                if 0 <= tid < probs.shape[0]:
+                    track.score, track.category_id = float(best.values[tid]), int(best.indices[tid])
+            return
         for tid, track in tracks.items():
             if 0 <= tid < probs.shape[0]:
                 track.score, track.category_id = float(1 - probs[tid, k]), int(probs[tid, :k].argmax())

@@ -169,6 +169,7 @@ class RGNNTracker(nn.Module):
         train_init_threshold: float = -2.0,
         inactive_threshold: float = 0.0,
         init_log_var: float = -7.0,
+        appearance_update: str = "learned",
         mask_embed_channels: int = 16,
         mask_hidden_channels: int = 16,
         mask_residual: bool = True,
@@ -189,7 +190,10 @@ class RGNNTracker(nn.Module):
         self.gate = build_gate(gating, dim)
         self.association_heads = AssociationHeads(dim, logit_bias_init)
         self.scoring = TrackScoringHead(dim, num_classes, scoring_evidence)
-        self.appearance_update = AppearanceUpdate(dim, init_log_var)
+        if appearance_update not in ("learned", "constant_variance"):
+            raise ValueError(f"MODEL.RGNN.APPEARANCE.UPDATE must be 'learned' or 'constant_variance', "
+                             f"got {appearance_update!r}")
+        self.appearance_update = AppearanceUpdate(dim, init_log_var, appearance_update == "learned")
         self.mask_reweighting = MaskReweighting(dim, mask_embed_channels, mask_hidden_channels, mask_residual)
         # The empty track's appearance Gaussian (its "similarity" input to n_j, §3.1), learned.
         self.empty_app_mean = nn.Parameter(torch.zeros(appearance_dim))
@@ -224,6 +228,7 @@ class RGNNTracker(nn.Module):
             "train_init_threshold": r.TRAIN_INIT_THRESHOLD,
             "inactive_threshold": r.INACTIVE_THRESHOLD,
             "init_log_var": r.APPEARANCE.INIT_LOG_VAR,
+            "appearance_update": r.APPEARANCE.UPDATE,
             "mask_embed_channels": r.MASK_EMBED_CHANNELS,
             "mask_hidden_channels": r.MASK_HIDDEN_CHANNELS,
             "mask_residual": r.MASK_RESIDUAL,
