@@ -121,6 +121,9 @@ def add_rgnn_config(cfg: CN) -> None:
     lo.DET_MATCH_IOU = 0.5  # detection <-> annotation assignment (§3.5)
     lo.CLASS_WEIGHT = 1.0
     lo.MASK_WEIGHT = 1.0
+    # "joint": Lovász-softmax on the joint instance map, tracks competing for pixels (§3.5); "per_track": Lovász
+    # hinge of every track's mask alone (vis_rgnn/losses.py).
+    lo.MASK_LOSS = "joint"
     lo.MATCH_WEIGHT = 4.0
     lo.NEW_TRACK_WEIGHT = 1.0
     lo.FRAME_DECAY = 0.8  # class loss weight of frame t in a T-frame clip is proportional to DECAY ** (T-1-t)

@@ -6,8 +6,13 @@ each track's identity (the annotation of the detection that initialised it, see
 
 - L_cls: cross-entropy of every alive track's class logits against the class of its identity (background if
   none), frame t of a T-frame clip weighted by decay^(T-1-t) normalised to mean 1 (later frames weigh more).
-- L_lovasz: Lovász hinge (Berman et al. 2018) of each re-weighted track mask against the ground-truth mask of
-  its identity in that frame (empty for background / duplicate tracks or absent objects).
+- L_lovasz (``LOSS.MASK_LOSS "joint"``, the paper): the annotated instance map of the frame, its object ids
+  mapped to the track identities, against the joint map of the tracks -- per pixel a softmax over the video's
+  tracks holding a detection and a background logit 0 (at test time a pixel goes to the highest-logit track if
+  that logit is > 0, :func:`vis_rgnn.heads.exclusive_masks`) -- with the Lovász-softmax loss (Berman et al.
+  2018) summed over the tracks' channels: tracks compete for pixels in the loss as at test time. An identity
+  held by several tracks belongs to the first one (lowest slot); the others' target is empty.
+  ``"per_track"``: Lovász hinge of each re-weighted track mask alone against its identity's mask.
 - L_match: binary cross-entropy of every active track x detection logit; positive iff the detection's
   annotation is the track's identity.
 - L_new: binary cross-entropy of every detection's new-track logit; positive iff the detection is assigned to
@@ -26,7 +31,7 @@ import torch.nn.functional as F
 
 from .tracker import FrameDetections, FrameOutput, RGNNTracker
 
-__all__ = ["lovasz_hinge", "FrameTargets", "frame_weights", "tracker_frame_losses", "tracker_clip_losses"]
+__all__ = ["lovasz_hinge", "lovasz_softmax_joint", "MASK_LOSSES", "FrameTargets", "frame_weights", "tracker_frame_losses", "tracker_clip_losses"]
 
 
 def _lovasz_grad(gt_sorted: torch.Tensor) -> torch.Tensor:
@@ -47,6 +52,34 @@ def lovasz_hinge(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     errors_sorted, perm = errors.sort(dim=1, descending=True)
     grad = _lovasz_grad(labels.gather(1, perm))
     return (F.relu(errors_sorted) * grad).sum(dim=1)
+
+
+MASK_LOSSES = ("joint", "per_track")
+
+
+def joint_track_probs(logits: torch.Tensor, video: torch.Tensor, num_videos: int) -> torch.Tensor:
+    """Per-pixel softmax over each video's tracks and a background logit 0. logits: (P, H, W) of P tracks;
+    video: (P,) their video index. Returns (P, H, W) probabilities (each video's sum over tracks <= 1)."""
+    index = video.view(-1, 1, 1).expand_as(logits)
+    peak = logits.new_zeros((num_videos,) + logits.shape[1:]).scatter_reduce(
+        0, index, logits.detach(), reduce="amax", include_self=True
+    )  # max(0, logits of the video): a stable shift for its softmax
+    shifted = (logits - peak[video]).exp()
+    denom = (-peak).exp().index_add(0, video, shifted)
+    return shifted / denom[video]
+
+
+def lovasz_softmax_joint(
+    logits: torch.Tensor, labels: torch.Tensor, video: torch.Tensor, num_videos: int
+) -> torch.Tensor:
+    """Lovász-softmax of each track's channel of the joint instance map. logits, labels: (P, H, W), labels in
+    {0, 1} and disjoint within a video; video: (P,). Returns (P,)."""
+    if logits.shape[0] == 0:  # (0,) still in the graph, so the re-weighting CNN gets a zero gradient
+        return logits.flatten(1).sum(dim=1)
+    probs = joint_track_probs(logits, video, num_videos).flatten(1)
+    labels = labels.flatten(1).to(probs.dtype)
+    errors_sorted, perm = (labels - probs).abs().sort(dim=1, descending=True)
+    return (errors_sorted * _lovasz_grad(labels.gather(1, perm))).sum(dim=1)
 
 
 @dataclass
@@ -72,6 +105,7 @@ def tracker_frame_losses(
     targets: List[FrameTargets],
     num_classes: int,
     class_weight: float,
+    mask_loss: str = "joint",
 ) -> Dict[str, torch.Tensor]:
     """Un-normalised (summed) losses of one frame for B clips.
 
@@ -99,11 +133,17 @@ def tracker_frame_losses(
 
     # Masks: each re-weighted track mask against its identity's mask in this frame.
     mask_t = out.mask_logits.new_zeros(out.mask_logits.shape)
+    claimed = set()  # (video, identity) pairs already given to a track (mask_index is sorted by slot)
     for p, (b, s) in enumerate(out.mask_index.tolist()):
         hit = (targets[b].ids == identity[b, s]) & (identity[b, s] >= 0)
-        if hit.any():
+        key = (b, int(identity[b, s]))
+        if hit.any() and not (mask_loss == "joint" and key in claimed):
             mask_t[p] = (targets[b].masks[hit.nonzero()[0, 0]] > 0.5).to(mask_t.dtype)
-    loss_mask = lovasz_hinge(out.mask_logits, mask_t).sum()
+            claimed.add(key)
+    if mask_loss == "joint":
+        loss_mask = lovasz_softmax_joint(out.mask_logits, mask_t, out.mask_index[:, 0], identity.shape[0]).sum()
+    else:
+        loss_mask = lovasz_hinge(out.mask_logits, mask_t).sum()
     return {"loss_class": loss_cls, "loss_mask": loss_mask, "loss_match": loss_match, "loss_new_track": loss_new}
 
 
@@ -114,6 +154,7 @@ def tracker_clip_losses(
     targets: List[List[FrameTargets]],
     frame_decay: float,
     loss_weights: Dict[str, float],
+    mask_loss: str = "joint",
 ) -> Dict[str, torch.Tensor]:
     """Feed B clips of T frames through ``tracker`` as at inference and return the weighted losses of eq. (5),
     each normalised by B x T. frames[t]: detections of frame t; det_identities[t]: (B, M_t) annotation ids;
@@ -125,7 +166,7 @@ def tracker_clip_losses(
     for t in range(length):
         out = tracker.step(state, frames[t], det_identities[t])
         losses = tracker_frame_losses(
-            out, state.identity, det_identities[t], targets[t], tracker.num_classes, weights[t]
+            out, state.identity, det_identities[t], targets[t], tracker.num_classes, weights[t], mask_loss
         )
         for k, v in losses.items():
             totals[k] = totals[k] + v if k in totals else v

@@ -25,7 +25,7 @@ from .appearance import AppearanceNetwork
 from .detector import YolactDetector
 from .heads import exclusive_masks, mask_logits
 from .image_input import channel_flip, is_image_batch, prepare_images, segment_images
-from .losses import FrameTargets, tracker_clip_losses
+from .losses import MASK_LOSSES, FrameTargets, tracker_clip_losses
 from .segmenter import segmenter_size_divisibility
 from .targets import assign_detections, gt_masks_on_grid
 from .tracker import FrameDetections, RGNNTracker, TrackState
@@ -69,6 +69,7 @@ class RGNNVIS(nn.Module):
         loss_weights: Dict[str, float],
         frame_decay: float = 0.8,
         det_match_iou: float = 0.5,
+        mask_loss: str = "joint",
         max_video_tracks: int = 100,
         test_resize: Sequence[int] = (),
         flip_channels: bool = False,
@@ -82,6 +83,9 @@ class RGNNVIS(nn.Module):
         self.stage, self.scoring = stage, scoring
         self.feature_dropout = nn.Dropout2d(feature_dropout)
         self.loss_weights, self.frame_decay, self.det_match_iou = loss_weights, frame_decay, det_match_iou
+        if mask_loss not in MASK_LOSSES:
+            raise ValueError(f"MODEL.RGNN.LOSS.MASK_LOSS must be one of {MASK_LOSSES}, got {mask_loss!r}")
+        self.mask_loss = mask_loss
         self.max_video_tracks = max_video_tracks
         self.register_buffer("pixel_mean", torch.tensor(pixel_mean).view(-1, 1, 1), False)
         self.register_buffer("pixel_std", torch.tensor(pixel_std).view(-1, 1, 1), False)
@@ -170,6 +174,7 @@ class RGNNVIS(nn.Module):
             },
             "frame_decay": lo.FRAME_DECAY,
             "det_match_iou": lo.DET_MATCH_IOU,
+            "mask_loss": lo.MASK_LOSS,
             "max_video_tracks": cfg.TEST.VIDEO.MAX_TRACKS,
             "test_resize": tuple(r.TEST_RESIZE),
             "flip_channels": channel_flip(cfg.INPUT.FORMAT, r.NETWORK_FORMAT),
@@ -268,7 +273,7 @@ class RGNNVIS(nn.Module):
         with torch.autocast(self.device.type, enabled=False):  # the recurrent tracker runs in float32
             frames_t = [_float32(f) for f in frames_t]
             return tracker_clip_losses(
-                self.tracker, frames_t, identities_t, targets_t, self.frame_decay, self.loss_weights
+                self.tracker, frames_t, identities_t, targets_t, self.frame_decay, self.loss_weights, self.mask_loss
             )
 
     # -------------------------------------------------------------------------------------- online inference
