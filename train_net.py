@@ -12,7 +12,6 @@ the JSON and ``MODEL.NUM_CLASSES`` follows the first training dataset.
 import argparse
 import logging
 import os
-from typing import List
 
 import torch
 from detectron2.checkpoint import DetectionCheckpointer
@@ -23,7 +22,9 @@ from detectron2.solver.build import get_default_optimizer_params, maybe_add_grad
 from detectron2.utils.logger import setup_logger
 
 from projects.config import add_video_config
-from projects.data import build_video_test_loader, build_video_train_loader, register_ytvis_instances, resolve_num_classes
+from projects.data import build_video_test_loader, build_video_train_loader, resolve_num_classes
+from projects.data.cli import register_cli_datasets
+from projects.data.model_metadata import CHECKPOINT_KEY, ModelMetadataCheckpointable, dataset_metadata, write_model_metadata
 from projects.evaluation import YTVISEvaluator
 from projects.modeling import add_oracle_config
 from vis_rgnn.config import add_rgnn_config
@@ -31,7 +32,16 @@ from vis_stg.config import add_vis_stg_config
 
 
 class Trainer(DefaultTrainer):
-    """DefaultTrainer with video loaders, the YouTube-VIS evaluator and an optional Adam optimizer."""
+    """DefaultTrainer with video loaders, the YouTube-VIS evaluator and an optional Adam optimizer.
+
+    Every checkpoint also stores the training class list (``"model_metadata"``) so inference needs no dataset.
+    """
+
+    def __init__(self, cfg):
+        super().__init__(cfg)
+        self.checkpointer.checkpointables[CHECKPOINT_KEY] = ModelMetadataCheckpointable(
+            dataset_metadata(cfg.DATASETS.TRAIN[0])
+        )
 
     @classmethod
     def build_train_loader(cls, cfg):
@@ -70,16 +80,6 @@ def get_project_cfg():
     return cfg
 
 
-def register_cli_datasets(specs: List[str]) -> None:
-    """Register ``NAME=JSON:IMAGE_ROOT`` datasets given on the command line."""
-    for spec in specs or []:
-        name, sep, paths = spec.partition("=")
-        json_file, sep2, image_root = paths.rpartition(":")
-        if not (sep and sep2 and name and json_file and image_root):
-            raise argparse.ArgumentTypeError(f"--dataset expects NAME=path/to/annotations.json:path/to/images, got {spec!r}")
-        register_ytvis_instances(name, json_file, image_root)
-
-
 def setup(args):
     register_cli_datasets(args.dataset)
     cfg = get_project_cfg()
@@ -90,6 +90,9 @@ def setup(args):
     default_setup(cfg, args)
     for name in ("projects", "vis_stg", "vis_rgnn"):
         setup_logger(output=cfg.OUTPUT_DIR, distributed_rank=_rank(), name=name)
+    if not args.eval_only and cfg.DATASETS.TRAIN and _rank() == 0:
+        # The class names travel with the model (next to config.yaml): demo.py needs no --dataset.
+        write_model_metadata(dataset_metadata(cfg.DATASETS.TRAIN[0]), cfg.OUTPUT_DIR)
     return cfg
 
 
