@@ -88,7 +88,8 @@ def _track_record(entry: dict, video: Tuple[int, int, int], where: str) -> Dict[
         except (ValueError, TypeError, KeyError, IndexError) as e:
             raise ValueError(f"{where}: bad segmentation in frame {t}: {e}") from None
     present = [r for r in rles if r is not None]
-    present_areas = iter(mask_util.area(present).tolist() if present else [])
+    # pycocotools' area() builds its output from a uint8 count: more than 255 RLEs per call overflow.
+    present_areas = iter([a for i in range(0, len(present), 255) for a in mask_util.area(present[i : i + 255]).tolist()])
     frame_areas = [next(present_areas) if r is not None else 0 for r in rles]
     return {"video_id": entry["video_id"], "category_id": entry["category_id"],
             "segmentations": rles, "frame_areas": frame_areas}
