@@ -11,6 +11,7 @@ at the given frames. VisSTG runs with random weights and ``SCORE_THRESH`` 0 (mem
 weights are, but on how many tracks are reported: every frame has detections here, a worst case). Flat memory:
 RSS at frame 3,000 minus RSS at frame 300 is small next to what 3,000 decoded frames would take.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -55,12 +56,29 @@ def main() -> None:
         cfg = get_project_cfg()
         cfg.merge_from_file(args.config_file)
         size = min(args.height, args.width)
-        cfg.merge_from_list([
-            "MODEL.META_ARCHITECTURE", args.model, "DATASETS.TRAIN", "()", "DATASETS.TEST", "('long_video',)",
-            "MODEL.NUM_CLASSES", "-1", "INPUT.MIN_SIZE_TEST", str(size), "INPUT.MAX_SIZE_TEST", str(max(args.height, args.width)),
-            "MODEL.VIS_STG.INFERENCE.SCORE_THRESH", "0.0", "DATALOADER.NUM_WORKERS", "0", "OUTPUT_DIR", tmp,
-            *args.opts,
-        ])
+        cfg.merge_from_list(
+            [
+                "MODEL.META_ARCHITECTURE",
+                args.model,
+                "DATASETS.TRAIN",
+                "()",
+                "DATASETS.TEST",
+                "('long_video',)",
+                "MODEL.NUM_CLASSES",
+                "-1",
+                "INPUT.MIN_SIZE_TEST",
+                str(size),
+                "INPUT.MAX_SIZE_TEST",
+                str(max(args.height, args.width)),
+                "MODEL.VIS_STG.INFERENCE.SCORE_THRESH",
+                "0.0",
+                "DATALOADER.NUM_WORKERS",
+                "0",
+                "OUTPUT_DIR",
+                tmp,
+                *args.opts,
+            ]
+        )
         from projects.data import resolve_num_classes
 
         resolve_num_classes(cfg)
@@ -84,8 +102,10 @@ def main() -> None:
         elapsed = time.perf_counter() - t0
         after = rss_mib()
     frame_mib = args.height * args.width * 3 / 2**20
-    print(f"\n{args.model}, {args.frames} frames of {args.width}x{args.height} ({elapsed:.0f} s, "
-          f"{args.frames / elapsed:.1f} FPS); all decoded frames would take {frame_mib * args.frames:.0f} MiB")
+    print(
+        f"\n{args.model}, {args.frames} frames of {args.width}x{args.height} ({elapsed:.0f} s, "
+        f"{args.frames / elapsed:.1f} FPS); all decoded frames would take {frame_mib * args.frames:.0f} MiB"
+    )
     print(f"{'frame':>8} | {'RSS MiB':>8}")
     print(f"{'start':>8} | {before:8.1f}")
     for t in sorted(samples):

@@ -10,6 +10,7 @@ are coloured by track id. Damaged input (a truncated video, an undecodable frame
 frames that decode are processed; ``--strict`` makes it an error. If the run is interrupted (Ctrl-C, a failure),
 the video and JSON hold the frames done. Every error is one line ``error: ...`` (``--traceback`` for details).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -94,10 +95,18 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--video-id", type=int, default=1, help="video_id used in the JSON")
     p.add_argument("--confidence-threshold", type=float, default=0.3, help="minimum score to draw a mask")
     p.add_argument("--max-frames", type=int, default=None)
-    p.add_argument("--dataset", action="append", default=[], metavar="NAME=JSON:IMAGE_ROOT",
-                   help="register a YouTube-VIS-format dataset; the first one's class names are used")
-    p.add_argument("--strict", action="store_true",
-                   help="fail on damaged input (truncated video, corrupt frame file) instead of warning")
+    p.add_argument(
+        "--dataset",
+        action="append",
+        default=[],
+        metavar="NAME=JSON:IMAGE_ROOT",
+        help="register a YouTube-VIS-format dataset; the first one's class names are used",
+    )
+    p.add_argument(
+        "--strict",
+        action="store_true",
+        help="fail on damaged input (truncated video, corrupt frame file) instead of warning",
+    )
     p.add_argument("--traceback", action="store_true", help="show the full traceback of an error")
     p.add_argument("opts", default=[], nargs=argparse.REMAINDER, help="config overrides, e.g. MODEL.WEIGHTS x.pth")
     return p
@@ -125,8 +134,9 @@ def run(args) -> int:
         raise ValueError("give --video-input PATH or --webcam")
     datasets = register_cli_datasets(args.dataset)
     cfg = setup_cfg(args)
-    source = VideoSource(args.video_input, webcam=args.webcam, max_frames=args.max_frames, strict=args.strict,
-                         on_warning=_warn)
+    source = VideoSource(
+        args.video_input, webcam=args.webcam, max_frames=args.max_frames, strict=args.strict, on_warning=_warn
+    )
     out_file = output_path(args.output, args.video_input)
     writer = VideoWriter(out_file, source.fps) if out_file else None  # checks the extension before the model
     predictor = VideoPredictor(cfg, dataset=datasets[0] if datasets else None)
@@ -165,8 +175,10 @@ def run(args) -> int:
         raise ValueError(f"{args.video_input}: no frame could be read")
     fps = source.decoded / (time.perf_counter() - start)
     status = "interrupted after" if interrupted else "processed"
-    print(f"{status} {source.decoded} frames at {fps:.2f} FPS; {len(acc.tracks)} tracks"
-          + (f"; {len(source.skipped)} frame files skipped" if source.skipped else ""))
+    print(
+        f"{status} {source.decoded} frames at {fps:.2f} FPS; {len(acc.tracks)} tracks"
+        + (f"; {len(source.skipped)} frame files skipped" if source.skipped else "")
+    )
     if out_file:
         print(f"video: {out_file} ({writer.frames} frames)")
     if args.json:

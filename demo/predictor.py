@@ -13,6 +13,7 @@ The class names come with the model (``projects.data.model_metadata``: stored in
 ``model_metadata.json`` beside it at training time), else from a registered dataset; ``MODEL.NUM_CLASSES`` -1
 follows them, so a training ``OUTPUT_DIR/config.yaml`` or a generic config both work.
 """
+
 from __future__ import annotations
 
 import os
@@ -145,4 +146,9 @@ class VideoPredictor:
         for result in self.stream(frames, state):
             acc.add_frame(result.frame_idx, result.instances)
         h, w = frames[0].shape[:2]
-        return {"height": h, "width": w, "length": len(frames), "tracks": finish_tracks(self.model, state, acc, self.max_tracks)}
+        return {
+            "height": h,
+            "width": w,
+            "length": len(frames),
+            "tracks": finish_tracks(self.model, state, acc, self.max_tracks),
+        }

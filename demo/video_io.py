@@ -9,6 +9,7 @@ What the reader reports (``on_warning``; with ``strict=True`` each of these rais
 Always errors (one line naming the file): a path that does not exist, a video with no decodable frame, a folder
 without image files. Grayscale, palette, RGBA and 16-bit frames are converted to 8-bit BGR.
 """
+
 from __future__ import annotations
 
 import logging
@@ -37,7 +38,7 @@ class VideoReadError(ValueError):
 
 
 def _natural_key(path: str) -> list:
-    """"frame_2.jpg" before "frame_10.jpg" (numbers compared as numbers)."""
+    """ "frame_2.jpg" before "frame_10.jpg" (numbers compared as numbers)."""
     return [int(s) if s.isdigit() else s.lower() for s in re.split(r"(\d+)", os.path.basename(path))]
 
 
@@ -134,7 +135,9 @@ class VideoSource:
         self.expected = max(int(self.cap.get(cv2.CAP_PROP_FRAME_COUNT)), 0)
         fps = self.cap.get(cv2.CAP_PROP_FPS)
         if not (math.isfinite(fps) and 1.0 <= fps <= 240.0):
-            self._problem(f"{path}: the header's frame rate ({fps}) is missing or implausible; output uses {DEFAULT_FPS:g} fps")
+            self._problem(
+                f"{path}: the header's frame rate ({fps}) is missing or implausible; output uses {DEFAULT_FPS:g} fps"
+            )
         else:
             self.fps = float(fps)
 
@@ -220,13 +223,39 @@ class VideoWriter:
         os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
         self.size = (h, w)
         ph, pw = (h, w) if self.is_gif else (h + h % 2, w + w % 2)
-        cmd = [self.ffmpeg, "-hide_banner", "-loglevel", "error", "-y", "-f", "rawvideo", "-pix_fmt", "bgr24",
-               "-s", f"{pw}x{ph}", "-r", f"{self.fps:.6g}", "-i", "-", "-an"]
+        cmd = [
+            self.ffmpeg,
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-y",
+            "-f",
+            "rawvideo",
+            "-pix_fmt",
+            "bgr24",
+            "-s",
+            f"{pw}x{ph}",
+            "-r",
+            f"{self.fps:.6g}",
+            "-i",
+            "-",
+            "-an",
+        ]
         if self.is_gif:
             cmd += ["-filter_complex", "split[a][b];[a]palettegen=stats_mode=diff[p];[b][p]paletteuse", "-loop", "0"]
         else:
-            cmd += ["-c:v", "libx264", "-preset", "veryfast", "-crf", "20", "-pix_fmt", "yuv420p",
-                    "-movflags", "+faststart"]
+            cmd += [
+                "-c:v",
+                "libx264",
+                "-preset",
+                "veryfast",
+                "-crf",
+                "20",
+                "-pix_fmt",
+                "yuv420p",
+                "-movflags",
+                "+faststart",
+            ]
         self.proc = subprocess.Popen(
             cmd + [self.path], stdin=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True
         )

@@ -1,5 +1,6 @@
 """demo/video_io.py on real-world files written here: truncated and variable-frame-rate videos, odd sizes,
 grayscale / 16-bit / corrupt frame files, H.264 and GIF output, a writer killed mid-run."""
+
 import os
 import re
 import signal
@@ -122,8 +123,28 @@ def test_variable_frame_rate_video_reads_every_frame(tmp_path):
     listing = tmp_path / "list.txt"
     listing.write_text("".join(f"file 'f{i}.png'\nduration {d}\n" for i, d in enumerate(durations)) + "file 'f7.png'\n")
     path = tmp_path / "vfr.mp4"
-    subprocess.run([FFMPEG, "-loglevel", "error", "-y", "-f", "concat", "-safe", "0", "-i", str(listing),
-                    "-fps_mode", "vfr", "-c:v", "libx264", "-pix_fmt", "yuv420p", str(path)], check=True)
+    subprocess.run(
+        [
+            FFMPEG,
+            "-loglevel",
+            "error",
+            "-y",
+            "-f",
+            "concat",
+            "-safe",
+            "0",
+            "-i",
+            str(listing),
+            "-fps_mode",
+            "vfr",
+            "-c:v",
+            "libx264",
+            "-pix_fmt",
+            "yuv420p",
+            str(path),
+        ],
+        check=True,
+    )
     warnings = []
     source = VideoSource(str(path), on_warning=warnings.append)
     frames = list(source)

@@ -1,4 +1,5 @@
 """``--dataset NAME=JSON:IMAGE_ROOT`` command-line datasets, shared by ``train_net.py`` and ``demo/demo.py``."""
+
 from __future__ import annotations
 
 from typing import List, Optional, Sequence

@@ -9,6 +9,7 @@ The dict: ``{"dataset": name, "thing_classes": [K names], "thing_dataset_id_to_c
 "thing_colors": [K RGB triplets]}`` (JSON turns the int keys into strings; :func:`validate_model_metadata`
 turns them back).
 """
+
 from __future__ import annotations
 
 import json
