@@ -15,7 +15,6 @@ import argparse
 import logging
 import os
 import weakref
-from typing import List
 
 import torch
 from detectron2.data import MetadataCatalog, build_detection_test_loader
@@ -27,7 +26,9 @@ from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
 
 from projects.config import get_project_cfg
-from projects.data import build_video_test_loader, build_video_train_loader, register_json_dataset, resolve_num_classes
+from projects.data import build_video_test_loader, build_video_train_loader, resolve_num_classes
+from projects.data.cli import register_cli_datasets
+from projects.data.model_metadata import CHECKPOINT_KEY, ModelMetadataCheckpointable, dataset_metadata, write_model_metadata
 from projects.engine import FaultTolerantCheckpointer, FaultTolerantTrainerMixin
 from projects.engine.amp import AutocastModel, autocast_for_inference, resolve_amp_dtype
 from projects.engine.ddp import create_ddp_model
@@ -39,7 +40,8 @@ class Trainer(FaultTolerantTrainerMixin, DefaultTrainer):
     (gloo) as on GPUs (projects/engine/ddp.py) and mixed precision on both (projects/engine/amp.py).
 
     The mixin (projects/engine) adds atomic checkpoints, the corrupt-checkpoint fallback of ``--resume`` and the
-    non-finite-loss / skipped-sample guard (it replaces the checkpointer created here in ``build_hooks``)."""
+    non-finite-loss / skipped-sample guard. Every checkpoint also stores the training class list
+    (``"model_metadata"``), so inference needs no dataset."""
 
     def __init__(self, cfg):
         # DefaultTrainer.__init__ with two changes: the model is wrapped by projects.engine.create_ddp_model
@@ -56,6 +58,9 @@ class Trainer(FaultTolerantTrainerMixin, DefaultTrainer):
         self._trainer = self.build_train_loop(cfg, model, data_loader, optimizer)
         self.scheduler = self.build_lr_scheduler(cfg, optimizer)
         self.checkpointer = FaultTolerantCheckpointer(model, cfg.OUTPUT_DIR, trainer=weakref.proxy(self))
+        self.checkpointer.checkpointables[CHECKPOINT_KEY] = ModelMetadataCheckpointable(
+            dataset_metadata(cfg.DATASETS.TRAIN[0])
+        )
         self.start_iter = 0
         self.max_iter = cfg.SOLVER.MAX_ITER
         self.cfg = cfg
@@ -114,16 +119,6 @@ def is_image_dataset(dataset_name: str) -> bool:
     return MetadataCatalog.get(dataset_name).get("evaluator_type", None) == "coco"
 
 
-def register_cli_datasets(specs: List[str]) -> None:
-    """Register ``NAME=JSON:IMAGE_ROOT`` datasets given on the command line (YouTube-VIS or COCO format)."""
-    for spec in specs or []:
-        name, sep, paths = spec.partition("=")
-        json_file, sep2, image_root = paths.rpartition(":")
-        if not (sep and sep2 and name and json_file and image_root):
-            raise argparse.ArgumentTypeError(f"--dataset expects NAME=path/to/annotations.json:path/to/images, got {spec!r}")
-        register_json_dataset(name, json_file, image_root)
-
-
 def setup(args):
     register_cli_datasets(args.dataset)
     cfg = get_project_cfg()
@@ -134,6 +129,9 @@ def setup(args):
     default_setup(cfg, args)
     for name in ("projects", "vis_stg", "vis_rgnn"):
         setup_logger(output=cfg.OUTPUT_DIR, distributed_rank=_rank(), name=name)
+    if not args.eval_only and cfg.DATASETS.TRAIN and _rank() == 0:
+        # The class names travel with the model (next to config.yaml): demo.py needs no --dataset.
+        write_model_metadata(dataset_metadata(cfg.DATASETS.TRAIN[0]), cfg.OUTPUT_DIR)
     return cfg
 
 

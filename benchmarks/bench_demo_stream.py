@@ -75,6 +75,10 @@ def main() -> None:
         cfg = setup_cfg(argparse.Namespace(config_file=args.config_file, opts=opts))
         from detectron2.modeling import build_model
 
+        from projects.data.model_metadata import resolve_inference_metadata
+
+        resolve_inference_metadata(cfg)  # MODEL.NUM_CLASSES from the config's dataset
+
         tmp_ckpt = os.path.join(tempfile.mkdtemp(), "random_init.pth")
         torch.save({"model": build_model(cfg).state_dict()}, tmp_ckpt)
         opts += ["MODEL.WEIGHTS", tmp_ckpt]

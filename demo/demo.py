@@ -1,12 +1,16 @@
 #!/usr/bin/env python
-"""Run a trained online VIS model on your own video and write a visualised mp4 + YouTube-VIS results JSON.
+"""Run a trained online VIS model on your own video and write a visualised H.264 mp4 / GIF + results JSON.
 
-    python demo/demo.py --config-file configs/vis_stg/synthetic_R18.yaml --video-input in.mp4 \\
-        --output out.mp4 --json out.json MODEL.WEIGHTS output/vis_stg/model_final.pth
+    python demo/demo.py --config-file OUTPUT_DIR/config.yaml --video-input in.mp4 \\
+        --output out.mp4 --json out.json MODEL.WEIGHTS OUTPUT_DIR/model_final.pth
 
-``--video-input`` takes an mp4/avi/mkv file or a folder of frames; ``--webcam`` reads camera 0. Masks are coloured
-by track id (stable over the video). If the run is interrupted or fails, the mp4 and JSON hold the frames done.
+``--video-input`` takes a video file (mp4/avi/mkv/...) or a folder of frames; ``--webcam`` reads camera 0. The
+class names come with the trained model (or ``--dataset NAME=JSON:IMAGE_ROOT``, as for ``train_net.py``). Masks
+are coloured by track id. Damaged input (a truncated video, an undecodable frame file) is a warning and the
+frames that decode are processed; ``--strict`` makes it an error. If the run is interrupted (Ctrl-C, a failure),
+the video and JSON hold the frames done. Every error is one line ``error: ...`` (``--traceback`` for details).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -25,7 +29,8 @@ from detectron2.utils.visualizer import ColorMode, Visualizer
 sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 from demo.predictor import VideoPredictor  # noqa: E402
-from demo.video_io import Mp4Writer, VideoSource  # noqa: E402
+from demo.video_io import VideoSource, VideoWriter  # noqa: E402
+from projects.data.cli import register_cli_datasets  # noqa: E402
 from projects.modeling import VideoTrackAccumulator, finish_tracks  # noqa: E402
 
 _PALETTE = colormap(rgb=True, maximum=1)
@@ -52,9 +57,9 @@ def draw_frame(frame_bgr: np.ndarray, instances, metadata, threshold: float) -> 
     return vis.get_output().get_image()[:, :, ::-1]
 
 
-def write_json(path: str, tracks: List[dict], metadata, video_id: int) -> None:
+def write_json(path: str, tracks: List[dict], class_names: dict, video_id: int) -> None:
     """YouTube-VIS results (dataset category ids), written atomically so the file is always valid JSON."""
-    contiguous_to_dataset = {v: k for k, v in metadata.get("thing_dataset_id_to_contiguous_id", {}).items()}
+    contiguous_to_dataset = {v: k for k, v in class_names["thing_dataset_id_to_contiguous_id"].items()}
     results = [
         {
             "video_id": video_id,
@@ -71,6 +76,7 @@ def write_json(path: str, tracks: List[dict], metadata, video_id: int) -> None:
 
 
 def output_path(output: Optional[str], video_input: Optional[str]) -> Optional[str]:
+    """``--output``: a file (.mp4/.mov/.mkv/.gif) or a directory (then ``<input name>.mp4`` inside it)."""
     if output is None:
         return None
     if output.endswith(os.sep) or os.path.isdir(output):
@@ -82,73 +88,116 @@ def output_path(output: Optional[str], video_input: Optional[str]) -> Optional[s
 def get_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config-file", required=True, metavar="FILE")
-    p.add_argument("--video-input", help="video file (mp4/avi/mkv) or a folder of frames")
+    p.add_argument("--video-input", help="video file (mp4/avi/mkv/...) or a folder of frames")
     p.add_argument("--webcam", action="store_true", help="read from camera 0")
-    p.add_argument("--output", help="output mp4 file, or a directory")
+    p.add_argument("--output", help="output video: .mp4/.mov/.mkv (H.264) or .gif, or a directory")
     p.add_argument("--json", help="write YouTube-VIS-style results JSON here")
     p.add_argument("--video-id", type=int, default=1, help="video_id used in the JSON")
     p.add_argument("--confidence-threshold", type=float, default=0.3, help="minimum score to draw a mask")
     p.add_argument("--max-frames", type=int, default=None)
+    p.add_argument(
+        "--dataset",
+        action="append",
+        default=[],
+        metavar="NAME=JSON:IMAGE_ROOT",
+        help="register a YouTube-VIS-format dataset; the first one's class names are used",
+    )
+    p.add_argument(
+        "--strict",
+        action="store_true",
+        help="fail on damaged input (truncated video, corrupt frame file) instead of warning",
+    )
+    p.add_argument("--traceback", action="store_true", help="show the full traceback of an error")
     p.add_argument("opts", default=[], nargs=argparse.REMAINDER, help="config overrides, e.g. MODEL.WEIGHTS x.pth")
     return p
 
 
 def setup_cfg(args):
+    """The project config with ``--config-file`` and the overrides merged (not frozen: the predictor sets
+    ``MODEL.NUM_CLASSES`` from the model's class list)."""
     from projects.config import get_project_cfg
 
+    if not os.path.isfile(args.config_file):
+        raise FileNotFoundError(f"{args.config_file}: config file does not exist")
     cfg = get_project_cfg()
     cfg.merge_from_file(args.config_file)
     cfg.merge_from_list(args.opts)
-    from projects.data import resolve_num_classes
-
-    resolve_num_classes(cfg)
-    cfg.freeze()
     return cfg
+
+
+def _warn(message: str) -> None:
+    tqdm.tqdm.write(f"warning: {message}", file=sys.stderr)
+
+
+def run(args) -> int:
+    if not args.video_input and not args.webcam:
+        raise ValueError("give --video-input PATH or --webcam")
+    datasets = register_cli_datasets(args.dataset)
+    cfg = setup_cfg(args)
+    source = VideoSource(
+        args.video_input, webcam=args.webcam, max_frames=args.max_frames, strict=args.strict, on_warning=_warn
+    )
+    out_file = output_path(args.output, args.video_input)
+    writer = VideoWriter(out_file, source.fps) if out_file else None  # checks the extension before the model
+    predictor = VideoPredictor(cfg, dataset=datasets[0] if datasets else None)
+    # Frame folders keep their length (a skipped frame has no mask); videos are as long as what decodes.
+    acc = VideoTrackAccumulator(len(source) if source.files is not None else None)
+    state = predictor.model.init_video_state()
+    current: List = [None]  # (source index, raw frame) of the frame being processed, for drawing
+
+    def frames():
+        for index, frame in source.indexed():
+            current[0] = (index, frame)
+            yield frame
+
+    start = time.perf_counter()
+    bar = tqdm.tqdm(total=len(source) or None, unit="frame", dynamic_ncols=True)
+    interrupted = False
+    try:
+        for result in predictor.stream(frames(), state):
+            index, raw = current[0]
+            acc.add_frame(index, result.instances)
+            if writer is not None:
+                writer.write(draw_frame(raw, result.instances, predictor.metadata, args.confidence_threshold))
+            bar.update(1)
+            bar.set_postfix(fps=f"{bar.n / (time.perf_counter() - start):.1f}")
+    except KeyboardInterrupt:
+        interrupted = True
+    finally:
+        bar.close()
+        source.close()
+        if writer is not None:
+            writer.close()
+        if args.json:
+            tracks = finish_tracks(predictor.model, state, acc, predictor.cfg.TEST.VIDEO.MAX_TRACKS)
+            write_json(args.json, tracks, predictor.class_names, args.video_id)
+    if source.decoded == 0:
+        raise ValueError(f"{args.video_input}: no frame could be read")
+    fps = source.decoded / (time.perf_counter() - start)
+    status = "interrupted after" if interrupted else "processed"
+    print(
+        f"{status} {source.decoded} frames at {fps:.2f} FPS; {len(acc.tracks)} tracks"
+        + (f"; {len(source.skipped)} frame files skipped" if source.skipped else "")
+    )
+    if out_file:
+        print(f"video: {out_file} ({writer.frames} frames)")
+    if args.json:
+        print(f"results: {args.json}")
+    return 130 if interrupted else 0
 
 
 def main(argv: Optional[List[str]] = None) -> int:
     args = get_parser().parse_args(argv)
-    if not args.video_input and not args.webcam:
-        raise SystemExit("error: give --video-input PATH or --webcam")
-    cfg = setup_cfg(args)
-    source = VideoSource(args.video_input, webcam=args.webcam, max_frames=args.max_frames)
-    predictor = VideoPredictor(cfg)
-    out_file = output_path(args.output, args.video_input)
-    writer = Mp4Writer(out_file, source.fps) if out_file else None
-    acc = VideoTrackAccumulator()
-    state = predictor.model.init_video_state()
-    frames = iter(source)
-    buffered: List[np.ndarray] = []
-
-    def remember(it):
-        for f in it:  # keep the raw frame for drawing (one at a time)
-            buffered[:] = [f]
-            yield f
-
-    start = time.perf_counter()
-    bar = tqdm.tqdm(total=len(source) or None, unit="frame", dynamic_ncols=True)
     try:
-        for result in predictor.stream(remember(frames), state):
-            acc.add_frame(result.frame_idx, result.instances)
-            if writer is not None:
-                writer.write(draw_frame(buffered[0], result.instances, predictor.metadata, args.confidence_threshold))
-            bar.update(1)
-            bar.set_postfix(fps=f"{bar.n / (time.perf_counter() - start):.1f}")
-    finally:
-        bar.close()
-        if writer is not None:
-            writer.close()
-        if args.json:
-            write_json(args.json, finish_tracks(predictor.model, state, acc, cfg.TEST.VIDEO.MAX_TRACKS), predictor.metadata, args.video_id)
-    if acc.frames_seen == 0:
-        raise SystemExit(f"error: {args.video_input}: no frame could be read")
-    fps = acc.frames_seen / (time.perf_counter() - start)
-    print(f"processed {acc.frames_seen} frames at {fps:.2f} FPS; {len(acc.tracks)} tracks")
-    if out_file:
-        print(f"video: {out_file}")
-    if args.json:
-        print(f"results: {args.json}")
-    return 0
+        return run(args)
+    except Exception as e:  # one clear line per error; --traceback for the details
+        if args.traceback:
+            raise
+        message = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        if isinstance(e, KeyError):  # yacs: "Non-existent config key: X"
+            message = message.strip("'\"")
+        print(f"error: {message}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

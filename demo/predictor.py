@@ -8,7 +8,12 @@ Two ways to use it, sharing one code path (so they give identical tracks):
     video = predictor(frames)                       # whole video -> video-level tracks (YouTube-VIS style)
 
 Streaming holds only the model's online state (tracks, memory), so memory stays flat on endless inputs.
+
+The class names come with the model (``projects.data.model_metadata``: stored in the checkpoint and in
+``model_metadata.json`` beside it at training time), else from a registered dataset; ``MODEL.NUM_CLASSES`` -1
+follows them, so a training ``OUTPUT_DIR/config.yaml`` or a generic config both work.
 """
+
 from __future__ import annotations
 
 import os
@@ -18,11 +23,12 @@ from typing import Any, Dict, Iterable, Iterator, List, Optional
 import numpy as np
 import torch
 from detectron2.checkpoint import DetectionCheckpointer
-from detectron2.data import MetadataCatalog
+from detectron2.data.catalog import Metadata
 from detectron2.data import transforms as T
 from detectron2.modeling import build_model
 from detectron2.structures import Instances
 
+from projects.data.model_metadata import resolve_inference_metadata
 from projects.data.video_mapper import build_video_augmentation
 from projects.modeling import VideoTrackAccumulator, finish_tracks, iterate_online
 
@@ -70,10 +76,22 @@ def load_weights(model: torch.nn.Module, weights: str) -> None:
 
 
 class VideoPredictor:
-    """Build the model of ``cfg``, load ``cfg.MODEL.WEIGHTS`` and run it online over frames (BGR uint8 arrays)."""
+    """Build the model of ``cfg``, load ``cfg.MODEL.WEIGHTS`` and run it online over frames (BGR uint8 arrays).
 
-    def __init__(self, cfg):
+    ``dataset``: a registered dataset whose class names to use instead of those stored with the weights.
+    ``metadata`` (``class_names`` dict of :mod:`projects.data.model_metadata`) skips the look-up entirely.
+    """
+
+    def __init__(self, cfg, dataset: Optional[str] = None, metadata: Optional[Dict[str, Any]] = None):
         self.cfg = cfg.clone()
+        self.cfg.defrost()
+        if metadata is None:
+            metadata = resolve_inference_metadata(self.cfg, dataset)
+        elif self.cfg.MODEL.NUM_CLASSES == -1:
+            self.cfg.MODEL.NUM_CLASSES = len(metadata["thing_classes"])
+        self.cfg.freeze()
+        self.class_names = metadata
+        cfg = self.cfg
         self.model = build_model(self.cfg).eval()
         for attr in ("init_video_state", "step"):
             if not hasattr(self.model, attr):
@@ -83,8 +101,9 @@ class VideoPredictor:
         self.input_format = cfg.INPUT.FORMAT
         if self.input_format not in ("BGR", "RGB"):
             raise ValueError(f"VideoPredictor supports INPUT.FORMAT BGR or RGB, got {self.input_format}")
-        names = list(cfg.DATASETS.TEST) or list(cfg.DATASETS.TRAIN)
-        self.metadata = MetadataCatalog.get(names[0]) if names else MetadataCatalog.get("__unused")
+        self.metadata = Metadata(
+            name=metadata.get("dataset", "model"), **{k: v for k, v in metadata.items() if k.startswith("thing_")}
+        )
         self.max_tracks = cfg.TEST.VIDEO.MAX_TRACKS
 
     def _preprocess(self, frame_bgr: np.ndarray) -> torch.Tensor:
@@ -127,4 +146,9 @@ class VideoPredictor:
         for result in self.stream(frames, state):
             acc.add_frame(result.frame_idx, result.instances)
         h, w = frames[0].shape[:2]
-        return {"height": h, "width": w, "length": len(frames), "tracks": finish_tracks(self.model, state, acc, self.max_tracks)}
+        return {
+            "height": h,
+            "width": w,
+            "length": len(frames),
+            "tracks": finish_tracks(self.model, state, acc, self.max_tracks),
+        }

@@ -30,7 +30,7 @@ if ! "$VENV/bin/python" -c "import detectron2" 2>/dev/null; then
     --target "$SITE" --upgrade sal-detectron2==0.7.2
 fi
 $PIP install -q $PIN fvcore iopath pycocotools omegaconf hydra-core yacs termcolor tabulate cloudpickle \
-  tqdm matplotlib Pillow 'setuptools<81' opencv-python-headless scipy tensorboard psutil pytest pytest-timeout ruff
+  tqdm matplotlib Pillow imageio-ffmpeg 'setuptools<81' opencv-python-headless scipy tensorboard psutil pytest pytest-timeout ruff
 $PIP install -q --no-deps -e .
 "$VENV/bin/python" -c "import torch, torchvision, detectron2, pycocotools, cv2; print('setup ok: torch', torch.__version__, 'detectron2', detectron2.__version__)"
 echo "installed versions:"; $PIP list --format=freeze 2>/dev/null | tr '\n' ' '; echo

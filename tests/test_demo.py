@@ -1,6 +1,9 @@
-"""demo/demo.py and VideoPredictor on an mp4 written by the synthetic generator, with a briefly trained VisSTG."""
+"""demo/demo.py and VideoPredictor with a briefly trained VisSTG (5 classes, a user's --dataset): the training
+output's config, class names stored with the model, damaged inputs, odd/4K sizes, one-line errors."""
+
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -8,6 +11,8 @@ import cv2
 import numpy as np
 import pytest
 import torch
+
+imageio_ffmpeg = pytest.importorskip("imageio_ffmpeg")
 
 from projects.data.synthetic import generate_synthetic_vis
 from projects.evaluation import evaluate_ytvis
@@ -21,45 +26,216 @@ def _env():
     return dict(os.environ, PYTHONPATH=ROOT, OMP_NUM_THREADS="1")
 
 
+def _five_class_json(src_json, dst_json):
+    """The synthetic GT cut to 5 classes with non-contiguous ids 10..50 (a user's own dataset)."""
+    data = json.load(open(src_json))
+    new_id = {c["id"]: 10 * c["id"] for c in data["categories"] if c["id"] <= 5}
+    data["categories"] = [
+        dict(c, id=new_id[c["id"]], name=f"mine_{c['name']}") for c in data["categories"] if c["id"] in new_id
+    ]
+    data["annotations"] = [
+        dict(a, category_id=new_id[a["category_id"]]) for a in data["annotations"] if a["category_id"] in new_id
+    ]
+    json.dump(data, open(dst_json, "w"))
+    return str(dst_json)
+
+
 @pytest.fixture(scope="module")
 def assets(tmp_path_factory):
-    """A 2-iteration VisSTG checkpoint and a 7-frame synthetic mp4 (+ its GT JSON)."""
+    """A 2-iteration VisSTG trained with --dataset mine_train=... (5 classes) and a 7-frame synthetic mp4."""
     tmp = tmp_path_factory.mktemp("demo")
-    gt_json = generate_synthetic_vis(str(tmp / "data"), 1, 7, 100, 150, seed=3, split_name="demo", write_mp4=True)
+    synth_json = generate_synthetic_vis(str(tmp / "data"), 1, 7, 100, 150, seed=3, split_name="demo", write_mp4=True)
+    gt_json = _five_class_json(synth_json, tmp / "mine.json")
     video = str(tmp / "data" / "demo" / "videos" / "vid_0001.mp4")
     out = tmp / "train"
+    frames_root = tmp / "data" / "demo" / "JPEGImages"
     proc = subprocess.run(
-        [sys.executable, "train_net.py", "--config-file", CONFIG, "--dataset", f"demo_train={gt_json}:{tmp / 'data' / 'demo' / 'JPEGImages'}",
-         "DATASETS.TRAIN", "('demo_train',)", "DATASETS.TEST", "()", "SOLVER.MAX_ITER", "2", "SOLVER.IMS_PER_BATCH", "1",
-         "DATALOADER.NUM_WORKERS", "0", "OUTPUT_DIR", str(out), *SMALL],
-        cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=600,
+        [
+            sys.executable,
+            "train_net.py",
+            "--config-file",
+            CONFIG,
+            "--dataset",
+            f"mine_train={gt_json}:{frames_root}",
+            "DATASETS.TRAIN",
+            "('mine_train',)",
+            "DATASETS.TEST",
+            "()",
+            "SOLVER.MAX_ITER",
+            "2",
+            "SOLVER.IMS_PER_BATCH",
+            "1",
+            "DATALOADER.NUM_WORKERS",
+            "0",
+            "OUTPUT_DIR",
+            str(out),
+            *SMALL,
+        ],
+        cwd=ROOT,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert proc.returncode == 0, f"training the demo model failed:\n{proc.stderr[-4000:]}"
-    return {"tmp": tmp, "gt_json": gt_json, "video": video, "weights": str(out / "model_final.pth")}
+    return {
+        "tmp": tmp,
+        "gt_json": gt_json,
+        "synth_json": synth_json,
+        "video": video,
+        "out": out,
+        "frames_root": str(frames_root),
+        "weights": str(out / "model_final.pth"),
+    }
 
 
-def _demo(*args):
+class _Run:
+    def __init__(self, returncode, stdout, stderr):
+        self.returncode, self.stdout, self.stderr = returncode, stdout, stderr
+
+
+@pytest.fixture
+def demo(capsys):
+    """demo.main in this process (no interpreter start-up per run); same exit code / stdout / stderr."""
+    from demo.demo import main
+
+    def run(*args, config=CONFIG):
+        capsys.readouterr()
+        code = main(["--config-file", str(config), *map(str, args)])
+        out, err = capsys.readouterr()
+        return _Run(code, out, err)
+
+    return run
+
+
+def _demo(*args, config=CONFIG):
+    """demo/demo.py as a user runs it (a fresh interpreter)."""
     return subprocess.run(
-        [sys.executable, "demo/demo.py", "--config-file", CONFIG, *args], cwd=ROOT, env=_env(), capture_output=True,
-        text=True, timeout=600,
+        [sys.executable, "demo/demo.py", "--config-file", str(config), *args],
+        cwd=ROOT,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
 
 
-def test_demo_writes_video_and_json_the_evaluator_accepts(assets):
+def _one_line_error(proc, text):
+    """The run failed with exactly one ``error:`` line containing ``text`` and no traceback."""
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    assert len(errors) == 1 and text in errors[0], proc.stderr[-3000:]
+
+
+def _frames_of(path):
+    cap = cv2.VideoCapture(str(path))
+    n = 0
+    while cap.read()[0]:
+        n += 1
+    return n, cap.get(cv2.CAP_PROP_FRAME_WIDTH)
+
+
+def test_training_stores_the_class_names_with_the_model(assets):
+    meta = json.load(open(assets["out"] / "model_metadata.json"))
+    assert meta["dataset"] == "mine_train" and len(meta["thing_classes"]) == 5
+    assert meta["thing_classes"][0].startswith("mine_")
+    ckpt = torch.load(assets["weights"], map_location="cpu", weights_only=True)
+    assert ckpt["model_metadata"]["thing_classes"] == meta["thing_classes"]
+
+
+def test_demo_with_the_training_output_config(assets):
+    """detectron2's usual flow: OUTPUT_DIR/config.yaml + model_final.pth; 'mine_train' is not registered here."""
     out_mp4, out_json = str(assets["tmp"] / "out.mp4"), str(assets["tmp"] / "out.json")
-    proc = _demo("--video-input", assets["video"], "--output", out_mp4, "--json", out_json,
-                 "--confidence-threshold", "0.0", "MODEL.WEIGHTS", assets["weights"], *SMALL)
+    proc = _demo(
+        "--video-input",
+        assets["video"],
+        "--output",
+        out_mp4,
+        "--json",
+        out_json,
+        "--confidence-threshold",
+        "0.0",
+        "MODEL.WEIGHTS",
+        assets["weights"],
+        "MODEL.VIS_STG.INFERENCE.SCORE_THRESH",
+        "0.0",
+        config=assets["out"] / "config.yaml",
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "processed 7 frames" in proc.stdout
-    cap = cv2.VideoCapture(out_mp4)
-    frames = 0
-    while cap.read()[0]:
-        frames += 1
-    assert frames == 7 and cap.get(cv2.CAP_PROP_FRAME_WIDTH) == 150  # original size, not the 96-px input
+    assert _frames_of(out_mp4) == (7, 150)  # original size, not the 96-px input
+    codec = subprocess.run(
+        [imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-i", out_mp4], capture_output=True, text=True
+    )
+    assert "Video: h264" in codec.stderr
     results = json.load(open(out_json))
-    assert all(len(r["segmentations"]) == 7 and r["video_id"] == 1 for r in results)
+    assert results and all(len(r["segmentations"]) == 7 and r["video_id"] == 1 for r in results)
+    assert {r["category_id"] for r in results} <= {10, 20, 30, 40, 50}  # the user's dataset ids
     metrics = evaluate_ytvis(assets["gt_json"], results)
     assert 0.0 <= metrics["AP"] <= 1.0
+
+
+def test_demo_with_the_generic_config_and_a_gif(assets, demo):
+    """The synthetic config names a 6-class dataset; the 5 classes stored with the weights win."""
+    out_gif = assets["tmp"] / "out.gif"
+    proc = demo(
+        "--video-input",
+        assets["video"],
+        "--output",
+        str(out_gif),
+        "--max-frames",
+        "4",
+        "MODEL.WEIGHTS",
+        assets["weights"],
+        *SMALL,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    from PIL import Image, ImageSequence
+
+    with Image.open(out_gif) as im:
+        assert im.size == (150, 100) and sum(1 for _ in ImageSequence.Iterator(im)) == 4
+
+
+def test_demo_dataset_flag(assets, tmp_path, demo):
+    """--dataset NAME=JSON:ROOT as in train_net.py; class lists are checked against the stored one."""
+    stripped = tmp_path / "model.pth"  # an old checkpoint: no stored class names
+    ckpt = torch.load(assets["weights"], map_location="cpu", weights_only=True)
+    ckpt.pop("model_metadata")
+    torch.save(ckpt, stripped)
+    proc = demo(
+        "--video-input",
+        assets["video"],
+        "--max-frames",
+        "2",
+        "MODEL.WEIGHTS",
+        str(stripped),
+        config=assets["out"] / "config.yaml",
+    )
+    _one_line_error(proc, "cannot find the model's class names")
+    proc = demo(
+        "--video-input",
+        assets["video"],
+        "--max-frames",
+        "2",
+        "--dataset",
+        f"mine_train={assets['gt_json']}:{assets['frames_root']}",
+        "MODEL.WEIGHTS",
+        str(stripped),
+        config=assets["out"] / "config.yaml",
+    )
+    assert proc.returncode == 0 and "processed 2 frames" in proc.stdout, proc.stderr[-3000:]
+    proc = demo(
+        "--video-input",
+        assets["video"],
+        "--dataset",
+        f"six={assets['synth_json']}:{assets['frames_root']}",
+        "MODEL.WEIGHTS",
+        assets["weights"],
+        *SMALL,
+    )
+    _one_line_error(proc, "has 6 classes but the model")
+    proc = demo("--video-input", assets["video"], "--dataset", "no-colon-here", "MODEL.WEIGHTS", assets["weights"])
+    _one_line_error(proc, "--dataset expects NAME=")
 
 
 def test_streaming_equals_whole_video(assets):
@@ -68,11 +244,21 @@ def test_streaming_equals_whole_video(assets):
     from demo.video_io import VideoSource
     import argparse
 
-    cfg = setup_cfg(argparse.Namespace(config_file=CONFIG, opts=["MODEL.WEIGHTS", assets["weights"], *SMALL,
-                                                                  "DATASETS.TRAIN", "()", "MODEL.NUM_CLASSES", "6",
-                                                                  # no top-k cut: streaming yields every track
-                                                                  "TEST.VIDEO.MAX_TRACKS", "100000"]))
+    cfg = setup_cfg(
+        argparse.Namespace(
+            config_file=CONFIG,
+            opts=[
+                "MODEL.WEIGHTS",
+                assets["weights"],
+                *SMALL,
+                # no top-k cut: streaming yields every track
+                "TEST.VIDEO.MAX_TRACKS",
+                "100000",
+            ],
+        )
+    )
     predictor = VideoPredictor(cfg)
+    assert predictor.cfg.MODEL.NUM_CLASSES == 5 and predictor.metadata.thing_classes[0].startswith("mine_")
     frames = list(VideoSource(assets["video"]))
     assert len(frames) == 7
     whole = predictor(frames)
@@ -85,29 +271,150 @@ def test_streaming_equals_whole_video(assets):
 
     for track in whole["tracks"]:
         frames_with_mask = {t for t, s in enumerate(track["segmentations"]) if s is not None}
-        matches = [tid for tid, masks in streamed.items()
-                   if {t for t, m in masks.items() if m.any()} == frames_with_mask
-                   and all(np.array_equal(decode_mask(track["segmentations"][t], 100, 150), masks[t].numpy()) for t in frames_with_mask)]
+        matches = [
+            tid
+            for tid, masks in streamed.items()
+            if {t for t, m in masks.items() if m.any()} == frames_with_mask
+            and all(
+                np.array_equal(decode_mask(track["segmentations"][t], 100, 150), masks[t].numpy())
+                for t in frames_with_mask
+            )
+        ]
         assert matches, "a whole-video track has no identical streamed track"
 
 
-def test_bad_inputs_give_clear_errors(assets):
+@pytest.mark.parametrize("h,w", [(576, 768), (528, 720), (2160, 3840)])
+def test_frame_sizes_off_the_stride_and_4k(assets, h, w):
+    """Sizes that are not multiples of the stride, and 4K (resized to the test size): masks at the input size."""
+    from demo.demo import setup_cfg
+    from demo.predictor import VideoPredictor
+    import argparse
+
+    cfg = setup_cfg(
+        argparse.Namespace(
+            config_file=CONFIG,
+            opts=[
+                "MODEL.WEIGHTS",
+                assets["weights"],
+                *SMALL,
+                "MODEL.VIS_STG.INFERENCE.SCORE_THRESH",
+                "0.0",
+                "MODEL.VIS_STG.INFERENCE.MAX_DETECTIONS",
+                "3",
+            ],
+        )
+    )
+    predictor = VideoPredictor(cfg)
+    frames = [
+        cv2.resize(f, (w, h)) for f in list(__import__("demo.video_io").video_io.VideoSource(assets["video"]))[:2]
+    ]
+    assert max(predictor._preprocess(frames[0]).shape[1:]) <= 160  # resized to the test size first
+    results = list(predictor.stream(frames))
+    assert len(results) == 2
+    for r in results:
+        assert r.instances.image_size == (h, w)
+        assert len(r.instances) > 0 and tuple(r.instances.pred_masks.shape[1:]) == (h, w)
+
+
+def test_bad_inputs_give_one_line_errors(assets, demo):
     tmp = assets["tmp"]
     corrupt = tmp / "corrupt.mp4"
     corrupt.write_bytes(b"\x00\x00\x00\x18ftypmp42 definitely not a video")
-    proc = _demo("--video-input", str(corrupt), "MODEL.WEIGHTS", assets["weights"], *SMALL)
-    assert proc.returncode != 0 and "cannot read any frame" in proc.stderr
-    proc = _demo("--video-input", assets["video"], "MODEL.WEIGHTS", str(tmp / "missing.pth"), *SMALL)
-    assert proc.returncode != 0 and "weights file not found" in proc.stderr
-    proc = _demo("--video-input", assets["video"], "MODEL.WEIGHTS", assets["weights"], "MODEL.FPN.OUT_CHANNELS", "32", *SMALL)
-    assert proc.returncode != 0 and "does not match the config's model" in proc.stderr
+    _one_line_error(
+        demo("--video-input", str(corrupt), "MODEL.WEIGHTS", assets["weights"], *SMALL), "cannot read any frame"
+    )
+    _one_line_error(
+        demo("--video-input", assets["video"], "MODEL.WEIGHTS", str(tmp / "missing.pth"), *SMALL),
+        "weights file not found",
+    )
+    _one_line_error(
+        demo(
+            "--video-input", assets["video"], "MODEL.WEIGHTS", assets["weights"], "MODEL.FPN.OUT_CHANNELS", "32", *SMALL
+        ),
+        "does not match the config's model",
+    )
     empty_dir = tmp / "empty_frames"
-    empty_dir.mkdir()
-    proc = _demo("--video-input", str(empty_dir), "MODEL.WEIGHTS", assets["weights"], *SMALL)
-    assert proc.returncode != 0 and "no image frames" in proc.stderr
+    empty_dir.mkdir(exist_ok=True)
+    _one_line_error(
+        demo("--video-input", str(empty_dir), "MODEL.WEIGHTS", assets["weights"], *SMALL), "no image frames"
+    )
+    _one_line_error(
+        demo("--video-input", assets["video"], "MODEL.WEIGHTS", assets["weights"], "MODEL.NO_SUCH_KEY", "1"),
+        "MODEL.NO_SUCH_KEY",
+    )
+    _one_line_error(demo("--video-input", assets["video"], config=tmp / "nope.yaml"), "config file does not exist")
+    _one_line_error(
+        demo("--video-input", assets["video"], "--output", str(tmp / "x.avi"), "MODEL.WEIGHTS", assets["weights"]),
+        "output must end with",
+    )
 
 
-def test_interrupted_run_keeps_valid_outputs(assets, monkeypatch):
+def test_corrupt_frame_file_is_skipped_or_strict_fails(assets, tmp_path, demo):
+    src = sorted(os.listdir(os.path.join(assets["frames_root"], "vid_0001")))[:5]
+    for i, name in enumerate(src):
+        data = open(os.path.join(assets["frames_root"], "vid_0001", name), "rb").read()
+        (tmp_path / f"{i:05d}.jpg").write_bytes(data[: len(data) // 2] if i == 2 else data)  # frame 2 truncated
+    out_json = tmp_path / "r.json"
+    proc = demo(
+        "--video-input",
+        str(tmp_path),
+        "--json",
+        str(out_json),
+        "--confidence-threshold",
+        "0.0",
+        "MODEL.WEIGHTS",
+        assets["weights"],
+        *SMALL,
+        "MODEL.VIS_STG.INFERENCE.SCORE_THRESH",
+        "0.0",
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "warning:" in proc.stderr and "00002.jpg" in proc.stderr and "skipped" in proc.stderr
+    assert "processed 4 frames" in proc.stdout and "1 frame files skipped" in proc.stdout
+    results = json.load(open(out_json))
+    assert results and all(len(r["segmentations"]) == 5 and r["segmentations"][2] is None for r in results)
+    _one_line_error(
+        demo("--video-input", str(tmp_path), "--strict", "MODEL.WEIGHTS", assets["weights"], *SMALL), "00002.jpg"
+    )
+
+
+def test_truncated_video_warns_and_keeps_outputs(assets, tmp_path, demo):
+    from demo.video_io import VideoWriter
+
+    full = tmp_path / "full.mp4"
+    writer = VideoWriter(str(full), 25)
+    frames = list(__import__("demo.video_io").video_io.VideoSource(assets["video"]))
+    for i in range(60):
+        writer.write(frames[i % len(frames)])
+    writer.close()
+    data = full.read_bytes()
+    mdat = data.index(b"mdat")
+    (tmp_path / "cut.mp4").write_bytes(data[: mdat + (len(data) - mdat) // 4])
+    out_json = tmp_path / "cut.json"
+    proc = demo(
+        "--video-input",
+        str(tmp_path / "cut.mp4"),
+        "--json",
+        str(out_json),
+        "--output",
+        str(tmp_path / "o.mp4"),
+        "MODEL.WEIGHTS",
+        assets["weights"],
+        *SMALL,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    m = re.search(r"decoded (\d+) of 60 frames", proc.stderr)
+    assert m and 0 < int(m.group(1)) < 60, proc.stderr[-3000:]
+    n = int(m.group(1))
+    assert f"processed {n} frames" in proc.stdout and _frames_of(tmp_path / "o.mp4")[0] == n
+    assert all(len(r["segmentations"]) == n for r in json.load(open(out_json)))
+    _one_line_error(
+        demo("--video-input", str(tmp_path / "cut.mp4"), "--strict", "MODEL.WEIGHTS", assets["weights"], *SMALL),
+        "decoded",
+    )
+
+
+def test_interrupted_run_keeps_valid_outputs(assets, demo):
     """A failure mid-video (here: a frame of another size) still leaves a playable mp4 and a valid JSON."""
     frames_dir = assets["tmp"] / "frames"
     frames_dir.mkdir(exist_ok=True)
@@ -118,13 +425,18 @@ def test_interrupted_run_keeps_valid_outputs(assets, monkeypatch):
             f = cv2.resize(f, (80, 60))
         cv2.imwrite(str(frames_dir / f"{i:05d}.jpg"), f)
     out_mp4, out_json = str(assets["tmp"] / "partial.mp4"), str(assets["tmp"] / "partial.json")
-    proc = _demo("--video-input", str(frames_dir), "--output", out_mp4, "--json", out_json,
-                 "MODEL.WEIGHTS", assets["weights"], *SMALL)
-    assert proc.returncode != 0 and "all frames of a video must have one size" in proc.stderr
-    cap = cv2.VideoCapture(out_mp4)
-    n = 0
-    while cap.read()[0]:
-        n += 1
-    assert n == 3
+    proc = demo(
+        "--video-input",
+        str(frames_dir),
+        "--output",
+        out_mp4,
+        "--json",
+        out_json,
+        "MODEL.WEIGHTS",
+        assets["weights"],
+        *SMALL,
+    )
+    _one_line_error(proc, "all frames of a video must have one size")
+    assert _frames_of(out_mp4)[0] == 3
     results = json.load(open(out_json))
-    assert all(len(r["segmentations"]) == 3 for r in results)
+    assert all(len(r["segmentations"]) == 5 for r in results)  # a frame folder keeps its length
