@@ -1,4 +1,4 @@
-# Two commands for a newcomer (README): `make demo` (the main job) and `make test`.
+# Two commands for a newcomer (README): `make demo` (the main job) and `make test` (ruff, then pytest).
 PY := .venv/bin/python
 export DETECTRON2_DATASETS ?= $(CURDIR)/datasets
 
@@ -7,6 +7,8 @@ setup:
 	@bash scripts/setup.sh
 
 test: setup
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
 	$(PY) -m pytest -q tests
 
 demo: setup

@@ -8,9 +8,11 @@
 
 ``--dataset NAME=JSON:IMAGE_ROOT`` (repeatable) registers a YouTube-VIS-format dataset (a ``NAME`` ending in
 ``_train`` also gets ``<stem>_train_sub`` / ``<stem>_holdout``) or a COCO-format image dataset; categories come
-from the JSON and ``MODEL.NUM_CLASSES`` follows the first video dataset. With ``--eval-only`` a stage-1 RGNN-VIS / YOLACT model is evaluated on a COCO-format
+from the JSON and ``MODEL.NUM_CLASSES`` follows the first video dataset. With ``--eval-only`` a stage-1 RGNN-VIS /
+YOLACT model is evaluated on a COCO-format
 dataset image by image with detectron2's COCOEvaluator (box and mask AP).
 """
+
 import argparse
 import logging
 import os
@@ -18,8 +20,15 @@ import weakref
 
 import torch
 from detectron2.data import MetadataCatalog, build_detection_test_loader
-from detectron2.engine import AMPTrainer, DefaultTrainer, SimpleTrainer, TrainerBase, default_argument_parser
-from detectron2.engine import default_setup, launch
+from detectron2.engine import (
+    AMPTrainer,
+    DefaultTrainer,
+    SimpleTrainer,
+    TrainerBase,
+    default_argument_parser,
+    default_setup,
+    launch,
+)
 from detectron2.evaluation import COCOEvaluator, verify_results
 from detectron2.solver.build import get_default_optimizer_params, maybe_add_gradient_clipping
 from detectron2.utils import comm
@@ -28,7 +37,12 @@ from detectron2.utils.logger import setup_logger
 from projects.config import get_project_cfg
 from projects.data import build_video_test_loader, build_video_train_loader, resolve_num_classes
 from projects.data.cli import register_cli_datasets
-from projects.data.model_metadata import CHECKPOINT_KEY, ModelMetadataCheckpointable, dataset_metadata, write_model_metadata
+from projects.data.model_metadata import (
+    CHECKPOINT_KEY,
+    ModelMetadataCheckpointable,
+    dataset_metadata,
+    write_model_metadata,
+)
 from projects.engine import FaultTolerantCheckpointer, FaultTolerantTrainerMixin
 from projects.engine.amp import AutocastModel, autocast_for_inference, resolve_amp_dtype
 from projects.engine.ddp import create_ddp_model
@@ -111,7 +125,9 @@ class Trainer(FaultTolerantTrainerMixin, DefaultTrainer):
         optim = {"ADAM": torch.optim.Adam, "ADAMW": torch.optim.AdamW}.get(name)
         if optim is None:
             raise ValueError(f"SOLVER.OPTIMIZER must be SGD, ADAM or ADAMW, got {cfg.SOLVER.OPTIMIZER!r}")
-        return maybe_add_gradient_clipping(cfg, optim)(params, lr=cfg.SOLVER.BASE_LR, weight_decay=cfg.SOLVER.WEIGHT_DECAY)
+        return maybe_add_gradient_clipping(cfg, optim)(
+            params, lr=cfg.SOLVER.BASE_LR, weight_decay=cfg.SOLVER.WEIGHT_DECAY
+        )
 
 
 def is_image_dataset(dataset_name: str) -> bool:

@@ -15,6 +15,7 @@ the RGNN-VIS stage-2 R50 config (4 clips x 10 frames):
     python benchmarks/bench_data_pipeline.py                 # paper scale (minutes of CPU)
     python benchmarks/bench_data_pipeline.py --smoke         # tiny (the test)
 """
+
 from __future__ import annotations
 
 import argparse
@@ -70,8 +71,10 @@ def decode_table(path: str, short: int, max_size: int, repeats: int) -> None:
     t_red = _time(lambda: decode_reduced(path, short, max_size), repeats)
     diff = np.abs(full.astype(np.int16) - reduced.astype(np.int16)).mean()
     h, w = np.asarray(Image.open(path)).shape[:2]
-    print(f"decode {w}x{h} + resize to {full.shape[1]}x{full.shape[0]}: full {1e3 * t_full:.1f} ms, "
-          f"draft {1e3 * t_red:.1f} ms, speed-up x{t_full / t_red:.2f}, mean |diff| {diff:.2f} / 255")
+    print(
+        f"decode {w}x{h} + resize to {full.shape[1]}x{full.shape[0]}: full {1e3 * t_full:.1f} ms, "
+        f"draft {1e3 * t_red:.1f} ms, speed-up x{t_full / t_red:.2f}, mean |diff| {diff:.2f} / 255"
+    )
 
 
 def load_cfg(config: str, dataset: str, batch: int, workers: int):
@@ -135,8 +138,10 @@ def main() -> None:
     start = time.perf_counter()
     json_file = generate_synthetic_vis(out, args.videos, args.frames, args.height, args.width, seed=0)
     image_root = os.path.join(out, "train", "JPEGImages")
-    print(f"synthetic set: {args.videos} videos x {args.frames} frames of {args.height}x{args.width} in {out} "
-          f"({time.perf_counter() - start:.0f} s)")
+    print(
+        f"synthetic set: {args.videos} videos x {args.frames} frames of {args.height}x{args.width} in {out} "
+        f"({time.perf_counter() - start:.0f} s)"
+    )
     dataset = "bench_data_train"
     register_ytvis_instances(dataset, json_file, image_root)
     first = DatasetCatalog.get(dataset)[0]["file_names"][0]
@@ -148,15 +153,19 @@ def main() -> None:
         per_step = bs * cfg.INPUT.SAMPLING_FRAME_NUM
         sps, fps = bench_mapper(cfg, dataset, max(2, args.batches * bs))
         print(f"[{name}] one GPU step = {bs} clips x {cfg.INPUT.SAMPLING_FRAME_NUM} frames ({per_step} frames)")
-        print(f"[{name}] mapper (1 process): {sps:.2f} samples/s, {fps:.1f} frames decoded/s "
-              f"-> {fps / per_step:.2f} GPU steps/s")
+        print(
+            f"[{name}] mapper (1 process): {sps:.2f} samples/s, {fps:.1f} frames decoded/s "
+            f"-> {fps / per_step:.2f} GPU steps/s"
+        )
         for workers in [int(w) for w in args.workers.split(",")]:
             cfg = load_cfg(config, dataset, bs, workers)
             if args.smoke:
                 cfg.INPUT.SAMPLING_FRAME_NUM = min(length, 3)
             sps, fps, steps = bench_loader(cfg, args.batches)
-            print(f"[{name}] loader NUM_WORKERS {workers}: {sps:.2f} samples/s, {fps:.1f} frames/s, "
-                  f"{steps:.2f} GPU steps/s")
+            print(
+                f"[{name}] loader NUM_WORKERS {workers}: {sps:.2f} samples/s, {fps:.1f} frames/s, "
+                f"{steps:.2f} GPU steps/s"
+            )
         short = max(cfg.INPUT.MIN_SIZE_TRAIN)
         decode_table(first, short, cfg.INPUT.MAX_SIZE_TRAIN, 3 if args.smoke else 20)
 

@@ -10,6 +10,7 @@ from the FPS. Nothing is accumulated except the model's online state, so RSS at 
 should be (nearly) equal.
 Without MODEL.WEIGHTS the model is randomly initialised (memory behaviour does not depend on the weights).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -30,8 +31,9 @@ from projects.data.synthetic import generate_synthetic_vis  # noqa: E402
 
 def synthetic_frames(n: int, height: int, width: int, chunk: int = 100):
     """An endless-looking stream: consecutive synthetic videos of ``chunk`` frames, rendered chunk by chunk."""
-    import cv2
     import json
+
+    import cv2
 
     with tempfile.TemporaryDirectory() as tmp:
         for start in range(0, n, chunk):
@@ -83,7 +85,12 @@ def main() -> None:
         torch.save({"model": build_model(cfg).state_dict()}, tmp_ckpt)
         opts += ["MODEL.WEIGHTS", tmp_ckpt]
     if "INPUT.MIN_SIZE_TEST" not in opts:
-        opts += ["INPUT.MIN_SIZE_TEST", str(min(args.height, args.width)), "INPUT.MAX_SIZE_TEST", str(max(args.height, args.width))]
+        opts += [
+            "INPUT.MIN_SIZE_TEST",
+            str(min(args.height, args.width)),
+            "INPUT.MAX_SIZE_TEST",
+            str(max(args.height, args.width)),
+        ]
     cfg = setup_cfg(argparse.Namespace(config_file=args.config_file, opts=opts + ["MODEL.DEVICE", "cpu"]))
     predictor = VideoPredictor(cfg)
     proc = psutil.Process()
@@ -100,8 +107,10 @@ def main() -> None:
         raise SystemExit("--frames must be at least 10")
     model_seconds = time.perf_counter() - start - (frames.seconds - render_at_start)
     fps = (args.frames - 10) / model_seconds
-    print(f"config: {args.config_file}  frames {args.height}x{args.width} (model input "
-          f"{cfg.INPUT.MIN_SIZE_TEST}/{cfg.INPUT.MAX_SIZE_TEST})  threads {args.threads}")
+    print(
+        f"config: {args.config_file}  frames {args.height}x{args.width} (model input "
+        f"{cfg.INPUT.MIN_SIZE_TEST}/{cfg.INPUT.MAX_SIZE_TEST})  threads {args.threads}"
+    )
     print(f"model FPS (frames 10..{args.frames}, frame rendering excluded): {fps:.2f}")
     print("| frame | RSS (MiB) | instances in frame |\n|---:|---:|---:|")
     for n, rss, k in rows:

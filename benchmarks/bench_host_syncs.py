@@ -17,6 +17,7 @@ thresholds at 0 and every edge a match candidate, so that every frame carries ``
 detections, matches and memory instances (the per-frame work of the step does not depend on the weights:
 all its shapes are fixed by the config and the input size).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -44,8 +45,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 __all__ = ["measure_vis_stg", "vis_stg_config"]
 
 
-def vis_stg_config(device: str, smoke: bool, opts: List[str], config_file: Optional[str] = None,
-                   num_classes: int = 40):
+def vis_stg_config(device: str, smoke: bool, opts: List[str], config_file: Optional[str] = None, num_classes: int = 40):
     """The R50 YouTube-VIS config (``--smoke``: the synthetic R18 config shrunk to seconds on CPU)."""
     cfg = get_cfg()
     add_video_config(cfg)
@@ -69,8 +69,13 @@ def vis_stg_config(device: str, smoke: bool, opts: List[str], config_file: Optio
     return cfg
 
 
-def measure_vis_stg(device: str = "cpu", smoke: bool = True, frames: int = 6, opts: Optional[List[str]] = None,
-                    config_file: Optional[str] = None) -> Dict[str, object]:
+def measure_vis_stg(
+    device: str = "cpu",
+    smoke: bool = True,
+    frames: int = 6,
+    opts: Optional[List[str]] = None,
+    config_file: Optional[str] = None,
+) -> Dict[str, object]:
     """Syncs per frame of ``VisSTG.step`` on frames 2..``frames`` of a random video; the same keys as
     ``measure_rgnn``: ``syncs_per_frame`` (max over the counted frames), ``mean_syncs_per_frame``,
     ``per_op`` (mean calls per frame), ``tracks`` (reference instances after the last frame), ``outputs``
@@ -98,17 +103,24 @@ def measure_vis_stg(device: str = "cpu", smoke: bool = True, frames: int = 6, op
             if t == 0:
                 model.step(frame, state)
                 continue
-            out, counts = count_host_syncs(lambda: model.step(frame, state))
+            out, counts = count_host_syncs(lambda frame=frame: model.step(frame, state))
             per_frame.append(sum(counts.values()))
             ops.update(counts)
             if device.startswith("cuda"):
-                cuda_warnings.append(_cuda_sync_warnings(lambda: model.step(dict(frame), state)))
+                cuda_warnings.append(_cuda_sync_warnings(lambda frame=frame: model.step(dict(frame), state)))
     n = len(per_frame)
-    return {"model": "VisSTG", "device": device, "size": (h, w), "frames": frames,
-            "syncs_per_frame": max(per_frame), "mean_syncs_per_frame": sum(per_frame) / n,
-            "per_op": {k: v / n for k, v in sorted(ops.items())},
-            "tracks": 0 if state.refs is None else len(state.refs), "outputs": len(out),
-            "cuda_sync_warnings_per_frame": statistics.median(cuda_warnings) if cuda_warnings else None}
+    return {
+        "model": "VisSTG",
+        "device": device,
+        "size": (h, w),
+        "frames": frames,
+        "syncs_per_frame": max(per_frame),
+        "mean_syncs_per_frame": sum(per_frame) / n,
+        "per_op": {k: v / n for k, v in sorted(ops.items())},
+        "tracks": 0 if state.refs is None else len(state.refs),
+        "outputs": len(out),
+        "cuda_sync_warnings_per_frame": statistics.median(cuda_warnings) if cuda_warnings else None,
+    }
 
 
 def _cuda_sync_warnings(fn) -> int:
@@ -136,16 +148,20 @@ def measure_rgnn_if_available(device: str, smoke: bool, frames: int) -> Optional
 
 
 def print_table(rows: List[Dict[str, object]], missing: List[str]) -> None:
-    print(f"| {'model':<8} | {'device':<6} | {'input':<8} | {'syncs/frame (max)':>17} | {'mean':>5} | "
-          f"{'CUDA sync warnings/frame':>24} | {'outputs':>7} | {'tracks':>6} | per op (mean/frame)")
+    print(
+        f"| {'model':<8} | {'device':<6} | {'input':<8} | {'syncs/frame (max)':>17} | {'mean':>5} | "
+        f"{'CUDA sync warnings/frame':>24} | {'outputs':>7} | {'tracks':>6} | per op (mean/frame)"
+    )
     print(f"|{'-' * 10}|{'-' * 8}|{'-' * 10}|{'-' * 19}|{'-' * 7}|{'-' * 26}|{'-' * 9}|{'-' * 8}|{'-' * 20}")
     for r in rows:
         cuda = r["cuda_sync_warnings_per_frame"]
         size = "x".join(map(str, r["size"]))
         per_op = ", ".join(f"{k.replace('aten::', '')} {v:g}" for k, v in r["per_op"].items()) or "-"
-        print(f"| {r['model']:<8} | {r['device']:<6} | {size:<8} | {r['syncs_per_frame']:>17} | "
-              f"{r['mean_syncs_per_frame']:>5.1f} | {'-' if cuda is None else cuda:>24} | {r['outputs']:>7} | "
-              f"{r['tracks']:>6} | {per_op}")
+        print(
+            f"| {r['model']:<8} | {r['device']:<6} | {size:<8} | {r['syncs_per_frame']:>17} | "
+            f"{r['mean_syncs_per_frame']:>5.1f} | {'-' if cuda is None else cuda:>24} | {r['outputs']:>7} | "
+            f"{r['tracks']:>6} | {per_op}"
+        )
     for name in missing:
         print(f"| {name:<8} | not measured (benchmarks/host_syncs_rgnn.py is missing)")
 

@@ -18,6 +18,7 @@ both sides alike.
     python benchmarks/bench_overhead.py [--device cpu] [--threads 1] [--repeats 5] [--frames 3] [--skip-rgnn]
         [--clock cpu]   # CPU time instead of wall time: robust to other jobs sharing the cores
 """
+
 from __future__ import annotations
 
 import argparse
@@ -38,7 +39,6 @@ from detectron2 import model_zoo  # noqa: E402
 from detectron2.modeling import build_model  # noqa: E402
 
 from benchmarks.bench_vis_stg import build_bench_model, load_cfg, plain_step  # noqa: E402
-
 
 CLOCK = {"wall": time.perf_counter, "cpu": time.process_time}
 
@@ -70,15 +70,19 @@ def mask_rcnn(device: str, detections: int):
 
 
 def bench_vis_stg_and_peer(args) -> Dict[str, Dict[str, float]]:
-    stg_args = argparse.Namespace(config_file=args.vis_stg_config, device=args.device, num_classes=args.num_classes,
-                                  instances_per_frame=args.instances_per_frame)
+    stg_args = argparse.Namespace(
+        config_file=args.vis_stg_config,
+        device=args.device,
+        num_classes=args.num_classes,
+        instances_per_frame=args.instances_per_frame,
+    )
     model = build_bench_model(load_cfg(stg_args))
     peer = mask_rcnn(args.device, args.instances_per_frame)
     h, w = args.height, args.width
     g = torch.Generator().manual_seed(0)
     images = [torch.randint(0, 256, (3, h, w), dtype=torch.uint8, generator=g) for _ in range(4)]
     state = model.init_video_state()
-    counter = iter(range(10 ** 9))
+    counter = iter(range(10**9))
 
     def full(_):
         t = next(counter)
@@ -98,11 +102,18 @@ def bench_vis_stg_and_peer(args) -> Dict[str, Dict[str, float]]:
         rows["full"].append(fastest_ms(full, args.frames, args.device, args.clock))
         rows["rcnn"].append(fastest_ms(rcnn, args.frames, args.device, args.clock))
     ratios = sorted(f / p for f, p in zip(rows["full"], rows["plain"]))
-    return {"vis_stg": {"plain": statistics.median(rows["plain"]), "full": statistics.median(rows["full"]),
-                        "ratio": statistics.median(ratios), "ratio_min": ratios[0], "ratio_max": ratios[-1],
-                        "ratio_fastest": min(rows["full"]) / min(rows["plain"]),
-                        "references": len(state.refs) if state.refs is not None else 0},
-            "rcnn": {"full": statistics.median(rows["rcnn"]), "fastest": min(rows["rcnn"])}}
+    return {
+        "vis_stg": {
+            "plain": statistics.median(rows["plain"]),
+            "full": statistics.median(rows["full"]),
+            "ratio": statistics.median(ratios),
+            "ratio_min": ratios[0],
+            "ratio_max": ratios[-1],
+            "ratio_fastest": min(rows["full"]) / min(rows["plain"]),
+            "references": len(state.refs) if state.refs is not None else 0,
+        },
+        "rcnn": {"full": statistics.median(rows["rcnn"]), "fastest": min(rows["rcnn"])},
+    }
 
 
 def bench_rgnn(args) -> Dict[str, float]:
@@ -132,24 +143,34 @@ def bench_rgnn(args) -> Dict[str, float]:
 
 
 def print_table(args, stg: Dict, rgnn: Dict, rcnn: Dict) -> None:
-    print(f"\nPer-frame inference at {args.height}x{args.width}, {args.device}, {args.threads} threads, "
-          f"{args.clock} clock, "
-          f"random weights, {args.instances_per_frame} instances per frame; median over {args.repeats} interleaved "
-          f"repeats (each the fastest of {args.frames} frames)")
-    print("| model | without graph / tracker (ms) | full online step (ms) | ratio full / plain (median, range) "
-          "| ratio of the fastest frames |")
+    print(
+        f"\nPer-frame inference at {args.height}x{args.width}, {args.device}, {args.threads} threads, "
+        f"{args.clock} clock, "
+        f"random weights, {args.instances_per_frame} instances per frame; median over {args.repeats} interleaved "
+        f"repeats (each the fastest of {args.frames} frames)"
+    )
+    print(
+        "| model | without graph / tracker (ms) | full online step (ms) | ratio full / plain (median, range) "
+        "| ratio of the fastest frames |"
+    )
     print("|---|---:|---:|---|---:|")
-    print(f"| VisSTG R50-FPN (plain = backbone + heads on F_t) | {stg['plain']:.1f} | {stg['full']:.1f} | "
-          f"{stg['ratio']:.3f} ({stg['ratio_min']:.3f}-{stg['ratio_max']:.3f}) | {stg['ratio_fastest']:.3f} |")
+    print(
+        f"| VisSTG R50-FPN (plain = backbone + heads on F_t) | {stg['plain']:.1f} | {stg['full']:.1f} | "
+        f"{stg['ratio']:.3f} ({stg['ratio_min']:.3f}-{stg['ratio_max']:.3f}) | {stg['ratio_fastest']:.3f} |"
+    )
     if rgnn is None:
         print("| RGNN-VIS R50-FPN (plain = segmenter alone) | not measured | | | |")
     else:
         lo, hi = rgnn.get("ratio_min"), rgnn.get("ratio_max")
         rng = f" ({lo:.3f}-{hi:.3f})" if lo is not None else ""
-        print(f"| RGNN-VIS R50-FPN (plain = segmenter alone) | {rgnn['segmenter']:.1f} | {rgnn['full']:.1f} | "
-              f"{rgnn['ratio']:.3f}{rng} | - |")
-    print(f"| detectron2 Mask R-CNN R50-FPN (per-frame peer; fastest {rcnn['fastest']:.1f}) | {rcnn['full']:.1f} "
-          f"| - | - | - |")
+        print(
+            f"| RGNN-VIS R50-FPN (plain = segmenter alone) | {rgnn['segmenter']:.1f} | {rgnn['full']:.1f} | "
+            f"{rgnn['ratio']:.3f}{rng} | - |"
+        )
+    print(
+        f"| detectron2 Mask R-CNN R50-FPN (per-frame peer; fastest {rcnn['fastest']:.1f}) | {rcnn['full']:.1f} "
+        f"| - | - | - |"
+    )
 
 
 def main(argv: List[str] = None) -> Dict[str, Dict]:
@@ -163,12 +184,17 @@ def main(argv: List[str] = None) -> Dict[str, Dict]:
     parser.add_argument("--num-classes", type=int, default=40)
     parser.add_argument("--instances-per-frame", type=int, default=10)
     parser.add_argument("--vis-stg-config", default=os.path.join(ROOT, "configs/vis_stg/R50_ytvis19.yaml"))
-    parser.add_argument("--rgnn-config",
-                        default=os.path.join(ROOT, "configs/vis_rgnn/R50_FPN_stage2_150ep_ytvis19.yaml"))
+    parser.add_argument(
+        "--rgnn-config", default=os.path.join(ROOT, "configs/vis_rgnn/R50_FPN_stage2_150ep_ytvis19.yaml")
+    )
     parser.add_argument("--skip-rgnn", action="store_true")
-    parser.add_argument("--clock", choices=sorted(CLOCK), default="wall",
-                        help="cpu: process CPU time (with --threads 1, robust to other jobs on the machine; the "
-                             "RGNN row uses bench_vis_rgnn's own wall-clock timing)")
+    parser.add_argument(
+        "--clock",
+        choices=sorted(CLOCK),
+        default="wall",
+        help="cpu: process CPU time (with --threads 1, robust to other jobs on the machine; the "
+        "RGNN row uses bench_vis_rgnn's own wall-clock timing)",
+    )
     args = parser.parse_args(argv)
     if args.clock == "cpu" and args.device != "cpu":
         parser.error("--clock cpu measures CPU time: use it with --device cpu")

@@ -15,6 +15,7 @@ On CPU the times are process CPU time (robust to other processes sharing the cor
 Weights are random (speed does not depend on them); detection thresholds are lowered so that every frame
 carries the maximum number of detections (``MODEL.RGNN.DETECTOR.MAX_DETECTIONS``) into the tracker.
 """
+
 import argparse
 import os
 import statistics
@@ -154,16 +155,22 @@ def main() -> None:
     cfg.MODEL.RGNN.DETECTOR.SCORE_LOGIT_THRESH = -50.0
     cfg.MODEL.RGNN.INIT_THRESHOLD = cfg.MODEL.RGNN.INACTIVE_THRESHOLD = -50.0
     device = torch.device(args.device)
-    print(f"config {args.config_file} | device {args.device} | threads {args.threads} | "
-          f"torch {torch.__version__} | torch-scatter {'yes' if HAS_TORCH_SCATTER else 'no'}")
+    print(
+        f"config {args.config_file} | device {args.device} | threads {args.threads} | "
+        f"torch {torch.__version__} | torch-scatter {'yes' if HAS_TORCH_SCATTER else 'no'}"
+    )
 
     if not args.skip_frames:
         r = bench_frames(cfg, args.frames, args.frame_repeats, device)
-        print("\n| 360x640 frame | segmenter alone (ms) | segmenter + tracker (ms) | ratio (median) | ratio range "
-              "| repeats | tracks |")
+        print(
+            "\n| 360x640 frame | segmenter alone (ms) | segmenter + tracker (ms) | ratio (median) | ratio range "
+            "| repeats | tracks |"
+        )
         print("|---|---:|---:|---:|---|---:|---:|")
-        print(f"| {os.path.basename(args.config_file)} | {r['segmenter']:.1f} | {r['full']:.1f} | {r['ratio']:.3f} | "
-              f"{r['ratio_min']:.3f}-{r['ratio_max']:.3f} | {r['repeats']} | {r['tracks']} |")
+        print(
+            f"| {os.path.basename(args.config_file)} | {r['segmenter']:.1f} | {r['full']:.1f} | {r['ratio']:.3f} | "
+            f"{r['ratio_min']:.3f}-{r['ratio_max']:.3f} | {r['repeats']} | {r['tracks']} |"
+        )
 
     if args.skip_tracker:
         return

@@ -16,6 +16,7 @@
     python benchmarks/bench_vis_stg.py                      # paper R50 config (random weights), CPU
     python benchmarks/bench_vis_stg.py --config-file configs/vis_stg/synthetic_R18.yaml --height 160 --width 256
 """
+
 from __future__ import annotations
 
 import argparse
@@ -74,9 +75,21 @@ def build_graph(cfg) -> SpatialTemporalGraph:
     """The model's graph module alone (FPN level pN has stride 2^N)."""
     c = cfg.MODEL.VIS_STG
     strides = [2 ** int(name[1:]) for name in c.IN_FEATURES]
-    return SpatialTemporalGraph(cfg.MODEL.FPN.OUT_CHANNELS, strides, c.GRAPH.WINDOW_SIZES, c.GRAPH.HIDDEN_DIM,
-                                c.GRAPH.NUM_ITERS, c.GRAPH.AGGREGATION, c.GRAPH.POOLER_RESOLUTION,
-                                c.GRAPH.POOLER_SAMPLING_RATIO, c.GRAPH.NODE_POOL).to(cfg.MODEL.DEVICE).eval()
+    return (
+        SpatialTemporalGraph(
+            cfg.MODEL.FPN.OUT_CHANNELS,
+            strides,
+            c.GRAPH.WINDOW_SIZES,
+            c.GRAPH.HIDDEN_DIM,
+            c.GRAPH.NUM_ITERS,
+            c.GRAPH.AGGREGATION,
+            c.GRAPH.POOLER_RESOLUTION,
+            c.GRAPH.POOLER_SAMPLING_RATIO,
+            c.GRAPH.NODE_POOL,
+        )
+        .to(cfg.MODEL.DEVICE)
+        .eval()
+    )
 
 
 @torch.no_grad()
@@ -85,14 +98,21 @@ def plain_step(model, frame) -> Instances:
     decoding and single output copy as ``VisSTG.step``."""
     images, image_size, feats = model._frame_features(frame, VideoState())
     ic = model.inference_cfg
-    dets, converged = CenterNetHead.inference(*model.det_head(feats), model.strides, ic.SCORE_THRESH,
-                                              ic.TOPK_CANDIDATES, ic.NMS_THRESH, ic.MAX_DETECTIONS,
-                                              ic.FIXED_POINT_ITERS)
+    dets, converged = CenterNetHead.inference(
+        *model.det_head(feats),
+        model.strides,
+        ic.SCORE_THRESH,
+        ic.TOPK_CANDIDATES,
+        ic.NMS_THRESH,
+        ic.MAX_DETECTIONS,
+        ic.FIXED_POINT_ITERS,
+    )
     zeros = dets.level.new_zeros(len(dets))
     kernels = gather_at_cells_static(model.controller(feats), dets.level, dets.cells)
     probs = model.predict_masks(model.mask_branch(feats[0]), kernels, dets.level, dets.cells, zeros).sigmoid()
-    out = dict(dets=dets, track_ids=zeros, mask_probs=probs, num_refs=zeros.sum(), num_pending=zeros.sum(),
-               converged=converged)
+    out = dict(
+        dets=dets, track_ids=zeros, mask_probs=probs, num_refs=zeros.sum(), num_pending=zeros.sum(), converged=converged
+    )
     return model._to_host(out, image_size, (frame["height"], frame["width"]))["instances"]
 
 
@@ -118,26 +138,33 @@ def time_frames(fn: Callable, frames: List[dict], device: str, warmup: int) -> T
 def bench_inference(args) -> None:
     model = build_bench_model(load_cfg(args))
     h, w = args.height, args.width
-    frames = [{"image": torch.randint(0, 256, (3, h, w), dtype=torch.uint8), "height": h, "width": w,
-               "frame_idx": t} for t in range(args.frames)]
+    frames = [
+        {"image": torch.randint(0, 256, (3, h, w), dtype=torch.uint8), "height": h, "width": w, "frame_idx": t}
+        for t in range(args.frames)
+    ]
     state = model.init_video_state()
     full, n_full = time_frames(lambda f: model.step(f, state), frames, args.device, args.warmup)
     plain, n_plain = time_frames(lambda f: plain_step(model, f), frames, args.device, args.warmup)
-    print(f"\nPer-frame inference, {h}x{w}, {args.device}, {torch.get_num_threads()} threads, "
-          f"config {os.path.basename(args.config_file)}, levels {model.in_features}, median of "
-          f"{args.frames - args.warmup} frames, {args.instances_per_frame} instances per frame")
+    print(
+        f"\nPer-frame inference, {h}x{w}, {args.device}, {torch.get_num_threads()} threads, "
+        f"config {os.path.basename(args.config_file)}, levels {model.in_features}, median of "
+        f"{args.frames - args.warmup} frames, {args.instances_per_frame} instances per frame"
+    )
     print(f"| {'variant':<46} | {'ms / frame':>10} | {'FPS':>6} |")
     print(f"|{'-' * 48}|{'-' * 12}|{'-' * 8}|")
-    for name, t in [("backbone + heads (no graph / warp / tracking)", plain),
-                    ("full VisSTG step (graph + warp + tracking)", full)]:
+    for name, t in [
+        ("backbone + heads (no graph / warp / tracking)", plain),
+        ("full VisSTG step (graph + warp + tracking)", full),
+    ]:
         print(f"| {name:<46} | {1000 * t:>10.1f} | {1 / t:>6.2f} |")
     print(f"| {'ratio full / plain':<46} | {full / plain:>10.2f} | {'':>6} |")
     if set(n_full) != {args.instances_per_frame} or set(n_plain) != {args.instances_per_frame}:
         print(f"note: instances per frame varied: full {n_full}, plain {n_plain}")
 
 
-def graph_inputs(graph: SpatialTemporalGraph, dim: int, num_instances: int, height: int, width: int,
-                 device: str, seed: int = 0):
+def graph_inputs(
+    graph: SpatialTemporalGraph, dim: int, num_instances: int, height: int, width: int, device: str, seed: int = 0
+):
     """Random F_t per level (padded to the coarsest stride), reference nodes and centres inside the image."""
     g = torch.Generator().manual_seed(seed)
     div = max(graph.strides)
@@ -182,8 +209,9 @@ def _graph_case(args, path: str, num_instances: int, queue) -> None:
     cfg = load_cfg(args)
     torch.manual_seed(0)
     graph = build_graph(cfg)
-    feats, nodes, centers = graph_inputs(graph, cfg.MODEL.FPN.OUT_CHANNELS, num_instances, args.height,
-                                         args.width, args.device)
+    feats, nodes, centers = graph_inputs(
+        graph, cfg.MODEL.FPN.OUT_CHANNELS, num_instances, args.height, args.width, args.device
+    )
     batch = torch.zeros(num_instances, dtype=torch.long, device=args.device)
 
     def run():
@@ -228,13 +256,15 @@ def bench_graph(args) -> None:
             proc.start()
             proc.join()
             rows.append((n, path, *queue.get()) if proc.exitcode == 0 else (n, path, float("nan"), 0, 0, 0))
-    print(f"\nGraph step (§3.2, {args.height}x{args.width}, all levels, L iterations, no grad, {args.device}, "
-          f"{args.threads} threads): edge list + scatter (training), fixed-size online layout (w² edges per "
-          f"instance, masked; no host sync) and dense all-pairs; peak = extra memory during the run")
+    print(
+        f"\nGraph step (§3.2, {args.height}x{args.width}, all levels, L iterations, no grad, {args.device}, "
+        f"{args.threads} threads): edge list + scatter (training), fixed-size online layout (w² edges per "
+        f"instance, masked; no host sync) and dense all-pairs; peak = extra memory during the run"
+    )
     print(f"| {'instances':>9} | {'path':<7} | {'edges':>7} | {'pairs':>9} | {'ms':>9} | {'peak MiB':>9} |")
     print(f"|{'-' * 11}|{'-' * 9}|{'-' * 9}|{'-' * 11}|{'-' * 11}|{'-' * 11}|")
     for n, path, t, peak, edges, pairs in rows:
-        print(f"| {n:>9} | {path:<7} | {edges:>7} | {pairs:>9} | {1000 * t:>9.1f} | {peak / 2 ** 20:>9.1f} |")
+        print(f"| {n:>9} | {path:<7} | {edges:>7} | {pairs:>9} | {1000 * t:>9.1f} | {peak / 2**20:>9.1f} |")
 
 
 def main(argv=None) -> None:

@@ -15,6 +15,7 @@ config:
 
 ``--device cpu --smoke`` runs everything at tiny sizes on the CPU (bf16 autocast), as the test does.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -167,16 +168,22 @@ def check_config(name, config, batch_size, length, args) -> None:
         torch.cuda.reset_peak_memory_stats()
     s_iter, bad = train_iters(model, batch, args.train_iters, args.device, amp=True, warmup=1 if args.smoke else 3)
     mem = f"{torch.cuda.max_memory_allocated() / 2**30:.2f} GiB" if args.device == "cuda" else "n/a (cpu)"
-    print(f"[{name}] train AMP {bs} x {len(batch[0]['image'])} frames at {h}x{w}: {s_iter:.3f} s/iter, "
-          f"peak memory {mem}, non-finite losses {bad}/{args.train_iters + (1 if args.smoke else 3)}", flush=True)
+    print(
+        f"[{name}] train AMP {bs} x {len(batch[0]['image'])} frames at {h}x{w}: {s_iter:.3f} s/iter, "
+        f"peak memory {mem}, non-finite losses {bad}/{args.train_iters + (1 if args.smoke else 3)}",
+        flush=True,
+    )
     sh, sw = (64, 96) if args.smoke else (360, 640)
     g = torch.Generator().manual_seed(1)
     frames = [torch.randint(0, 255, (3, sh, sw), dtype=torch.uint8, generator=g) for _ in range(args.frames)]
     fps_amp, fps_fp32 = stream(model, frames, args.device, True), stream(model, frames, args.device, False)
-    print(f"[{name}] streaming {args.frames} frames at {sh}x{sw}: {fps_amp:.1f} FPS AMP, {fps_fp32:.1f} FPS fp32",
-          flush=True)
-    print(f"[{name}] host syncs: {host_syncs_per_frame(model, frames[: min(len(frames), 30)], args.device)}",
-          flush=True)
+    print(
+        f"[{name}] streaming {args.frames} frames at {sh}x{sw}: {fps_amp:.1f} FPS AMP, {fps_fp32:.1f} FPS fp32",
+        flush=True,
+    )
+    print(
+        f"[{name}] host syncs: {host_syncs_per_frame(model, frames[: min(len(frames), 30)], args.device)}", flush=True
+    )
 
 
 def _ddp_worker(config, device, smoke, iters, length, batch_size) -> None:
@@ -207,8 +214,11 @@ def main() -> None:
     args.train_iters = args.train_iters or (2 if args.smoke else 50)
     args.frames = args.frames or (4 if args.smoke else 300)
     torch.backends.cudnn.benchmark = args.device == "cuda"
-    print(f"gpu_check on {torch.cuda.get_device_name() if args.device == 'cuda' else 'cpu'}"
-          f"{' (smoke)' if args.smoke else ''}", flush=True)
+    print(
+        f"gpu_check on {torch.cuda.get_device_name() if args.device == 'cuda' else 'cpu'}"
+        f"{' (smoke)' if args.smoke else ''}",
+        flush=True,
+    )
     selected = [c for c in CONFIGS if args.only.lower() in c[0].lower()]
     for name, config, batch_size, length in selected:
         check_config(name, config, batch_size, length, args)
@@ -223,8 +233,12 @@ def main() -> None:
     if two_gpus or (args.device == "cpu" and args.ddp_cpu):
         for name, config, batch_size, length in selected:
             print(f"[{name}] 2-process DDP:", flush=True)
-            launch(_ddp_worker, 2, dist_url="auto",
-                   args=(config, args.device, args.smoke, max(2, args.train_iters // 5), length, batch_size))
+            launch(
+                _ddp_worker,
+                2,
+                dist_url="auto",
+                args=(config, args.device, args.smoke, max(2, args.train_iters // 5), length, batch_size),
+            )
     else:
         print("2-process DDP: skipped (fewer than 2 GPUs; --ddp-cpu runs it on the CPU)", flush=True)
 

@@ -14,6 +14,7 @@ Without ``weights`` the model is a seeded random initialisation with the detecti
 thresholds lowered so that every frame carries the maximum number of detections and tracks (the worst case
 for per-detection syncs); with ``weights`` the config's thresholds are kept.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -94,7 +95,7 @@ def measure_rgnn(
             if t == 0:
                 out = model.step(frame, state)
                 continue
-            out, counts = count_host_syncs(lambda: model.step(frame, state))
+            out, counts = count_host_syncs(lambda frame=frame: model.step(frame, state))
             per_frame.append(sum(counts.values()))
             ops.update(counts)
             if torch.device(device).type == "cuda":
@@ -138,8 +139,10 @@ def main() -> None:
     print("|---|---|---|---:|---:|---|---:|---:|---:|")
     ops = ", ".join(f"{k.split('::')[-1]} {v:g}" for k, v in r["per_op"].items()) or "-"
     warn = "-" if r["cuda_sync_warnings_per_frame"] is None else r["cuda_sync_warnings_per_frame"]
-    print(f"| {r['model']} | {r['device']} | {r['size']} | {r['syncs_per_frame']} | {r['mean_syncs_per_frame']:.1f} | "
-          f"{ops} | {r['tracks']} | {r['outputs']} | {warn} |")
+    print(
+        f"| {r['model']} | {r['device']} | {r['size']} | {r['syncs_per_frame']} | {r['mean_syncs_per_frame']:.1f} | "
+        f"{ops} | {r['tracks']} | {r['outputs']} | {warn} |"
+    )
 
 
 if __name__ == "__main__":

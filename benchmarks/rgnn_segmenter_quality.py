@@ -9,6 +9,7 @@ choice of ``configs/vis_rgnn/synthetic_R18_stage1.yaml`` (vis_rgnn/README.md, Re
     python benchmarks/rgnn_segmenter_quality.py --config-file configs/vis_rgnn/synthetic_R18_stage1.yaml \
         MODEL.WEIGHTS output/rgnn_s1/model_final.pth [DATASETS.TEST "('synthetic_vis_val',)"]
 """
+
 import argparse
 import os
 import sys
@@ -25,9 +26,9 @@ from detectron2.structures import BitMasks, Boxes, BoxMode, Instances  # noqa: E
 from torchvision.ops import box_iou  # noqa: E402
 
 import projects.data  # noqa: E402,F401  (registers the builtin datasets)
+from projects.config import get_project_cfg  # noqa: E402
 from projects.data.build import build_video_test_loader, get_video_dataset_dicts, resolve_num_classes  # noqa: E402
 from projects.utils.masks import decode_mask  # noqa: E402
-from projects.config import get_project_cfg  # noqa: E402
 from vis_rgnn.targets import gt_masks_on_grid  # noqa: E402
 
 

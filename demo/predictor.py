@@ -23,8 +23,8 @@ from typing import Any, Dict, Iterable, Iterator, List, Optional
 import numpy as np
 import torch
 from detectron2.checkpoint import DetectionCheckpointer
-from detectron2.data.catalog import Metadata
 from detectron2.data import transforms as T
+from detectron2.data.catalog import Metadata
 from detectron2.modeling import build_model
 from detectron2.structures import Instances
 

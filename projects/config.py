@@ -1,4 +1,5 @@
 """Config keys shared by every video model of this project (data sampling, class count, video testing)."""
+
 from detectron2.config import CfgNode as CN
 
 

@@ -1,13 +1,16 @@
 """Mixed precision on the CPU (bfloat16 autocast) with briefly *trained* tiny models of each synthetic config, so
 that detections and tracks exist: one training step gives finite losses and gradients, and online inference of
 a video returns tracks close to float32 (``TEST.AMP`` and ``SOLVER.AMP`` of projects/engine/amp.py)."""
+
 import pytest
 import torch
 from detectron2.modeling import build_model
 
 from projects.engine.amp import AutocastModel, add_amp_config, autocast_for_inference, resolve_amp_dtype
-from tests.test_vis_rgnn_model import H as RH, W as RW, _clip, tiny_cfg as rgnn_cfg
-from tests.test_vis_stg_model import H, W, _frame, _pair, tiny_cfg as stg_cfg
+from tests.test_vis_rgnn_model import _clip
+from tests.test_vis_rgnn_model import tiny_cfg as rgnn_cfg
+from tests.test_vis_stg_model import H, W, _frame, _pair
+from tests.test_vis_stg_model import tiny_cfg as stg_cfg
 
 torch.set_num_threads(1)
 BF16 = dict(device_type="cpu", dtype=torch.bfloat16)
@@ -32,8 +35,10 @@ def _train(model, batches, iters, lr):
 def trained_vis_stg():
     torch.manual_seed(0)
     model = build_model(stg_cfg(**{"MASK.POS_RADIUS": 1, "INFERENCE.SCORE_THRESH": 0.3}))
-    batches = [[_pair(_stg_objects(t), _stg_objects(t + 1)), _pair(_stg_objects(t + 2), _stg_objects(t + 3))]
-               for t in range(0, 6, 2)]
+    batches = [
+        [_pair(_stg_objects(t), _stg_objects(t + 1)), _pair(_stg_objects(t + 2), _stg_objects(t + 3))]
+        for t in range(0, 6, 2)
+    ]
     return _train(model, batches, 60, 2e-3), batches
 
 
@@ -45,15 +50,21 @@ def trained_rgnn():
     s1 = build_model(rgnn_cfg(stage=1, DETECTOR__SCORE_LOGIT_THRESH=3.0))
     _train(s1, [[_clip(1, s), _clip(1, s + 1)] for s in range(4)], 60, 2e-3)
     s2 = build_model(rgnn_cfg(stage=2, DETECTOR__SCORE_LOGIT_THRESH=3.0))
-    s2.load_state_dict({k: v for k, v in s1.state_dict().items() if k.startswith(("backbone.", "detector."))},
-                       strict=False)
+    s2.load_state_dict(
+        {k: v for k, v in s1.state_dict().items() if k.startswith(("backbone.", "detector."))}, strict=False
+    )
     _train(s2, [[_clip(3, 0), _clip(3, 1)]], 10, 2e-3)
     return s1, s2
 
 
 def _stg_video(length=6):
-    return {"video_id": 1, "height": H, "width": W, "length": length,
-            "image": [_frame(_stg_objects(t))[0] for t in range(length)]}
+    return {
+        "video_id": 1,
+        "height": H,
+        "width": W,
+        "length": length,
+        "image": [_frame(_stg_objects(t))[0] for t in range(length)],
+    }
 
 
 def _rgnn_video(length=6):

@@ -1,5 +1,6 @@
 """benchmarks/bench_data_pipeline.py: the --smoke run prints its table, and reduced-size JPEG decoding
 (PIL draft) gives the full decode's resized frame up to interpolation."""
+
 import importlib.util
 import os
 import subprocess
@@ -12,8 +13,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _bench():
-    spec = importlib.util.spec_from_file_location("bench_data_pipeline",
-                                                  os.path.join(ROOT, "benchmarks", "bench_data_pipeline.py"))
+    spec = importlib.util.spec_from_file_location(
+        "bench_data_pipeline", os.path.join(ROOT, "benchmarks", "bench_data_pipeline.py")
+    )
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod
@@ -38,8 +40,14 @@ def test_reduced_size_decoding_matches_full_decode_up_to_interpolation(tmp_path)
 
 def test_smoke_run_prints_the_table(tmp_path):
     env = dict(os.environ, PYTHONPATH=ROOT, OMP_NUM_THREADS="1")
-    proc = subprocess.run([sys.executable, "benchmarks/bench_data_pipeline.py", "--smoke", "--workers", "0,1",
-                           "--out", str(tmp_path)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [sys.executable, "benchmarks/bench_data_pipeline.py", "--smoke", "--workers", "0,1", "--out", str(tmp_path)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr[-4000:]
     for name in ("VisSTG R50", "RGNN stage 2 R50"):
         for worker in (0, 1):

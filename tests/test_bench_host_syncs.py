@@ -1,4 +1,5 @@
 """``benchmarks/bench_host_syncs.py --smoke`` runs and VisSTG's online step stays within 4 host syncs per frame."""
+
 import torch
 
 from benchmarks.bench_host_syncs import main

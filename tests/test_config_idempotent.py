@@ -1,4 +1,5 @@
 """The config helpers can be called in any order, any number of times, without losing merged values."""
+
 from detectron2.config import get_cfg
 
 from projects.config import add_video_config

@@ -1,6 +1,7 @@
 """2-process CPU (gloo) training through train_net's Trainer for each synthetic config: VisSTG, RGNN stage 1,
 RGNN stage 2 initialised from stage 1. After a few iterations the weights must be identical on both ranks
 (DDP with find_unused_parameters=False raises if any trainable parameter is left out of an iteration)."""
+
 import os
 
 import pytest
@@ -11,24 +12,56 @@ from tests.ytvis_fixtures import write_tiny_ytvis
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = [
-    "INPUT.MIN_SIZE_TRAIN", "(64,)", "INPUT.MAX_SIZE_TRAIN", "96", "INPUT.MIN_SIZE_TEST", "64",
-    "INPUT.MAX_SIZE_TEST", "96", "SOLVER.IMS_PER_BATCH", "2", "SOLVER.MAX_ITER", "3", "SOLVER.WARMUP_ITERS", "1",
-    "DATALOADER.NUM_WORKERS", "0", "TEST.EVAL_PERIOD", "0", "MODEL.FPN.OUT_CHANNELS", "32",
+    "INPUT.MIN_SIZE_TRAIN",
+    "(64,)",
+    "INPUT.MAX_SIZE_TRAIN",
+    "96",
+    "INPUT.MIN_SIZE_TEST",
+    "64",
+    "INPUT.MAX_SIZE_TEST",
+    "96",
+    "SOLVER.IMS_PER_BATCH",
+    "2",
+    "SOLVER.MAX_ITER",
+    "3",
+    "SOLVER.WARMUP_ITERS",
+    "1",
+    "DATALOADER.NUM_WORKERS",
+    "0",
+    "TEST.EVAL_PERIOD",
+    "0",
+    "MODEL.FPN.OUT_CHANNELS",
+    "32",
 ]
 RGNN_TINY = [
-    "MODEL.RGNN.DETECTOR.PROTO_CHANNELS", "16", "MODEL.RGNN.DETECTOR.HEAD_CHANNELS", "16",
-    "MODEL.RGNN.APPEARANCE.CHANNELS", "8", "MODEL.RGNN.APPEARANCE.HIDDEN", "4", "MODEL.RGNN.GNN.DIM", "16",
+    "MODEL.RGNN.DETECTOR.PROTO_CHANNELS",
+    "16",
+    "MODEL.RGNN.DETECTOR.HEAD_CHANNELS",
+    "16",
+    "MODEL.RGNN.APPEARANCE.CHANNELS",
+    "8",
+    "MODEL.RGNN.APPEARANCE.HIDDEN",
+    "4",
+    "MODEL.RGNN.GNN.DIM",
+    "16",
 ]
 STG_TINY = [
-    "MODEL.VIS_STG.GRAPH.HIDDEN_DIM", "16", "MODEL.VIS_STG.DET.CONV_DIM", "16",
-    "MODEL.VIS_STG.MASK.CONTROLLER_CONV_DIM", "16", "MODEL.VIS_STG.MASK.BRANCH_CONV_DIM", "16",
+    "MODEL.VIS_STG.GRAPH.HIDDEN_DIM",
+    "16",
+    "MODEL.VIS_STG.DET.CONV_DIM",
+    "16",
+    "MODEL.VIS_STG.MASK.CONTROLLER_CONV_DIM",
+    "16",
+    "MODEL.VIS_STG.MASK.BRANCH_CONV_DIM",
+    "16",
 ]
 
 
 def train_worker(config_file, opts, datasets, out_dir):
     """One rank: train with train_net's Trainer, then save this rank's weights."""
-    import train_net
     from detectron2.utils import comm
+
+    import train_net
 
     torch.set_num_threads(1)
     args = train_net.build_parser().parse_args(
@@ -41,8 +74,10 @@ def train_worker(config_file, opts, datasets, out_dir):
     model = trainer.model
     while hasattr(model, "module") or hasattr(model, "model"):  # DDP / AutocastModel (SOLVER.AMP on CPU)
         model = getattr(model, "module", None) or model.model
-    torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()},
-               os.path.join(out_dir, f"rank{comm.get_rank()}_weights.pth"))
+    torch.save(
+        {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        os.path.join(out_dir, f"rank{comm.get_rank()}_weights.pth"),
+    )
     comm.synchronize()
 
 
@@ -71,19 +106,23 @@ DATA = ["DATASETS.TRAIN", "('ddp_train',)", "DATASETS.TEST", "('ddp_val',)"]
 
 def test_vis_stg_two_process_cpu_training(tiny, tmp_path):
     # with SOLVER.AMP (bf16 autocast on the CPU) through the Trainer's train loop
-    w = run_two_processes("configs/vis_stg/synthetic_R18.yaml", [*DATA, *TINY, *STG_TINY, "SOLVER.AMP.ENABLED", "True"],
-                          tiny, tmp_path)
+    w = run_two_processes(
+        "configs/vis_stg/synthetic_R18.yaml", [*DATA, *TINY, *STG_TINY, "SOLVER.AMP.ENABLED", "True"], tiny, tmp_path
+    )
     assert any(k.startswith("edge_classifier.") for k in w) and any(k.startswith("embed_head.") for k in w)
     assert (tmp_path / "model_final.pth").exists()
 
 
 def test_rgnn_stage1_then_stage2_two_process_cpu_training(tiny, tmp_path):
-    s1 = run_two_processes("configs/vis_rgnn/synthetic_R18_stage1.yaml", [*DATA, *TINY, *RGNN_TINY], tiny,
-                           tmp_path / "s1")
+    s1 = run_two_processes(
+        "configs/vis_rgnn/synthetic_R18_stage1.yaml", [*DATA, *TINY, *RGNN_TINY], tiny, tmp_path / "s1"
+    )
     ckpt = str(tmp_path / "s1" / "model_final.pth")
     s2 = run_two_processes(
         "configs/vis_rgnn/synthetic_R18_stage2.yaml",
-        [*DATA, *TINY, *RGNN_TINY, "INPUT.SAMPLING_FRAME_NUM", "3", "MODEL.WEIGHTS", ckpt], tiny, tmp_path / "s2",
+        [*DATA, *TINY, *RGNN_TINY, "INPUT.SAMPLING_FRAME_NUM", "3", "MODEL.WEIGHTS", ckpt],
+        tiny,
+        tmp_path / "s2",
     )
     # stage 2 took the (frozen) segmenter from stage 1 and trained the tracker side
     seg = [k for k in s1 if k.startswith(("backbone.", "detector.")) and s1[k].is_floating_point()]
@@ -98,11 +137,34 @@ def test_train_net_cli_two_processes_on_cpu(tiny, tmp_path):
     import sys
 
     env = dict(os.environ, PYTHONPATH=ROOT, OMP_NUM_THREADS="1")
-    args = ["--num-gpus", "2", "--config-file", "configs/oracle/gt_oracle.yaml", "--dataset", tiny[0],
-            "--dataset", tiny[1], *DATA, "INPUT.MIN_SIZE_TRAIN", "(32,)", "INPUT.MIN_SIZE_TEST", "32",
-            "MODEL.DEVICE", "cpu", "SOLVER.MAX_ITER", "2", "SOLVER.IMS_PER_BATCH", "2", "OUTPUT_DIR", str(tmp_path)]
-    proc = subprocess.run([sys.executable, "train_net.py", *args], cwd=ROOT, env=env, capture_output=True,
-                          text=True, timeout=600)
+    args = [
+        "--num-gpus",
+        "2",
+        "--dist-url",
+        "auto",  # a free port: another job on the machine may hold detectron2's default one
+        "--config-file",
+        "configs/oracle/gt_oracle.yaml",
+        "--dataset",
+        tiny[0],
+        "--dataset",
+        tiny[1],
+        *DATA,
+        "INPUT.MIN_SIZE_TRAIN",
+        "(32,)",
+        "INPUT.MIN_SIZE_TEST",
+        "32",
+        "MODEL.DEVICE",
+        "cpu",
+        "SOLVER.MAX_ITER",
+        "2",
+        "SOLVER.IMS_PER_BATCH",
+        "2",
+        "OUTPUT_DIR",
+        str(tmp_path),
+    ]
+    proc = subprocess.run(
+        [sys.executable, "train_net.py", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600
+    )
     log = proc.stdout + proc.stderr
     assert proc.returncode == 0, log[-5000:]
     assert "DistributedDataParallel over 2 processes on cpu (gloo)" in log

@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 import torch
 
-imageio_ffmpeg = pytest.importorskip("imageio_ffmpeg")
-
 from projects.data.synthetic import generate_synthetic_vis
 from projects.evaluation import evaluate_ytvis
+
+imageio_ffmpeg = pytest.importorskip("imageio_ffmpeg")
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG = "configs/vis_stg/synthetic_R18.yaml"
@@ -239,10 +239,11 @@ def test_demo_dataset_flag(assets, tmp_path, demo):
 
 
 def test_streaming_equals_whole_video(assets):
+    import argparse
+
     from demo.demo import setup_cfg
     from demo.predictor import VideoPredictor
     from demo.video_io import VideoSource
-    import argparse
 
     cfg = setup_cfg(
         argparse.Namespace(
@@ -286,9 +287,10 @@ def test_streaming_equals_whole_video(assets):
 @pytest.mark.parametrize("h,w", [(576, 768), (528, 720), (2160, 3840)])
 def test_frame_sizes_off_the_stride_and_4k(assets, h, w):
     """Sizes that are not multiples of the stride, and 4K (resized to the test size): masks at the input size."""
+    import argparse
+
     from demo.demo import setup_cfg
     from demo.predictor import VideoPredictor
-    import argparse
 
     cfg = setup_cfg(
         argparse.Namespace(

@@ -1,13 +1,16 @@
 """Every loss of both models keeps every trainable parameter in the autograd graph on empty batches (no GT,
 empty reference set, no detections), so DistributedDataParallel with ``find_unused_parameters=False`` works and
 an empty iteration contributes zero, finite gradients."""
+
 import pytest
 import torch
 from detectron2.modeling import build_model
 from detectron2.structures import BitMasks, Boxes, Instances
 
-from tests.test_vis_rgnn_model import H as RH, W as RW, _clip, tiny_cfg as rgnn_cfg
-from tests.test_vis_stg_model import _pair, tiny_cfg as stg_cfg
+from tests.test_vis_rgnn_model import _clip
+from tests.test_vis_rgnn_model import tiny_cfg as rgnn_cfg
+from tests.test_vis_stg_model import _pair
+from tests.test_vis_stg_model import tiny_cfg as stg_cfg
 
 torch.set_num_threads(1)
 

@@ -1,4 +1,5 @@
 """YTVISEvaluator: results.json / results.zip for the server, percentages like COCOEvaluator."""
+
 import json
 import math
 import uuid
@@ -26,19 +27,23 @@ A, B = box(0, 0, 20, 20), box(30, 30, 50, 50)
 
 def _register(tmp_path, with_annotations=True):
     """A 1-video, 3-frame dataset with dataset category ids 3 ("cat") and 7 ("dog"); GT: one cat track."""
-    gt = {"videos": [{"id": 5, "height": H, "width": W, "length": 3, "file_names": ["a", "b", "c"]}],
-          "categories": [{"id": 3, "name": "cat"}, {"id": 7, "name": "dog"}]}
+    gt = {
+        "videos": [{"id": 5, "height": H, "width": W, "length": 3, "file_names": ["a", "b", "c"]}],
+        "categories": [{"id": 3, "name": "cat"}, {"id": 7, "name": "dog"}],
+    }
     if with_annotations:
         segms = [mask_util.encode(np.asfortranarray(A)), None, mask_util.encode(np.asfortranarray(B))]
         for s in segms[::2]:
             s["counts"] = s["counts"].decode()
-        gt["annotations"] = [{"id": 1, "video_id": 5, "category_id": 3, "iscrowd": 0, "segmentations": segms,
-                              "areas": [400, None, 400]}]
+        gt["annotations"] = [
+            {"id": 1, "video_id": 5, "category_id": 3, "iscrowd": 0, "segmentations": segms, "areas": [400, None, 400]}
+        ]
     json_file = tmp_path / "gt.json"
     json_file.write_text(json.dumps(gt))
     name = f"ytvis_evaluator_test_{uuid.uuid4().hex[:8]}"
-    MetadataCatalog.get(name).set(json_file=str(json_file), thing_classes=["cat", "dog"],
-                                  thing_dataset_id_to_contiguous_id={3: 0, 7: 1})
+    MetadataCatalog.get(name).set(
+        json_file=str(json_file), thing_classes=["cat", "dog"], thing_dataset_id_to_contiguous_id={3: 0, 7: 1}
+    )
     return name
 
 
@@ -46,9 +51,18 @@ def _outputs():
     """Model outputs (docs/interfaces.md): contiguous classes; masks as bytes-RLE, tensor, None, empty."""
     perfect = [mask_util.encode(np.asfortranarray(A)), None, torch.from_numpy(B).bool()]
     wrong_class = [None, mask_util.encode(np.asfortranarray(np.zeros((H, W), np.uint8))), A]
-    return [{"video_id": 5, "height": H, "width": W, "length": 3,
-             "tracks": [{"score": 0.9, "category_id": 0, "segmentations": perfect},
-                        {"score": 0.8, "category_id": 1, "segmentations": wrong_class}]}]
+    return [
+        {
+            "video_id": 5,
+            "height": H,
+            "width": W,
+            "length": 3,
+            "tracks": [
+                {"score": 0.9, "category_id": 0, "segmentations": perfect},
+                {"score": 0.8, "category_id": 1, "segmentations": wrong_class},
+            ],
+        }
+    ]
 
 
 def test_evaluator_writes_zip_and_returns_percentages(tmp_path):
@@ -75,8 +89,7 @@ def test_evaluator_writes_zip_and_returns_percentages(tmp_path):
 
 
 def test_evaluator_without_annotations_only_writes_results(tmp_path):
-    evaluator = YTVISEvaluator(_register(tmp_path, with_annotations=False), output_dir=str(tmp_path),
-                               distributed=False)
+    evaluator = YTVISEvaluator(_register(tmp_path, with_annotations=False), output_dir=str(tmp_path), distributed=False)
     evaluator.reset()
     evaluator.process([{"video_id": 5}], _outputs())
     assert evaluator.evaluate() == {}

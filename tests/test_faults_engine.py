@@ -1,5 +1,6 @@
 """Unit tests of projects/engine (atomic writes, checkpoint fallback, metrics.json repair, loss guard) and of the
 training mapper's INPUT.ON_BAD_FRAME handling."""
+
 import json
 import logging
 import os
@@ -156,8 +157,11 @@ def test_check_losses_finite_names_every_bad_loss_and_the_batch():
     batch = [{"video_id": 7, "frame_idx": [3, 5]}, {"video_id": 2, "frame_idx": [0, 1]}]
     check_losses_finite({"loss_a": torch.tensor(1.0), "loss_b": torch.tensor(0.5)}, 3, batch)
     with pytest.raises(NonFiniteLossError) as e:
-        check_losses_finite({"loss_a": torch.tensor(1.0), "loss_b": torch.tensor(float("inf")),
-                             "loss_c": torch.tensor(float("nan"))}, 41, batch)
+        check_losses_finite(
+            {"loss_a": torch.tensor(1.0), "loss_b": torch.tensor(float("inf")), "loss_c": torch.tensor(float("nan"))},
+            41,
+            batch,
+        )
     msg = str(e.value)
     assert "iteration 41" in msg and "loss_b = inf" in msg and "loss_c = nan" in msg and "loss_a" not in msg
     assert "video 7 frames [3, 5]; video 2 frames [0, 1]" in msg

@@ -1,5 +1,6 @@
 """Training survives faults (train_net.py end to end with the GT oracle, faults injected by fault_injection.py):
 SIGKILL mid-training and mid-checkpoint-write then --resume, a corrupt checkpoint, bad frames, a NaN loss."""
+
 import json
 import os
 import signal
@@ -40,11 +41,29 @@ def tiny(tmp_path_factory):
 def _args(tiny, out, *extra, name="ftiny"):
     json_file, image_root = tiny
     return [
-        "--config-file", "configs/oracle/gt_oracle.yaml",
-        "--dataset", f"{name}_train={json_file}:{image_root}", "--dataset", f"{name}_val={json_file}:{image_root}",
-        "DATASETS.TRAIN", f"('{name}_train',)", "DATASETS.TEST", f"('{name}_val',)",
-        "INPUT.MIN_SIZE_TRAIN", "(32,)", "INPUT.MIN_SIZE_TEST", "32", "SEED", "1",
-        "SOLVER.MAX_ITER", str(MAX_ITER), "SOLVER.CHECKPOINT_PERIOD", str(PERIOD), "OUTPUT_DIR", str(out), *extra,
+        "--config-file",
+        "configs/oracle/gt_oracle.yaml",
+        "--dataset",
+        f"{name}_train={json_file}:{image_root}",
+        "--dataset",
+        f"{name}_val={json_file}:{image_root}",
+        "DATASETS.TRAIN",
+        f"('{name}_train',)",
+        "DATASETS.TEST",
+        f"('{name}_val',)",
+        "INPUT.MIN_SIZE_TRAIN",
+        "(32,)",
+        "INPUT.MIN_SIZE_TEST",
+        "32",
+        "SEED",
+        "1",
+        "SOLVER.MAX_ITER",
+        str(MAX_ITER),
+        "SOLVER.CHECKPOINT_PERIOD",
+        str(PERIOD),
+        "OUTPUT_DIR",
+        str(out),
+        *extra,
     ]
 
 
@@ -143,7 +162,7 @@ def test_corrupt_checkpoint_falls_back_on_resume(tiny, reference, tmp_path):
 def test_nan_loss_stops_with_name_iteration_and_batch(tiny, tmp_path):
     proc = _run(_args(tiny, tmp_path), fault="nan_loss:25:loss_oracle_score", check=False)
     assert proc.returncode != 0
-    line = [l for l in _log(proc).splitlines() if "NonFiniteLossError" in l][-1]
+    line = [ln for ln in _log(proc).splitlines() if "NonFiniteLossError" in ln][-1]
     assert "non-finite loss at iteration 25: loss_oracle_score = nan" in line
     assert line.count("video ") == 2 and "frames [" in line  # IMS_PER_BATCH 2: both samples named
     # stopped before the NaN reached the weights; nothing after iteration 25 ran

@@ -1,4 +1,5 @@
 """benchmarks/gpu_check.sh runs on the CPU at tiny sizes (``--device cpu --smoke``) so that it cannot rot."""
+
 import os
 import subprocess
 import sys
@@ -8,8 +9,14 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 def test_gpu_check_smoke_on_cpu():
     env = dict(os.environ, PYTHONPATH=ROOT, OMP_NUM_THREADS="1", PYTHON=sys.executable)
-    proc = subprocess.run(["bash", "benchmarks/gpu_check.sh", "--device", "cpu", "--smoke", "--frames", "3"],
-                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+    proc = subprocess.run(
+        ["bash", "benchmarks/gpu_check.sh", "--device", "cpu", "--smoke", "--frames", "3"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     out = proc.stdout
     assert proc.returncode == 0, out[-3000:] + proc.stderr[-5000:]
     for name in ("VisSTG R50", "RGNN stage 1 R50", "RGNN stage 2 R50"):

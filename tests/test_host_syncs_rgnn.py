@@ -1,5 +1,6 @@
 """RGNN-VIS's online step reads at most 4 values back from the device per frame (issue 9 item 4), counted with
 the torch profiler (projects.utils.host_syncs) on frames 2.. with many detections and tracks."""
+
 import os
 import sys
 
@@ -11,8 +12,9 @@ sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
 sys.path.insert(0, os.path.join(ROOT, "tests"))
 
 from host_syncs_rgnn import measure_rgnn  # noqa: E402
-from projects.utils.host_syncs import count_host_syncs  # noqa: E402
 from test_rgnn_step_regression import OUT_H, OUT_W, build, video  # noqa: E402
+
+from projects.utils.host_syncs import count_host_syncs  # noqa: E402
 
 
 def test_measure_rgnn_smoke_at_most_4_syncs_per_frame():
@@ -30,7 +32,7 @@ def test_every_association_and_stage_at_most_4_syncs_per_frame(variant):
     counts, outputs = [], 0
     for t, image in enumerate(v["image"][:4]):
         frame = {"image": image, "height": OUT_H, "width": OUT_W, "frame_idx": t}
-        inst, ops = count_host_syncs(lambda: model.step(frame, state))
+        inst, ops = count_host_syncs(lambda frame=frame: model.step(frame, state))
         outputs += len(inst)
         if t > 0:
             counts.append(sum(ops.values()))

@@ -1,4 +1,5 @@
 """COCO-format image datasets as training sources: category maps, single frames / pseudo-videos, weighted mixing."""
+
 import itertools
 import json
 import os
@@ -12,7 +13,7 @@ import pycocotools.mask as mask_util
 import pytest
 import torch
 from detectron2.config import get_cfg
-from detectron2.data import DatasetCatalog, MetadataCatalog
+from detectron2.data import MetadataCatalog
 from detectron2.data.datasets import register_coco_instances
 from detectron2.data.datasets.builtin_meta import COCO_CATEGORIES
 from detectron2.data.samplers import RepeatFactorTrainingSampler
@@ -72,9 +73,17 @@ def write_coco_from_synthetic(root, num_videos=2, num_frames=3, seed=3, prefix="
                 else:
                     segmentation = polys
                 x, y, w, h = cv2.boundingRect(mask)
-                annotations.append({"id": ann_id, "image_id": image_id, "category_id": a["category_id"] + 100,
-                                    "segmentation": segmentation, "area": float(mask.sum()),
-                                    "bbox": [x, y, w, h], "iscrowd": 0})
+                annotations.append(
+                    {
+                        "id": ann_id,
+                        "image_id": image_id,
+                        "category_id": a["category_id"] + 100,
+                        "segmentation": segmentation,
+                        "area": float(mask.sum()),
+                        "bbox": [x, y, w, h],
+                        "iscrowd": 0,
+                    }
+                )
     categories = [{"id": c["id"] + 100, "name": prefix + c["name"]} for c in SYNTHETIC_CATEGORIES]
     coco_json = os.path.join(root, "coco_frames.json")
     json.dump({"images": images, "annotations": annotations, "categories": categories}, open(coco_json, "w"))
@@ -91,13 +100,29 @@ def write_painted_coco(root, num_images=4, seed=0):
         img = np.zeros((72, 96, 3), np.uint8)
         for k, x0 in enumerate((6, 38, 70), start=1):
             y0, w, h = int(rng.integers(4, 30)), 20, int(rng.integers(16, 36))
-            img[y0:y0 + h, x0:x0 + w] = 50 * k
+            img[y0 : y0 + h, x0 : x0 + w] = 50 * k
             poly = [x0, y0, x0 + w, y0, x0 + w, y0 + h, x0, y0 + h]
-            segm = [poly] if k != 2 else {
-                "size": [72, 96],
-                "counts": mask_util.encode(np.asfortranarray((img[:, :, 0] == 100).astype(np.uint8)))["counts"].decode()}
-            annotations.append({"id": len(annotations) + 1, "image_id": i, "category_id": k, "segmentation": segm,
-                                "area": float(w * h), "bbox": [x0, y0, w, h], "iscrowd": 0})
+            segm = (
+                [poly]
+                if k != 2
+                else {
+                    "size": [72, 96],
+                    "counts": mask_util.encode(np.asfortranarray((img[:, :, 0] == 100).astype(np.uint8)))[
+                        "counts"
+                    ].decode(),
+                }
+            )
+            annotations.append(
+                {
+                    "id": len(annotations) + 1,
+                    "image_id": i,
+                    "category_id": k,
+                    "segmentation": segm,
+                    "area": float(w * h),
+                    "bbox": [x0, y0, w, h],
+                    "iscrowd": 0,
+                }
+            )
         cv2.imwrite(os.path.join(root, "painted", f"{i}.png"), img)
         images.append({"id": i, "file_name": f"{i}.png", "height": 72, "width": 96})
     cats = [{"id": k, "name": n} for k, n in enumerate(SYN_NAMES[:3], start=1)]
@@ -140,7 +165,7 @@ def _cfg(train, test=(), **kw):
 
 def test_category_map_relabels_drops_unmapped_and_keeps_ids_unique(sources):
     cfg = _cfg([sources["image"]], [sources["video"]], DATASETS__CATEGORY_MAP=sources["map"])
-    (name, records), = get_train_sources(cfg)
+    ((name, records),) = get_train_sources(cfg)
     coco = json.load(open(sources["coco_json"]))
     cross = {a["image_id"] for a in coco["annotations"] if a["category_id"] == 106}
     only_cross = {i for i in cross if all(a["category_id"] == 106 for a in coco["annotations"] if a["image_id"] == i)}
@@ -153,8 +178,11 @@ def test_category_map_relabels_drops_unmapped_and_keeps_ids_unique(sources):
         assert all(0 <= a["category_id"] < 5 for a in r["annotations"])  # 'cross' (index 5) never appears
     # contiguous ids follow the *video* classes: img_<name> (COCO id 100 + k) -> video class <name> (index k - 1)
     for r in records:
-        expected = [a["category_id"] - 101 for a in coco["annotations"]
-                    if a["image_id"] == r["image_id"] and a["category_id"] != 106]
+        expected = [
+            a["category_id"] - 101
+            for a in coco["annotations"]
+            if a["image_id"] == r["image_id"] and a["category_id"] != 106
+        ]
         assert [a["category_id"] for a in r["annotations"]] == expected
     cfg.MODEL.NUM_CLASSES = -1
     assert resolve_num_classes(cfg) == 6  # from the video dataset, though an image dataset comes first
@@ -185,8 +213,11 @@ def test_bad_category_maps_and_sources_fail_clearly(sources, tmp_path):
 
 def test_shipped_coco_maps_use_exact_class_names():
     coco = [c["name"] for c in COCO_CATEGORIES if c["isthing"]]
-    for spec, cats, n in (("coco_to_ytvis_2019", YTVIS_2019_CATEGORIES, 19), ("coco_to_ytvis_2021", YTVIS_2021_CATEGORIES, 21),
-                          ("coco_to_ovis", OVIS_CATEGORIES, 18)):
+    for spec, cats, n in (
+        ("coco_to_ytvis_2019", YTVIS_2019_CATEGORIES, 19),
+        ("coco_to_ytvis_2021", YTVIS_2021_CATEGORIES, 21),
+        ("coco_to_ovis", OVIS_CATEGORIES, 18),
+    ):
         m = load_category_map(spec, [c["name"] for c in cats])  # raises on a value that is not a video class
         assert set(m) <= set(coco) and len(m) == n
     m19 = load_category_map("coco_to_ytvis_2019", [c["name"] for c in YTVIS_2019_CATEGORIES])
@@ -215,17 +246,20 @@ def test_pseudo_video_frames_are_independent_and_consistent(tmp_path, num_frames
     cfg = _cfg([name], INPUT__SAMPLING_FRAME_NUM=num_frames, INPUT__RANDOM_FLIP="horizontal")
     cfg.INPUT.PSEUDO_VIDEO.SCALE_RANGE, cfg.INPUT.PSEUDO_VIDEO.SHIFT_RANGE = (0.6, 1.4), (0.4, 0.4)
     cfg.INPUT.PSEUDO_VIDEO.FLIP_PROB = 0.5
-    (_, records), = get_train_sources(cfg)
+    ((_, records),) = get_train_sources(cfg)
     mapper = PseudoVideoMapper(cfg, True, seed=0)
     differing, checked = 0, 0
-    for rep in range(6):
+    for _ in range(6):
         for rec in records:
             sample = mapper(rec)
             if sample is None:
                 continue
             assert len(sample["image"]) == len(sample["instances"]) == num_frames
             assert len({tuple(i.shape[-2:]) for i in sample["image"]}) == 1  # one size per sample
-            assert all(tuple(inst.image_size) == tuple(img.shape[-2:]) for img, inst in zip(sample["image"], sample["instances"]))
+            assert all(
+                tuple(inst.image_size) == tuple(img.shape[-2:])
+                for img, inst in zip(sample["image"], sample["instances"])
+            )
             for vals in _track_values(sample):  # mask k covers the pixels painted for object k
                 for k, v in vals.items():
                     assert abs(v - 50 * k) <= 12, (k, v)
@@ -248,7 +282,7 @@ def test_corrupt_image_is_skipped_and_counted_or_fails(tmp_path):
     register_coco_instances(name, {}, json_file, image_root)
     open(os.path.join(image_root, "1.png"), "wb").write(b"\x89PNG truncated")
     cfg = _cfg([name], INPUT__SAMPLING_FRAME_NUM=2)
-    (_, records), = get_train_sources(cfg)
+    ((_, records),) = get_train_sources(cfg)
     bad, good = sorted(records, key=lambda r: r["file_name"])
     mapper = PseudoVideoMapper(cfg, True, seed=0)
     assert mapper(bad) is None
@@ -281,8 +315,12 @@ def test_source_weights_are_respected_statistically():
 
 
 def test_loader_mixes_videos_and_pseudo_videos(sources):
-    cfg = _cfg([sources["video"], sources["image"]], DATASETS__CATEGORY_MAP=sources["map"],
-               DATASETS__TRAIN_WEIGHTS=(1.0, 1.0), INPUT__SAMPLING_FRAME_NUM=2)
+    cfg = _cfg(
+        [sources["video"], sources["image"]],
+        DATASETS__CATEGORY_MAP=sources["map"],
+        DATASETS__TRAIN_WEIGHTS=(1.0, 1.0),
+        INPUT__SAMPLING_FRAME_NUM=2,
+    )
     kinds = []
     for batch in itertools.islice(iter(build_video_train_loader(cfg)), 6):
         for s in batch:
@@ -293,7 +331,9 @@ def test_loader_mixes_videos_and_pseudo_videos(sources):
 
 
 def test_image_source_alone_for_stage1(sources):
-    cfg = _cfg([sources["image"]], [sources["video"]], DATASETS__CATEGORY_MAP=sources["map"], INPUT__SAMPLING_FRAME_NUM=1)
+    cfg = _cfg(
+        [sources["image"]], [sources["video"]], DATASETS__CATEGORY_MAP=sources["map"], INPUT__SAMPLING_FRAME_NUM=1
+    )
     batch = next(iter(build_video_train_loader(cfg)))
     assert len(batch) == 4 and all(len(s["image"]) == 1 and len(s["instances"][0]) >= 1 for s in batch)
     assert all(s["instances"][0].gt_classes.max() < 5 for s in batch)
@@ -322,12 +362,25 @@ def test_coco_2017_train_under_detectron2_datasets_feeds_the_video_loader(tmp_pa
     img = np.full((40, 60, 3), 120, np.uint8)
     for i in (1, 2):
         cv2.imwrite(str(coco / "train2017" / f"{i:012d}.jpg"), img)
-    box = lambda x, y: [[x, y, x + 15, y, x + 15, y + 15, x, y + 15]]  # noqa: E731
+
+    def box(x, y):
+        return [[x, y, x + 15, y, x + 15, y + 15, x, y + 15]]
+
     anns = [(1, "car", box(2, 2)), (1, "mouse", box(30, 2)), (1, "person", box(2, 20)), (2, "chair", box(5, 5))]
     data = {
         "images": [{"id": i, "file_name": f"{i:012d}.jpg", "height": 40, "width": 60} for i in (1, 2)],
-        "annotations": [{"id": k + 1, "image_id": i, "category_id": ids[n], "segmentation": s, "area": 225.0,
-                         "bbox": [s[0][0], s[0][1], 15, 15], "iscrowd": 0} for k, (i, n, s) in enumerate(anns)],
+        "annotations": [
+            {
+                "id": k + 1,
+                "image_id": i,
+                "category_id": ids[n],
+                "segmentation": s,
+                "area": 225.0,
+                "bbox": [s[0][0], s[0][1], 15, 15],
+                "iscrowd": 0,
+            }
+            for k, (i, n, s) in enumerate(anns)
+        ],
         "categories": [{"id": c["id"], "name": c["name"]} for c in COCO_CATEGORIES if c["isthing"]],
     }
     (coco / "annotations" / "instances_train2017.json").write_text(json.dumps(data))
@@ -345,8 +398,9 @@ def test_coco_2017_train_under_detectron2_datasets_feeds_the_video_loader(tmp_pa
         "                  [i.gt_ids.tolist() for i in s['instances']]]))\n"
     )
     env = dict(os.environ, DETECTRON2_DATASETS=str(tmp_path), PYTHONPATH=REPO, OMP_NUM_THREADS="1")
-    out = subprocess.run([sys.executable, "-W", "ignore", "-c", code], env=env, capture_output=True, text=True,
-                         cwd=REPO)
+    out = subprocess.run(
+        [sys.executable, "-W", "ignore", "-c", code], env=env, capture_output=True, text=True, cwd=REPO
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     cats, frame_ids = json.loads(out.stdout.strip().splitlines()[-1])
     names = [c["name"] for c in YTVIS_2019_CATEGORIES]

@@ -1,4 +1,5 @@
 """Loader workers draw different random samples (frame offsets of videos, pseudo-video transforms)."""
+
 import itertools
 import json
 
@@ -26,8 +27,15 @@ def _cfg(num_frames):
 
 def _draws(cfg, mapper, dataset, key):
     """Samples of ONE dataset item, half from worker 0, half from worker 1 (the sampler repeats index 0)."""
-    loader = build_detection_train_loader(cfg, mapper=mapper, dataset=dataset, sampler=_Zero(),
-                                          num_workers=2, total_batch_size=1, aspect_ratio_grouping=False)
+    loader = build_detection_train_loader(
+        cfg,
+        mapper=mapper,
+        dataset=dataset,
+        sampler=_Zero(),
+        num_workers=2,
+        total_batch_size=1,
+        aspect_ratio_grouping=False,
+    )
     return [key(b[0]) for b in itertools.islice(iter(loader), 8)]
 
 
@@ -50,6 +58,10 @@ def test_workers_draw_different_frames_and_transforms(tmp_path):
     from detectron2.data.datasets import load_coco_json
 
     records = load_coco_json(coco_json, coco_root)  # plain detectron2 dicts: the mapper numbers the objects
-    boxes = _draws(cfg, PseudoVideoMapper(cfg, True), records,
-                   lambda s: json.dumps(torch.round(s["instances"][0].gt_boxes.tensor).tolist()))
+    boxes = _draws(
+        cfg,
+        PseudoVideoMapper(cfg, True),
+        records,
+        lambda s: json.dumps(torch.round(s["instances"][0].gt_boxes.tensor).tolist()),
+    )
     assert boxes[0::2] != boxes[1::2], boxes

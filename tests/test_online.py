@@ -1,4 +1,5 @@
 """The online inference driver: per-frame Instances -> video-level tracks."""
+
 import torch
 from detectron2.structures import Instances
 

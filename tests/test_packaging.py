@@ -1,4 +1,5 @@
 """A non-editable ``pip install .`` gives importable packages that work from any working directory."""
+
 import os
 import subprocess
 import sys
@@ -15,14 +16,19 @@ def test_non_editable_install_imports_from_another_directory(tmp_path):
     env_dir = tmp_path / "venv"
     venv.create(env_dir, with_pip=True)
     python = str(env_dir / "bin" / "python")
-    site = subprocess.check_output([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                                   text=True).strip()
+    site = subprocess.check_output(
+        [python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"], text=True
+    ).strip()
     # Reuse this interpreter's dependencies (torch, detectron2, ...) without this project's editable hook.
     with open(os.path.join(site, "deps.pth"), "w") as f:
         f.write(sysconfig.get_paths()["purelib"] + "\n")
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    subprocess.run([python, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", "--no-index", ROOT],
-                   check=True, env=env, cwd=tmp_path)
+    subprocess.run(
+        [python, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", "--no-index", ROOT],
+        check=True,
+        env=env,
+        cwd=tmp_path,
+    )
     code = (
         "import projects, vis_stg, vis_rgnn, projects.data, projects.evaluation\n"
         "from projects.config import get_project_cfg\n"

@@ -1,5 +1,6 @@
 """RGNN-VIS detector post-processing on fixed-size padded tensors (no host syncs) against the compact reference
 rule (threshold, top-k, decode + clip, drop empty boxes, Fast NMS, keep the best MAX_DETECTIONS)."""
+
 import os
 import sys
 
@@ -12,6 +13,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "tests"))
 
 from test_rgnn_step_regression import build  # noqa: E402
+
 from vis_rgnn.detector import fast_nms, fast_nms_keep  # noqa: E402
 
 

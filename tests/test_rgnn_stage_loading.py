@@ -1,5 +1,6 @@
 """Stage 2 of RGNN-VIS takes only the segmenter (backbone + detector) from a stage-1 checkpoint, logs it, and
 loads everything from its own (stage-2) checkpoints."""
+
 import logging
 
 import torch

@@ -8,6 +8,7 @@ slots, so that every frame has many detections, inactive tracks, new tracks and 
 
 Regenerate (only when the architecture itself changes on purpose): ``python tests/test_rgnn_step_regression.py``.
 """
+
 import os
 import sys
 
@@ -27,10 +28,16 @@ from vis_rgnn import add_rgnn_config  # noqa: E402
 FIXTURE = os.path.join(ROOT, "tests", "data", "rgnn_step_outputs.pt")
 H, W, OUT_H, OUT_W, FRAMES = 64, 96, 80, 120, 8
 VARIANTS = {
-    "gnn_learned": {"STAGE": 2, "INIT_THRESHOLD": 1.9, "TRAIN_INIT_THRESHOLD": 1.9,
-                    "INACTIVE_THRESHOLD": -1.6},
-    "heuristic_average": {"STAGE": 2, "ASSOCIATION": "heuristic", "SCORING": "average", "HEURISTIC__SCORE_THRESH": 0.0034,
-                          "HEURISTIC__CLASS_WEIGHT": 0.0, "HEURISTIC__IOU_WEIGHT": 0.0, "HEURISTIC__SCORE_WEIGHT": 0.0},
+    "gnn_learned": {"STAGE": 2, "INIT_THRESHOLD": 1.9, "TRAIN_INIT_THRESHOLD": 1.9, "INACTIVE_THRESHOLD": -1.6},
+    "heuristic_average": {
+        "STAGE": 2,
+        "ASSOCIATION": "heuristic",
+        "SCORING": "average",
+        "HEURISTIC__SCORE_THRESH": 0.0034,
+        "HEURISTIC__CLASS_WEIGHT": 0.0,
+        "HEURISTIC__IOU_WEIGHT": 0.0,
+        "HEURISTIC__SCORE_WEIGHT": 0.0,
+    },
     "stage1": {"STAGE": 1, "HEURISTIC__SCORE_THRESH": 0.0034},
 }
 
@@ -187,8 +194,14 @@ if __name__ == "__main__":
     torch.set_num_threads(1)
     out = {name: run(name) for name in VARIANTS}
     for name, r in out.items():
-        print(name, [len(f["ids"]) for f in r["frames"]], "ids", sorted({int(i) for f in r["frames"] for i in f["ids"]}),
-              "tracks", len(r["tracks"]))
+        print(
+            name,
+            [len(f["ids"]) for f in r["frames"]],
+            "ids",
+            sorted({int(i) for f in r["frames"] for i in f["ids"]}),
+            "tracks",
+            len(r["tracks"]),
+        )
     out["stage2_training"] = stage2_losses()
     print("stage-2 losses", out["stage2_training"][0])
     os.makedirs(os.path.dirname(FIXTURE), exist_ok=True)

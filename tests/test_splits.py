@@ -1,4 +1,5 @@
 """Local protocol: deterministic <stem>_train_sub / <stem>_holdout splits of annotated video datasets."""
+
 import json
 import os
 import subprocess
@@ -10,8 +11,7 @@ from detectron2.config import get_cfg
 from detectron2.data import DatasetCatalog, MetadataCatalog
 
 from projects.config import add_video_config
-from projects.data import build_video_test_loader, holdout_video_ids, register_ytvis_instances
-from projects.data import splits
+from projects.data import build_video_test_loader, holdout_video_ids, register_ytvis_instances, splits
 from projects.data.categories import YTVIS_2019_CATEGORIES
 from projects.evaluation import YTVISEvaluator
 from tests.ytvis_fixtures import CATEGORIES, write_tiny_ytvis
@@ -127,8 +127,9 @@ def test_holdout_is_evaluated_against_its_own_ground_truth(tmp_path):
         tracks = {}
         for t, frame in enumerate(d["annotations"]):
             for a in frame:
-                tr = tracks.setdefault(a["id"], {"score": 1.0, "category_id": a["category_id"],
-                                                 "segmentations": [None] * d["length"]})
+                tr = tracks.setdefault(
+                    a["id"], {"score": 1.0, "category_id": a["category_id"], "segmentations": [None] * d["length"]}
+                )
                 tr["segmentations"][t] = a["segmentation"]
         evaluator.process([video], [{"video_id": video["video_id"], "tracks": list(tracks.values())}])
     assert evaluator.evaluate()["segm"]["AP"] == pytest.approx(100.0)
@@ -152,13 +153,30 @@ def test_builtin_splits_use_the_paper_size_under_detectron2_datasets(tmp_path):
     root = tmp_path / "ytvis_2019"
     root.mkdir()
     n = 230
-    videos = [{"id": i, "width": 64, "height": 48, "length": 2, "file_names": [f"v{i}/0.jpg", f"v{i}/1.jpg"]}
-              for i in range(1, n + 1)]
-    anns = [{"id": i, "video_id": i, "category_id": 1 + i % 40, "iscrowd": 0, "width": 64, "height": 48, "length": 2,
-             "segmentations": [{"size": [48, 64], "counts": [100, 20, 48 * 64 - 120]}, None],
-             "areas": [20.0, None], "bboxes": [[2.0, 4.0, 1.0, 20.0], None]} for i in range(1, n + 1)]
-    (root / "train.json").write_text(json.dumps(
-        {"videos": videos, "annotations": anns, "categories": YTVIS_2019_CATEGORIES, "info": {}, "licenses": []}))
+    videos = [
+        {"id": i, "width": 64, "height": 48, "length": 2, "file_names": [f"v{i}/0.jpg", f"v{i}/1.jpg"]}
+        for i in range(1, n + 1)
+    ]
+    anns = [
+        {
+            "id": i,
+            "video_id": i,
+            "category_id": 1 + i % 40,
+            "iscrowd": 0,
+            "width": 64,
+            "height": 48,
+            "length": 2,
+            "segmentations": [{"size": [48, 64], "counts": [100, 20, 48 * 64 - 120]}, None],
+            "areas": [20.0, None],
+            "bboxes": [[2.0, 4.0, 1.0, 20.0], None],
+        }
+        for i in range(1, n + 1)
+    ]
+    (root / "train.json").write_text(
+        json.dumps(
+            {"videos": videos, "annotations": anns, "categories": YTVIS_2019_CATEGORIES, "info": {}, "licenses": []}
+        )
+    )
     code = (
         "import projects.data, json\n"
         "from detectron2.data import DatasetCatalog\n"
@@ -166,8 +184,9 @@ def test_builtin_splits_use_the_paper_size_under_detectron2_datasets(tmp_path):
         "print(json.dumps([sorted(v['video_id'] for v in h), len(s)]))\n"
     )
     env = dict(os.environ, DETECTRON2_DATASETS=str(tmp_path), PYTHONPATH=REPO, OMP_NUM_THREADS="1")
-    out = subprocess.run([sys.executable, "-W", "ignore", "-c", code], env=env, capture_output=True, text=True,
-                         check=True, cwd=REPO).stdout
+    out = subprocess.run(
+        [sys.executable, "-W", "ignore", "-c", code], env=env, capture_output=True, text=True, check=True, cwd=REPO
+    ).stdout
     held, num_sub = json.loads(out.strip().splitlines()[-1])
     assert len(held) == 200 and num_sub == 30
     assert set(held) == holdout_video_ids(range(1, n + 1), 200)

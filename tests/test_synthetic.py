@@ -1,4 +1,5 @@
 """Tests of the synthetic YouTube-VIS generator (projects/data/synthetic.py) on tiny datasets."""
+
 import json
 import os
 import subprocess
@@ -140,8 +141,26 @@ def test_images_are_jpegs(dataset):
 
 
 def test_cli_with_mp4(tmp_path):
-    cmd = [sys.executable, "-m", "projects.data.synthetic", "--out", str(tmp_path), "--videos", "2", "--frames", "5",
-           "--height", "48", "--width", "64", "--seed", "3", "--split", "valid", "--mp4"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "projects.data.synthetic",
+        "--out",
+        str(tmp_path),
+        "--videos",
+        "2",
+        "--frames",
+        "5",
+        "--height",
+        "48",
+        "--width",
+        "64",
+        "--seed",
+        "3",
+        "--split",
+        "valid",
+        "--mp4",
+    ]
     res = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr
     assert str(tmp_path / "valid.json") in res.stdout

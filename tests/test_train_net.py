@@ -1,4 +1,5 @@
 """train_net.py end to end (train + evaluate) with the GT oracle model, single- and multi-process."""
+
 import json
 import os
 import subprocess
@@ -13,7 +14,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 def _run(args, cwd=ROOT, check=True):
     env = dict(os.environ, PYTHONPATH=ROOT, OMP_NUM_THREADS="1")
-    proc = subprocess.run([sys.executable, "train_net.py", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [sys.executable, "train_net.py", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=600
+    )
     if check and proc.returncode != 0:
         raise AssertionError(f"train_net failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}")
     return proc
@@ -28,11 +31,25 @@ def tiny(tmp_path_factory):
 
 def _oracle_args(tiny, out, *extra):
     return [
-        "--config-file", "configs/oracle/gt_oracle.yaml",
-        "--dataset", tiny[0], "--dataset", tiny[1],
-        "DATASETS.TRAIN", "('tiny_train',)", "DATASETS.TEST", "('tiny_val',)",
-        "INPUT.MIN_SIZE_TRAIN", "(32,)", "INPUT.MIN_SIZE_TEST", "32",
-        "SOLVER.MAX_ITER", "3", "OUTPUT_DIR", str(out), *extra,
+        "--config-file",
+        "configs/oracle/gt_oracle.yaml",
+        "--dataset",
+        tiny[0],
+        "--dataset",
+        tiny[1],
+        "DATASETS.TRAIN",
+        "('tiny_train',)",
+        "DATASETS.TEST",
+        "('tiny_val',)",
+        "INPUT.MIN_SIZE_TRAIN",
+        "(32,)",
+        "INPUT.MIN_SIZE_TEST",
+        "32",
+        "SOLVER.MAX_ITER",
+        "3",
+        "OUTPUT_DIR",
+        str(out),
+        *extra,
     ]
 
 
@@ -55,15 +72,17 @@ def test_train_then_evaluate_with_oracle(tiny, tmp_path):
 def test_distributed_evaluation_equals_single_process(tiny, tmp_path):
     extra = ["MODEL.ORACLE.DROP_FRAME_PROB", "0.4", "MODEL.ORACLE.MASK_JITTER", "1"]
     single = _run(["--eval-only", *_oracle_args(tiny, tmp_path / "one", *extra)])
-    multi = _run(["--eval-only", "--num-gpus", "2", "--dist-url", "auto", *_oracle_args(tiny, tmp_path / "two", *extra)])
+    multi = _run(
+        ["--eval-only", "--num-gpus", "2", "--dist-url", "auto", *_oracle_args(tiny, tmp_path / "two", *extra)]
+    )
 
     def results(d):
         r = json.loads((tmp_path / d / "inference" / "tiny_val" / "results.json").read_text())
         return sorted(r, key=lambda x: (x["video_id"], x["category_id"], x["score"]))
 
     assert results("one") == results("two")
-    line = [l for l in single.stdout.splitlines() + single.stderr.splitlines() if "copypaste: " in l][-1]
-    line2 = [l for l in multi.stdout.splitlines() + multi.stderr.splitlines() if "copypaste: " in l][-1]
+    line = [ln for ln in single.stdout.splitlines() + single.stderr.splitlines() if "copypaste: " in ln][-1]
+    line2 = [ln for ln in multi.stdout.splitlines() + multi.stderr.splitlines() if "copypaste: " in ln][-1]
     assert line.split("copypaste: ")[1] == line2.split("copypaste: ")[1]
     ap = float(line.split("copypaste: ")[1].split(",")[0])
     assert 0 < ap < 100  # perturbed: below the perfect oracle

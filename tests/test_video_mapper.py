@@ -1,6 +1,5 @@
 import random
 
-import numpy as np
 import pytest
 import torch
 from detectron2.config import get_cfg
@@ -60,7 +59,7 @@ def test_train_mapper_one_augmentation_and_consistent_ids(tmp_path):
         box = inst.gt_boxes.tensor[0].tolist()
         assert box == pytest.approx([96 - 2 * (14 + 2 * t), 8, 96 - 2 * (2 + 2 * t), 32], abs=1e-3)
         mask = inst.gt_masks.tensor[0]
-        assert mask[8:32, 96 - 2 * (14 + 2 * t): 96 - 2 * (2 + 2 * t)].all() and mask.sum() == 24 * 24
+        assert mask[8:32, 96 - 2 * (14 + 2 * t) : 96 - 2 * (2 + 2 * t)].all() and mask.sum() == 24 * 24
 
 
 def test_invisible_objects_absent_from_frame_instances(tmp_path):

@@ -1,4 +1,5 @@
 """Table 1 ablation switches of RGNN-VIS: constant-variance appearance and YOLACT-average scoring."""
+
 import pytest
 import torch
 from detectron2.modeling import build_model

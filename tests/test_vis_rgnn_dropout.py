@@ -1,4 +1,5 @@
 """RGNN-VIS feature dropout (App. A.2: 0.1 on backbone features) only while the segmenter trains (stage 1)."""
+
 import torch
 from detectron2.modeling import build_model
 

@@ -1,5 +1,6 @@
 """Unit tests of RGNN-VIS building blocks: GNN (equivariance, padding, dense == scatter), gates, appearance
 model (closed-form NIχ² posterior), Lovász hinge, Fast NMS and the detection <-> annotation assignment."""
+
 import math
 
 import pytest

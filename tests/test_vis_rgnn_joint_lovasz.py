@@ -1,4 +1,5 @@
 """RGNN-VIS mask loss on the joint instance map (§3.5): tracks compete for pixels in the loss."""
+
 import torch
 
 from vis_rgnn.losses import joint_track_probs, lovasz_hinge, lovasz_softmax_joint

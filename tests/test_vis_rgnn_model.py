@@ -1,5 +1,6 @@
 """RGNN-VIS model tests on tiny synthetic tensors: both training stages, the tracker's learning signal, long-run
 stability of the recurrent state, and the online inference contract of docs/interfaces.md."""
+
 import os
 
 import pytest
@@ -59,8 +60,14 @@ def _clip(length: int, seed: int = 0):
         inst.gt_classes = torch.tensor([0, 2])
         inst.gt_ids = torch.tensor([4, 9])
         images.append(img), instances.append(inst)
-    return {"video_id": seed, "height": 2 * H, "width": 2 * W, "length": length, "image": images,
-            "instances": instances}
+    return {
+        "video_id": seed,
+        "height": 2 * H,
+        "width": 2 * W,
+        "length": length,
+        "image": images,
+        "instances": instances,
+    }
 
 
 def test_num_classes_must_be_resolved():
@@ -184,8 +191,15 @@ def _synthetic_detections(b: int, length: int, seed: int):
                 FrameTargets(torch.tensor([1, 2, 3]), gt_masks, {k + 1: int(classes[i, k]) for k in range(3)})
             )
         frames.append(
-            FrameDetections(boxes, probs, probs[..., :NUM_CLASSES].max(-1).values, masks, app,
-                            torch.ones(b, m, dtype=torch.bool), torch.tensor([[H, W]] * b, dtype=torch.float32))
+            FrameDetections(
+                boxes,
+                probs,
+                probs[..., :NUM_CLASSES].max(-1).values,
+                masks,
+                app,
+                torch.ones(b, m, dtype=torch.bool),
+                torch.tensor([[H, W]] * b, dtype=torch.float32),
+            )
         )
         identities.append(ident)
         targets.append(frame_targets)

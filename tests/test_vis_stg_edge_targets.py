@@ -1,4 +1,5 @@
 """Training edge set of VisSTG's edge classifier (eq. (6)): predicted detections, pruning, labels."""
+
 import pytest
 import torch
 from detectron2.structures import Boxes, Instances
@@ -81,8 +82,9 @@ def test_two_objects_in_one_cell_keep_both_supervisions():
     assert targets.cells.tolist() == [[2, 2], [2, 2]]
     edges = GraphEdges(torch.tensor([0, 1]), torch.tensor([_cell(2, 2)] * 2), torch.zeros(2, 1))
     ref_ids, ref_classes = torch.tensor([5, 6]), torch.tensor([0, 0])
-    keep, labels = edge_set_and_labels(edges, 0, (8, 8), ref_ids, ref_classes, torch.zeros(2, dtype=torch.long),
-                                       targets, None, 2, "gt")
+    keep, labels = edge_set_and_labels(
+        edges, 0, (8, 8), ref_ids, ref_classes, torch.zeros(2, dtype=torch.long), targets, None, 2, "gt"
+    )
     assert keep.tolist() == [True, True] and labels.tolist() == [1.0, 1.0]
 
 

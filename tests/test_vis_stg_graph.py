@@ -1,4 +1,5 @@
 """VisSTG spatial-temporal graph (§3.2): window edges, eq. (1)(2) update, edge lookup."""
+
 import pytest
 import torch
 
@@ -27,8 +28,9 @@ def test_window_edges_clipped_at_borders(center, expected):
     src, dst = window_edges(torch.tensor([center]), torch.tensor([0]), height=10, width=12, window=5)
     assert len(dst) == expected
     cx, cy = center
-    assert _cells(dst, 10, 12) == {(0, y, x) for y in range(max(cy - 2, 0), min(cy + 3, 10))
-                                   for x in range(max(cx - 2, 0), min(cx + 3, 12))}
+    assert _cells(dst, 10, 12) == {
+        (0, y, x) for y in range(max(cy - 2, 0), min(cy + 3, 10)) for x in range(max(cx - 2, 0), min(cx + 3, 12))
+    }
 
 
 def test_window_edges_batches_and_window_one():
@@ -106,8 +108,9 @@ def _graph_inputs(b=2, d=8, shapes=((12, 16), (6, 8))):
 @pytest.mark.parametrize("node_pool", ["avg", "linear"])
 def test_spatial_temporal_graph_shapes_gradients_and_locality(node_pool):
     torch.manual_seed(0)
-    graph = SpatialTemporalGraph(8, strides=[8, 16], window_sizes=[5, 3], hidden_dim=16, num_iters=2,
-                                 pooler_resolution=3, node_pool=node_pool)
+    graph = SpatialTemporalGraph(
+        8, strides=[8, 16], window_sizes=[5, 3], hidden_dim=16, num_iters=2, pooler_resolution=3, node_pool=node_pool
+    )
     torch.nn.init.normal_(graph.update.node_mlp[-1].weight, std=0.1)
     feats_k, feats_t, boxes = _graph_inputs()
     nodes = graph.encode_nodes(feats_k, boxes)

@@ -1,5 +1,6 @@
 """VisSTG heads: target assignment, CenterNet detection (§3.3), CondInst masks and kernel warping (§3.4),
 embedding baseline; shapes, gradients and hand-checked values."""
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -28,8 +29,14 @@ def _instances(boxes, classes, ids, size=(64, 96)):
 def test_assign_centers_levels_cells_offsets_and_heatmaps():
     small = [10.0, 12.0, 30.0, 28.0]  # 20x16 -> P3, centre (20, 20) -> cell (2, 2), offset (0.5, 0.5)
     large = [40.0, 8.0, 90.0, 60.0]  # 50x52 -> P4, centre (65, 34) -> cell (4, 2)
-    t = assign_centers([_instances([small, large], [1, 0], [7, 9]), _instances([], [], [])], SHAPES, STRIDES,
-                       sizes_of_interest=[32], num_classes=2, level_assignment="max_side")
+    t = assign_centers(
+        [_instances([small, large], [1, 0], [7, 9]), _instances([], [], [])],
+        SHAPES,
+        STRIDES,
+        sizes_of_interest=[32],
+        num_classes=2,
+        level_assignment="max_side",
+    )
     assert t.level.tolist() == [0, 1] and t.cells.tolist() == [[2, 2], [4, 2]]
     torch.testing.assert_close(t.offsets, torch.tensor([[0.5, 0.5], [0.0625, 0.125]]))
     torch.testing.assert_close(t.sizes, torch.tensor([[2.5, 2.0], [3.125, 3.25]]))
@@ -70,8 +77,13 @@ def test_centernet_head_shapes_losses_gradients_and_decoding():
     heat, size, offset = head(feats)
     assert [h.shape for h in heat] == [(2, 3, 8, 12), (2, 3, 4, 6)] and size[1].shape == (2, 2, 4, 6)
     torch.testing.assert_close(heat[0].sigmoid().mean(), torch.tensor(0.1), atol=0.02, rtol=0)  # prior
-    t = assign_centers([_instances([[10.0, 12.0, 30.0, 28.0]], [1], [1]), _instances([[40.0, 8.0, 90.0, 60.0]],
-                       [2], [2])], SHAPES, STRIDES, [32], 3)
+    t = assign_centers(
+        [_instances([[10.0, 12.0, 30.0, 28.0]], [1], [1]), _instances([[40.0, 8.0, 90.0, 60.0]], [2], [2])],
+        SHAPES,
+        STRIDES,
+        [32],
+        3,
+    )
     losses = head.losses(heat, size, offset, t)
     assert set(losses) == {"loss_center", "loss_size", "loss_offset"}
     sum(losses.values()).backward()
@@ -85,8 +97,7 @@ def test_centernet_head_shapes_losses_gradients_and_decoding():
     offsets = [torch.zeros(1, 2, h, w) for h, w in SHAPES]
     sizes[1][0, :, 2, 4] = torch.tensor([2.0, 3.0])
     offsets[1][0, :, 2, 4] = torch.tensor([0.25, 0.5])
-    padded, converged = CenterNetHead.inference(heat, sizes, offsets, STRIDES, score_thresh=0.05,
-                                                max_detections=10)
+    padded, converged = CenterNetHead.inference(heat, sizes, offsets, STRIDES, score_thresh=0.05, max_detections=10)
     assert bool(converged) and len(padded) == 10 and padded.valid.tolist() == [True] + [False] * 9
     dets = padded[padded.valid]
     assert len(dets) == 1 and dets.level.tolist() == [1] and dets.classes.tolist() == [2]
@@ -167,12 +178,19 @@ def test_embedding_head_loss_and_matching():
     assert emb[0].shape == (1, 4, 4, 6)
     e = torch.eye(3) * 5
     # target j=0 matches ref 1 (id 7), target j=1 is new (id 9): perfect embeddings -> low loss.
-    loss = EmbeddingHead.losses(torch.stack([e[1], -e[0] - e[1]]), torch.tensor([0, 0]), torch.tensor([7, 9]),
-                                e[:2], torch.tensor([0, 0]), torch.tensor([3, 7]))
+    loss = EmbeddingHead.losses(
+        torch.stack([e[1], -e[0] - e[1]]),
+        torch.tensor([0, 0]),
+        torch.tensor([7, 9]),
+        e[:2],
+        torch.tensor([0, 0]),
+        torch.tensor([3, 7]),
+    )
     assert loss < 0.01
     emb_t = torch.randn(2, 3, requires_grad=True)
-    EmbeddingHead.losses(emb_t, torch.tensor([0, 1]), torch.tensor([1, 2]), torch.randn(2, 3),
-                         torch.tensor([0, 1]), torch.tensor([1, 5])).backward()
+    EmbeddingHead.losses(
+        emb_t, torch.tensor([0, 1]), torch.tensor([1, 2]), torch.randn(2, 3), torch.tensor([0, 1]), torch.tensor([1, 5])
+    ).backward()
     assert emb_t.grad is not None
     prob, valid = EmbeddingHead.match_scores(e[:2], torch.stack([e[1], -e[0] - e[1]]))
     assert prob.shape == (2, 2) and valid.tolist() == [[False, False], [True, False]]
@@ -181,7 +199,13 @@ def test_embedding_head_loss_and_matching():
 def test_embedding_loss_without_reference_instances():
     # A reference frame with no instance (e.g. the object entered at t): every target is "new".
     emb_t = torch.randn(2, 3, requires_grad=True)
-    loss = EmbeddingHead.losses(emb_t, torch.tensor([0, 0]), torch.tensor([1, 2]), torch.zeros(0, 3),
-                                torch.zeros(0, dtype=torch.long), torch.zeros(0, dtype=torch.long))
+    loss = EmbeddingHead.losses(
+        emb_t,
+        torch.tensor([0, 0]),
+        torch.tensor([1, 2]),
+        torch.zeros(0, 3),
+        torch.zeros(0, dtype=torch.long),
+        torch.zeros(0, dtype=torch.long),
+    )
     assert torch.isfinite(loss) and loss.item() == pytest.approx(0.0)
     loss.backward()

@@ -1,4 +1,5 @@
 """VisSTG initialisation from COCO detectors: detectron2's RetinaNet R50-FPN zoo layout and AdelaiDet CondInst."""
+
 import logging
 import os
 import pickle
@@ -64,7 +65,8 @@ def test_paper_config_points_at_the_zoo_retinanet():
     cfg = paper_cfg()
     assert cfg.MODEL.WEIGHTS == RETINANET_URL
     assert model_zoo.get_checkpoint_url("COCO-Detection/retinanet_R_50_FPN_3x.yaml").endswith(
-        RETINANET_URL.split("COCO-Detection/", 1)[1])
+        RETINANET_URL.split("COCO-Detection/", 1)[1]
+    )
     assert cfg.MODEL.VIS_STG.P6_P7_FROM == "res5"
 
 
@@ -168,8 +170,13 @@ def test_converter_errors(tmp_path, capsys):
 
 
 def test_summary_groups():
-    keys = ["backbone.bottom_up.stem.conv1.weight", "backbone.fpn_lateral3.weight", "backbone.top_block.p6.weight",
-            "det_head.a.weight", "det_head.b.weight"]
+    keys = [
+        "backbone.bottom_up.stem.conv1.weight",
+        "backbone.fpn_lateral3.weight",
+        "backbone.top_block.p6.weight",
+        "det_head.a.weight",
+        "det_head.b.weight",
+    ]
     line, counts = summarize_loaded(keys, missing_keys=["det_head.b.weight", "backbone.top_block.p6.weight"])
     assert counts == {"ResNet": (1, 1), "FPN": (1, 1), "P6/P7": (0, 1), "det_head": (1, 2)}
     assert "loaded ResNet 1/1, FPN 1/1, det_head 1/2 tensors" in line and "P6/P7 (1), det_head (1)" in line

@@ -1,5 +1,6 @@
 """VisSTG meta-architecture on tiny tensors: training losses and gradients, online ``step()``, video results,
 ablation switches, shipped configs, and a short training run that lowers every loss."""
+
 import os
 
 import pytest
@@ -83,8 +84,9 @@ def test_num_classes_must_be_resolved():
         VisSTG(cfg)
 
 
-@pytest.mark.parametrize("name,strides", [("R50_ytvis19.yaml", [8, 16, 32, 64, 128]),
-                                          ("synthetic_R18.yaml", [8, 16, 32])])
+@pytest.mark.parametrize(
+    "name,strides", [("R50_ytvis19.yaml", [8, 16, 32, 64, 128]), ("synthetic_R18.yaml", [8, 16, 32])]
+)
 def test_shipped_configs_build(name, strides):
     cfg = get_cfg()
     add_video_config(cfg)
@@ -101,20 +103,32 @@ def test_training_losses_and_gradients_reach_every_parameter():
     model = build_model(tiny_cfg())
     model.train()
     losses = model(_batch())
-    assert set(losses) == {"loss_center", "loss_size", "loss_offset", "loss_mask", "loss_mask_warp",
-                           "loss_mask_ref", "loss_edge"}
+    assert set(losses) == {
+        "loss_center",
+        "loss_size",
+        "loss_offset",
+        "loss_mask",
+        "loss_mask_warp",
+        "loss_mask_ref",
+        "loss_edge",
+    }
     assert all(v.dim() == 0 and torch.isfinite(v) for v in losses.values())
     sum(losses.values()).backward()
     missing = [n for n, p in model.named_parameters() if p.grad is None]
     assert missing == []
 
 
-@pytest.mark.parametrize("overrides,expected_keys", [
-    ({"TRACK.ASSOCIATION": "embedding"}, {"loss_embed"}),
-    ({"GRAPH.FUSION": False, "WARP.ENABLED": False}, {"loss_edge"}),
-    ({"GRAPH.NUM_ITERS": 1, "DET.REF_FRAME_LOSS": True, "MASK.POS_RADIUS": 1},
-     {"loss_edge", "loss_center_ref", "loss_size_ref", "loss_offset_ref"}),
-])
+@pytest.mark.parametrize(
+    "overrides,expected_keys",
+    [
+        ({"TRACK.ASSOCIATION": "embedding"}, {"loss_embed"}),
+        ({"GRAPH.FUSION": False, "WARP.ENABLED": False}, {"loss_edge"}),
+        (
+            {"GRAPH.NUM_ITERS": 1, "DET.REF_FRAME_LOSS": True, "MASK.POS_RADIUS": 1},
+            {"loss_edge", "loss_center_ref", "loss_size_ref", "loss_offset_ref"},
+        ),
+    ],
+)
 def test_ablation_variants_train_and_run_online(overrides, expected_keys):
     torch.manual_seed(0)
     model = build_model(tiny_cfg(**overrides))
@@ -148,19 +162,29 @@ def test_step_returns_documented_instances_and_keeps_state():
         seen_ids |= set(out.track_ids.tolist())
         assert state.refs is not None and state.prev_thetas is not None
     # An input of another size resets the frame context (no graph against an incompatible frame).
-    out = model.step({"image": torch.zeros(3, H + 32, W, dtype=torch.uint8), "height": H, "width": W,
-                      "frame_idx": 4}, state)
+    out = model.step(
+        {"image": torch.zeros(3, H + 32, W, dtype=torch.uint8), "height": H, "width": W, "frame_idx": 4}, state
+    )
     assert set(out.track_ids.tolist()).isdisjoint(seen_ids)
 
 
 def test_eval_forward_returns_video_results():
     torch.manual_seed(0)
     model = build_model(tiny_cfg()).eval()
-    video = {"video_id": 3, "height": H, "width": W, "length": 3,
-             "image": [_frame([(1, 0, 8 + 4 * t, 8, 28 + 4 * t, 30)])[0] for t in range(3)]}
+    video = {
+        "video_id": 3,
+        "height": H,
+        "width": W,
+        "length": 3,
+        "image": [_frame([(1, 0, 8 + 4 * t, 8, 28 + 4 * t, 30)])[0] for t in range(3)],
+    }
     (result,) = model([video])
-    assert {k: result[k] for k in ("video_id", "height", "width", "length")} == \
-        {"video_id": 3, "height": H, "width": W, "length": 3}
+    assert {k: result[k] for k in ("video_id", "height", "width", "length")} == {
+        "video_id": 3,
+        "height": H,
+        "width": W,
+        "length": 3,
+    }
     for track in result["tracks"]:
         assert set(track) == {"score", "category_id", "segmentations"}
         assert len(track["segmentations"]) == 3 and 0 <= track["category_id"] < 3
@@ -208,8 +232,16 @@ def test_joint_embedding_trains_both_heads_without_touching_the_shared_network()
 @pytest.mark.parametrize("baseline", ["per_frame", "iou"])
 def test_trivial_baselines(baseline):
     torch.manual_seed(0)
-    model = build_model(tiny_cfg(**{"INFERENCE.BASELINE": baseline, "INFERENCE.SCORE_THRESH": 0.0,
-                                    "INFERENCE.NMS_THRESH": 0.0, "INFERENCE.MAX_DETECTIONS": 4})).eval()
+    model = build_model(
+        tiny_cfg(
+            **{
+                "INFERENCE.BASELINE": baseline,
+                "INFERENCE.SCORE_THRESH": 0.0,
+                "INFERENCE.NMS_THRESH": 0.0,
+                "INFERENCE.MAX_DETECTIONS": 4,
+            }
+        )
+    ).eval()
     with torch.no_grad():
         model.det_head.size[-1].bias.fill_(3.0)  # non-degenerate boxes (random weights predict size ~0)
     state = model.init_video_state()
@@ -231,8 +263,10 @@ def test_coverage_video_score():
 
     model = build_model(tiny_cfg(**{"TRACK.VIDEO_SCORE": "coverage"})).eval()
     state = VideoState(num_frames=4)
-    tracks = {0: VideoTrack(0, frame_scores=[0.8, 0.6], frame_classes=[1, 1]),
-              1: VideoTrack(1, frame_scores=[0.4] * 4, frame_classes=[2] * 4)}
+    tracks = {
+        0: VideoTrack(0, frame_scores=[0.8, 0.6], frame_classes=[1, 1]),
+        1: VideoTrack(1, frame_scores=[0.4] * 4, frame_classes=[2] * 4),
+    }
     for track in tracks.values():
         track.default_score_and_class()
     model.finalize_video(state, tracks)

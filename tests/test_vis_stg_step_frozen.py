@@ -1,6 +1,7 @@
 """``VisSTG.step`` reproduces the outputs frozen from the implementation before the sync-free rewrite
 (``tests/data/vis_stg_step_reference.pt``, written by ``tests/vis_stg_step_video.py``): track ids and
 classes exactly, scores / boxes allclose, masks equal up to pixels at the threshold."""
+
 import pytest
 import torch
 
@@ -20,7 +21,7 @@ def test_the_fixture_exercises_detections_matches_and_new_tracks(reference):
         assert all(len(f["track_ids"]) > 0 for f in frames), name
         ids = [set(f["track_ids"].tolist()) for f in frames]
         continued = sum(len(a & b) for a, b in zip(ids, ids[1:]))
-        new = sum(len(b - set().union(*ids[:i + 1])) for i, b in enumerate(ids[1:]))
+        new = sum(len(b - set().union(*ids[: i + 1])) for i, b in enumerate(ids[1:]))
         assert continued >= 5 and new >= 3, (name, continued, new)
     # A match to an instance of the occlusion memory (a track that skips a frame) happens.
     ids = [set(f["track_ids"].tolist()) for f in reference["embedding"]]
@@ -49,6 +50,6 @@ def test_step_needs_at_most_4_host_syncs_per_frame(variant):
     state = model.init_video_state()
     for t, image in enumerate(video_frames()[:4]):
         frame = {"image": image, "height": H, "width": W, "frame_idx": t}
-        _, counts = count_host_syncs(lambda: model.step(frame, state))
+        _, counts = count_host_syncs(lambda frame=frame: model.step(frame, state))
         if t > 0:
             assert sum(counts.values()) <= 4, (variant, t, counts)

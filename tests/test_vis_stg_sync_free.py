@@ -1,11 +1,17 @@
 """The fixed-size, sync-free NMS / matching / gathers of the VisSTG online step equal their sequential
 definitions (torchvision's batched_nms, a Python greedy matcher, gather_at_cells) on random inputs."""
+
 import pytest
 import torch
 from torchvision.ops import batched_nms
 
-from vis_stg.sync_free import (EXACT, gather_at_cells_static, greedy_match_fixed_point, greedy_nms_fixed_point,
-                               stable_compact)
+from vis_stg.sync_free import (
+    EXACT,
+    gather_at_cells_static,
+    greedy_match_fixed_point,
+    greedy_nms_fixed_point,
+    stable_compact,
+)
 from vis_stg.targets import gather_at_cells
 
 torch.set_num_threads(1)
@@ -72,8 +78,9 @@ def test_static_gather_equals_gather_at_cells():
     maps = [torch.randn(1, 5, h, w, generator=g) for h, w in [(8, 12), (4, 6), (2, 3)]]
     level = torch.tensor([0, 2, 1, 0, 2])
     cells = torch.tensor([[11, 7], [2, 1], [0, 3], [3, 3], [0, 0]])
-    torch.testing.assert_close(gather_at_cells_static(maps, level, cells),
-                               gather_at_cells(maps, level, torch.zeros_like(level), cells))
+    torch.testing.assert_close(
+        gather_at_cells_static(maps, level, cells), gather_at_cells(maps, level, torch.zeros_like(level), cells)
+    )
 
 
 @pytest.mark.parametrize("depthwise", [True, False])

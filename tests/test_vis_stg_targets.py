@@ -1,4 +1,5 @@
 """FPN level assignment of VisSTG's GT objects (FCOS rule vs max side)."""
+
 import pytest
 import torch
 from detectron2.structures import Boxes, Instances

@@ -1,10 +1,11 @@
 """VisSTG tracking (§3.5) and occlusion memory (§3.6) on hand-made inputs."""
+
 import torch
+from detectron2.structures import Boxes, Instances
 
 from vis_stg.graph import GraphEdges
 from vis_stg.targets import assign_centers
 from vis_stg.tracker import EdgeClassifier, OnlineTracker, ReferenceSet, VideoState, greedy_match
-from detectron2.structures import Boxes, Instances
 
 torch.set_num_threads(1)
 
@@ -12,15 +13,18 @@ torch.set_num_threads(1)
 def _refs(track_ids, classes, last_seen, dim=4):
     n = len(track_ids)
     return ReferenceSet(
-        track_ids=torch.tensor(track_ids), classes=torch.tensor(classes), scores=torch.ones(n),
-        boxes=torch.tensor([[0.0, 0.0, 10.0, 10.0]] * n), nodes=[torch.randn(n, dim), torch.randn(n, dim)],
-        kernels=torch.randn(n, 169), last_seen=torch.tensor(last_seen),
+        track_ids=torch.tensor(track_ids),
+        classes=torch.tensor(classes),
+        scores=torch.ones(n),
+        boxes=torch.tensor([[0.0, 0.0, 10.0, 10.0]] * n),
+        nodes=[torch.randn(n, dim), torch.randn(n, dim)],
+        kernels=torch.randn(n, 169),
+        last_seen=torch.tensor(last_seen),
     )
 
 
 def test_greedy_match_keeps_one_edge_per_instance_and_per_detection():
-    scores = torch.tensor([[0.9, 0.8, 0.1],
-                           [0.95, 0.6, 0.7]])
+    scores = torch.tensor([[0.9, 0.8, 0.1], [0.95, 0.6, 0.7]])
     valid = scores > 0.5
     # ref 1 takes det 0 (0.95); ref 0's best remaining edge is det 1 (0.8); det 2 has only a sub-threshold edge.
     assert greedy_match(scores, valid).tolist() == [1, 0, -1]
@@ -90,8 +94,9 @@ def _inst(boxes, classes, ids):
 
 def test_edge_loss_uses_the_pruned_edge_set_and_track_id_labels():
     # Target frame: object id 5 (class 0) centred in cell (2, 2), id 6 (class 1) in cell (5, 5) of an 8x8 P3.
-    targets = assign_centers([_inst([[16.0, 16.0, 24.0, 24.0], [40.0, 40.0, 48.0, 48.0]], [0, 1], [5, 6])],
-                             [(8, 8)], [8], [], num_classes=2)
+    targets = assign_centers(
+        [_inst([[16.0, 16.0, 24.0, 24.0], [40.0, 40.0, 48.0, 48.0]], [0, 1], [5, 6])], [(8, 8)], [8], [], num_classes=2
+    )
     # Reference instances: id 5 (class 0), id 7 (class 0), id 8 (class 1).
     ref_ids, ref_classes = torch.tensor([5, 7, 8]), torch.tensor([0, 0, 1])
     src = torch.tensor([0, 0, 1, 1, 2, 2])
@@ -105,8 +110,17 @@ def test_edge_loss_uses_the_pruned_edge_set_and_track_id_labels():
         return torch.zeros(len(x))
 
     clf.forward = record
-    loss = clf.losses([GraphEdges(src, dst, feats)], ref_ids, ref_classes, torch.zeros(3, dtype=torch.long), targets,
-                      [(8, 8)], None, 2, edge_set="gt")
+    loss = clf.losses(
+        [GraphEdges(src, dst, feats)],
+        ref_ids,
+        ref_classes,
+        torch.zeros(3, dtype=torch.long),
+        targets,
+        [(8, 8)],
+        None,
+        2,
+        edge_set="gt",
+    )
     # Kept: (0 -> id5 centre) positive, (1 -> id5 centre) negative, (2 -> id6 centre) negative;
     # removed: edge to a background cell (1), class mismatches (3: class 0 -> class 1, 4: class 1 -> class 0).
     assert seen["x"].flatten().tolist() == [0.0, 2.0, 5.0]

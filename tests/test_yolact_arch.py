@@ -1,12 +1,12 @@
 """YOLACT architecture facts, each against hand-computed values: anchor layout and order, box decoding, class-aware
 Fast NMS semantics, mask crop, input normalisation / BGR -> RGB, FPN / protonet / head wiring."""
+
 import math
 
 import pytest
 import torch
 import torch.nn.functional as F
 from detectron2.config import get_cfg
-from detectron2.layers import ShapeSpec
 from detectron2.modeling import build_backbone
 from detectron2.modeling.box_regression import Box2BoxTransform
 
@@ -60,9 +60,11 @@ def test_prior_count_at_550_matches_yolact():
     backbone = build_backbone(cfg).eval()
     with torch.no_grad():
         feats = backbone(torch.zeros(1, 3, 550, 550))
-    assert [feats[f"p{l}"].shape[-1] for l in range(3, 8)] == [69, 35, 18, 9, 5]
+    assert [feats[f"p{lvl}"].shape[-1] for lvl in range(3, 8)] == [69, 35, 18, 9, 5]
     gen = YolactAnchorGenerator(cfg.MODEL.ANCHOR_GENERATOR.SIZES, cfg.MODEL.ANCHOR_GENERATOR.ASPECT_RATIOS)
-    assert gen.normalized_priors([tuple(feats[f"p{l}"].shape[-2:]) for l in range(3, 8)], (550, 550)).shape[0] == 19248
+    assert (
+        gen.normalized_priors([tuple(feats[f"p{lvl}"].shape[-2:]) for lvl in range(3, 8)], (550, 550)).shape[0] == 19248
+    )
 
 
 # ------------------------------------------------------------------------------------------------ decoding
@@ -82,7 +84,9 @@ def test_decode_hand_computed_and_equal_to_detectron2_transform():
 # ------------------------------------------------------------------------------------------------ Fast NMS
 def _boxes():
     # A and B overlap (IoU 0.6), B and C overlap (IoU 0.6), A and C do not.
-    return torch.tensor([[0.0, 0.0, 10.0, 10.0], [2.5, 0.0, 12.5, 10.0], [5.0, 0.0, 15.0, 10.0], [50.0, 50.0, 60.0, 60.0]])
+    return torch.tensor(
+        [[0.0, 0.0, 10.0, 10.0], [2.5, 0.0, 12.5, 10.0], [5.0, 0.0, 15.0, 10.0], [50.0, 50.0, 60.0, 60.0]]
+    )
 
 
 def test_fast_nms_suppressed_boxes_still_suppress_and_classes_are_independent():
@@ -137,8 +141,9 @@ def test_image_detections_boxes_truncated_masks_upsampled_and_thresholded():
     # One anchor, one class; prototypes (1, 4, 4) = 10 everywhere, coefficient 1 -> mask prob ~1 inside the crop.
     boxes = torch.tensor([[0.1234, 0.25, 0.6, 0.74]])
     protos = torch.full((1, 4, 4), 10.0)
-    inst = image_detections(boxes, torch.tensor([[0.9]]), torch.ones(1, 1), protos, (8, 8), (8, 8), (40, 64),
-                            ImagePostprocessParams())
+    inst = image_detections(
+        boxes, torch.tensor([[0.9]]), torch.ones(1, 1), protos, (8, 8), (8, 8), (40, 64), ImagePostprocessParams()
+    )
     assert inst.image_size == (40, 64)
     # x: 0.1234 * 64 = 7.9 -> 7; 0.6 * 64 = 38.4 -> 38; y: 10, 29.6 -> 29 (YOLACT's .long())
     assert inst.pred_boxes.tensor.tolist() == [[7.0, 10.0, 38.0, 29.0]]
@@ -150,8 +155,16 @@ def test_image_detections_boxes_truncated_masks_upsampled_and_thresholded():
 
 
 def test_image_detections_empty():
-    inst = image_detections(torch.tensor([[0.1, 0.1, 0.2, 0.2]]), torch.tensor([[0.01]]), torch.ones(1, 1),
-                            torch.ones(1, 4, 4), (8, 8), (8, 8), (16, 16), ImagePostprocessParams())
+    inst = image_detections(
+        torch.tensor([[0.1, 0.1, 0.2, 0.2]]),
+        torch.tensor([[0.01]]),
+        torch.ones(1, 1),
+        torch.ones(1, 4, 4),
+        (8, 8),
+        (8, 8),
+        (16, 16),
+        ImagePostprocessParams(),
+    )
     assert len(inst) == 0 and inst.pred_masks.shape == (0, 16, 16)
 
 
@@ -165,7 +178,9 @@ def test_fast_base_transform_resize_normalise_bgr_to_rgb():
     x = batch.tensor[0]
     assert x.shape == (3, 4, 4) and batch.image_sizes == [(4, 4)]
     # bottom-right pixel only sees the (10, 20, 30) BGR value: channel 0 is red
-    torch.testing.assert_close(x[:, 3, 3], torch.tensor([(30 - 123.68) / 58.40, (20 - 116.78) / 57.12, (10 - 103.94) / 57.38]))
+    torch.testing.assert_close(
+        x[:, 3, 3], torch.tensor([(30 - 123.68) / 58.40, (20 - 116.78) / 57.12, (10 - 103.94) / 57.38])
+    )
     up = F.interpolate(bgr.float()[None], size=(4, 4), mode="bilinear", align_corners=False)[0]
     torch.testing.assert_close(x, ((up - mean) / std).flip(0))
     assert not channel_flip("BGR", "") and not channel_flip("RGB", "RGB")
@@ -205,12 +220,22 @@ def test_fpn_wiring_bilinear_relu_and_p6_p7():
         out = fpn(x)
         c = fpn.bottom_up(x)
         l5 = fpn.fpn_lateral5(c["res5"])
-        l4 = fpn.fpn_lateral4(c["res4"]) + F.interpolate(l5, size=c["res4"].shape[-2:], mode="bilinear", align_corners=False)
-        l3 = fpn.fpn_lateral3(c["res3"]) + F.interpolate(l4, size=c["res3"].shape[-2:], mode="bilinear", align_corners=False)
+        l4 = fpn.fpn_lateral4(c["res4"]) + F.interpolate(
+            l5, size=c["res4"].shape[-2:], mode="bilinear", align_corners=False
+        )
+        l3 = fpn.fpn_lateral3(c["res3"]) + F.interpolate(
+            l4, size=c["res3"].shape[-2:], mode="bilinear", align_corners=False
+        )
         p5 = F.relu(fpn.fpn_output5(l5))
         p6 = F.conv2d(p5, fpn.p6.weight, fpn.p6.bias, stride=2, padding=1)
         p7 = F.conv2d(p6, fpn.p7.weight, fpn.p7.bias, stride=2, padding=1)  # no ReLU between P6 and P7
-    assert [tuple(out[f].shape[-2:]) for f in ("p3", "p4", "p5", "p6", "p7")] == [(13, 10), (7, 5), (4, 3), (2, 2), (1, 1)]
+    assert [tuple(out[f].shape[-2:]) for f in ("p3", "p4", "p5", "p6", "p7")] == [
+        (13, 10),
+        (7, 5),
+        (4, 3),
+        (2, 2),
+        (1, 1),
+    ]
     torch.testing.assert_close(out["p3"], F.relu(fpn.fpn_output3(l3)))
     torch.testing.assert_close(out["p4"], F.relu(fpn.fpn_output4(l4)))
     torch.testing.assert_close(out["p5"], p5)

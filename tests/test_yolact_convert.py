@@ -1,6 +1,7 @@
 """vis_rgnn.convert_yolact on a synthetic checkpoint with the official YOLACT-R50 key layout and shapes (random
 values), and the converted model against a direct re-statement of YOLACT's evaluation path
 (tests/yolact_reference.py): same classes, scores, integer boxes and masks."""
+
 import logging
 import os
 import pickle
@@ -19,7 +20,12 @@ from vis_rgnn import add_rgnn_config
 from vis_rgnn.convert_yolact import convert_yolact_state_dict, main
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from yolact_reference import official_state_dict_layout, random_official_state_dict, reference_detect, reference_raw_outputs  # noqa: E402
+from yolact_reference import (
+    official_state_dict_layout,
+    random_official_state_dict,
+    reference_detect,
+    reference_raw_outputs,
+)  # noqa: E402
 
 torch.set_num_threads(1)
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -65,8 +71,15 @@ def test_layout_is_the_official_354_keys():
 
 def test_every_key_consumed_and_every_parameter_filled(official, converted_file):
     converted, summary = convert_yolact_state_dict(official)
-    assert summary == {"tensors": 354, "backbone": 318, "fpn": 16, "detector": 20,
-                       "anchors_per_location": 3, "classes": 80, "prototypes": 32}
+    assert summary == {
+        "tensors": 354,
+        "backbone": 318,
+        "fpn": 16,
+        "detector": 20,
+        "anchors_per_location": 3,
+        "classes": 80,
+        "prototypes": 32,
+    }
     model_state = build_model(_cfg()).state_dict()
     assert set(converted) == set(model_state)  # nothing left over, nothing missing (buffers included)
     assert {k: tuple(v.shape) for k, v in converted.items()} == {k: tuple(v.shape) for k, v in model_state.items()}
@@ -78,8 +91,12 @@ def test_every_key_consumed_and_every_parameter_filled(official, converted_file)
 def test_checkpoint_loads_exactly(official, yolact_model):
     sd = yolact_model.state_dict()
     torch.testing.assert_close(sd["backbone.bottom_up.stem.conv1.weight"], official["backbone.conv1.weight"])
-    torch.testing.assert_close(sd["backbone.bottom_up.res5.2.conv3.norm.running_var"], official["backbone.layers.3.2.bn3.running_var"])
-    torch.testing.assert_close(sd["backbone.bottom_up.res3.0.shortcut.weight"], official["backbone.layers.1.0.downsample.0.weight"])
+    torch.testing.assert_close(
+        sd["backbone.bottom_up.res5.2.conv3.norm.running_var"], official["backbone.layers.3.2.bn3.running_var"]
+    )
+    torch.testing.assert_close(
+        sd["backbone.bottom_up.res3.0.shortcut.weight"], official["backbone.layers.1.0.downsample.0.weight"]
+    )
     torch.testing.assert_close(sd["backbone.fpn_lateral5.weight"], official["fpn.lat_layers.0.weight"])  # C5 first
     torch.testing.assert_close(sd["backbone.fpn_output3.bias"], official["fpn.pred_layers.2.bias"])
     torch.testing.assert_close(sd["backbone.p7.weight"], official["fpn.downsample_layers.1.weight"])
@@ -145,7 +162,12 @@ def test_rgnn_paper_config_starts_from_converted_yolact(converted_file, caplog):
         ckpt = pickle.load(f)["model"]
     after = model.state_dict()
     replaced = {k for k in ckpt if tuple(ckpt[k].shape) != tuple(after[k].shape)}
-    assert replaced == {"detector.head.cls.weight", "detector.head.cls.bias", "detector.semantic.weight", "detector.semantic.bias"}
+    assert replaced == {
+        "detector.head.cls.weight",
+        "detector.head.cls.bias",
+        "detector.semantic.weight",
+        "detector.semantic.bias",
+    }
     for k in set(ckpt) - replaced:
         torch.testing.assert_close(after[k], torch.as_tensor(ckpt[k]), msg=k)
     for k in replaced:

@@ -1,6 +1,7 @@
 """Stage 1 as a plain detectron2 image segmenter: the image call on RGNNVIS and YolactSegmenter,
 DefaultPredictor, inference_on_dataset + COCOEvaluator, and ``train_net.py --eval-only`` on a COCO-format image
 set written from the synthetic generator."""
+
 import json
 import os
 import subprocess
@@ -9,7 +10,7 @@ import sys
 import cv2
 import pytest
 import torch
-from detectron2.data import DatasetCatalog, MetadataCatalog, build_detection_test_loader
+from detectron2.data import DatasetCatalog, build_detection_test_loader
 from detectron2.data.datasets import register_coco_instances
 from detectron2.engine import DefaultPredictor
 from detectron2.evaluation import COCOEvaluator, inference_on_dataset
@@ -75,7 +76,9 @@ def test_inference_on_dataset_with_coco_evaluator(coco_set, tmp_path):
     cfg = _model_cfg()
     torch.manual_seed(0)
     model = build_model(cfg).eval()
-    results = inference_on_dataset(model, build_detection_test_loader(cfg, name), COCOEvaluator(name, output_dir=str(tmp_path)))
+    results = inference_on_dataset(
+        model, build_detection_test_loader(cfg, name), COCOEvaluator(name, output_dir=str(tmp_path))
+    )
     assert {"bbox", "segm"} <= set(results) and all(k in results["segm"] for k in ("AP", "AP50"))
     with open(tmp_path / "coco_instances_results.json") as f:
         preds = json.load(f)
@@ -105,13 +108,35 @@ def test_yolact_segmenter_trains_on_images():
 def test_train_net_eval_only_reports_box_and_mask_ap(coco_set, tmp_path):
     name, coco_json, image_root, _ = coco_set
     args = [
-        sys.executable, "train_net.py", "--config-file", "configs/vis_rgnn/synthetic_R18_stage1.yaml", "--eval-only",
-        "--dataset", f"syn_coco={coco_json}:{image_root}",
-        "DATASETS.TRAIN", "()", "DATASETS.TEST", "('syn_coco',)", "MODEL.NUM_CLASSES", "6",
-        "INPUT.MIN_SIZE_TEST", "64", "INPUT.MAX_SIZE_TEST", "96", "DATALOADER.NUM_WORKERS", "0",
-        "MODEL.FPN.OUT_CHANNELS", "16", "MODEL.RGNN.DETECTOR.PROTO_CHANNELS", "16", "MODEL.RGNN.DETECTOR.HEAD_CHANNELS", "16",
-        "MODEL.RGNN.DETECTOR.IMAGE_TEST.CONF_THRESH", "0.0",
-        "OUTPUT_DIR", str(tmp_path),
+        sys.executable,
+        "train_net.py",
+        "--config-file",
+        "configs/vis_rgnn/synthetic_R18_stage1.yaml",
+        "--eval-only",
+        "--dataset",
+        f"syn_coco={coco_json}:{image_root}",
+        "DATASETS.TRAIN",
+        "()",
+        "DATASETS.TEST",
+        "('syn_coco',)",
+        "MODEL.NUM_CLASSES",
+        "6",
+        "INPUT.MIN_SIZE_TEST",
+        "64",
+        "INPUT.MAX_SIZE_TEST",
+        "96",
+        "DATALOADER.NUM_WORKERS",
+        "0",
+        "MODEL.FPN.OUT_CHANNELS",
+        "16",
+        "MODEL.RGNN.DETECTOR.PROTO_CHANNELS",
+        "16",
+        "MODEL.RGNN.DETECTOR.HEAD_CHANNELS",
+        "16",
+        "MODEL.RGNN.DETECTOR.IMAGE_TEST.CONF_THRESH",
+        "0.0",
+        "OUTPUT_DIR",
+        str(tmp_path),
     ]
     env = dict(os.environ, PYTHONPATH=ROOT, OMP_NUM_THREADS="1")
     proc = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
@@ -123,9 +148,16 @@ def test_train_net_eval_only_reports_box_and_mask_ap(coco_set, tmp_path):
 
 def _yolact_tiny_cfg(stage):
     """The tiny RGNN config in YOLACT's architecture (as the paper configs, Base-RGNN-YOLACT.yaml)."""
-    cfg = tiny_cfg(stage=stage, DETECTOR__ANCHOR_LAYOUT="yolact", DETECTOR__SCORE_LOGIT_THRESH=-50.0,
-                   INIT_THRESHOLD=-50.0, TRAIN_INIT_THRESHOLD=-50.0, INACTIVE_THRESHOLD=-50.0, NETWORK_FORMAT="RGB",
-                   DETECTOR__IMAGE_TEST__CONF_THRESH=0.0)
+    cfg = tiny_cfg(
+        stage=stage,
+        DETECTOR__ANCHOR_LAYOUT="yolact",
+        DETECTOR__SCORE_LOGIT_THRESH=-50.0,
+        INIT_THRESHOLD=-50.0,
+        TRAIN_INIT_THRESHOLD=-50.0,
+        INACTIVE_THRESHOLD=-50.0,
+        NETWORK_FORMAT="RGB",
+        DETECTOR__IMAGE_TEST__CONF_THRESH=0.0,
+    )
     cfg.MODEL.BACKBONE.NAME = "build_yolact_resnet_fpn_backbone"
     cfg.MODEL.RESNETS.STRIDE_IN_1X1 = False
     cfg.MODEL.ANCHOR_GENERATOR.SIZES = [[24], [48], [96], [192], [384]]

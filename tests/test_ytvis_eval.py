@@ -1,4 +1,5 @@
 """YouTube-VIS metrics: one hand-built case per official rule, expected numbers derived from the rules."""
+
 import json
 import re
 import subprocess
@@ -43,19 +44,33 @@ def gt_json(tracks, length=2, h=H, w=W, videos=(1,), categories=None):
     """``tracks``: dicts with video_id (default 1), category_id (default 1), masks [array|None], iscrowd, areas."""
     anns = []
     for i, t in enumerate(tracks):
-        ann = {"id": i + 1, "video_id": t.get("video_id", 1), "category_id": t.get("category_id", 1),
-               "iscrowd": t.get("iscrowd", 0), "segmentations": [rle(m) for m in t["masks"]],
-               "areas": t.get("areas", [None if m is None else int(m.sum()) for m in t["masks"]])}
+        ann = {
+            "id": i + 1,
+            "video_id": t.get("video_id", 1),
+            "category_id": t.get("category_id", 1),
+            "iscrowd": t.get("iscrowd", 0),
+            "segmentations": [rle(m) for m in t["masks"]],
+            "areas": t.get("areas", [None if m is None else int(m.sum()) for m in t["masks"]]),
+        }
         anns.append(ann)
-    return {"videos": [{"id": v, "height": h, "width": w, "length": length,
-                        "file_names": [f"{v}/{k:05d}.jpg" for k in range(length)]} for v in videos],
-            "categories": [{"id": k, "name": n} for k, n in (categories or {1: "cat", 2: "dog"}).items()],
-            "annotations": anns}
+    return {
+        "videos": [
+            {
+                "id": v,
+                "height": h,
+                "width": w,
+                "length": length,
+                "file_names": [f"{v}/{k:05d}.jpg" for k in range(length)],
+            }
+            for v in videos
+        ],
+        "categories": [{"id": k, "name": n} for k, n in (categories or {1: "cat", 2: "dog"}).items()],
+        "annotations": anns,
+    }
 
 
 def pred(masks, score, category_id=1, video_id=1):
-    return {"video_id": video_id, "category_id": category_id, "score": score,
-            "segmentations": [rle(m) for m in masks]}
+    return {"video_id": video_id, "category_id": category_id, "score": score, "segmentations": [rle(m) for m in masks]}
 
 
 A, B, C = box(0, 0, 10, 10), box(20, 20, 30, 30), box(50, 50, 60, 60)  # disjoint 100-pixel squares
@@ -229,8 +244,13 @@ def test_errors(tmp_path):
 
 
 def _cli(*args):
-    return subprocess.run([sys.executable, "-m", "projects.evaluation", *map(str, args)], cwd=REPO,
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "projects.evaluation", *map(str, args)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def test_cli(tmp_path):
@@ -250,9 +270,16 @@ def test_cli(tmp_path):
     assert "per_class" not in json.loads(_cli(gt_file, res_file).stdout)
 
 
-@pytest.mark.parametrize("case, message", [
-    ("missing", "No such file"), ("bad_json", "not valid JSON"), ("no_categories", "'categories'"),
-    ("unknown_video", "video id(s) 5"), ("wrong_length", "refused by --strict")])
+@pytest.mark.parametrize(
+    "case, message",
+    [
+        ("missing", "No such file"),
+        ("bad_json", "not valid JSON"),
+        ("no_categories", "'categories'"),
+        ("unknown_video", "video id(s) 5"),
+        ("wrong_length", "refused by --strict"),
+    ],
+)
 def test_cli_errors(tmp_path, case, message):
     gt = gt_json([{"masks": [A, A]}])
     results = [pred([A, A], 0.9)]
@@ -272,6 +299,7 @@ def test_cli_errors(tmp_path, case, message):
 
 
 # --- inputs the official evaluation scores: same numbers, a warning naming file, entry and problem ----------
+
 
 def test_segmentations_lists_pair_with_zip():
     gt = gt_json([{"masks": [A, A, B]}], length=3)
@@ -308,8 +336,11 @@ def test_long_prediction_area_averages_all_its_frames():
 def test_foreign_category_predictions_are_dropped():
     gt = gt_json([{"masks": [A, A]}])
     fp = pred([B, B], 0.95, category_id=7)
-    with pytest.warns(YTVISInputWarning, match=r"results <in-memory results>: predictions with a category_id "
-                      r"that is not a ground-truth category .* dropped.*: entry 0 \(category_id 7\)"):
+    with pytest.warns(
+        YTVISInputWarning,
+        match=r"results <in-memory results>: predictions with a category_id "
+        r"that is not a ground-truth category .* dropped.*: entry 0 \(category_id 7\)",
+    ):
         m = evaluate_ytvis(gt, [fp, pred([A, A], 0.9)])
     assert m == evaluate_ytvis(gt, [pred([A, A], 0.9)])
     check(m, AP=1)
@@ -354,6 +385,7 @@ def test_cli_warnings_and_strict(tmp_path):
 
 # --- corrupt RLEs are refused before pycocotools decodes them ----------------------------------------------
 
+
 def _corrupt(kind):
     """A (H, W) RLE whose counts do not decode to exactly H*W run lengths."""
     good = rle(box(3, 0, 60, 40))["counts"]
@@ -374,8 +406,14 @@ def _corrupt(kind):
     raise AssertionError(kind)
 
 
-CORRUPT = {"truncated": "truncated", "cut_short": "not height*width = 100*100 = 10000", "past_hw": "sum to 10100",
-           "uncompressed_short": "sum to 9999", "non_ascii": "non-ASCII", "garbage": "invalid character"}
+CORRUPT = {
+    "truncated": "truncated",
+    "cut_short": "not height*width = 100*100 = 10000",
+    "past_hw": "sum to 10100",
+    "uncompressed_short": "sum to 9999",
+    "non_ascii": "non-ASCII",
+    "garbage": "invalid character",
+}
 
 
 @pytest.mark.parametrize("side", ["gt", "results"])
@@ -388,7 +426,7 @@ def test_corrupt_rle_is_refused(tmp_path, side, kind):
     gt_file, res_file = tmp_path / "gt.json", tmp_path / "res.json"
     gt_file.write_text(json.dumps(gt))
     res_file.write_text(json.dumps(results))
-    where = (r"ground truth .*gt\.json: annotations\[1\]" if side == "gt" else r"results .*res\.json: entry 1")
+    where = r"ground truth .*gt\.json: annotations\[1\]" if side == "gt" else r"results .*res\.json: entry 1"
     with pytest.raises(ValueError, match=where + r": bad segmentation in frame 2: .*" + re.escape(CORRUPT[kind])):
         evaluate_ytvis(gt_file, res_file)
     if kind == "truncated":  # the CLI: exit 1 with the same one-line message, nothing on stdout
@@ -409,7 +447,7 @@ def test_counts_string_decoder_matches_pycocotools():
         mask = (rng.random((h, w)) < rng.random()).astype(np.uint8)
         if trial % 2:  # long runs: multi-chunk counts and negative deltas
             mask = np.zeros((h, w), np.uint8)
-            mask[rng.integers(0, h):, rng.integers(0, w):] = 1
+            mask[rng.integers(0, h) :, rng.integers(0, w) :] = 1
         counts = mask_util.encode(np.asfortranarray(mask))["counts"]
         assert decode_counts_string(counts).tolist() == _runs(mask)
         strings.append({"size": [int(h), int(w)], "counts": counts.decode() if trial % 3 else counts})
@@ -423,10 +461,18 @@ def test_counts_string_decoder_matches_pycocotools():
 
 
 def test_check_rles_messages():
-    msgs = check_rles([{"size": [2, 2], "counts": "13"}, {"size": [2, 2], "counts": [1, -1, 4]},
-                       {"size": [2], "counts": "4"}, {"size": [2, 2], "counts": "Yoooooooooo1"},
-                       {"size": [2, 2], "counts": "1\x7f"}, {"counts": "4"}, {"size": [2, 2], "counts": 4},
-                       {"size": [2, 2], "counts": "4"}])
+    msgs = check_rles(
+        [
+            {"size": [2, 2], "counts": "13"},
+            {"size": [2, 2], "counts": [1, -1, 4]},
+            {"size": [2], "counts": "4"},
+            {"size": [2, 2], "counts": "Yoooooooooo1"},
+            {"size": [2, 2], "counts": "1\x7f"},
+            {"counts": "4"},
+            {"size": [2, 2], "counts": 4},
+            {"size": [2, 2], "counts": "4"},
+        ]
+    )
     assert msgs[0] is None and msgs[7] is None
     assert "negative run -1" in msgs[1] and "'size' must be [height, width]" in msgs[2]
     assert "spans 12 characters" in msgs[3] and "invalid character '\\x7f' at position 1" in msgs[4]

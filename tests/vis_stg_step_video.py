@@ -5,6 +5,7 @@ outputs (track ids, scores, classes, boxes, masks) of every variant below. The c
 implementation before the sync-free rewrite of the per-frame step (commit message says which), so the test
 checks that the rewrite did not change the outputs.
 """
+
 from __future__ import annotations
 
 import os
@@ -23,8 +24,14 @@ REFERENCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "vi
 H, W, NUM_FRAMES = 64, 96, 8
 
 # Low thresholds so that many detections, matches and memory instances exist with seeded random weights.
-COMMON = {"INFERENCE.SCORE_THRESH": 0.12, "INFERENCE.MAX_DETECTIONS": 12, "INFERENCE.TOPK_CANDIDATES": 40,
-          "TRACK.MATCH_THRESH": 0.45, "TRACK.REF_SCORE_THRESH": 0.1, "TRACK.MEMORY_FRAMES": 2}
+COMMON = {
+    "INFERENCE.SCORE_THRESH": 0.12,
+    "INFERENCE.MAX_DETECTIONS": 12,
+    "INFERENCE.TOPK_CANDIDATES": 40,
+    "TRACK.MATCH_THRESH": 0.45,
+    "TRACK.REF_SCORE_THRESH": 0.1,
+    "TRACK.MEMORY_FRAMES": 2,
+}
 VARIANTS: Dict[str, Dict] = {
     "edge": {},
     "edge_grid_sample_no_nms": {"WARP.IMPL": "grid_sample", "INFERENCE.NMS_THRESH": 0.0},
@@ -53,7 +60,7 @@ def video_frames() -> List[torch.Tensor]:
         image = torch.randint(80, 120, (3, H, W), dtype=torch.uint8, generator=g)
         for k, (x0, y0, w, h, vx) in enumerate([(6, 8, 20, 18, 3), (50, 30, 26, 24, -2), (30, 4, 14, 12, 1)]):
             x = max(0, min(W - w, x0 + vx * t))
-            image[:, y0:y0 + h, x:x + w] = COLORS[k].view(3, 1, 1)
+            image[:, y0 : y0 + h, x : x + w] = COLORS[k].view(3, 1, 1)
         frames.append(image)
     return frames
 
@@ -63,16 +70,28 @@ def run_video(model) -> List[Dict[str, torch.Tensor]]:
     out = []
     for t, image in enumerate(video_frames()):
         inst = model.step({"image": image, "height": H, "width": W, "frame_idx": t}, state)
-        out.append({"track_ids": inst.track_ids.cpu(), "scores": inst.scores.cpu(),
-                    "classes": inst.pred_classes.cpu(), "boxes": inst.pred_boxes.tensor.cpu(),
-                    "masks": inst.pred_masks.cpu()})
+        out.append(
+            {
+                "track_ids": inst.track_ids.cpu(),
+                "scores": inst.scores.cpu(),
+                "classes": inst.pred_classes.cpu(),
+                "boxes": inst.pred_boxes.tensor.cpu(),
+                "masks": inst.pred_masks.cpu(),
+            }
+        )
     return out
 
 
 def pack_masks(frames: List[Dict[str, torch.Tensor]]) -> List[Dict[str, torch.Tensor]]:
     """Bit-pack the bool masks (8x smaller fixture); :func:`unpack_masks` inverts it."""
-    return [{**f, "masks": torch.from_numpy(np.packbits(f["masks"].numpy(), axis=-1)),
-             "mask_shape": torch.tensor(f["masks"].shape)} for f in frames]
+    return [
+        {
+            **f,
+            "masks": torch.from_numpy(np.packbits(f["masks"].numpy(), axis=-1)),
+            "mask_shape": torch.tensor(f["masks"].shape),
+        }
+        for f in frames
+    ]
 
 
 def unpack_masks(frames: List[Dict[str, torch.Tensor]]) -> List[Dict[str, torch.Tensor]]:

@@ -5,6 +5,7 @@ evaluation semantics. Tests compare ``vis_rgnn``'s sync-free, re-named implement
 
 Also: ``official_state_dict_layout`` -- the 354 (key, shape) pairs of ``yolact_resnet50_config``'s checkpoint.
 """
+
 from __future__ import annotations
 
 import math
@@ -24,21 +25,33 @@ def official_state_dict_layout(blocks=(3, 4, 6, 3), num_classes: int = 81, ancho
     out: List[Tuple[str, Tuple[int, ...]]] = []
 
     def bn(prefix, c):
-        out.extend([(f"{prefix}.weight", (c,)), (f"{prefix}.bias", (c,)), (f"{prefix}.running_mean", (c,)),
-                    (f"{prefix}.running_var", (c,)), (f"{prefix}.num_batches_tracked", ())])
+        out.extend(
+            [
+                (f"{prefix}.weight", (c,)),
+                (f"{prefix}.bias", (c,)),
+                (f"{prefix}.running_mean", (c,)),
+                (f"{prefix}.running_var", (c,)),
+                (f"{prefix}.num_batches_tracked", ()),
+            ]
+        )
 
     inplanes = 64
     for li, n in enumerate(blocks):
         planes = 64 * 2**li
         for b in range(n):
             p = f"backbone.layers.{li}.{b}"
-            out.append((f"{p}.conv1.weight", (planes, inplanes, 1, 1))); bn(f"{p}.bn1", planes)
-            out.append((f"{p}.conv2.weight", (planes, planes, 3, 3))); bn(f"{p}.bn2", planes)
-            out.append((f"{p}.conv3.weight", (planes * 4, planes, 1, 1))); bn(f"{p}.bn3", planes * 4)
+            out.append((f"{p}.conv1.weight", (planes, inplanes, 1, 1)))
+            bn(f"{p}.bn1", planes)
+            out.append((f"{p}.conv2.weight", (planes, planes, 3, 3)))
+            bn(f"{p}.bn2", planes)
+            out.append((f"{p}.conv3.weight", (planes * 4, planes, 1, 1)))
+            bn(f"{p}.bn3", planes * 4)
             if b == 0:
-                out.append((f"{p}.downsample.0.weight", (planes * 4, inplanes, 1, 1))); bn(f"{p}.downsample.1", planes * 4)
+                out.append((f"{p}.downsample.0.weight", (planes * 4, inplanes, 1, 1)))
+                bn(f"{p}.downsample.1", planes * 4)
             inplanes = planes * 4
-    out.append(("backbone.conv1.weight", (64, 3, 7, 7))); bn("backbone.bn1", 64)
+    out.append(("backbone.conv1.weight", (64, 3, 7, 7)))
+    bn("backbone.bn1", 64)
     for i in (0, 2, 4, 8):
         out += [(f"proto_net.{i}.weight", (256, 256, 3, 3)), (f"proto_net.{i}.bias", (256,))]
     out += [("proto_net.10.weight", (protos, 256, 1, 1)), ("proto_net.10.bias", (protos,))]
@@ -48,7 +61,11 @@ def official_state_dict_layout(blocks=(3, 4, 6, 3), num_classes: int = 81, ancho
         out += [(f"fpn.{name}.weight", (256, 256, 3, 3)), (f"fpn.{name}.bias", (256,))]
     h = "prediction_layers.0"
     out += [(f"{h}.upfeature.0.weight", (256, 256, 3, 3)), (f"{h}.upfeature.0.bias", (256,))]
-    for name, c in (("bbox_layer", anchors * 4), ("conf_layer", anchors * num_classes), ("mask_layer", anchors * protos)):
+    for name, c in (
+        ("bbox_layer", anchors * 4),
+        ("conf_layer", anchors * num_classes),
+        ("mask_layer", anchors * protos),
+    ):
         out += [(f"{h}.{name}.weight", (c, 256, 3, 3)), (f"{h}.{name}.bias", (c,))]
     out += [("semantic_seg_conv.weight", (num_classes - 1, 256, 1, 1)), ("semantic_seg_conv.bias", (num_classes - 1,))]
     return out
@@ -66,7 +83,11 @@ def random_official_state_dict(seed: int = 0, **layout) -> Dict[str, torch.Tenso
         elif key.endswith("running_mean"):
             state[key] = torch.randn(shape, generator=g) * 0.1
         elif len(shape) == 1 and (".bn" in key or "downsample.1" in key or key.startswith("backbone.bn1")):
-            state[key] = (torch.rand(shape, generator=g) * 0.4 + 0.3) if key.endswith("weight") else torch.randn(shape, generator=g) * 0.1
+            state[key] = (
+                (torch.rand(shape, generator=g) * 0.4 + 0.3)
+                if key.endswith("weight")
+                else torch.randn(shape, generator=g) * 0.1
+            )
         elif len(shape) == 4:
             fan_in = shape[1] * shape[2] * shape[3]
             gain = 4.0 if "conf_layer" in key or "bbox_layer" in key else 1.0
@@ -81,10 +102,10 @@ def _torchvision_resnet(state: Dict[str, torch.Tensor], blocks) -> torch.nn.Modu
     tv = {}
     for k, v in state.items():
         if k.startswith("backbone.layers."):
-            li, rest = k[len("backbone.layers."):].split(".", 1)
+            li, rest = k[len("backbone.layers.") :].split(".", 1)
             tv[f"layer{int(li) + 1}.{rest}"] = v
         elif k.startswith("backbone."):
-            tv[k[len("backbone."):]] = v
+            tv[k[len("backbone.") :]] = v
     missing, unexpected = net.load_state_dict(tv, strict=False)
     assert set(missing) == {"fc.weight", "fc.bias"} and not unexpected, (missing, unexpected)
     return net.eval()
@@ -104,7 +125,10 @@ def reference_raw_outputs(state, image_bgr_hwc: torch.Tensor, max_size: int = 55
     img = img[:, (2, 1, 0)]
     net = _torchvision_resnet(state, blocks)
     x = net.maxpool(net.relu(net.bn1(net.conv1(img))))
-    c2 = net.layer1(x); c3 = net.layer2(c2); c4 = net.layer3(c3); c5 = net.layer4(c4)
+    c2 = net.layer1(x)
+    c3 = net.layer2(c2)
+    c4 = net.layer3(c3)
+    c5 = net.layer4(c4)
     convouts = [c3, c4, c5]
     out = [None, None, None]
     x = None
@@ -130,7 +154,9 @@ def reference_raw_outputs(state, image_bgr_hwc: torch.Tensor, max_size: int = 55
         t = F.relu(_conv(f, state, "prediction_layers.0.upfeature.0", padding=1))
         locs.append(_conv(t, state, "prediction_layers.0.bbox_layer", padding=1).permute(0, 2, 3, 1).reshape(-1, 4))
         confs.append(_conv(t, state, "prediction_layers.0.conf_layer", padding=1).permute(0, 2, 3, 1).reshape(-1, 81))
-        coefs.append(torch.tanh(_conv(t, state, "prediction_layers.0.mask_layer", padding=1)).permute(0, 2, 3, 1).reshape(-1, 32))
+        coefs.append(
+            torch.tanh(_conv(t, state, "prediction_layers.0.mask_layer", padding=1)).permute(0, 2, 3, 1).reshape(-1, 32)
+        )
         h, w = f.shape[-2:]
         for j, i in product(range(h), range(w)):
             for ar in (1, 0.5, 2):
@@ -143,15 +169,21 @@ def _jaccard(a, b):
     lt = torch.max(a[:, :, None, :2], b[:, None, :, :2])
     rb = torch.min(a[:, :, None, 2:], b[:, None, :, 2:])
     inter = (rb - lt).clamp(min=0).prod(-1)
-    area = lambda x: (x[..., 2] - x[..., 0]) * (x[..., 3] - x[..., 1])
+
+    def area(x):
+        return (x[..., 2] - x[..., 0]) * (x[..., 3] - x[..., 1])
+
     return inter / (area(a)[:, :, None] + area(b)[:, None, :] - inter)
 
 
 @torch.no_grad()
-def reference_detect(loc, conf, coefs, protos, priors, out_h, out_w,
-                     conf_thresh=0.05, nms_thresh=0.5, top_k=200, max_num=100):
+def reference_detect(
+    loc, conf, coefs, protos, priors, out_h, out_w, conf_thresh=0.05, nms_thresh=0.5, top_k=200, max_num=100
+):
     """Decode, candidate filter, per-class sort + Fast NMS, global top, crop, upsample, binarise, boxes."""
-    boxes = torch.cat([priors[:, :2] + loc[:, :2] * 0.1 * priors[:, 2:], priors[:, 2:] * torch.exp(loc[:, 2:] * 0.2)], 1)
+    boxes = torch.cat(
+        [priors[:, :2] + loc[:, :2] * 0.1 * priors[:, 2:], priors[:, 2:] * torch.exp(loc[:, 2:] * 0.2)], 1
+    )
     low = boxes[:, :2] - boxes[:, 2:] / 2
     boxes = torch.cat([low, boxes[:, 2:] + low], 1)
     cur = conf.t()[1:]  # (80, A)

@@ -1,4 +1,5 @@
 """Hand-made tiny YouTube-VIS-format datasets for tests (independent of the synthetic generator)."""
+
 from __future__ import annotations
 
 import json
@@ -69,7 +70,7 @@ def write_tiny_ytvis(
             cv2.imwrite(os.path.join(image_root, fname), img)
             files.append(fname)
         videos.append({"id": v, "width": width, "height": height, "length": length, "file_names": files})
-        for k, (cat, frames) in tracks.items():
+        for cat, frames in tracks.values():
             segs, areas, bboxes = [], [], []
             for f in frames:
                 if f is None:
@@ -80,8 +81,18 @@ def write_tiny_ytvis(
                 areas.append(float(mask.sum()))
                 bboxes.append([x0, y0, x1 - x0, y1 - y0])
             annotations.append(
-                {"id": ann_id, "video_id": v, "category_id": cat, "iscrowd": 0, "segmentations": segs,
-                 "areas": areas, "bboxes": bboxes, "width": width, "height": height, "length": length}
+                {
+                    "id": ann_id,
+                    "video_id": v,
+                    "category_id": cat,
+                    "iscrowd": 0,
+                    "segmentations": segs,
+                    "areas": areas,
+                    "bboxes": bboxes,
+                    "width": width,
+                    "height": height,
+                    "length": length,
+                }
             )
             ann_id += 1
     gt = {"videos": videos, "categories": CATEGORIES, "info": {}, "licenses": []}

@@ -1,4 +1,5 @@
 """RGNN-VIS: Learning Video Instance Segmentation with Recurrent Graph Neural Networks (Johnander et al.)."""
+
 from .config import add_rgnn_config
 from .meta_arch import RGNNVIS  # registers the meta-architecture
 from .segmenter import YolactSegmenter  # registers the image-only meta-architecture

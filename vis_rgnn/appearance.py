@@ -20,6 +20,7 @@ posterior is exactly (4a-b) with alpha = n / (kappa0 + n) and beta = n / (nu0 + 
 from the track embedding; we predict alpha = sigmoid(.), beta = sigmoid(.) and log s^2 (one scalar each, shared
 over channels to keep the channel symmetry of §3.4; bias of log s^2 initialised to INIT_LOG_VAR).
 """
+
 from __future__ import annotations
 
 import math

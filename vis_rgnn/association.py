@@ -1,5 +1,6 @@
 """Association decisions: from the GNN's logits (§3.1) or from the MaskTrack R-CNN rule (Yang et al. 2019,
 the "Association from [31]" ablation of Table 1)."""
+
 from __future__ import annotations
 
 from typing import Tuple

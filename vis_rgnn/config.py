@@ -1,5 +1,7 @@
 """Config keys of RGNN-VIS (Johnander et al., "Learning Video Instance Segmentation with Recurrent Graph Neural
-Networks"). Defaults are the R50 YouTube-VIS reference values (the authors' public release, paper §3.6 and Appendix A)."""
+Networks"). Defaults are the R50 YouTube-VIS reference values (the authors' public release, paper §3.6 and Appendix
+A)."""
+
 from detectron2.config import CfgNode as CN
 
 from projects.config import add_video_config

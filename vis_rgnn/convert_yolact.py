@@ -10,6 +10,7 @@ re-ordered from YOLACT's background-first to this project's background-last (the
 output is the pickle format detectron2's ``DetectionCheckpointer`` reads (``{"model": {name: ndarray},
 "__author__": ..., "matching_heuristics": False}``), so names must match exactly.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -121,7 +122,7 @@ def main(argv=None) -> int:
     try:
         state = torch.load(args.source, map_location="cpu", weights_only=True)
     except Exception as e:  # corrupt / not a torch file
-        raise SystemExit(f"{args.source}: cannot be read as a torch checkpoint ({e})")
+        raise SystemExit(f"{args.source}: cannot be read as a torch checkpoint ({e})") from e
     if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
         state = state["model"]
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
@@ -129,13 +130,20 @@ def main(argv=None) -> int:
     try:
         converted, summary = convert_yolact_state_dict(state)
     except (KeyError, ValueError) as e:
-        raise SystemExit(f"{args.source}: {e}")
+        raise SystemExit(f"{args.source}: {e}") from e
     with open(args.output, "wb") as f:
         pickle.dump({"model": converted, "__author__": "vis_rgnn.convert_yolact", "matching_heuristics": False}, f)
     logger.info(
         "%s -> %s: %d tensors (backbone %d, FPN %d, detector %d); %d anchors/location, %d classes, %d prototypes",
-        args.source, args.output, summary["tensors"], summary["backbone"], summary["fpn"], summary["detector"],
-        summary["anchors_per_location"], summary["classes"], summary["prototypes"],
+        args.source,
+        args.output,
+        summary["tensors"],
+        summary["backbone"],
+        summary["fpn"],
+        summary["detector"],
+        summary["anchors_per_location"],
+        summary["classes"],
+        summary["prototypes"],
     )
     return 0
 

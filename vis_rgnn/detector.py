@@ -12,6 +12,7 @@ detections are kept for the tracker, App. A.2), applies class-agnostic Fast NMS 
 ``vis_rgnn/convert_yolact.py``. :meth:`YolactDetector.image_inference` is YOLACT's single-image test-time
 post-processing (class-aware Fast NMS, ``vis_rgnn/yolact_postprocess.py``) used by the detectron2 image call.
 """
+
 from __future__ import annotations
 
 import math
@@ -74,8 +75,11 @@ class ProtoNet(nn.Module):
     def __init__(self, in_channels: int, channels: int, num_prototypes: int):
         super().__init__()
         self.pre = nn.Sequential(
-            *[m for i in range(3) for m in (nn.Conv2d(in_channels if i == 0 else channels, channels, 3, padding=1),
-                                              nn.ReLU(inplace=True))]
+            *[
+                m
+                for i in range(3)
+                for m in (nn.Conv2d(in_channels if i == 0 else channels, channels, 3, padding=1), nn.ReLU(inplace=True))
+            ]
         )
         self.post = nn.Sequential(
             nn.Conv2d(channels, channels, 3, padding=1), nn.ReLU(inplace=True), nn.Conv2d(channels, num_prototypes, 1)
@@ -149,17 +153,19 @@ class YolactDetector(nn.Module):
         max_detections: int = 16,
         loss_weights: Dict[str, float],
         anchor_layout: str = "detectron2",
-        image_test: ImagePostprocessParams = ImagePostprocessParams(),
+        image_test: Optional[ImagePostprocessParams] = None,
     ):
         super().__init__()
         if num_classes <= 0:
             raise ValueError(f"MODEL.NUM_CLASSES must be resolved to a positive int, got {num_classes}")
         self.in_features, self.proto_feature, self.num_classes = in_features, proto_feature, num_classes
         if anchor_layout not in ("detectron2", "yolact"):
-            raise ValueError(f"MODEL.RGNN.DETECTOR.ANCHOR_LAYOUT must be 'detectron2' or 'yolact', got {anchor_layout!r}")
+            raise ValueError(
+                f"MODEL.RGNN.DETECTOR.ANCHOR_LAYOUT must be 'detectron2' or 'yolact', got {anchor_layout!r}"
+            )
         if (anchor_layout == "yolact") != isinstance(anchor_generator, YolactAnchorGenerator):
             raise ValueError("ANCHOR_LAYOUT 'yolact' needs a YolactAnchorGenerator (and only it)")
-        self.anchor_layout, self.image_test = anchor_layout, image_test
+        self.anchor_layout, self.image_test = anchor_layout, image_test or ImagePostprocessParams()
         self.anchor_generator = anchor_generator
         num_anchors = anchor_generator.num_cell_anchors
         if len(set(num_anchors)) != 1:
@@ -284,7 +290,9 @@ class YolactDetector(nn.Module):
         if self.anchor_layout == "yolact":
             if self.variances is None:
                 raise ValueError("ANCHOR_LAYOUT yolact needs BBOX_REG_WEIGHTS (w, w, s, s)")
-            priors = self.anchor_generator.normalized_priors([tuple(x.shape[-2:]) for x in feats], (hp, wp), protos.device)
+            priors = self.anchor_generator.normalized_priors(
+                [tuple(x.shape[-2:]) for x in feats], (hp, wp), protos.device
+            )
         else:
             anchors = Boxes.cat(self.anchor_generator(feats)).tensor
             scale = anchors.new_tensor([wp, hp, wp, hp])
@@ -296,7 +304,9 @@ class YolactDetector(nn.Module):
                 boxes = self.box2box.apply_deltas(deltas[i], anchors) / scale
             probs = cls_logits[i].softmax(dim=-1)[:, : self.num_classes]  # background is the last class
             results.append(
-                image_detections(boxes, probs, coeffs[i], protos[i], image_sizes[i], (hp, wp), out_size, self.image_test)
+                image_detections(
+                    boxes, probs, coeffs[i], protos[i], image_sizes[i], (hp, wp), out_size, self.image_test
+                )
             )
         return results
 

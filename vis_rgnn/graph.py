@@ -22,6 +22,7 @@ Aggregation runs on one of two interchangeable *layouts*: :class:`DenseLayout` (
 masks, App. A.3) or :class:`ScatterLayout` (flat edge lists reduced with ``projects.graph.scatter_sum``).
 Padded elements never influence active ones in either layout.
 """
+
 from __future__ import annotations
 
 from typing import Dict, Optional
@@ -222,7 +223,8 @@ class TrackDetectionGNN(nn.Module):
     offsets, IoU, appearance log-likelihood]; ``empty_edges`` (B, M, K+4+1) = [class probs, box, log-likelihood
     under the empty track's appearance]; ``dets`` (B, M, K+4); ``tracks`` (B, N, D); masks (B, N), (B, M).
     This module appends the track embedding to ``edges`` and t_0 to ``empty_edges`` (Table 3's 175 / 174).
-    Outputs are dense: edges (B, N, M, D), empty_edges (B, M, D), tracks (B, N, D) -- rows of inactive elements are unspecified (zero for "scatter").
+    Outputs are dense: edges (B, N, M, D), empty_edges (B, M, D), tracks (B, N, D) -- rows of inactive elements are
+    unspecified (zero for "scatter").
     """
 
     def __init__(

@@ -1,5 +1,6 @@
 """Output heads of RGNN-VIS: association logits (§3.1), track scoring (§3.2) and mask re-weighting (§3.2,
 App. A.2 Table 3 "Mask weighting module")."""
+
 from __future__ import annotations
 
 from typing import Optional
@@ -61,7 +62,8 @@ class MaskReweighting(nn.Module):
     Conv3x3(16, 1). Output: per-pixel logits; :func:`exclusive_masks` then gives each pixel to at most one
     track.
 
-    ``residual`` (``MODEL.RGNN.MASK_RESIDUAL``, off in the paper configs, on in the synthetic ones): the paper "reweights the segmentation scores", so
+    ``residual`` (``MODEL.RGNN.MASK_RESIDUAL``, off in the paper configs, on in the synthetic ones): the paper
+    "reweights the segmentation scores", so
     the CNN's output is added to the detection mask's logit and its last layer starts at zero -- an untrained
     module returns the segmenter's mask. Without it the CNN predicts the logits from scratch; on the synthetic
     data a 500-iteration stage-2 run then drove every mask logit below zero (Lovász hinge rising 2.4 -> 2.9,

@@ -9,6 +9,7 @@
 ``[{"instances": Instances}]`` with pred_boxes, scores, pred_classes and bool pred_masks at (height, width),
 so ``DefaultPredictor``, ``inference_on_dataset`` and ``COCOEvaluator`` run on any stage-1 model.
 """
+
 from __future__ import annotations
 
 from typing import Any, Dict, List, Sequence, Tuple
@@ -25,7 +26,9 @@ def channel_flip(input_format: str, network_format: str) -> bool:
     network_format = network_format or input_format
     pair = {input_format, network_format}
     if input_format != network_format and pair != {"RGB", "BGR"}:
-        raise ValueError(f"MODEL.RGNN.NETWORK_FORMAT {network_format!r} cannot be reached from INPUT.FORMAT {input_format!r}")
+        raise ValueError(
+            f"MODEL.RGNN.NETWORK_FORMAT {network_format!r} cannot be reached from INPUT.FORMAT {input_format!r}"
+        )
     return input_format != network_format
 
 
@@ -62,7 +65,9 @@ def is_image_batch(batched_inputs: List[Dict[str, Any]]) -> bool:
 def segment_images(model: Any, batched_inputs: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
     """Run ``model.backbone`` + ``model.detector.image_inference`` on image dicts. ``model.preprocess`` must map
     the list of images to an ImageList. Output size: the dict's (height, width), default the image's."""
-    sizes = [(int(x.get("height", x["image"].shape[-2])), int(x.get("width", x["image"].shape[-1]))) for x in batched_inputs]
+    sizes = [
+        (int(x.get("height", x["image"].shape[-2])), int(x.get("width", x["image"].shape[-1]))) for x in batched_inputs
+    ]
     images = model.preprocess([x["image"] for x in batched_inputs])
     features = model.backbone(images.tensor)
     dets = model.detector.image_inference(features, images.image_sizes, tuple(images.tensor.shape[-2:]), sizes)

@@ -21,6 +21,7 @@ each track's identity (the annotation of the detection that initialised it, see
 All four are sums over tracks / detections divided by (batch size x sequence length) only, so false-positive
 tracks or detections do not dilute the loss of the others (§3.5).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -31,7 +32,15 @@ import torch.nn.functional as F
 
 from .tracker import FrameDetections, FrameOutput, RGNNTracker
 
-__all__ = ["lovasz_hinge", "lovasz_softmax_joint", "MASK_LOSSES", "FrameTargets", "frame_weights", "tracker_frame_losses", "tracker_clip_losses"]
+__all__ = [
+    "lovasz_hinge",
+    "lovasz_softmax_joint",
+    "MASK_LOSSES",
+    "FrameTargets",
+    "frame_weights",
+    "tracker_frame_losses",
+    "tracker_clip_losses",
+]
 
 
 def _lovasz_grad(gt_sorted: torch.Tensor) -> torch.Tensor:

@@ -6,6 +6,7 @@ uint8 (3, h, w)) and ``instances`` (T x Instances with gt_boxes, gt_classes, gt_
 single frames (``INPUT.SAMPLING_FRAME_NUM 1``, any T works); stage 2 uses clips of T frames (10 in the paper)
 fed through the tracker exactly as at inference (§3.5).
 """
+
 from __future__ import annotations
 
 import logging
@@ -40,13 +41,16 @@ def _float32(frame: FrameDetections) -> FrameDetections:
     """``frame`` with float32 tensors. Under autocast (``SOLVER.AMP`` / ``TEST.AMP``) the segmenter and the
     appearance net run in reduced precision, the recurrent tracker in float32: its state accumulates over the
     whole video and it is a small part of the compute."""
-    low = {f.name: getattr(frame, f.name).float() for f in fields(frame)
-           if getattr(frame, f.name).is_floating_point() and getattr(frame, f.name).dtype != torch.float32}
+    low = {
+        f.name: getattr(frame, f.name).float()
+        for f in fields(frame)
+        if getattr(frame, f.name).is_floating_point() and getattr(frame, f.name).dtype != torch.float32
+    }
     return replace(frame, **low) if low else frame
 
 
 def _top_level(keys: Sequence[str], prefix: str) -> str:
-    return ", ".join(sorted({k[len(prefix):].split(".")[0] for k in keys}))
+    return ", ".join(sorted({k[len(prefix) :].split(".")[0] for k in keys}))
 
 
 @META_ARCH_REGISTRY.register()
@@ -122,12 +126,16 @@ class RGNNVIS(nn.Module):
             del state_dict[k]
         source = "a stage-1 checkpoint" if stored is not None else "a checkpoint without a stage marker"
         summary = ", ".join(f"{m}: {sum(k.startswith(prefix + m + '.') for k in taken)}" for m in SEGMENTER_MODULES)
-        logger.info(f"RGNN stage 2 initialised from {source}: took the segmenter only ({summary} tensors)"
-                    + (f"; ignored {len(dropped)} tensors of {_top_level(dropped, prefix)}" if dropped else ""))
+        logger.info(
+            f"RGNN stage 2 initialised from {source}: took the segmenter only ({summary} tensors)"
+            + (f"; ignored {len(dropped)} tensors of {_top_level(dropped, prefix)}" if dropped else "")
+        )
         if dropped and stored is None:
-            logger.warning(f"RGNN stage 2: the checkpoint has no '{STAGE_KEY}' entry, so it was read as a "
-                           f"segmenter (stage-1) checkpoint and its {len(dropped)} tracker-side tensors were "
-                           f"ignored; a stage-2 checkpoint written by this code carries '{STAGE_KEY}' = 2")
+            logger.warning(
+                f"RGNN stage 2: the checkpoint has no '{STAGE_KEY}' entry, so it was read as a "
+                f"segmenter (stage-1) checkpoint and its {len(dropped)} tracker-side tensors were "
+                f"ignored; a stage-2 checkpoint written by this code carries '{STAGE_KEY}' = 2"
+            )
 
     @classmethod
     def from_config(cls, cfg):
@@ -184,7 +192,7 @@ class RGNNVIS(nn.Module):
     def device(self) -> torch.device:
         return self.pixel_mean.device
 
-    def train(self, mode: bool = True) -> "RGNNVIS":
+    def train(self, mode: bool = True) -> RGNNVIS:
         super().train(mode)
         if self.stage == 2:  # frozen segmenter: its features are the test-time ones, so no feature dropout either
             self.backbone.eval()
@@ -197,7 +205,9 @@ class RGNNVIS(nn.Module):
         """uint8 (3, h, w) frames in ``INPUT.FORMAT`` -> normalised, padded ImageList (``TEST_RESIZE`` and
         ``NETWORK_FORMAT`` applied, see vis_rgnn/image_input.py)."""
         resize = () if self.training else self.test_resize
-        return prepare_images(images, self.pixel_mean, self.pixel_std, self.size_divisibility, resize, self.flip_channels)
+        return prepare_images(
+            images, self.pixel_mean, self.pixel_std, self.size_divisibility, resize, self.flip_channels
+        )
 
     def extract_features(self, images: ImageList) -> Tuple[Dict[str, torch.Tensor], Dict[str, torch.Tensor]]:
         """FPN maps and the bottom-up (ResNet) maps of the same forward pass, both after channel dropout."""
@@ -341,8 +351,13 @@ class RGNNVIS(nn.Module):
 
     @staticmethod
     def _write_id_rows(
-        state: Dict[str, Any], key: str, ids: torch.Tensor, valid: Optional[torch.Tensor], values: torch.Tensor,
-        bound: int, accumulate: bool,
+        state: Dict[str, Any],
+        key: str,
+        ids: torch.Tensor,
+        valid: Optional[torch.Tensor],
+        values: torch.Tensor,
+        bound: int,
+        accumulate: bool,
     ) -> None:
         """Write (or add, ``accumulate``) ``values`` (P, C) to the rows ``ids`` (P,) of the per-track-id buffer
         ``state[key]``, on the device; rows where ``valid`` (P,) is False go to a sink row. Ids given this frame

@@ -8,13 +8,15 @@ The vanilla LSTM (eq. 2) computes from input x_t and previous output h_{t-1}
 The paper replaces the LSTM's input layer by the whole GNN (eq. 3): the GNN reads the previous track embeddings
 h_{t-1} and outputs x_t = GNN(h_{t-1}, detections)_i per track (3a); eq. (2b-g) then map (x_t, h_{t-1}, c_{t-1})
 to (h_t, c_t) (3b). h_t is the final track embedding: input to the GNN in the next frame and to the scoring
-head. Following the authors' public release, W and U are each Linear(D, 4D). A new track starts from h = c = 0 with x = its
+head. Following the authors' public release, W and U are each Linear(D, 4D). A new track starts from h = c = 0 with x
+= its
 new-track embedding n_j.
 
 ``GATING`` ablations (Table 1): "simple" has a single gate and a tanh, h_t = z * h_{t-1} + (1 - z) * tanh(W x),
 z = sigmoid(W_z x + U_z h_{t-1}); "none" feeds the GNN output straight back (h_t = x_t), which diverges in the
 paper and is provided only for the ablation.
 """
+
 from __future__ import annotations
 
 from typing import Tuple

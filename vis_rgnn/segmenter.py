@@ -5,6 +5,7 @@ Backbone + :class:`~vis_rgnn.detector.YolactDetector` with the same parameter na
 Training takes detectron2 image dicts (``image``, ``instances``); inference is the standard image call
 (:func:`vis_rgnn.image_input.segment_images`). ``configs/vis_rgnn/yolact_R50_coco.yaml`` is YOLACT-R50 on COCO.
 """
+
 from __future__ import annotations
 
 from typing import Any, Dict, List, Sequence
@@ -66,7 +67,9 @@ class YolactSegmenter(nn.Module):
 
     def preprocess(self, images: Sequence[torch.Tensor]) -> ImageList:
         resize = () if self.training else self.test_resize
-        return prepare_images(images, self.pixel_mean, self.pixel_std, self.size_divisibility, resize, self.flip_channels)
+        return prepare_images(
+            images, self.pixel_mean, self.pixel_std, self.size_divisibility, resize, self.flip_channels
+        )
 
     def forward(self, batched_inputs: List[Dict[str, Any]]):
         """Training: dict of detector losses. Inference: ``[{"instances": Instances}]`` per image."""

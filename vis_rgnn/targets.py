@@ -1,5 +1,6 @@
 """Training targets shared by the segmenter and the tracker: ground-truth masks on the prototype grid and the
 detection <-> annotation assignment of §3.5."""
+
 from __future__ import annotations
 
 from typing import Tuple

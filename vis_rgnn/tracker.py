@@ -6,6 +6,7 @@ parallel, §3.5 "as we would do during inference"). Track memory is a fixed-size
 ``MAX_TRACKS`` slots per video with an ``alive`` mask (App. A.3); tracks without a matching detection stay
 alive but *inactive* (no mask this frame) and keep being updated by the GNN.
 """
+
 from __future__ import annotations
 
 import math
@@ -60,7 +61,7 @@ class FrameDetections:
     @classmethod
     def from_instances(
         cls, dets: Sequence[Instances], appearance: Sequence[torch.Tensor], image_sizes: Sequence[Tuple[int, int]]
-    ) -> "FrameDetections":
+    ) -> FrameDetections:
         """Pads per-image detector outputs (see :class:`~vis_rgnn.detector.YolactDetector`). Detections with a
         ``valid`` field (the detector's fixed-size output) are stacked as they are, without host syncs; others
         count as all valid. appearance: (M_i, A) per image."""
@@ -100,12 +101,13 @@ class FrameDetections:
 @dataclass
 class TrackState:
     """Track memory of B videos with N slots: embeddings h, c (B, N, D); alive (B, N); last box (B, N, 4);
-    appearance Gaussian mean / var (B, N, A); appearance of the last assigned detection app_last (B, N, A, the
-    track feature of the MaskTrack R-CNN rule); sum of the class log-probabilities of the detections the track
-    held, class_log_prob_sum (B, N, K+1), and their number held_count (B, N); track ids (B, N, -1 = free) and the next id to give, next_id (B,) int64 (on the device:
-new ids are assigned without host syncs);
-    training identity (B, N, annotation id or -1); confidence 1 - p(background) (B, N) for eviction; class of
-    the last assigned detection (B, N)."""
+        appearance Gaussian mean / var (B, N, A); appearance of the last assigned detection app_last (B, N, A, the
+        track feature of the MaskTrack R-CNN rule); sum of the class log-probabilities of the detections the track
+        held, class_log_prob_sum (B, N, K+1), and their number held_count (B, N); track ids (B, N, -1 = free) and the
+        next id to give, next_id (B,) int64 (on the device:
+    new ids are assigned without host syncs);
+        training identity (B, N, annotation id or -1); confidence 1 - p(background) (B, N) for eviction; class of
+        the last assigned detection (B, N)."""
 
     h: torch.Tensor
     c: torch.Tensor
@@ -127,7 +129,8 @@ new ids are assigned without host syncs);
 class FrameOutput:
     """What one step produced. Association tensors cover the N' slots processed by the GNN (the first N' of
     the N slots): match_logits (B, N', M), edge_mask (B, N', M), prev_alive and prev_identity (B, N');
-    new_logits (B, M); new (B, M) decision; class_logits (B, N, K+1) and alive (B, N) after initialisation; mask_logits (P, h, w)
+    new_logits (B, M); new (B, M) decision; class_logits (B, N, K+1) and alive (B, N) after initialisation;
+    mask_logits (P, h, w)
     of the P tracks holding a detection this frame, mask_index (P, 2) = (video, slot), mask_det (P,)."""
 
     match_logits: torch.Tensor
@@ -191,8 +194,9 @@ class RGNNTracker(nn.Module):
         self.association_heads = AssociationHeads(dim, logit_bias_init)
         self.scoring = TrackScoringHead(dim, num_classes, scoring_evidence)
         if appearance_update not in ("learned", "constant_variance"):
-            raise ValueError(f"MODEL.RGNN.APPEARANCE.UPDATE must be 'learned' or 'constant_variance', "
-                             f"got {appearance_update!r}")
+            raise ValueError(
+                f"MODEL.RGNN.APPEARANCE.UPDATE must be 'learned' or 'constant_variance', got {appearance_update!r}"
+            )
         self.appearance_update = AppearanceUpdate(dim, init_log_var, appearance_update == "learned")
         self.mask_reweighting = MaskReweighting(dim, mask_embed_channels, mask_hidden_channels, mask_residual)
         # The empty track's appearance Gaussian (its "similarity" input to n_j, §3.1), learned.
@@ -238,7 +242,10 @@ class RGNNTracker(nn.Module):
 
     def init_state(self, batch_size: int, device: torch.device) -> TrackState:
         b, n, d, a = batch_size, self.max_tracks, self.dim, self.appearance_dim
-        zeros = lambda *s: torch.zeros(*s, device=device)  # noqa: E731
+
+        def zeros(*shape: int) -> torch.Tensor:
+            return torch.zeros(*shape, device=device)
+
         return TrackState(
             h=zeros(b, n, d),
             c=zeros(b, n, d),
@@ -286,9 +293,7 @@ class RGNNTracker(nn.Module):
         # evidence is a small ripple next to the box offsets and embeddings the same Linear layers read; with
         # probabilities the scoring head learned only the class prior (vis_rgnn/README.md, Results).
         probs = dets.class_log_probs
-        edges = torch.cat(
-            [probs[:, None].expand(-1, n_used, -1, -1), offsets, iou[..., None], ll[..., None]], dim=-1
-        )
+        edges = torch.cat([probs[:, None].expand(-1, n_used, -1, -1), offsets, iou[..., None], ll[..., None]], dim=-1)
         empty_edges = torch.cat([probs, det_box, empty_ll[..., None]], dim=-1)
         det_raw = torch.cat([probs, det_box], dim=-1)
         return edges, empty_edges, det_raw, iou
@@ -321,8 +326,15 @@ class RGNNTracker(nn.Module):
             )
         else:
             assigned, new = heuristic_association(
-                dets.scores, dets.class_probs[..., : self.num_classes].argmax(-1), dets.appearance, dets.valid,
-                state.app_last[:, :n_used], state.det_class[:, :n_used], prev_alive, iou, **self.heuristic,
+                dets.scores,
+                dets.class_probs[..., : self.num_classes].argmax(-1),
+                dets.appearance,
+                dets.valid,
+                state.app_last[:, :n_used],
+                state.det_class[:, :n_used],
+                prev_alive,
+                iou,
+                **self.heuristic,
             )
         holder = self._update_tracks(state, dets, h, c, assigned, prev_alive)
         holder = self._start_tracks(state, dets, g["empty_edges"], new, new_logits, holder, det_identity)

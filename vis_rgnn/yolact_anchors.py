@@ -11,6 +11,7 @@ location, one anchor per aspect ratio in the configured order (YOLACT: 1, 1/2, 2
 YOLACT states sizes relative to its 550-pixel input (``use_pixel_scales``); here they are pixels of the network
 input, which is the same at 550 x 550 and keeps anchors square in pixels for other input sizes.
 """
+
 from __future__ import annotations
 
 import math
@@ -50,8 +51,9 @@ class YolactAnchorGenerator(nn.Module):
                 out.append((w, w if self.square else size / math.sqrt(ar)))
         return out
 
-    def level_priors(self, level: int, grid_size: Tuple[int, int], input_size: Tuple[int, int],
-                     device: torch.device = None) -> torch.Tensor:
+    def level_priors(
+        self, level: int, grid_size: Tuple[int, int], input_size: Tuple[int, int], device: torch.device = None
+    ) -> torch.Tensor:
         """(h * w * A, 4) priors (cx, cy, w, h) of one level, relative to the input of size (H, W)."""
         h, w = grid_size
         height, width = input_size
@@ -67,8 +69,9 @@ class YolactAnchorGenerator(nn.Module):
         wh = (shapes / torch.tensor([width, height], dtype=f64, device=device)).expand(h * w, a, 2)
         return torch.cat([centres, wh], dim=-1).reshape(-1, 4).float().to(target)
 
-    def normalized_priors(self, grid_sizes: Sequence[Tuple[int, int]], input_size: Tuple[int, int],
-                          device: torch.device = None) -> torch.Tensor:
+    def normalized_priors(
+        self, grid_sizes: Sequence[Tuple[int, int]], input_size: Tuple[int, int], device: torch.device = None
+    ) -> torch.Tensor:
         """YOLACT's ``priors``: all levels concatenated, (sum_l h_l * w_l * A, 4) as (cx, cy, w, h) relative
         to the input of size ``input_size`` = (H, W)."""
         if len(grid_sizes) != len(self.sizes):
@@ -77,7 +80,9 @@ class YolactAnchorGenerator(nn.Module):
         if key not in self._cache:
             if len(self._cache) > 16:  # multi-scale inputs: bounded memory
                 self._cache.clear()
-            self._cache[key] = torch.cat([self.level_priors(l, g, input_size, device) for l, g in enumerate(grid_sizes)], 0)
+            self._cache[key] = torch.cat(
+                [self.level_priors(lvl, g, input_size, device) for lvl, g in enumerate(grid_sizes)], 0
+            )
         return self._cache[key]
 
     def forward(self, features: List[torch.Tensor], input_size: Tuple[int, int]) -> List[Boxes]:

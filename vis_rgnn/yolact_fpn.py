@@ -10,6 +10,7 @@ Differences from detectron2's :class:`~detectron2.modeling.backbone.FPN` that ch
 The ResNet itself is detectron2's: YOLACT's torchvision-style bottleneck is ``RESNETS.STRIDE_IN_1X1 False``
 (stride on the 3x3 conv); its BatchNorm eps is 1e-5, detectron2's default for ``BN`` and ``FrozenBN``.
 """
+
 from __future__ import annotations
 
 import math

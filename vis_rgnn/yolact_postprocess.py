@@ -17,6 +17,7 @@ Steps, in YOLACT's order:
 6. boxes scaled to the output size, ordered and clamped by ``sanitize_coordinates`` and, as YOLACT returns
    them, truncated to integers (``integer_boxes``).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -51,7 +52,9 @@ class ImagePostprocessParams:
     integer_boxes: bool = True
 
 
-def decode_boxes(deltas: torch.Tensor, priors: torch.Tensor, variances: Tuple[float, float] = (0.1, 0.2)) -> torch.Tensor:
+def decode_boxes(
+    deltas: torch.Tensor, priors: torch.Tensor, variances: Tuple[float, float] = (0.1, 0.2)
+) -> torch.Tensor:
     """SSD/YOLACT box decoding. deltas (A, 4) = (dx, dy, dw, dh); priors (A, 4) = (cx, cy, w, h), both on the
     same (normalised) scale. Returns (A, 4) XYXY: centre ``c + d_xy * v0 * wh``, size ``wh * exp(d_wh * v1)``
     (no clamping, as YOLACT)."""
@@ -78,7 +81,9 @@ def crop_to_boxes(masks: torch.Tensor, boxes: torch.Tensor, padding: float = 1) 
     y1, y2 = sanitize_coordinates(boxes[:, 1], boxes[:, 3], h, h, padding)
     cols = torch.arange(w, device=masks.device, dtype=x1.dtype).view(1, 1, w)
     rows = torch.arange(h, device=masks.device, dtype=y1.dtype).view(1, h, 1)
-    inside = (cols >= x1.view(n, 1, 1)) & (cols < x2.view(n, 1, 1)) & (rows >= y1.view(n, 1, 1)) & (rows < y2.view(n, 1, 1))
+    inside = (
+        (cols >= x1.view(n, 1, 1)) & (cols < x2.view(n, 1, 1)) & (rows >= y1.view(n, 1, 1)) & (rows < y2.view(n, 1, 1))
+    )
     return masks * inside.to(masks.dtype)
 
 

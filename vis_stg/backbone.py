@@ -8,6 +8,7 @@ chosen checkpoint's ``backbone.top_block.p6`` loads (module names are detectron2
 ``backbone.bottom_up.*``, ``backbone.fpn_lateral{3,4,5}``, ``backbone.fpn_output{3,4,5}``,
 ``backbone.top_block.p6/p7``).
 """
+
 from __future__ import annotations
 
 from detectron2.layers import ShapeSpec
@@ -36,5 +37,11 @@ def build_vis_stg_resnet_fpn_backbone(cfg, input_shape: ShapeSpec) -> FPN:
         if "res5" not in cfg.MODEL.FPN.IN_FEATURES:
             raise ValueError("MODEL.VIS_STG.P6_P7_FROM 'p5' needs 'res5' in MODEL.FPN.IN_FEATURES (P5 is its output)")
         top_block = LastLevelP6P7(out_channels, out_channels, in_feature="p5")
-    return FPN(bottom_up=bottom_up, in_features=cfg.MODEL.FPN.IN_FEATURES, out_channels=out_channels,
-               norm=cfg.MODEL.FPN.NORM, top_block=top_block, fuse_type=cfg.MODEL.FPN.FUSE_TYPE)
+    return FPN(
+        bottom_up=bottom_up,
+        in_features=cfg.MODEL.FPN.IN_FEATURES,
+        out_channels=out_channels,
+        norm=cfg.MODEL.FPN.NORM,
+        top_block=top_block,
+        fuse_type=cfg.MODEL.FPN.FUSE_TYPE,
+    )

@@ -5,6 +5,7 @@ sizes 9/7/5/3/1 cells, Δt = 7); the ablation switches of §4.3 are ``GRAPH.NUM_
 ``TRACK.ASSOCIATION`` and ``WARP.ENABLED``. Where the paper leaves a detail open, the key's comment names the
 choice (and the docstring of the module that uses it explains it).
 """
+
 from detectron2.config import CfgNode as CN
 
 from projects.config import add_video_config

@@ -19,6 +19,7 @@ Tensors reach VisSTG where the shapes agree: detectron2's checkpointer skips (an
 give the target's ``MASK.CONTROLLER_NUM_CONVS`` / ``MASK.BRANCH_NUM_CONVS`` (index of the last conv).
 The output is a detectron2 model-zoo style pickle (numpy arrays, ``__author__``), loaded by exact names.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -46,10 +47,11 @@ def _is_1x1(weight) -> bool:
     return weight is not None and tuple(weight.shape[2:]) == (1, 1)
 
 
-def convert_condinst_state_dict(state: Dict[str, torch.Tensor], controller_convs: int = 1,
-                                mask_branch_convs: int = 0) -> Tuple["OrderedDict[str, np.ndarray]", List[str]]:
+def convert_condinst_state_dict(
+    state: Dict[str, torch.Tensor], controller_convs: int = 1, mask_branch_convs: int = 0
+) -> Tuple[OrderedDict[str, np.ndarray], List[str]]:
     """CondInst names -> VisSTG names; returns ``(converted numpy state, dropped CondInst keys)``."""
-    out: "OrderedDict[str, np.ndarray]" = OrderedDict()
+    out: OrderedDict[str, np.ndarray] = OrderedDict()
     dropped: List[str] = []
     tower_last = _last_conv_index(state, "mask_branch.tower.")
     for key, value in state.items():
@@ -58,8 +60,10 @@ def convert_condinst_state_dict(state: Dict[str, torch.Tensor], controller_convs
             out[key] = array
         elif key in ("controller.weight", "controller.bias") and _is_1x1(state.get("controller.weight")):
             out[f"controller.layers.{2 * controller_convs}.{key.rsplit('.', 1)[1]}"] = array
-        elif tower_last is not None and key in (f"mask_branch.tower.{tower_last}.weight",
-                                                f"mask_branch.tower.{tower_last}.bias"):
+        elif tower_last is not None and key in (
+            f"mask_branch.tower.{tower_last}.weight",
+            f"mask_branch.tower.{tower_last}.bias",
+        ):
             out[f"mask_branch.layers.{2 * mask_branch_convs}.{key.rsplit('.', 1)[1]}"] = array
         else:
             dropped.append(key)
@@ -87,8 +91,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--mask-branch-convs", type=int, default=0, help="target MASK.BRANCH_NUM_CONVS")
     args = parser.parse_args(argv)
     try:
-        state, dropped = convert_condinst_state_dict(_load_pth(args.input), args.controller_convs,
-                                                     args.mask_branch_convs)
+        state, dropped = convert_condinst_state_dict(
+            _load_pth(args.input), args.controller_convs, args.mask_branch_convs
+        )
     except (OSError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
@@ -97,9 +102,11 @@ def main(argv: Optional[List[str]] = None) -> int:
         pickle.dump({"model": state, "__author__": _AUTHOR, "matching_heuristics": False}, f)
     os.replace(tmp, args.output)
     n_backbone = sum(k.startswith("backbone.") for k in state)
-    print(f"wrote {args.output}: {n_backbone} backbone/FPN tensors, {len(state) - n_backbone} mask-branch/"
-          f"controller tensors; dropped {len(dropped)} CondInst tensors without a VisSTG counterpart "
-          f"({', '.join(sorted({k.split('.')[0] for k in dropped})) or 'none'})")
+    print(
+        f"wrote {args.output}: {n_backbone} backbone/FPN tensors, {len(state) - n_backbone} mask-branch/"
+        f"controller tensors; dropped {len(dropped)} CondInst tensors without a VisSTG counterpart "
+        f"({', '.join(sorted({k.split('.')[0] for k in dropped})) or 'none'})"
+    )
     return 0
 
 

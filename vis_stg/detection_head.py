@@ -6,6 +6,7 @@ serves every level; objects are assigned to levels by size (:mod:`.targets`). In
 local maxima of the heat maps (CenterNet's max-pool NMS), the top-k over all levels, and removes duplicates
 an object leaves on neighbouring levels with class-aware box NMS, all in fixed-size tensors (no host sync).
 """
+
 from __future__ import annotations
 
 import math
@@ -59,17 +60,24 @@ class Detections:
     def __len__(self) -> int:
         return self.scores.numel()
 
-    def __getitem__(self, idx: torch.Tensor) -> "Detections":
-        return Detections(self.level[idx], self.cells[idx], self.scores[idx], self.classes[idx], self.boxes[idx],
-                          None if self.valid is None else self.valid[idx])
+    def __getitem__(self, idx: torch.Tensor) -> Detections:
+        return Detections(
+            self.level[idx],
+            self.cells[idx],
+            self.scores[idx],
+            self.classes[idx],
+            self.boxes[idx],
+            None if self.valid is None else self.valid[idx],
+        )
 
 
 class CenterNetHead(nn.Module):
     """Heat map / size / offset branches (§3.3). ``forward`` returns three lists with one tensor per level:
     heat-map logits (B, K, H, W), sizes (B, 2, H, W) and offsets (B, 2, H, W)."""
 
-    def __init__(self, in_channels: int, num_classes: int, num_convs: int = 1, conv_dim: int = 256,
-                 prior_prob: float = 0.1):
+    def __init__(
+        self, in_channels: int, num_classes: int, num_convs: int = 1, conv_dim: int = 256, prior_prob: float = 0.1
+    ):
         super().__init__()
         self.num_classes = num_classes
         self.heatmap = conv_branch(in_channels, conv_dim, num_convs, num_classes)
@@ -80,8 +88,11 @@ class CenterNetHead(nn.Module):
     def forward(
         self, features: Sequence[torch.Tensor]
     ) -> Tuple[List[torch.Tensor], List[torch.Tensor], List[torch.Tensor]]:
-        return ([self.heatmap(f) for f in features], [self.size(f) for f in features],
-                [self.offset(f) for f in features])
+        return (
+            [self.heatmap(f) for f in features],
+            [self.size(f) for f in features],
+            [self.offset(f) for f in features],
+        )
 
     @staticmethod
     def losses(

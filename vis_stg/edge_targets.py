@@ -20,6 +20,7 @@ asks whether *any* of them carries i's id, so no object loses its supervision.
 
 Shapes: R reference instances, G GT objects of frame t, E edges of one level, K classes.
 """
+
 from __future__ import annotations
 
 from typing import Optional, Tuple

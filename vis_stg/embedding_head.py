@@ -7,6 +7,7 @@ cross-entropy as in MaskTrack R-CNN. At test time a pair (i, j) is a candidate w
 p(new | j); candidates are matched greedily like the edge association (the appearance term only: MaskTrack's
 box-IoU / score bonuses are not used, so that the ablation isolates the association cue).
 """
+
 from __future__ import annotations
 
 from typing import List, Sequence, Tuple
@@ -33,8 +34,12 @@ class EmbeddingHead(nn.Module):
 
     @staticmethod
     def losses(
-        emb_t: torch.Tensor, batch_t: torch.Tensor, ids_t: torch.Tensor,
-        emb_k: torch.Tensor, batch_k: torch.Tensor, ids_k: torch.Tensor,
+        emb_t: torch.Tensor,
+        batch_t: torch.Tensor,
+        ids_t: torch.Tensor,
+        emb_k: torch.Tensor,
+        batch_k: torch.Tensor,
+        ids_k: torch.Tensor,
     ) -> torch.Tensor:
         """Mean (N + 1)-way cross-entropy over the G_t target instances. ``emb_*`` (G, E) at the centre cells,
         ``batch_*`` (G,) image index, ``ids_*`` (G,) track ids."""

@@ -14,6 +14,7 @@ is undirected but its feature orders the endpoints as [instance, pixel]; eq. (2)
 h^(l) = h^(l-1) + Σ N_v(...) for both endpoint types, with messages computed from the (l-1) features; the last
 layer of N_v starts at zero so F̂_t = F_t at initialisation.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -27,8 +28,13 @@ from torchvision.ops import roi_align
 from projects.graph import scatter_mean, scatter_sum
 
 __all__ = [
-    "window_edges", "window_edges_padded", "InstanceNodeEncoder", "GraphUpdate", "GraphEdges",
-    "SpatialTemporalGraph", "edge_lookup",
+    "window_edges",
+    "window_edges_padded",
+    "InstanceNodeEncoder",
+    "GraphUpdate",
+    "GraphEdges",
+    "SpatialTemporalGraph",
+    "edge_lookup",
 ]
 
 
@@ -75,12 +81,19 @@ class InstanceNodeEncoder(nn.Module):
     ) -> List[torch.Tensor]:
         """``features``: per level (B, D, H, W); ``boxes``: per image (N_b, 4) XYXY input pixels.
         Returns per level (N, D), N = Σ N_b, instances ordered image by image."""
-        rois = torch.cat([torch.cat([b.new_full((len(b), 1), float(i)), b.float()], dim=1)
-                          for i, b in enumerate(boxes)])
+        rois = torch.cat(
+            [torch.cat([b.new_full((len(b), 1), float(i)), b.float()], dim=1) for i, b in enumerate(boxes)]
+        )
         out = []
         for feat, stride in zip(features, strides):
-            crop = roi_align(feat, rois.to(feat.dtype), self.resolution, spatial_scale=1.0 / stride,
-                             sampling_ratio=self.sampling_ratio, aligned=True)
+            crop = roi_align(
+                feat,
+                rois.to(feat.dtype),
+                self.resolution,
+                spatial_scale=1.0 / stride,
+                sampling_ratio=self.sampling_ratio,
+                aligned=True,
+            )
             out.append(crop.mean(dim=(2, 3)) if self.fc is None else self.fc(crop.flatten(1)))
         return out
 
@@ -103,8 +116,13 @@ class GraphUpdate(nn.Module):
         nn.init.zeros_(self.node_mlp[-1].bias)
 
     def forward(
-        self, h_ref: torch.Tensor, h_pix: torch.Tensor, src: torch.Tensor, dst: torch.Tensor,
-        edge_mask: Optional[torch.Tensor] = None, final_ref: bool = True,
+        self,
+        h_ref: torch.Tensor,
+        h_pix: torch.Tensor,
+        src: torch.Tensor,
+        dst: torch.Tensor,
+        edge_mask: Optional[torch.Tensor] = None,
+        final_ref: bool = True,
     ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Edge-list path. ``h_ref`` (N, D), ``h_pix`` (M, D), ``src``/``dst`` (E,) indices into them.
         Returns updated (N, D), (M, D) node features and (E, D) final edge features h^e(L).
@@ -120,6 +138,7 @@ class GraphUpdate(nn.Module):
                 if self.aggregation == "sum":
                     return total
                 return total / scatter_sum(weight, index, size).clamp(min=1)
+
         # ``final_ref=False`` (online inference) skips the instance-node update of the last iteration, which
         # nothing reads there (F̂_t and the edge features are the outputs); h_ref is then that of iteration L-1.
         # The first layers of N_e([h_e, h_i, h_j]) and N_v([h_e, h_i]) are split by input block: the node
@@ -267,15 +286,21 @@ class SpatialTemporalGraph(nn.Module):
             valids.append(valid)
             pix.append(flat[:, pixel_of_slot].t())
             slot_offset += dst.numel()
-        _, h_pix, h_edge = self.update(torch.cat(list(ref_nodes)), torch.cat(pix), torch.cat(srcs), torch.cat(dsts),
-                                       edge_mask=torch.cat(valids), final_ref=False)
+        _, h_pix, h_edge = self.update(
+            torch.cat(list(ref_nodes)),
+            torch.cat(pix),
+            torch.cat(srcs),
+            torch.cat(dsts),
+            edge_mask=torch.cat(valids),
+            final_ref=False,
+        )
         fused, edges = [], []
         for flat, sorted_dst, slot_sorted, offset, src, dst, valid, cells, window in levels:
             d, hw = flat.shape
             out = flat.clone()
             out[:, sorted_dst] = h_pix[offset + slot_sorted].t().to(out.dtype)  # every edge writes its slot
             fused.append(out.view(1, d, *features_t[len(fused)].shape[-2:]))
-            edges.append(GraphEdges(src, dst, h_edge[offset:offset + dst.numel()], valid, cells, window))
+            edges.append(GraphEdges(src, dst, h_edge[offset : offset + dst.numel()], valid, cells, window))
         return fused, edges
 
 

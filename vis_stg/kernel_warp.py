@@ -12,6 +12,7 @@ training. ``WARP.IMPL`` picks the operator: ``deform_conv2d`` (torchvision) or `
 deformable convolution written as k·k bilinear ``F.grid_sample`` calls (:func:`deform_conv2d_by_sampling`,
 tested equal to torchvision's); torchvision's CPU backward is ~6× slower, so CPU training configs use it.
 """
+
 from __future__ import annotations
 
 from typing import List, Sequence
@@ -56,8 +57,16 @@ def deform_conv2d_by_sampling(
 class KernelWarp(nn.Module):
     """θ_k (B, P, H, W), F_k, F_t (B, D, H, W) -> θ_warp (B, P, H, W), per level with shared weights."""
 
-    def __init__(self, feat_channels: int, kernel_channels: int, num_convs: int = 2, conv_dim: int = 128,
-                 kernel_size: int = 3, depthwise: bool = True, impl: str = "deform_conv2d"):
+    def __init__(
+        self,
+        feat_channels: int,
+        kernel_channels: int,
+        num_convs: int = 2,
+        conv_dim: int = 128,
+        kernel_size: int = 3,
+        depthwise: bool = True,
+        impl: str = "deform_conv2d",
+    ):
         super().__init__()
         if impl not in ("deform_conv2d", "grid_sample"):
             raise ValueError(f"WARP.IMPL must be 'deform_conv2d' or 'grid_sample', got {impl!r}")
@@ -66,9 +75,8 @@ class KernelWarp(nn.Module):
         self.impl = impl
         layers: List[nn.Module] = []
         for i in range(num_convs):
-            layers += [nn.Conv2d(feat_channels if i == 0 else conv_dim, conv_dim, 3, padding=1),
-                       nn.ReLU(inplace=True)]
-        offset_conv = nn.Conv2d(conv_dim if num_convs > 0 else feat_channels, 2 * kernel_size ** 2, 3, padding=1)
+            layers += [nn.Conv2d(feat_channels if i == 0 else conv_dim, conv_dim, 3, padding=1), nn.ReLU(inplace=True)]
+        offset_conv = nn.Conv2d(conv_dim if num_convs > 0 else feat_channels, 2 * kernel_size**2, 3, padding=1)
         for m in layers:
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_uniform_(m.weight, a=1)
@@ -100,13 +108,18 @@ class KernelWarp(nn.Module):
             theta_k, offset = theta_k.to(self.weight.dtype), offset.to(self.weight.dtype)
         return deform_conv2d(theta_k, offset, self.weight, self.bias, padding=self.padding)
 
-    def warp_levels(self, thetas_k: Sequence[torch.Tensor], feats_k: Sequence[torch.Tensor],
-                    feats_t: Sequence[torch.Tensor]) -> List[torch.Tensor]:
+    def warp_levels(
+        self, thetas_k: Sequence[torch.Tensor], feats_k: Sequence[torch.Tensor], feats_t: Sequence[torch.Tensor]
+    ) -> List[torch.Tensor]:
         return [self(th, fk, ft) for th, fk, ft in zip(thetas_k, feats_k, feats_t)]
 
     def warp_at_cells(
-        self, thetas_k: Sequence[torch.Tensor], feats_k: Sequence[torch.Tensor], feats_t: Sequence[torch.Tensor],
-        level: torch.Tensor, cells: torch.Tensor,
+        self,
+        thetas_k: Sequence[torch.Tensor],
+        feats_k: Sequence[torch.Tensor],
+        feats_t: Sequence[torch.Tensor],
+        level: torch.Tensor,
+        cells: torch.Tensor,
     ) -> torch.Tensor:
         """θ_warp read at D cells only (inference: only the detections' kernels are used), equal to
         ``gather_at_cells(warp_levels(...), level, 0, cells)``. Per level: the offset CNN runs on the
@@ -143,18 +156,19 @@ class KernelWarp(nn.Module):
             else:
                 z = m(z)
                 if isinstance(m, nn.ReLU):  # the full map's zero padding seen by the next conv
-                    z = z * inside[:, :, shrink:inside.shape[2] - shrink, shrink:inside.shape[3] - shrink]
+                    z = z * inside[:, :, shrink : inside.shape[2] - shrink, shrink : inside.shape[3] - shrink]
         offset = z[:, :, 0, 0]  # (D, 2·k·k) at the cell
         out = None
         for lvl, theta in enumerate(thetas_k):
             h, w = theta.shape[-2:]
             x, y = xy[lvl]
             off = offset.to(theta.dtype)
-            py = (y.to(theta.dtype)[:, None, None] + tap[None, :, None] + off[:, 0::2].view(-1, k, k))
-            px = (x.to(theta.dtype)[:, None, None] + tap[None, None, :] + off[:, 1::2].view(-1, k, k))
+            py = y.to(theta.dtype)[:, None, None] + tap[None, :, None] + off[:, 0::2].view(-1, k, k)
+            px = x.to(theta.dtype)[:, None, None] + tap[None, None, :] + off[:, 1::2].view(-1, k, k)
             grid = torch.stack([(2 * px + 1) / w - 1, (2 * py + 1) / h - 1], dim=-1)  # exact for any size
-            sampled = F.grid_sample(theta, grid.view(1, -1, k * k, 2), mode="bilinear", padding_mode="zeros",
-                                    align_corners=False)[0]  # (P, D, k·k)
+            sampled = F.grid_sample(
+                theta, grid.view(1, -1, k * k, 2), mode="bilinear", padding_mode="zeros", align_corners=False
+            )[0]  # (P, D, k·k)
             if self.weight.shape[1] == 1 and theta.shape[1] > 1:  # depthwise
                 warped = (sampled * self.weight.view(1, -1, k * k).transpose(0, 1)).sum(-1).t()
             else:

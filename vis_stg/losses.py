@@ -1,4 +1,5 @@
 """Loss functions of VisSTG: CenterNet centre focal loss (§3.3), dice loss (§3.4)."""
+
 from __future__ import annotations
 
 import torch
@@ -19,7 +20,7 @@ def heatmap_focal_loss(
     prob = logits.sigmoid()
     log_p, log_1mp = F.logsigmoid(logits), F.logsigmoid(-logits)
     pos_loss = (1 - prob) ** alpha * log_p * pos
-    neg_loss = (1 - target) ** beta * prob ** alpha * log_1mp * (1 - pos)
+    neg_loss = (1 - target) ** beta * prob**alpha * log_1mp * (1 - pos)
     return -(pos_loss.sum() + neg_loss.sum())
 
 
@@ -28,7 +29,7 @@ def dice_loss(logits: torch.Tensor, target: torch.Tensor, eps: float = 1e-5) -> 
     prob = logits.sigmoid().flatten(1)
     target = target.flatten(1).to(prob.dtype)
     inter = (prob * target).sum(dim=1)
-    union = (prob ** 2).sum(dim=1) + (target ** 2).sum(dim=1)
+    union = (prob**2).sum(dim=1) + (target**2).sum(dim=1)
     return 1 - 2 * inter / (union + eps)
 
 

@@ -8,6 +8,7 @@
   instance location to every mask-feature location are normalised by the instance level's size of interest
   (CondInst). Logits are computed at the mask-feature stride and bilinearly upsampled to ``MASK.OUT_STRIDE``.
 """
+
 from __future__ import annotations
 
 from typing import List, Sequence
@@ -47,8 +48,9 @@ class Controller(nn.Module):
 class DynamicMaskHead(nn.Module):
     """Eq. (4)/(5): one small FCN per instance whose weights are that instance's θ vector."""
 
-    def __init__(self, in_channels: int = 8, channels: int = 8, num_layers: int = 3, feat_stride: int = 8,
-                 out_stride: int = 4):
+    def __init__(
+        self, in_channels: int = 8, channels: int = 8, num_layers: int = 3, feat_stride: int = 8, out_stride: int = 4
+    ):
         super().__init__()
         if num_layers < 1:
             raise ValueError("MASK.HEAD_NUM_LAYERS must be >= 1")
@@ -102,6 +104,9 @@ def downsample_gt_masks(instances: Sequence[Instances], padded_hw: Sequence[int]
     for inst in instances:
         masks = inst.gt_masks.tensor.float()
         masks = F.pad(masks, (0, padded_hw[1] - masks.shape[-1], 0, padded_hw[0] - masks.shape[-2]))
-        out.append(F.avg_pool2d(masks[:, None], stride, stride)[:, 0] if len(masks) else
-                   masks.new_zeros(0, padded_hw[0] // stride, padded_hw[1] // stride))
+        out.append(
+            F.avg_pool2d(masks[:, None], stride, stride)[:, 0]
+            if len(masks)
+            else masks.new_zeros(0, padded_hw[0] // stride, padded_hw[1] // stride)
+        )
     return out

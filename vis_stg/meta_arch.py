@@ -12,6 +12,7 @@ first frame (or a frame after a change of input size) uses the plain heads, with
 Table-2 embedding head next to the edge classifier (on detached features) so that the association ablation
 is an eval-time switch.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -30,12 +31,12 @@ from projects.modeling.online import run_online_inference
 from .detection_head import CenterNetHead, Detections
 from .embedding_head import EmbeddingHead
 from .graph import GraphEdges, SpatialTemporalGraph
-from .kernel_warp import KernelWarp
 from .init_summary import install_init_summary
+from .kernel_warp import KernelWarp
 from .losses import dice_loss, graph_anchor
 from .mask_head import Controller, DynamicMaskHead, MaskBranch, downsample_gt_masks
-from .targets import CenterTargets, assign_centers, expand_positives, gather_at_cells
 from .sync_free import EXACT, gather_at_cells_static, greedy_match_fixed_point
+from .targets import CenterTargets, assign_centers, expand_positives, gather_at_cells
 from .tracker import EdgeClassifier, OnlineTracker, ReferenceSet, VideoState
 
 __all__ = ["VisSTG"]
@@ -51,8 +52,10 @@ class VisSTG(nn.Module):
         c = cfg.MODEL.VIS_STG
         self.num_classes = int(cfg.MODEL.NUM_CLASSES)
         if self.num_classes <= 0:
-            raise ValueError(f"MODEL.NUM_CLASSES must be resolved to a positive number of classes before "
-                             f"building VisSTG (got {self.num_classes}); train_net.py does this from the dataset")
+            raise ValueError(
+                f"MODEL.NUM_CLASSES must be resolved to a positive number of classes before "
+                f"building VisSTG (got {self.num_classes}); train_net.py does this from the dataset"
+            )
         self.backbone = build_backbone(cfg)  # COCO-pretrained when MODEL.WEIGHTS says so (README "Initialisation")
         install_init_summary(self)  # one log line after loading weights: what was loaded, what stays random
         shapes = self.backbone.output_shape()
@@ -73,16 +76,37 @@ class VisSTG(nn.Module):
 
         self.fusion = c.GRAPH.FUSION
         self.graph = SpatialTemporalGraph(
-            dim, self.strides, c.GRAPH.WINDOW_SIZES, c.GRAPH.HIDDEN_DIM, c.GRAPH.NUM_ITERS,
-            c.GRAPH.AGGREGATION, c.GRAPH.POOLER_RESOLUTION, c.GRAPH.POOLER_SAMPLING_RATIO, c.GRAPH.NODE_POOL)
+            dim,
+            self.strides,
+            c.GRAPH.WINDOW_SIZES,
+            c.GRAPH.HIDDEN_DIM,
+            c.GRAPH.NUM_ITERS,
+            c.GRAPH.AGGREGATION,
+            c.GRAPH.POOLER_RESOLUTION,
+            c.GRAPH.POOLER_SAMPLING_RATIO,
+            c.GRAPH.NODE_POOL,
+        )
         self.det_head = CenterNetHead(dim, self.num_classes, c.DET.NUM_CONVS, c.DET.CONV_DIM, c.DET.PRIOR_PROB)
         self.mask_branch = MaskBranch(dim, c.MASK.BRANCH_CHANNELS, c.MASK.BRANCH_NUM_CONVS, c.MASK.BRANCH_CONV_DIM)
-        self.mask_head = DynamicMaskHead(c.MASK.BRANCH_CHANNELS, c.MASK.HEAD_CHANNELS, c.MASK.HEAD_NUM_LAYERS,
-                                         self.strides[0], c.MASK.OUT_STRIDE)
-        self.controller = Controller(dim, self.mask_head.num_params, c.MASK.CONTROLLER_NUM_CONVS,
-                                     c.MASK.CONTROLLER_CONV_DIM)
-        self.kernel_warp = (KernelWarp(dim, self.mask_head.num_params, c.WARP.NUM_CONVS, c.WARP.CONV_DIM,
-                                       c.WARP.KERNEL_SIZE, c.WARP.DEPTHWISE, c.WARP.IMPL) if c.WARP.ENABLED else None)
+        self.mask_head = DynamicMaskHead(
+            c.MASK.BRANCH_CHANNELS, c.MASK.HEAD_CHANNELS, c.MASK.HEAD_NUM_LAYERS, self.strides[0], c.MASK.OUT_STRIDE
+        )
+        self.controller = Controller(
+            dim, self.mask_head.num_params, c.MASK.CONTROLLER_NUM_CONVS, c.MASK.CONTROLLER_CONV_DIM
+        )
+        self.kernel_warp = (
+            KernelWarp(
+                dim,
+                self.mask_head.num_params,
+                c.WARP.NUM_CONVS,
+                c.WARP.CONV_DIM,
+                c.WARP.KERNEL_SIZE,
+                c.WARP.DEPTHWISE,
+                c.WARP.IMPL,
+            )
+            if c.WARP.ENABLED
+            else None
+        )
 
         self.association = c.TRACK.ASSOCIATION
         if self.association not in ("edge", "embedding"):
@@ -110,8 +134,9 @@ class VisSTG(nn.Module):
         self.fuse_test = c.MASK.FUSE_TEST
         self.inference_cfg = c.INFERENCE.clone()
         if self.inference_cfg.BASELINE not in ("", "per_frame", "iou"):
-            raise ValueError(f"VIS_STG.INFERENCE.BASELINE must be '', 'per_frame' or 'iou', "
-                             f"got {self.inference_cfg.BASELINE!r}")
+            raise ValueError(
+                f"VIS_STG.INFERENCE.BASELINE must be '', 'per_frame' or 'iou', got {self.inference_cfg.BASELINE!r}"
+            )
         self.mask_threshold = cfg.TEST.VIDEO.MASK_THRESHOLD
         self.max_tracks = cfg.TEST.VIDEO.MAX_TRACKS
 
@@ -137,7 +162,10 @@ class VisSTG(nn.Module):
         return [features[f] for f in self.in_features]
 
     def run_graph(
-        self, ref_nodes: List[torch.Tensor], ref_boxes: torch.Tensor, ref_batch: torch.Tensor,
+        self,
+        ref_nodes: List[torch.Tensor],
+        ref_boxes: torch.Tensor,
+        ref_batch: torch.Tensor,
         features_t: List[torch.Tensor],
     ) -> Tuple[List[torch.Tensor], List[GraphEdges]]:
         """§3.2: fuse F_t with the reference instances; returns the heads' input (F̂_t, or F_t when
@@ -147,7 +175,11 @@ class VisSTG(nn.Module):
         return (fused if self.fusion else list(features_t)), edges
 
     def predict_masks(
-        self, mask_feats: torch.Tensor, kernels: torch.Tensor, level: torch.Tensor, cells: torch.Tensor,
+        self,
+        mask_feats: torch.Tensor,
+        kernels: torch.Tensor,
+        level: torch.Tensor,
+        cells: torch.Tensor,
         batch_idx: torch.Tensor,
     ) -> torch.Tensor:
         """Eq. (4)/(5) for kernels read at (level, cell): mask logits (P, H / OUT_STRIDE, W / OUT_STRIDE)."""
@@ -171,9 +203,14 @@ class VisSTG(nn.Module):
         shapes = [tuple(f.shape[-2:]) for f in features]
         inst_k = [x["instances"][0].to(self.device) for x in batched_inputs]
         inst_t = [x["instances"][1].to(self.device) for x in batched_inputs]
-        assign = dict(shapes=shapes, strides=self.strides, sizes_of_interest=self.sizes_of_interest,
-                      level_assignment=self.level_assignment,
-                      num_classes=self.num_classes, min_overlap=self.det_cfg.MIN_OVERLAP)
+        assign = dict(
+            shapes=shapes,
+            strides=self.strides,
+            sizes_of_interest=self.sizes_of_interest,
+            level_assignment=self.level_assignment,
+            num_classes=self.num_classes,
+            min_overlap=self.det_cfg.MIN_OVERLAP,
+        )
         targets_k, targets_t = assign_centers(inst_k, **assign), assign_centers(inst_t, **assign)
 
         # §3.2: the GT boxes of frame k are the reference nodes (same order as targets_k).
@@ -186,8 +223,9 @@ class VisSTG(nn.Module):
         if self.det_cfg.REF_FRAME_LOSS:
             losses.update({k + "_ref": v for k, v in self._detection_losses(feats_k, targets_k).items()})
         padded = tuple(images.tensor.shape[-2:])
-        losses.update(self._segmentation_losses(heads_in, feats_k, feats_t, inst_k, inst_t, targets_k, targets_t,
-                                                padded, shapes))
+        losses.update(
+            self._segmentation_losses(heads_in, feats_k, feats_t, inst_k, inst_t, targets_k, targets_t, padded, shapes)
+        )
         losses.update(self._association_losses(heads_in, feats_k, edges, targets_k, targets_t, shapes, det_out_t[0]))
         return losses
 
@@ -197,13 +235,23 @@ class VisSTG(nn.Module):
         """λ1 · eq. (3), reported per term; ``det_out``: the head's outputs on ``features`` if already computed."""
         d, weight = self.det_cfg, self.loss_weights[0]
         raw = CenterNetHead.losses(*(det_out or self.det_head(features)), targets, d.FOCAL_ALPHA, d.FOCAL_BETA)
-        return {"loss_center": weight * raw["loss_center"], "loss_size": weight * d.SIZE_WEIGHT * raw["loss_size"],
-                "loss_offset": weight * d.OFFSET_WEIGHT * raw["loss_offset"]}
+        return {
+            "loss_center": weight * raw["loss_center"],
+            "loss_size": weight * d.SIZE_WEIGHT * raw["loss_size"],
+            "loss_offset": weight * d.OFFSET_WEIGHT * raw["loss_offset"],
+        }
 
     def _segmentation_losses(
-        self, heads_in: List[torch.Tensor], feats_k: List[torch.Tensor], feats_t: List[torch.Tensor],
-        inst_k: List[Instances], inst_t: List[Instances], targets_k: CenterTargets, targets_t: CenterTargets,
-        padded: Tuple[int, int], shapes: Sequence[Tuple[int, int]],
+        self,
+        heads_in: List[torch.Tensor],
+        feats_k: List[torch.Tensor],
+        feats_t: List[torch.Tensor],
+        inst_k: List[Instances],
+        inst_t: List[Instances],
+        targets_k: CenterTargets,
+        targets_t: CenterTargets,
+        padded: Tuple[int, int],
+        shapes: Sequence[Tuple[int, int]],
     ) -> Dict[str, torch.Tensor]:
         """λ2 · L_mask (§3.4, §3.6): θ_t from F̂_t and θ_warp = warp(θ_k) on frame t, θ_k on frame k.
 
@@ -224,8 +272,13 @@ class VisSTG(nn.Module):
         return losses
 
     def _association_losses(
-        self, heads_in: List[torch.Tensor], feats_k: List[torch.Tensor], edges: List[GraphEdges],
-        targets_k: CenterTargets, targets_t: CenterTargets, shapes: Sequence[Tuple[int, int]],
+        self,
+        heads_in: List[torch.Tensor],
+        feats_k: List[torch.Tensor],
+        edges: List[GraphEdges],
+        targets_k: CenterTargets,
+        targets_t: CenterTargets,
+        shapes: Sequence[Tuple[int, int]],
         heatmaps_t: List[torch.Tensor],
     ) -> Dict[str, torch.Tensor]:
         """λ3 · L_edge (eq. (6)), and/or the embedding baseline's cross-entropy (on detached features when it
@@ -235,25 +288,42 @@ class VisSTG(nn.Module):
         if self.train_edge:
             tc = self.track_cfg
             losses["loss_edge"] = weight * self.edge_classifier.losses(
-                edges, targets_k.ids, targets_k.classes, targets_k.batch_idx, targets_t, shapes, heatmaps_t,
-                self.num_classes, tc.TRAIN_EDGE_SET, tc.TRAIN_SCORE_THRESH, tc.TRAIN_MATCH_RADIUS,
-                self.tracker.prune_class_mismatch)
+                edges,
+                targets_k.ids,
+                targets_k.classes,
+                targets_k.batch_idx,
+                targets_t,
+                shapes,
+                heatmaps_t,
+                self.num_classes,
+                tc.TRAIN_EDGE_SET,
+                tc.TRAIN_SCORE_THRESH,
+                tc.TRAIN_MATCH_RADIUS,
+                self.tracker.prune_class_mismatch,
+            )
         if self.train_embedding:
             if self.joint_embedding:
                 heads_in, feats_k = [f.detach() for f in heads_in], [f.detach() for f in feats_k]
             emb_t, emb_k = self.embed_head(heads_in), self.embed_head(feats_k)
             losses["loss_embed"] = weight * EmbeddingHead.losses(
                 gather_at_cells(emb_t, targets_t.level, targets_t.batch_idx, targets_t.cells),
-                targets_t.batch_idx, targets_t.ids,
+                targets_t.batch_idx,
+                targets_t.ids,
                 gather_at_cells(emb_k, targets_k.level, targets_k.batch_idx, targets_k.cells),
-                targets_k.batch_idx, targets_k.ids)
+                targets_k.batch_idx,
+                targets_k.ids,
+            )
             if len(targets_t) == 0:  # no target instance: keep the embedding head in the graph (DDP)
                 losses["loss_embed"] = losses["loss_embed"] + graph_anchor(*emb_t, *emb_k)
         return losses
 
     def _mask_loss(
-        self, thetas: List[torch.Tensor], mask_feats: torch.Tensor, targets: CenterTargets,
-        gt_masks: torch.Tensor, shapes: Sequence[Tuple[int, int]],
+        self,
+        thetas: List[torch.Tensor],
+        mask_feats: torch.Tensor,
+        targets: CenterTargets,
+        gt_masks: torch.Tensor,
+        shapes: Sequence[Tuple[int, int]],
     ) -> torch.Tensor:
         """Mean dice loss of the masks decoded by the kernels at (and around) every GT centre cell."""
         idx, cells = expand_positives(targets, self.mask_pos_radius, shapes)
@@ -321,9 +391,11 @@ class VisSTG(nn.Module):
             fused, edges = self.graph.forward_online(refs.nodes, refs.centers, features)
             heads_in = fused if self.fusion else features
         heads = _FrameHeads(
-            det=self.det_head(heads_in), thetas=self.controller(heads_in),
+            det=self.det_head(heads_in),
+            thetas=self.controller(heads_in),
             mask_feats=self.mask_branch(heads_in[0]),
-            embed_maps=self.embed_head(heads_in) if self.association == "embedding" and not baseline else None)
+            embed_maps=self.embed_head(heads_in) if self.association == "embedding" and not baseline else None,
+        )
         iters = self.inference_cfg.FIXED_POINT_ITERS
         counter = state.next_track_id
         out = self._track(heads, features, edges, refs, state, t, iters)
@@ -340,13 +412,20 @@ class VisSTG(nn.Module):
         return host["instances"]
 
     def _track(
-        self, heads: "_FrameHeads", features: List[torch.Tensor], edges: Optional[List[GraphEdges]],
-        refs: Optional[ReferenceSet], state: VideoState, t: int, iters: int,
+        self,
+        heads: _FrameHeads,
+        features: List[torch.Tensor],
+        edges: Optional[List[GraphEdges]],
+        refs: Optional[ReferenceSet],
+        state: VideoState,
+        t: int,
+        iters: int,
     ) -> Dict[str, Any]:
         """Detections, masks, association, track ids and next reference set of frame t, all fixed-size."""
         ic = self.inference_cfg
-        dets, converged = CenterNetHead.inference(*heads.det, self.strides, ic.SCORE_THRESH, ic.TOPK_CANDIDATES,
-                                                  ic.NMS_THRESH, ic.MAX_DETECTIONS, iters)
+        dets, converged = CenterNetHead.inference(
+            *heads.det, self.strides, ic.SCORE_THRESH, ic.TOPK_CANDIDATES, ic.NMS_THRESH, ic.MAX_DETECTIONS, iters
+        )
         zeros = dets.level.new_zeros(len(dets))
         kernels = gather_at_cells_static(heads.thetas, dets.level, dets.cells)
         mask_probs = self.predict_masks(heads.mask_feats, kernels, dets.level, dets.cells, zeros).sigmoid()
@@ -364,10 +443,18 @@ class VisSTG(nn.Module):
                 det_to_ref, conv = greedy_match_fixed_point(iou, valid & dets.valid[None, :], iters)
                 converged = converged & conv
             track_ids = OnlineTracker.assign_track_ids(state, refs, det_to_ref, dets.valid)
-            nxt = ReferenceSet(track_ids, dets.classes, dets.scores, dets.boxes, [], kernels,
-                               torch.full_like(track_ids, t))
-            return dict(dets=dets, track_ids=track_ids, mask_probs=mask_probs, refs=nxt,
-                        num_refs=dets.valid.sum(), num_pending=zeros.sum(), converged=converged)
+            nxt = ReferenceSet(
+                track_ids, dets.classes, dets.scores, dets.boxes, [], kernels, torch.full_like(track_ids, t)
+            )
+            return dict(
+                dets=dets,
+                track_ids=track_ids,
+                mask_probs=mask_probs,
+                refs=nxt,
+                num_refs=dets.valid.sum(),
+                num_pending=zeros.sum(),
+                converged=converged,
+            )
 
         # §3.5: association with the reference instances.
         if refs is not None:
@@ -375,14 +462,16 @@ class VisSTG(nn.Module):
                 scores, valid = self._edge_scores(edges, len(refs), dets)
             else:
                 scores, valid = EmbeddingHead.match_scores(refs.embeddings, embeddings)
-            det_to_ref, conv = self.tracker.associate(scores, valid & dets.valid[None, :], refs.classes,
-                                                      dets.classes, iters)
+            det_to_ref, conv = self.tracker.associate(
+                scores, valid & dets.valid[None, :], refs.classes, dets.classes, iters
+            )
             converged = converged & conv
 
         # §3.4: masks of the warped reference kernels (read at the detections only), fused with eq. (4)'s.
         if self.kernel_warp is not None and self.fuse_test and state.prev_thetas is not None:
-            warped = self.kernel_warp.warp_at_cells(state.prev_thetas, state.prev_features, features,
-                                                    dets.level, dets.cells)
+            warped = self.kernel_warp.warp_at_cells(
+                state.prev_thetas, state.prev_features, features, dets.level, dets.cells
+            )
             if refs is not None:
                 # A detection matched to an instance from the memory uses that instance's stored kernel.
                 ref = det_to_ref.clamp(min=0)
@@ -394,11 +483,26 @@ class VisSTG(nn.Module):
         track_ids = OnlineTracker.assign_track_ids(state, refs, det_to_ref, dets.valid)
         # Node features of the new reference instances are ROIAligned at the next frame (_reference_instances).
         placeholder = [f.new_zeros(len(dets), f.shape[1]) for f in features]
-        current = ReferenceSet(track_ids, dets.classes, dets.scores, dets.boxes, placeholder, kernels,
-                               torch.full_like(track_ids, t), embeddings)
+        current = ReferenceSet(
+            track_ids,
+            dets.classes,
+            dets.scores,
+            dets.boxes,
+            placeholder,
+            kernels,
+            torch.full_like(track_ids, t),
+            embeddings,
+        )
         nxt, num_refs, num_pending = self.tracker.next_references_padded(current, refs, det_to_ref, t, dets.valid)
-        return dict(dets=dets, track_ids=track_ids, mask_probs=mask_probs, refs=nxt, num_refs=num_refs,
-                    num_pending=num_pending, converged=converged)
+        return dict(
+            dets=dets,
+            track_ids=track_ids,
+            mask_probs=mask_probs,
+            refs=nxt,
+            num_refs=num_refs,
+            num_pending=num_pending,
+            converged=converged,
+        )
 
     def _edge_scores(
         self, edges: List[GraphEdges], num_ref: int, dets: Detections
@@ -428,20 +532,31 @@ class VisSTG(nn.Module):
         dets, mask_probs = out["dets"], out["mask_probs"]
         h, w = image_size
         out_h, out_w = output_size
-        probs = F.interpolate(mask_probs[:, None], scale_factor=self.mask_out_stride, mode="bilinear",
-                              align_corners=False)[:, :, :h, :w]
+        probs = F.interpolate(
+            mask_probs[:, None], scale_factor=self.mask_out_stride, mode="bilinear", align_corners=False
+        )[:, :, :h, :w]
         masks = F.interpolate(probs, size=output_size, mode="bilinear", align_corners=False)[:, 0]
         masks = masks > self.mask_threshold
         b = dets.boxes
         x0, x1 = (b[:, 0] * (out_w / w)).clamp(0, out_w), (b[:, 2] * (out_w / w)).clamp(0, out_w)
         y0, y1 = (b[:, 1] * (out_h / h)).clamp(0, out_h), (b[:, 3] * (out_h / h)).clamp(0, out_h)
-        meta = torch.stack([out["track_ids"].double(), dets.classes.double(), dets.scores.double(),
-                            x0.double(), y0.double(), x1.double(), y1.double()], dim=1).flatten()
+        meta = torch.stack(
+            [
+                out["track_ids"].double(),
+                dets.classes.double(),
+                dets.scores.double(),
+                x0.double(),
+                y0.double(),
+                x1.double(),
+                y1.double(),
+            ],
+            dim=1,
+        ).flatten()
         counts = torch.stack([dets.valid.sum(), out["num_refs"], out["num_pending"], out["converged"].long()])
         packed = torch.cat([meta, counts.double()]).view(torch.uint8)
         blob = torch.cat([packed, masks.flatten().view(torch.uint8)]).cpu()  # the frame's one copy
         n_meta = meta.numel()
-        values = blob[:packed.numel()].view(torch.float64)
+        values = blob[: packed.numel()].view(torch.float64)
         meta, counts = values[:n_meta].view(-1, 7), values[n_meta:].long().tolist()
         num = counts[0]
         result = Instances(output_size)
@@ -449,7 +564,7 @@ class VisSTG(nn.Module):
         result.pred_classes = meta[:num, 1].long()
         result.scores = meta[:num, 2].float()
         result.pred_boxes = Boxes(meta[:num, 3:7].float())  # clipped to the frame on the device
-        result.pred_masks = blob[packed.numel():].view(torch.bool).view(len(dets), out_h, out_w)[:num]
+        result.pred_masks = blob[packed.numel() :].view(torch.bool).view(len(dets), out_h, out_w)[:num]
         return {"instances": result, "num_refs": counts[1], "num_pending": counts[2], "converged": bool(counts[3])}
 
 

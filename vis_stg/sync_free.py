@@ -14,6 +14,7 @@ a ``converged`` flag (``f(x) == x``) on the device, which the step reads with it
 frame's outputs; an unconverged frame (a conflict chain longer than the iterations) is recomputed with
 :data:`EXACT` iterations (more device work on that frame, still no extra host sync).
 """
+
 from __future__ import annotations
 
 from typing import Sequence, Tuple
@@ -76,8 +77,7 @@ def greedy_match_fixed_point(
     (:data:`EXACT`: min(N_ref, N_det), enough for any input); converged = no available pair remains."""
     n_ref, n_det = scores.shape
     if n_ref == 0 or n_det == 0:
-        return scores.new_full((n_det,), -1, dtype=torch.long), torch.ones((), dtype=torch.bool,
-                                                                           device=scores.device)
+        return scores.new_full((n_det,), -1, dtype=torch.long), torch.ones((), dtype=torch.bool, device=scores.device)
     flat = torch.where(valid, scores, float("-inf")).flatten()
     order = flat.argsort(descending=True, stable=True)
     rank = torch.empty_like(order)

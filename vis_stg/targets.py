@@ -3,11 +3,13 @@
 Every GT object goes to one FPN level by its size and to the cell of that level containing its box centre. The
 level follows FCOS/CondInst (``LEVEL_ASSIGNMENT "fcos"``): an object goes to the level whose range
 (``SIZES_OF_INTEREST``, FCOS's 64/128/256/512) holds its maximum regression distance max(l, t, r, b) seen from
-its centre, i.e. max(w, h) / 2; ``"max_side"`` compares max(w, h) itself with the ranges (one level coarser). That cell is the object's node at frame t: the
+its centre, i.e. max(w, h) / 2; ``"max_side"`` compares max(w, h) itself with the ranges (one level coarser). That
+cell is the object's node at frame t: the
 positive of the CenterNet heat map, the location whose dynamic kernel must segment it (§3.4) and the target
 node of its graph edges (§3.5). The heat map follows CenterNet: a gaussian per object whose radius comes from
 the box size (CornerNet's min-overlap rule).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -16,8 +18,7 @@ from typing import List, Sequence, Tuple
 import torch
 from detectron2.structures import Instances
 
-__all__ = ["CenterTargets", "assign_centers", "gaussian_radius", "draw_heatmaps", "gather_at_cells",
-           "expand_positives"]
+__all__ = ["CenterTargets", "assign_centers", "gaussian_radius", "draw_heatmaps", "gather_at_cells", "expand_positives"]
 
 
 #: Multiplier of max(w, h) compared with SIZES_OF_INTEREST: FCOS's max regression distance from the box centre
@@ -60,11 +61,11 @@ def gaussian_radius(height: torch.Tensor, width: torch.Tensor, min_overlap: floa
     in the form CenterNet uses). Element-wise over (G,) box heights/widths."""
     hw_sum, area = height + width, height * width
     b1, c1 = hw_sum, area * (1 - min_overlap) / (1 + min_overlap)
-    r1 = (b1 + torch.sqrt((b1 ** 2 - 4 * c1).clamp(min=0))) / 2
+    r1 = (b1 + torch.sqrt((b1**2 - 4 * c1).clamp(min=0))) / 2
     b2, c2 = 2 * hw_sum, (1 - min_overlap) * area
-    r2 = (b2 + torch.sqrt((b2 ** 2 - 16 * c2).clamp(min=0))) / 2
+    r2 = (b2 + torch.sqrt((b2**2 - 16 * c2).clamp(min=0))) / 2
     a3, b3, c3 = 4 * min_overlap, -2 * min_overlap * hw_sum, (min_overlap - 1) * area
-    r3 = (b3 + torch.sqrt((b3 ** 2 - 4 * a3 * c3).clamp(min=0))) / 2
+    r3 = (b3 + torch.sqrt((b3**2 - 4 * a3 * c3).clamp(min=0))) / 2
     return torch.minimum(torch.minimum(r1, r2), r3)
 
 
@@ -90,7 +91,7 @@ def draw_heatmaps(
     r = radius.float().view(-1, 1, 1)
     sigma = (2 * r + 1) / 6
     dx, dy = xs - cx, ys - cy
-    g = torch.exp(-(dx ** 2 + dy ** 2) / (2 * sigma ** 2))
+    g = torch.exp(-(dx**2 + dy**2) / (2 * sigma**2))
     g = g * ((dx.abs() <= r) & (dy.abs() <= r))
     return heat.scatter_reduce_(0, slots.view(-1, 1, 1).expand_as(g), g, reduce="amax", include_self=True)
 
@@ -114,16 +115,19 @@ def assign_centers(
     if level_assignment not in LEVEL_MEASURE:
         raise ValueError(f"VIS_STG.LEVEL_ASSIGNMENT must be one of {sorted(LEVEL_MEASURE)}, got {level_assignment!r}")
     if len(sizes_of_interest) != len(strides) - 1:
-        raise ValueError(f"need {len(strides) - 1} SIZES_OF_INTEREST for {len(strides)} levels, "
-                         f"got {list(sizes_of_interest)}")
+        raise ValueError(
+            f"need {len(strides) - 1} SIZES_OF_INTEREST for {len(strides)} levels, got {list(sizes_of_interest)}"
+        )
     device = instances[0].gt_boxes.device
     boxes = torch.cat([x.gt_boxes.tensor for x in instances]).float()
     classes = torch.cat([x.gt_classes for x in instances]).long()
-    ids = torch.cat([x.gt_ids if x.has("gt_ids") else torch.full((len(x),), -1, device=device)
-                     for x in instances]).long()
+    ids = torch.cat(
+        [x.gt_ids if x.has("gt_ids") else torch.full((len(x),), -1, device=device) for x in instances]
+    ).long()
     counts = [len(x) for x in instances]
-    batch_idx = torch.repeat_interleave(torch.arange(len(instances), device=device),
-                                        torch.tensor(counts, device=device))
+    batch_idx = torch.repeat_interleave(
+        torch.arange(len(instances), device=device), torch.tensor(counts, device=device)
+    )
     gt_idx = torch.cat([torch.arange(n, device=device) for n in counts])
 
     wh = (boxes[:, 2:] - boxes[:, :2]).clamp(min=0)
@@ -144,8 +148,9 @@ def assign_centers(
     heatmaps = []
     for lvl, (h, w) in enumerate(shapes):
         sel = level == lvl
-        heat = draw_heatmaps(cells[sel], radius[sel], batch_idx[sel] * num_classes + classes[sel],
-                             len(instances) * num_classes, h, w)
+        heat = draw_heatmaps(
+            cells[sel], radius[sel], batch_idx[sel] * num_classes + classes[sel], len(instances) * num_classes, h, w
+        )
         heatmaps.append(heat.view(len(instances), num_classes, h, w))
     return CenterTargets(batch_idx, gt_idx, level, cells, offsets, sizes, classes, ids, heatmaps)
 

@@ -15,6 +15,7 @@ At test time everything runs on fixed-size tensors without host syncs: detection
 device counter and the next reference set is compacted by a stable sort (its size is read with the frame's
 outputs).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
@@ -62,9 +63,20 @@ class EdgeClassifier(nn.Module):
         logits, labels = [], []
         for lvl, (e, shape) in enumerate(zip(edges, shapes)):
             keep, y = edge_set_and_labels(
-                e, lvl, shape, ref_ids, ref_classes, ref_batch, targets,
-                None if heatmaps is None else heatmaps[lvl], num_classes, edge_set, score_thresh, match_radius,
-                prune_class_mismatch)
+                e,
+                lvl,
+                shape,
+                ref_ids,
+                ref_classes,
+                ref_batch,
+                targets,
+                None if heatmaps is None else heatmaps[lvl],
+                num_classes,
+                edge_set,
+                score_thresh,
+                match_radius,
+                prune_class_mismatch,
+            )
             logits.append(self(e.features[keep]))
             labels.append(y[keep])
         logits, labels = torch.cat(logits), torch.cat(labels)
@@ -94,11 +106,11 @@ class ReferenceSet:
     def __len__(self) -> int:
         return self.track_ids.numel()
 
-    def __getitem__(self, idx: torch.Tensor) -> "ReferenceSet":
+    def __getitem__(self, idx: torch.Tensor) -> ReferenceSet:
         return ReferenceSet(**{f.name: _index(getattr(self, f.name), idx) for f in fields(self)})
 
     @staticmethod
-    def cat(a: "ReferenceSet", b: "ReferenceSet") -> "ReferenceSet":
+    def cat(a: ReferenceSet, b: ReferenceSet) -> ReferenceSet:
         return ReferenceSet(**{f.name: _cat(getattr(a, f.name), getattr(b, f.name)) for f in fields(a)})
 
     @property
@@ -162,7 +174,11 @@ class OnlineTracker:
         self.ref_score_thresh = ref_score_thresh
 
     def associate(
-        self, scores: torch.Tensor, valid: torch.Tensor, ref_classes: torch.Tensor, det_classes: torch.Tensor,
+        self,
+        scores: torch.Tensor,
+        valid: torch.Tensor,
+        ref_classes: torch.Tensor,
+        det_classes: torch.Tensor,
         iters: int = EXACT,
     ) -> Tuple[torch.Tensor, torch.Tensor]:
         """Prune class-mismatched pairs and match. ``scores``/``valid`` (N_ref, N_det): pair scores and which
@@ -174,7 +190,9 @@ class OnlineTracker:
 
     @staticmethod
     def assign_track_ids(
-        state: VideoState, refs: Optional[ReferenceSet], det_to_ref: torch.Tensor,
+        state: VideoState,
+        refs: Optional[ReferenceSet],
+        det_to_ref: torch.Tensor,
         det_valid: Optional[torch.Tensor] = None,
     ) -> torch.Tensor:
         """Matched detections inherit their reference's track id; the other valid ones start new tracks in
@@ -190,7 +208,11 @@ class OnlineTracker:
         return track_ids
 
     def next_references_padded(
-        self, current: ReferenceSet, refs: Optional[ReferenceSet], det_to_ref: torch.Tensor, frame_idx: int,
+        self,
+        current: ReferenceSet,
+        refs: Optional[ReferenceSet],
+        det_to_ref: torch.Tensor,
+        frame_idx: int,
         det_valid: Optional[torch.Tensor] = None,
     ) -> Tuple[ReferenceSet, torch.Tensor, torch.Tensor]:
         """Reference set for frame ``frame_idx + 1``: this frame's detections that continue a track or score at
@@ -208,7 +230,11 @@ class OnlineTracker:
         return candidates[order], count, keep_cur.sum()
 
     def next_references(
-        self, current: ReferenceSet, refs: Optional[ReferenceSet], det_to_ref: torch.Tensor, frame_idx: int,
+        self,
+        current: ReferenceSet,
+        refs: Optional[ReferenceSet],
+        det_to_ref: torch.Tensor,
+        frame_idx: int,
         det_valid: Optional[torch.Tensor] = None,
     ) -> ReferenceSet:
         """:meth:`next_references_padded` cut to the kept instances (reads the count: one host sync)."""

@@ -1,4 +1,5 @@
 """Video data layer: YouTube-VIS-format datasets, local splits, image sources, synthetic VIS data, mappers, loaders."""
+
 from . import builtin  # noqa: F401  (registers the builtin datasets)
 from .build import (
     build_video_test_loader,
@@ -10,8 +11,8 @@ from .build import (
 )
 from .errors import DatasetFormatError
 from .image_sources import load_category_map, load_image_source
-from .register import register_json_dataset
 from .pseudo_video_mapper import MixedSourceMapper, PseudoVideoMapper, RandomZoomShiftFlip
+from .register import register_json_dataset
 from .splits import SPLIT_SEED, holdout_video_ids, register_holdout_splits
 from .video_mapper import VideoDatasetMapper, VideoTestDatasetMapper
 from .ytvis import load_ytvis_json, register_ytvis_instances

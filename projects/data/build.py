@@ -3,6 +3,7 @@
 Training mixes video datasets and image datasets (:mod:`projects.data.image_sources`, as single frames or
 pseudo-videos) in ``DATASETS.TRAIN``; ``DATASETS.TRAIN_WEIGHTS`` sets the share of samples drawn from each.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -76,7 +77,12 @@ def get_train_sources(cfg) -> List[Tuple[str, List[Dict[str, Any]]]]:
     if mismatched:
         raise ValueError(f"video datasets {mismatched} have other categories than '{reference}' and cannot be mixed")
     return [
-        (n, get_video_dataset_dicts([n], True) if n in videos else load_image_source(n, classes, category_map, reference))
+        (
+            n,
+            get_video_dataset_dicts([n], True)
+            if n in videos
+            else load_image_source(n, classes, category_map, reference),
+        )
         for n in names
     ]
 
@@ -91,7 +97,9 @@ def source_repeat_factors(sizes: Sequence[int], weights: Sequence[float]) -> tor
     if len(weights) != len(sizes):
         raise ValueError(f"DATASETS.TRAIN_WEIGHTS has {len(weights)} entries for {len(sizes)} DATASETS.TRAIN datasets")
     if any(w <= 0 for w in weights):
-        raise ValueError(f"DATASETS.TRAIN_WEIGHTS must be > 0 (remove a dataset instead of weighting it 0), got {weights}")
+        raise ValueError(
+            f"DATASETS.TRAIN_WEIGHTS must be > 0 (remove a dataset instead of weighting it 0), got {weights}"
+        )
     total, norm = sum(sizes), float(sum(weights))
     return torch.cat([torch.full((n,), w / norm * total / n, dtype=torch.float64) for n, w in zip(sizes, weights)])
 
@@ -109,11 +117,16 @@ def build_video_train_loader(cfg, mapper=None):
     sampler = None
     if cfg.DATASETS.TRAIN_WEIGHTS:
         if cfg.DATALOADER.SAMPLER_TRAIN != "TrainingSampler":
-            raise ValueError(f"DATASETS.TRAIN_WEIGHTS needs DATALOADER.SAMPLER_TRAIN TrainingSampler, got {cfg.DATALOADER.SAMPLER_TRAIN}")
+            raise ValueError(
+                "DATASETS.TRAIN_WEIGHTS needs DATALOADER.SAMPLER_TRAIN TrainingSampler, "
+                f"got {cfg.DATALOADER.SAMPLER_TRAIN}"
+            )
         factors = source_repeat_factors([len(r) for _, r in sources], list(cfg.DATASETS.TRAIN_WEIGHTS))
         sampler = RepeatFactorTrainingSampler(factors)
-        logger.info("Training sources (samples, weight): " + ", ".join(
-            f"{n} ({len(r)}, {w})" for (n, r), w in zip(sources, cfg.DATASETS.TRAIN_WEIGHTS)))
+        logger.info(
+            "Training sources (samples, weight): "
+            + ", ".join(f"{n} ({len(r)}, {w})" for (n, r), w in zip(sources, cfg.DATASETS.TRAIN_WEIGHTS))
+        )
     if mapper is None:
         video_mapper = VideoDatasetMapper(cfg, True)
         mapper = video_mapper

@@ -12,6 +12,7 @@ Every ``*_train`` video dataset also has a local ``*_train_sub`` / ``*_holdout``
 
 The official category lists are fixed here, so metadata is available without the (large) JSON files.
 """
+
 from __future__ import annotations
 
 import os

@@ -1,4 +1,5 @@
 """Official category lists (id, name) of YouTube-VIS 2019, YouTube-VIS 2021 and OVIS."""
+
 from typing import Dict, List
 
 _YTVIS_2019 = (

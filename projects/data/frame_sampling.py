@@ -1,4 +1,5 @@
 """Which frames of a video a training sample uses."""
+
 from __future__ import annotations
 
 import random

@@ -1,4 +1,5 @@
 """Reading video frames with clear errors, and a lazy frame sequence for long test videos."""
+
 from __future__ import annotations
 
 import os
@@ -24,7 +25,8 @@ def read_frame(file_name: str, image_format: str, expected_hw: Optional[tuple] =
         raise DatasetFormatError(file_name, f"cannot decode frame ({type(e).__name__}: {e})") from e
     if expected_hw is not None and tuple(image.shape[:2]) != tuple(expected_hw):
         raise DatasetFormatError(
-            file_name, f"frame is {image.shape[1]}x{image.shape[0]} but the annotation says {expected_hw[1]}x{expected_hw[0]}"
+            file_name,
+            f"frame is {image.shape[1]}x{image.shape[0]} but the annotation says {expected_hw[1]}x{expected_hw[0]}",
         )
     return image
 

@@ -7,6 +7,7 @@ video class name}``, or the name of a shipped map in ``projects/data/category_ma
 categories are dropped (those objects become background), then images without a mapped non-crowd object are
 dropped. Each kept annotation gets ``id`` = its index + 1, the track id its pseudo-video frames share.
 """
+
 from __future__ import annotations
 
 import json
@@ -49,7 +50,9 @@ def load_category_map(spec: str, classes: Sequence[str]) -> Dict[str, str]:
     """
     path = os.path.join(_MAP_DIR, f"{spec}.json") if spec in SHIPPED_CATEGORY_MAPS else spec
     if not os.path.isfile(path):
-        raise DatasetFormatError(path, f"category map does not exist (shipped maps: {', '.join(SHIPPED_CATEGORY_MAPS)})")
+        raise DatasetFormatError(
+            path, f"category map does not exist (shipped maps: {', '.join(SHIPPED_CATEGORY_MAPS)})"
+        )
     try:
         with open(path) as f:
             mapping = json.load(f)

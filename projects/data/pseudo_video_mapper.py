@@ -10,6 +10,7 @@ off. The output has the format of :class:`VideoDatasetMapper` (docs/interfaces.m
 Image records (:mod:`projects.data.image_sources`): ``{"file_name", "height", "width", "image_id",
 "annotations": [{"id", "category_id", "bbox", "bbox_mode", "segmentation", "iscrowd"}]}``.
 """
+
 from __future__ import annotations
 
 import copy

@@ -1,6 +1,6 @@
 """Register a dataset from its JSON alone (``train_net.py --dataset NAME=JSON:IMAGE_ROOT``)."""
-from __future__ import annotations
 
+from __future__ import annotations
 
 from detectron2.data.datasets import register_coco_instances
 

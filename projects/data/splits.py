@@ -15,6 +15,7 @@ training videos for hyper-parameter selection. ``<stem>_train_sub`` / ``<stem>_h
   different split recorded there (e.g. another ``HOLDOUT_SIZE``: train_sub and holdout would overlap). A split
   used for testing also gets its ground truth ``OUTPUT_DIR/splits/<name>_gt.json`` for :class:`YTVISEvaluator`.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -55,8 +56,7 @@ def holdout_video_ids(video_ids: Iterable[Any], size: int, seed: int = SPLIT_SEE
         raise ValueError("video ids are not unique")
     if not 1 <= size < len(ids):
         raise ValueError(f"a holdout of {size} videos needs 1 <= size < number of videos ({len(ids)})")
-    key = lambda v: hashlib.sha256(f"{seed}:{v}".encode()).hexdigest()  # noqa: E731
-    return set(sorted(ids, key=key)[:size])
+    return set(sorted(ids, key=lambda v: hashlib.sha256(f"{seed}:{v}".encode()).hexdigest())[:size])
 
 
 def split_names(source: str) -> tuple:
@@ -88,8 +88,13 @@ def _record(source: str, held: Set[Any], size: int, num_videos: int) -> None:
     if not out or not comm.is_main_process():
         return
     path = os.path.join(out, "splits", f"{source}.json")
-    record = {"source": source, "seed": SPLIT_SEED, "holdout_size": size, "num_videos": num_videos,
-              "holdout_video_ids": sorted(held, key=str)}
+    record = {
+        "source": source,
+        "seed": SPLIT_SEED,
+        "holdout_size": size,
+        "num_videos": num_videos,
+        "holdout_video_ids": sorted(held, key=str),
+    }
     if os.path.isfile(path):
         with open(path) as f:
             old = json.load(f)

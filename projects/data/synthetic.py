@@ -15,6 +15,7 @@ pixels. Same parameters and seed -> byte-identical JSON.
 CLI: ``python -m projects.data.synthetic --out DIR --videos N --frames T --height H --width W --seed S
 [--split train] [--mp4]``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -185,9 +186,7 @@ def _motion(rng: np.random.Generator, kind: str, T: int, H: int, W: int, radius:
     return pos
 
 
-def _pass_behind(
-    rng: np.random.Generator, T: int, H: int, W: int, occ: _Occluder
-) -> Tuple[np.ndarray, np.ndarray]:
+def _pass_behind(rng: np.random.Generator, T: int, H: int, W: int, occ: _Occluder) -> Tuple[np.ndarray, np.ndarray]:
     """Centre and radius tracks of an object that crosses behind the bar and is fully hidden for >= 1 frame."""
     size = np.array([W, H], np.float64)
     axis = 0 if occ.vertical else 1  # the object moves across the bar along this axis

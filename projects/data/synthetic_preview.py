@@ -2,6 +2,7 @@
 
 ``python -m projects.data.synthetic_preview JSON IMAGE_ROOT OUT.png [--video-index 0] [--frames 4]``
 """
+
 from __future__ import annotations
 
 import argparse

@@ -4,6 +4,7 @@ Every object is described in a local frame centred on the object, rotated by ``a
 ``r`` (all shapes fit in the circle of radius ``r``). Shapes are rasterised as binary ``uint8`` masks with
 OpenCV (sub-pixel fixed-point coordinates, no anti-aliasing) so that what is painted is exactly the mask.
 """
+
 from __future__ import annotations
 
 import colorsys

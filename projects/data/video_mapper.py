@@ -2,6 +2,7 @@
 
 Output formats are documented in docs/interfaces.md.
 """
+
 from __future__ import annotations
 
 import copy

@@ -5,6 +5,7 @@ Format (YouTube-VIS 2019/2021, OVIS): ``videos[{id, width, height, length, file_
 valid/test JSON) and ``categories[{id, name}]``. Per-frame segmentations may be uncompressed RLE (official
 train.json), compressed RLE, polygons, or ``null`` (object not visible). See docs/interfaces.md for the output.
 """
+
 from __future__ import annotations
 
 import json
@@ -139,7 +140,9 @@ def _add_annotation(
     bboxes = ann.get("bboxes") or [None] * length
     for key, values in (("segmentations", segms), ("bboxes", bboxes), ("areas", ann.get("areas") or [None] * length)):
         if len(values) != length:
-            raise DatasetFormatError(json_file, f"{where}: '{key}' has {len(values)} entries, the video has {length} frames")
+            raise DatasetFormatError(
+                json_file, f"{where}: '{key}' has {len(values)} entries, the video has {length} frames"
+            )
     for t, segm in enumerate(segms):
         if not segm:  # null / empty: not visible in frame t
             continue

@@ -1,4 +1,5 @@
 """Training engine pieces: crash-safe files and checkpoints, resume fallback, loss and data fault guards."""
+
 from .atomic_io import AtomicWritePathManager, atomic_open, atomic_write, remove_stale_partials
 from .checkpoint import CorruptCheckpointError, FaultTolerantCheckpointer
 from .metrics_file import truncate_metrics_for_resume

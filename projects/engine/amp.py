@@ -6,6 +6,7 @@
 - Inference: ``TEST.AMP.ENABLED`` runs every model forward of evaluation under autocast in ``TEST.AMP.DTYPE``.
   ``"auto"`` = float16 on CUDA, bfloat16 on the CPU.
 """
+
 from __future__ import annotations
 
 import torch
@@ -32,8 +33,9 @@ def resolve_amp_dtype(name: str, device_type: str, key: str = "SOLVER.AMP.DTYPE"
     if name not in _DTYPES:
         raise ValueError(f"{key} must be 'auto', 'float16' or 'bfloat16', got {name!r}")
     if device_type == "cpu" and name == "float16":
-        raise ValueError(f"{key} float16 is not supported on the CPU (autocast there is bfloat16); use bfloat16 "
-                         "or auto")
+        raise ValueError(
+            f"{key} float16 is not supported on the CPU (autocast there is bfloat16); use bfloat16 or auto"
+        )
     return _DTYPES[name]
 
 

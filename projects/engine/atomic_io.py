@@ -5,6 +5,7 @@ The data go to a hidden temporary file in the destination's directory (same file
 directory is fsync-ed too so that the rename survives a power loss. A ``kill -9`` at any moment leaves at
 most a stale ``.NAME.partial-*`` file, which :func:`remove_stale_partials` deletes and nothing else reads.
 """
+
 from __future__ import annotations
 
 import contextlib

@@ -7,6 +7,7 @@
   or corrupt, the previous ones (``model_NNNNNNN.pth`` with a smaller iteration, newest first), warning about
   each one skipped; ``last_checkpoint`` is then re-tagged to the one loaded.
 """
+
 from __future__ import annotations
 
 import logging
@@ -91,7 +92,9 @@ class FaultTolerantCheckpointer(DetectionCheckpointer):
         for candidate in candidates:
             if not os.path.isfile(candidate):
                 problems.append(f"{candidate}: missing")
-                logger.warning(f"Checkpoint {candidate} named by last_checkpoint does not exist; trying the previous one")
+                logger.warning(
+                    f"Checkpoint {candidate} named by last_checkpoint does not exist; trying the previous one"
+                )
                 continue
             try:
                 checkpoint = self.load(candidate)

@@ -5,6 +5,7 @@ the CPU; :func:`create_ddp_model` passes ``device_ids`` only for a single-CUDA-d
 (``broadcast_buffers=False``, ``find_unused_parameters=False``) is detectron2's default: every trainable
 parameter must take part in every iteration's loss (both models keep theirs in the graph on empty batches).
 """
+
 from __future__ import annotations
 
 import logging

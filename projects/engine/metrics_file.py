@@ -6,6 +6,7 @@ again after ``--resume``, which would duplicate their records. :func:`truncate_m
 longest prefix of complete, parsable records whose ``iteration`` is below the resumed start iteration and cuts
 the file there *in place* (``os.truncate``: an already-open append handle keeps writing at the new end).
 """
+
 from __future__ import annotations
 
 import json

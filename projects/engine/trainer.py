@@ -9,6 +9,7 @@
 * on a resume, ``metrics.json`` is cut back to the records before the resumed iteration (a truncated last line
   left by a kill is dropped, and re-run iterations are not duplicated).
 """
+
 from __future__ import annotations
 
 import os

@@ -12,6 +12,7 @@ loss dict, whatever trainer runs the step: SimpleTrainer, AMPTrainer, DDP-wrappe
   them over all processes and writes the running total to the event storage as ``data/skipped_samples``
   (kept in the checkpoint, so it continues over ``--resume``).
 """
+
 from __future__ import annotations
 
 import math

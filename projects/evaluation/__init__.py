@@ -1,5 +1,6 @@
 """YouTube-VIS evaluation: official-rule metrics (:func:`evaluate_ytvis`), the detectron2 evaluator
 (:class:`YTVISEvaluator`) and a CLI (``python -m projects.evaluation GT.json RESULTS.json``)."""
+
 from .ytvis_eval import evaluate_ytvis, video_iou
 
 __all__ = ["YTVISEvaluator", "evaluate_ytvis", "video_iou"]

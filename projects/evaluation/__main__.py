@@ -7,6 +7,7 @@ Inputs the official evaluation scores but that look wrong are scored the same wa
 ``warning: ...`` line on stderr; ``--strict`` turns them into errors. Malformed input (corrupt RLEs included)
 exits with status 1 and a one-line ``error: ...`` on stderr.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -22,14 +23,18 @@ CLI_KEYS = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10")
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m projects.evaluation",
-                                     description="YouTube-VIS evaluation (official metric rules).")
+    parser = argparse.ArgumentParser(
+        prog="python -m projects.evaluation", description="YouTube-VIS evaluation (official metric rules)."
+    )
     parser.add_argument("gt", help="ground-truth JSON (YouTube-VIS format, with annotations)")
     parser.add_argument("results", help="results JSON: list of {video_id, category_id, score, segmentations}")
     parser.add_argument("--per-class", action="store_true", help="also report AP per category name")
-    parser.add_argument("--strict", action="store_true",
-                        help="refuse inputs that the official evaluation scores with a warning here (segmentations "
-                             "lists of the wrong length, foreign categories, GT annotation id 0, duplicate GT ids)")
+    parser.add_argument(
+        "--strict",
+        action="store_true",
+        help="refuse inputs that the official evaluation scores with a warning here (segmentations "
+        "lists of the wrong length, foreign categories, GT annotation id 0, duplicate GT ids)",
+    )
     args = parser.parse_args(argv)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", YTVISInputWarning)

@@ -4,6 +4,7 @@ Collects the video-level tracks of the models (docs/interfaces.md), gathers them
 ``results.json`` and ``results.zip`` (``results.json`` at the zip root, as the CodaLab server wants) and, when
 the dataset's JSON has annotations, reports the official YouTube-VIS metrics in percent.
 """
+
 from __future__ import annotations
 
 import io
@@ -47,8 +48,10 @@ def to_result_rle(segm: Any) -> Optional[Dict[str, Any]]:
     if int(mask_util.area(segm)) == 0:
         return None
     counts = segm["counts"]
-    return {"size": [int(s) for s in segm["size"]],
-            "counts": counts.decode("ascii") if isinstance(counts, bytes) else counts}
+    return {
+        "size": [int(s) for s in segm["size"]],
+        "counts": counts.decode("ascii") if isinstance(counts, bytes) else counts,
+    }
 
 
 class YTVISEvaluator(DatasetEvaluator):
@@ -87,12 +90,14 @@ class YTVISEvaluator(DatasetEvaluator):
         for video_input, output in zip(inputs, outputs):
             video_id = int(output.get("video_id", video_input.get("video_id")))
             for track in output["tracks"]:
-                self._predictions.append({
-                    "video_id": video_id,
-                    "category_id": self._dataset_category_id(track["category_id"]),
-                    "score": float(track["score"]),
-                    "segmentations": [to_result_rle(s) for s in track["segmentations"]],
-                })
+                self._predictions.append(
+                    {
+                        "video_id": video_id,
+                        "category_id": self._dataset_category_id(track["category_id"]),
+                        "score": float(track["score"]),
+                        "segmentations": [to_result_rle(s) for s in track["segmentations"]],
+                    }
+                )
 
     def _write_results(self, predictions: List[Dict[str, Any]]) -> None:
         if not self._output_dir:
@@ -107,10 +112,12 @@ class YTVISEvaluator(DatasetEvaluator):
         with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as zf:
             zf.writestr("results.json", payload)
         atomic_write(zip_path, buffer.getvalue())
-        self._logger.info(f"Wrote {len(predictions)} predicted tracks to {json_path} and {zip_path} "
-                          "(upload the zip to the evaluation server for splits without annotations)")
+        self._logger.info(
+            f"Wrote {len(predictions)} predicted tracks to {json_path} and {zip_path} "
+            "(upload the zip to the evaluation server for splits without annotations)"
+        )
 
-    def evaluate(self) -> "OrderedDict[str, Dict[str, float]]":
+    def evaluate(self) -> OrderedDict[str, Dict[str, float]]:
         if self._distributed:
             comm.synchronize()
             gathered = comm.gather(self._predictions, dst=0)
@@ -145,8 +152,9 @@ class YTVISEvaluator(DatasetEvaluator):
         results = {k: pct(metrics[k]) for k in REPORTED}
         names = {}
         if self._class_names and self._contiguous_to_dataset_id:
-            names = {d: self._class_names[c] for c, d in self._contiguous_to_dataset_id.items()
-                     if c < len(self._class_names)}
+            names = {
+                d: self._class_names[c] for c, d in self._contiguous_to_dataset_id.items() if c < len(self._class_names)
+            }
         gt_names = {c["id"]: c["name"] for c in self._ground_truth()["categories"]}
         for cat_id, ap in metrics["per_category"].items():
             results[f"AP-{names.get(cat_id, gt_names[cat_id])}"] = pct(ap)

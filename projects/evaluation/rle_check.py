@@ -10,6 +10,7 @@ follows", bit 0x10 of the last chunk is the sign (the value is sign-extended). F
 (index >= 3) the stored value is the difference to the count two positions earlier. Valid characters are
 therefore ``'0'`` (48) .. ``'o'`` (111). A 32-bit count difference needs at most 7 chunks.
 """
+
 from __future__ import annotations
 
 from typing import Any, List, Optional, Sequence, Tuple
@@ -23,8 +24,11 @@ _MAX_CHUNKS = 7  # ceil(33 / 5): a signed difference of two uint32 counts
 
 def _size(rle: dict) -> Tuple[int, int]:
     size = rle.get("size")
-    if (not isinstance(size, (list, tuple)) or len(size) != 2
-            or not all(isinstance(s, (int, np.integer)) and not isinstance(s, bool) and s >= 0 for s in size)):
+    if (
+        not isinstance(size, (list, tuple))
+        or len(size) != 2
+        or not all(isinstance(s, (int, np.integer)) and not isinstance(s, bool) and s >= 0 for s in size)
+    ):
         raise ValueError(f"RLE 'size' must be [height, width] of non-negative integers, got {size!r}")
     return int(size[0]), int(size[1])
 
@@ -35,8 +39,9 @@ def _as_bytes(counts: Any) -> bytes:
     try:
         return counts.encode("ascii")
     except UnicodeEncodeError as e:
-        raise ValueError(f"compressed RLE counts contain the non-ASCII character {counts[e.start]!r} at "
-                         f"position {e.start}") from None
+        raise ValueError(
+            f"compressed RLE counts contain the non-ASCII character {counts[e.start]!r} at position {e.start}"
+        ) from None
 
 
 def _decode_batch(strings: Sequence[bytes]) -> Tuple[np.ndarray, np.ndarray, List[Optional[str]]]:
@@ -54,16 +59,20 @@ def _decode_batch(strings: Sequence[bytes]) -> Tuple[np.ndarray, np.ndarray, Lis
         for pos in np.flatnonzero(bad_char):  # only on corrupt input
             s = int(np.searchsorted(char_offsets, pos, side="right")) - 1
             if errors[s] is None:
-                errors[s] = (f"compressed RLE counts contain the invalid character {chr(code[pos] + 48)!r} at "
-                             f"position {pos - char_offsets[s]} (valid: '0'..'o')")
+                errors[s] = (
+                    f"compressed RLE counts contain the invalid character {chr(code[pos] + 48)!r} at "
+                    f"position {pos - char_offsets[s]} (valid: '0'..'o')"
+                )
         code = np.where(bad_char, 0, code)
     last = code & 0x20 == 0  # a count ends at every chunk without the continuation bit
     nonempty = np.flatnonzero(lengths > 0)
     ends = char_offsets[1:][nonempty] - 1
     truncated = ~last[ends]
     for s in nonempty[truncated]:  # only on corrupt input
-        errors[s] = (f"compressed RLE counts string is truncated: its last character "
-                     f"{chr(code[char_offsets[s + 1] - 1] + 48)!r} announces another chunk")
+        errors[s] = (
+            f"compressed RLE counts string is truncated: its last character "
+            f"{chr(code[char_offsets[s + 1] - 1] + 48)!r} announces another chunk"
+        )
     last[ends] = True  # close a dangling count so that the other strings still decode
     ends_before = np.concatenate([[0], np.cumsum(last)])
     count_offsets = ends_before[char_offsets]  # (S+1,) each string's first count
@@ -75,8 +84,10 @@ def _decode_batch(strings: Sequence[bytes]) -> Tuple[np.ndarray, np.ndarray, Lis
     for g in np.flatnonzero(n_chunks > _MAX_CHUNKS):  # only on corrupt input
         s = int(np.searchsorted(count_offsets, g, side="right")) - 1
         if errors[s] is None:
-            errors[s] = (f"compressed RLE count {g - count_offsets[s]} spans {n_chunks[g]} characters "
-                         f"(at most {_MAX_CHUNKS} encode a 32-bit count)")
+            errors[s] = (
+                f"compressed RLE count {g - count_offsets[s]} spans {n_chunks[g]} characters "
+                f"(at most {_MAX_CHUNKS} encode a 32-bit count)"
+            )
     k = np.minimum(k, _MAX_CHUNKS)  # bounded shifts; over-long counts are refused above
     # float64 sums of < 2**35 are exact
     value = np.bincount(group, weights=(code & 0x1F) << (5 * k), minlength=n_counts).astype(np.int64)
@@ -98,7 +109,7 @@ def decode_counts_string(counts: Any) -> np.ndarray:
     decoded, offsets, errors = _decode_batch([_as_bytes(counts)])
     if errors[0]:
         raise ValueError(errors[0])
-    return decoded[offsets[0]:offsets[1]]
+    return decoded[offsets[0] : offsets[1]]
 
 
 def check_rles(rles: Sequence[Any]) -> List[Optional[str]]:
@@ -126,11 +137,9 @@ def check_rles(rles: Sequence[Any]) -> List[Optional[str]]:
                     raise ValueError(f"uncompressed RLE counts contain the negative run {min(counts)}")
                 total = sum(int(c) for c in counts)  # exact (Python ints)
                 if total != h * w:
-                    raise ValueError(f"uncompressed RLE counts sum to {total}, not height*width = {h}*{w} = "
-                                     f"{h * w}")
+                    raise ValueError(f"uncompressed RLE counts sum to {total}, not height*width = {h}*{w} = {h * w}")
             else:
-                raise ValueError(f"RLE 'counts' must be a string or a list of integers, got "
-                                 f"{type(counts).__name__}")
+                raise ValueError(f"RLE 'counts' must be a string or a list of integers, got {type(counts).__name__}")
         except ValueError as e:
             messages[i] = str(e)
     if compressed:
@@ -144,9 +153,8 @@ def check_rles(rles: Sequence[Any]) -> List[Optional[str]]:
             if errors[j]:
                 messages[i] = errors[j]
             elif has_negative[j]:
-                m = int(np.argmax(counts[offsets[j]:offsets[j + 1]] < 0))
+                m = int(np.argmax(counts[offsets[j] : offsets[j + 1]] < 0))
                 messages[i] = f"compressed RLE counts decode to a negative run at count {m}"
             elif sums[j] != areas[j]:
-                messages[i] = (f"compressed RLE counts sum to {int(sums[j])}, not height*width = {h}*{w} = "
-                               f"{areas[j]}")
+                messages[i] = f"compressed RLE counts sum to {int(sums[j])}, not height*width = {h}*{w} = {areas[j]}"
     return messages

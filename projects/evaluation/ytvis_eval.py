@@ -10,6 +10,7 @@ tracks the role of objects. What differs from COCO, following the official code:
   128²–256², 256²–1e5².
 - maxDets 1/10/100 per video and category; predictions sorted by score (stable) and cut to 100 before IoUs.
 """
+
 from __future__ import annotations
 
 import io
@@ -30,8 +31,9 @@ YTVIS_AREA_RANGES = [[0**2, 1e5**2], [0**2, 128**2], [128**2, 256**2], [256**2, 
 SUMMARY_KEYS = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl")
 
 
-def _video_iou(pred: Sequence[Optional[RLE]], pred_areas: Sequence[int],
-               gt: Sequence[Optional[RLE]], gt_areas: Sequence[int]) -> float:
+def _video_iou(
+    pred: Sequence[Optional[RLE]], pred_areas: Sequence[int], gt: Sequence[Optional[RLE]], gt_areas: Sequence[int]
+) -> float:
     inter = union = 0
     for p, p_area, g, g_area in zip(pred, pred_areas, gt, gt_areas):
         if p is not None and g is not None:
@@ -88,8 +90,9 @@ class YTVISeval(COCOeval):
         dt = [dt[i] for i in order]
         ious = np.zeros((len(dt), len(gt)))
         for i, j in np.ndindex(ious.shape):
-            ious[i, j] = _video_iou(dt[i]["segmentations"], dt[i]["frame_areas"],
-                                    gt[j]["segmentations"], gt[j]["frame_areas"])
+            ious[i, j] = _video_iou(
+                dt[i]["segmentations"], dt[i]["frame_areas"], gt[j]["segmentations"], gt[j]["frame_areas"]
+            )
         return ious
 
     def per_category_ap(self) -> Dict[int, float]:
@@ -103,8 +106,9 @@ class YTVISeval(COCOeval):
         return out
 
 
-def evaluate_ytvis(gt: JsonInput, results: JsonInput, log: Optional[TextIO] = None,
-                   strict: bool = False, gt_name: Optional[str] = None) -> Dict[str, Any]:
+def evaluate_ytvis(
+    gt: JsonInput, results: JsonInput, log: Optional[TextIO] = None, strict: bool = False, gt_name: Optional[str] = None
+) -> Dict[str, Any]:
     """Evaluate YouTube-VIS results against ground truth (each a JSON path or the loaded dict/list).
 
     Returns the ``SUMMARY_KEYS`` metrics as fractions (-1 when undefined, e.g. APl without large GT),
@@ -117,8 +121,10 @@ def evaluate_ytvis(gt: JsonInput, results: JsonInput, log: Optional[TextIO] = No
     """
     gt_data = load_ground_truth(gt, strict=strict, name=gt_name)
     if not gt_data.has_annotations:
-        raise ValueError(f"ground truth {gt_data.source} has no 'annotations' (a valid/test split without "
-                         "labels?): nothing to evaluate against")
+        raise ValueError(
+            f"ground truth {gt_data.source} has no 'annotations' (a valid/test split without "
+            "labels?): nothing to evaluate against"
+        )
     evaluator = YTVISeval(gt_data, load_results(results, gt_data, strict=strict))
     with redirect_stdout(log if log is not None else io.StringIO()):
         evaluator.evaluate()

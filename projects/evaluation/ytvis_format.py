@@ -17,6 +17,7 @@ Inputs that the official evaluation scores although they are suspicious are scor
 - GT annotations sharing an ``id`` (the official API keeps the last one per id and scores it in place of
   each).
 """
+
 from __future__ import annotations
 
 import json
@@ -33,8 +34,7 @@ from .rle_check import check_rles
 RLE = Dict[str, Any]
 JsonInput = Union[str, "os.PathLike[str]", dict, list]
 
-__all__ = ["YTVISGroundTruth", "YTVISInputWarning", "load_ground_truth", "load_results", "to_rle",
-           "mean_nonzero_area"]
+__all__ = ["YTVISGroundTruth", "YTVISInputWarning", "load_ground_truth", "load_results", "to_rle", "mean_nonzero_area"]
 
 _LISTED = 10  # entries named in one warning
 
@@ -57,8 +57,9 @@ class _Findings:
 
     def emit(self) -> None:
         for problem, entries in self.found.items():
-            listed = ", ".join(entries[:_LISTED]) + (f", ... ({len(entries) - _LISTED} more)"
-                                                     if len(entries) > _LISTED else "")
+            listed = ", ".join(entries[:_LISTED]) + (
+                f", ... ({len(entries) - _LISTED} more)" if len(entries) > _LISTED else ""
+            )
             warnings.warn(f"{self.source}: {problem}: {listed}", YTVISInputWarning, stacklevel=3)
 
 
@@ -121,7 +122,7 @@ def to_rle(segm: Any, height: int, width: int, validate: bool = True) -> Optiona
 def _areas(rles: List[RLE]) -> List[int]:
     """``mask_util.area`` of many RLEs, in chunks of 255: pycocotools (with numpy 2) overflows a uint8 counter
     on lists of 256 or more, i.e. on every video of 256+ frames."""
-    return [int(a) for i in range(0, len(rles), 255) for a in mask_util.area(rles[i:i + 255])]
+    return [int(a) for i in range(0, len(rles), 255) for a in mask_util.area(rles[i : i + 255])]
 
 
 def _check_entry_rles(segms: list, where: str) -> None:
@@ -139,8 +140,7 @@ def _check_all_rles(entries: list, where) -> None:
             _check_entry_rles(entry["segmentations"], where(i))
 
 
-def _track_record(entry: dict, video: Tuple[int, int, int], where: str,
-                  findings: _Findings) -> Dict[str, Any]:
+def _track_record(entry: dict, video: Tuple[int, int, int], where: str, findings: _Findings) -> Dict[str, Any]:
     """Common part of GT and result records: RLEs and per-frame areas (RLEs checked by the caller first).
 
     A list whose length is not the video's is kept as it is (official ``zip`` pairing) and reported.
@@ -150,10 +150,11 @@ def _track_record(entry: dict, video: Tuple[int, int, int], where: str,
     if not isinstance(segms, list):
         raise ValueError(f"{where}: 'segmentations' must be a list, got {type(segms).__name__}")
     if len(segms) != length:
-        findings.add(f"'segmentations' length differs from the video length (frames are paired up to the "
-                     f"shorter one, as the official evaluation does)",
-                     f"{where.rsplit(': ', 1)[-1]} ({len(segms)} entries, video {entry['video_id']} has "
-                     f"{length} frames)")
+        findings.add(
+            "'segmentations' length differs from the video length (frames are paired up to the "
+            "shorter one, as the official evaluation does)",
+            f"{where.rsplit(': ', 1)[-1]} ({len(segms)} entries, video {entry['video_id']} has {length} frames)",
+        )
     rles = []
     for t, segm in enumerate(segms):
         try:
@@ -163,8 +164,12 @@ def _track_record(entry: dict, video: Tuple[int, int, int], where: str,
     present = [r for r in rles if r is not None]
     present_areas = iter(_areas(present))
     frame_areas = [next(present_areas) if r is not None else 0 for r in rles]
-    return {"video_id": entry["video_id"], "category_id": entry["category_id"],
-            "segmentations": rles, "frame_areas": frame_areas}
+    return {
+        "video_id": entry["video_id"],
+        "category_id": entry["category_id"],
+        "segmentations": rles,
+        "frame_areas": frame_areas,
+    }
 
 
 def _require(obj: Any, keys: Sequence[str], where: str) -> None:
@@ -216,11 +221,18 @@ def load_ground_truth(gt: JsonInput, strict: bool = False, name: Optional[str] =
         iscrowd = int(bool(ann.get("iscrowd", 0)))
         zero_id = "id" in ann and ann["id"] == 0
         if zero_id:
-            findings.add("annotation id 0 can never be matched by the official evaluation (a prediction on it "
-                         "counts as a false positive, the track as missed)", f"annotations[{i}]")
-        record.update(id=0 if zero_id else i + 1,
-                      area=mean_nonzero_area(record["frame_areas"] if areas is None else areas),
-                      iscrowd=iscrowd, ignore=iscrowd, score=1.0)
+            findings.add(
+                "annotation id 0 can never be matched by the official evaluation (a prediction on it "
+                "counts as a false positive, the track as missed)",
+                f"annotations[{i}]",
+            )
+        record.update(
+            id=0 if zero_id else i + 1,
+            area=mean_nonzero_area(record["frame_areas"] if areas is None else areas),
+            iscrowd=iscrowd,
+            ignore=iscrowd,
+            score=1.0,
+        )
         result.tracks.append(record)
     result.tracks = _official_gt_order(data.get("annotations") or [], result.tracks, findings)
     findings.emit()
@@ -242,9 +254,11 @@ def _official_gt_order(annotations: list, tracks: List[Dict[str, Any]], findings
     for i, ann in enumerate(annotations):
         j = last.get(ann.get("id"), i) if isinstance(ann.get("id"), (int, float, str)) else i
         if j != i:
-            findings.add(f"annotation id used more than once: the official evaluation scores the last annotation "
-                         f"with that id in place of each of them", f"annotations[{i}] (id {ann['id']!r}, "
-                         f"replaced by annotations[{j}])")
+            findings.add(
+                "annotation id used more than once: the official evaluation scores the last annotation "
+                "with that id in place of each of them",
+                f"annotations[{i}] (id {ann['id']!r}, replaced by annotations[{j}])",
+            )
             out[i] = tracks[j]
     order = sorted(range(len(out)), key=lambda i: annotations[i]["video_id"])
     return [out[i] for i in order]
@@ -266,29 +280,33 @@ def load_results(results: JsonInput, gt: YTVISGroundTruth, strict: bool = False)
         _require(entry, ["video_id", "category_id", "score", "segmentations"], f"results {source}: entry {i}")
     unknown_videos = sorted({str(e["video_id"]) for e in data if e["video_id"] not in gt.videos})
     if unknown_videos:
-        raise ValueError(f"results {source}: video id(s) {', '.join(unknown_videos)} not in the ground truth "
-                         f"{gt.source}")
+        raise ValueError(
+            f"results {source}: video id(s) {', '.join(unknown_videos)} not in the ground truth {gt.source}"
+        )
     _check_all_rles(data, lambda i: f"results {source}: entry {i}")
     if strict:
         unknown_cats = sorted({str(e["category_id"]) for e in data if e["category_id"] not in gt.categories})
         if unknown_cats:
-            raise ValueError(f"results {source}: category id(s) {', '.join(unknown_cats)} not in the "
-                             f"ground-truth categories of {gt.source} (refused by --strict)")
+            raise ValueError(
+                f"results {source}: category id(s) {', '.join(unknown_cats)} not in the "
+                f"ground-truth categories of {gt.source} (refused by --strict)"
+            )
     tracks = []
     for i, entry in enumerate(data):
         where = f"results {source}: entry {i}"
         if entry["category_id"] not in gt.categories:
-            findings.add(f"predictions with a category_id that is not a ground-truth category of {gt.source} "
-                         "are dropped (as the official evaluation does)",
-                         f"entry {i} (category_id {entry['category_id']!r})")
+            findings.add(
+                f"predictions with a category_id that is not a ground-truth category of {gt.source} "
+                "are dropped (as the official evaluation does)",
+                f"entry {i} (category_id {entry['category_id']!r})",
+            )
             continue  # never scored; its masks were checked with all others
         try:
             score = float(entry["score"])
         except (TypeError, ValueError):
             raise ValueError(f"{where}: score {entry['score']!r} is not a number") from None
         record = _track_record(entry, gt.videos[entry["video_id"]], where, findings)
-        record.update(id=i + 1, area=mean_nonzero_area(record["frame_areas"]), iscrowd=0, ignore=0,
-                      score=score)
+        record.update(id=i + 1, area=mean_nonzero_area(record["frame_areas"]), iscrowd=0, ignore=0, score=score)
         tracks.append(record)
     findings.emit()
     return tracks

@@ -4,6 +4,7 @@ Both paths compute the same result and are tested against each other (``tests/te
 Shapes: ``src`` is (E, ...) with one row per edge, ``index`` is (E,) int64 with values in [0, dim_size).
 The result is (dim_size, ...). Rows of the output that receive no edge are 0 for every reduction.
 """
+
 from __future__ import annotations
 
 import torch

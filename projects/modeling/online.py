@@ -16,6 +16,7 @@ evaluator and the demo consume. Memory is O(#tracks × frames) RLE strings, neve
 track keeps one compressed-RLE ``counts`` byte string per frame (the frame size is stored once per track), which
 is ~4x smaller than a ``{"size", "counts"}`` dict per frame (``benchmarks/bench_long_video_memory.py``).
 """
+
 from __future__ import annotations
 
 from collections import Counter
@@ -122,7 +123,9 @@ class VideoTrackAccumulator:
         return [t.as_result(length) for t in tracks[:max_tracks]]
 
 
-def iterate_online(model: Any, frames: Iterable[torch.Tensor], height: int, width: int, state: Any = None) -> Iterator[Tuple[int, Instances]]:
+def iterate_online(
+    model: Any, frames: Iterable[torch.Tensor], height: int, width: int, state: Any = None
+) -> Iterator[Tuple[int, Instances]]:
     """Feed preprocessed frames ((3, h, w) tensors) to ``model.step`` one by one; yield ``(t, Instances)``.
 
     Holds nothing but the model's own online state, so memory stays flat on arbitrarily long inputs.

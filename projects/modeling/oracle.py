@@ -6,6 +6,7 @@ perturbations: drop each GT frame mask with probability ``DROP_FRAME_PROB``, dil
 ``MASK_JITTER`` pixels, randomise the score. Its only parameter is a score logit, trained towards "the
 oracle is right" so that the training loop has something to optimise.
 """
+
 from __future__ import annotations
 
 from typing import Any, Dict, List
@@ -63,9 +64,7 @@ class VideoGTOracle(nn.Module):
         kernel = np.ones((2 * abs(self.jitter) + 1,) * 2, np.uint8)
         for t, annos in enumerate(gt.get("annotations", [[]] * length)):
             for a in annos:
-                track = tracks.setdefault(
-                    a["id"], {"category_id": a["category_id"], "segmentations": [None] * length}
-                )
+                track = tracks.setdefault(a["id"], {"category_id": a["category_id"], "segmentations": [None] * length})
                 if rng.random() < self.drop_prob:
                     continue
                 mask = decode_mask(a["segmentation"], h, w)
@@ -80,4 +79,3 @@ class VideoGTOracle(nn.Module):
             if any(s is not None for s in tr["segmentations"])
         ]
         return {"video_id": video["video_id"], "height": h, "width": w, "length": length, "tracks": results}
-

@@ -5,6 +5,7 @@ must be read back). A CPU trace sees the same ops, so the count measured on CPU 
 except for explicit ``.cpu()`` / ``.tolist()`` copies (``aten::_to_copy``, not counted here) that
 ``torch.cuda.set_sync_debug_mode("warn")`` reports on a GPU.
 """
+
 from __future__ import annotations
 
 from collections import Counter

@@ -1,4 +1,5 @@
 """Binary mask <-> COCO run-length encoding, as YouTube-VIS results expect (compressed RLE, counts as str)."""
+
 from __future__ import annotations
 
 from typing import Optional, Union
