@@ -20,8 +20,8 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
-from detectron2.config import CfgNode
-from detectron2.modeling import META_ARCH_REGISTRY, build_backbone
+from detectron2.config import CfgNode, configurable
+from detectron2.modeling import META_ARCH_REGISTRY, Backbone, build_backbone
 from detectron2.structures import Boxes, ImageList, Instances
 from torch import nn
 from torchvision.ops import box_iou
@@ -47,105 +47,178 @@ class VisSTG(nn.Module):
     """Backbone-FPN → spatial-temporal graph (§3.2) → CenterNet (§3.3) + CondInst with kernel warping (§3.4)
     → edge-feature tracking (§3.5). Configured by ``cfg.MODEL.VIS_STG`` (see ``vis_stg/config.py``)."""
 
-    def __init__(self, cfg: CfgNode):
+    @configurable
+    def __init__(
+        self,
+        *,
+        backbone: Backbone,
+        graph: SpatialTemporalGraph,
+        det_head: CenterNetHead,
+        mask_branch: MaskBranch,
+        mask_head: DynamicMaskHead,
+        controller: Controller,
+        kernel_warp: Optional[KernelWarp],
+        edge_classifier: Optional[EdgeClassifier],
+        embed_head: Optional[EmbeddingHead],
+        tracker: OnlineTracker,
+        num_classes: int,
+        in_features: Sequence[str],
+        sizes_of_interest: Sequence[float],
+        level_assignment: str = "fcos",
+        size_divisibility: int = 0,
+        fusion: bool = True,
+        association: str = "edge",
+        joint_embedding: bool = False,
+        match_thresh: float = 0.5,
+        video_score: str = "mean",
+        loss_weights: Tuple[float, float, float] = (1.0, 1.0, 1.0),
+        det_cfg: CfgNode,
+        track_cfg: CfgNode,
+        inference_cfg: CfgNode,
+        mask_pos_radius: int = 1,
+        mask_out_stride: int = 4,
+        fuse_test: bool = True,
+        mask_threshold: float = 0.5,
+        max_tracks: int = 100,
+        pixel_mean: Sequence[float],
+        pixel_std: Sequence[float],
+    ):
+        """Modules are built by :meth:`from_config` from ``cfg.MODEL.VIS_STG``; ``det_cfg`` / ``track_cfg`` /
+        ``inference_cfg`` are its ``DET`` / ``TRACK`` / ``INFERENCE`` nodes (loss and inference settings read in
+        several places). ``edge_classifier`` / ``embed_head`` exist when that association is trained."""
         super().__init__()
-        c = cfg.MODEL.VIS_STG
-        self.num_classes = int(cfg.MODEL.NUM_CLASSES)
+        self.num_classes = int(num_classes)
         if self.num_classes <= 0:
             raise ValueError(
                 f"MODEL.NUM_CLASSES must be resolved to a positive number of classes before "
                 f"building VisSTG (got {self.num_classes}); train_net.py does this from the dataset"
             )
-        self.backbone = build_backbone(cfg)  # COCO-pretrained when MODEL.WEIGHTS says so (README "Initialisation")
+        self.backbone = backbone  # COCO-pretrained when MODEL.WEIGHTS says so (README "Initialisation")
         install_init_summary(self)  # one log line after loading weights: what was loaded, what stays random
         shapes = self.backbone.output_shape()
-        self.in_features = list(c.IN_FEATURES)
+        self.in_features = list(in_features)
         missing = [f for f in self.in_features if f not in shapes]
         if missing:
             raise ValueError(f"VIS_STG.IN_FEATURES {missing} not produced by the backbone ({sorted(shapes)})")
         self.strides = [shapes[f].stride for f in self.in_features]
-        dim = shapes[self.in_features[0]].channels
-        if any(shapes[f].channels != dim for f in self.in_features):
-            raise ValueError("all VIS_STG.IN_FEATURES must have the same number of channels")
-        self.sizes_of_interest = list(c.SIZES_OF_INTEREST)
-        self.level_assignment = c.LEVEL_ASSIGNMENT
+        self.sizes_of_interest = list(sizes_of_interest)
+        self.level_assignment = level_assignment
         # Relative-coordinate normaliser per level (CondInst): the level's upper size bound.
         bounds = self.sizes_of_interest
         self.coord_norm = bounds + [2.0 * bounds[-1]] if bounds else [8.0 * self.strides[0]]
-        self.size_divisibility = c.SIZE_DIVISIBILITY or self.backbone.size_divisibility
+        self.size_divisibility = size_divisibility or self.backbone.size_divisibility
 
-        self.fusion = c.GRAPH.FUSION
-        self.graph = SpatialTemporalGraph(
-            dim,
-            self.strides,
-            c.GRAPH.WINDOW_SIZES,
-            c.GRAPH.HIDDEN_DIM,
-            c.GRAPH.NUM_ITERS,
-            c.GRAPH.AGGREGATION,
-            c.GRAPH.POOLER_RESOLUTION,
-            c.GRAPH.POOLER_SAMPLING_RATIO,
-            c.GRAPH.NODE_POOL,
-        )
-        self.det_head = CenterNetHead(dim, self.num_classes, c.DET.NUM_CONVS, c.DET.CONV_DIM, c.DET.PRIOR_PROB)
-        self.mask_branch = MaskBranch(dim, c.MASK.BRANCH_CHANNELS, c.MASK.BRANCH_NUM_CONVS, c.MASK.BRANCH_CONV_DIM)
-        self.mask_head = DynamicMaskHead(
-            c.MASK.BRANCH_CHANNELS, c.MASK.HEAD_CHANNELS, c.MASK.HEAD_NUM_LAYERS, self.strides[0], c.MASK.OUT_STRIDE
-        )
-        self.controller = Controller(
-            dim, self.mask_head.num_params, c.MASK.CONTROLLER_NUM_CONVS, c.MASK.CONTROLLER_CONV_DIM
-        )
-        self.kernel_warp = (
-            KernelWarp(
-                dim,
-                self.mask_head.num_params,
-                c.WARP.NUM_CONVS,
-                c.WARP.CONV_DIM,
-                c.WARP.KERNEL_SIZE,
-                c.WARP.DEPTHWISE,
-                c.WARP.IMPL,
-            )
-            if c.WARP.ENABLED
-            else None
-        )
+        self.fusion = fusion
+        self.graph, self.det_head, self.mask_branch, self.mask_head = graph, det_head, mask_branch, mask_head
+        self.controller, self.kernel_warp = controller, kernel_warp
 
-        self.association = c.TRACK.ASSOCIATION
+        self.association = association
         if self.association not in ("edge", "embedding"):
             raise ValueError(f"VIS_STG.TRACK.ASSOCIATION must be 'edge' or 'embedding', got {self.association!r}")
         # TRACK.JOINT_EMBEDDING: both heads are trained (the embedding head on detached features) and
         # ASSOCIATION only picks the one used at test time.
-        self.joint_embedding = bool(c.TRACK.JOINT_EMBEDDING)
+        self.joint_embedding = bool(joint_embedding)
         self.train_edge = self.association == "edge" or self.joint_embedding
         self.train_embedding = self.association == "embedding" or self.joint_embedding
         if self.train_edge:
-            self.edge_classifier = EdgeClassifier(dim, c.TRACK.CLASSIFIER_HIDDEN_DIM)
+            if edge_classifier is None:
+                raise ValueError("edge association needs an edge_classifier")
+            self.edge_classifier = edge_classifier
         if self.train_embedding:
-            self.embed_head = EmbeddingHead(dim, c.TRACK.EMBED_DIM, c.TRACK.EMBED_NUM_CONVS, c.DET.CONV_DIM)
-        self.tracker = OnlineTracker(c.TRACK.MEMORY_FRAMES, c.TRACK.PRUNE_CLASS_MISMATCH, c.TRACK.REF_SCORE_THRESH)
-        self.match_thresh = c.TRACK.MATCH_THRESH
-        self.video_score = c.TRACK.VIDEO_SCORE
+            if embed_head is None:
+                raise ValueError("embedding association needs an embed_head")
+            self.embed_head = embed_head
+        self.tracker = tracker
+        self.match_thresh = match_thresh
+        self.video_score = video_score
         if self.video_score not in ("mean", "coverage"):
             raise ValueError(f"VIS_STG.TRACK.VIDEO_SCORE must be 'mean' or 'coverage', got {self.video_score!r}")
 
-        self.loss_weights = (c.LOSS_WEIGHT_DET, c.LOSS_WEIGHT_MASK, c.LOSS_WEIGHT_EDGE)
-        self.det_cfg = c.DET.clone()
-        self.track_cfg = c.TRACK.clone()
-        self.mask_pos_radius = c.MASK.POS_RADIUS
-        self.mask_out_stride = c.MASK.OUT_STRIDE
-        self.fuse_test = c.MASK.FUSE_TEST
-        self.inference_cfg = c.INFERENCE.clone()
+        self.loss_weights = tuple(loss_weights)
+        self.det_cfg, self.track_cfg, self.inference_cfg = det_cfg, track_cfg, inference_cfg
+        self.mask_pos_radius = mask_pos_radius
+        self.mask_out_stride = mask_out_stride
+        self.fuse_test = fuse_test
         if self.inference_cfg.BASELINE not in ("", "per_frame", "iou"):
             raise ValueError(
                 f"VIS_STG.INFERENCE.BASELINE must be '', 'per_frame' or 'iou', got {self.inference_cfg.BASELINE!r}"
             )
-        self.mask_threshold = cfg.TEST.VIDEO.MASK_THRESHOLD
-        self.max_tracks = cfg.TEST.VIDEO.MAX_TRACKS
+        self.mask_threshold = mask_threshold
+        self.max_tracks = max_tracks
 
         # Per-level constants on the device (no tensor built from a list on every call).
         self.register_buffer("level_strides", torch.tensor(self.strides, dtype=torch.float32), False)
         self.register_buffer("level_coord_norm", torch.tensor(self.coord_norm, dtype=torch.float32), False)
-        self.register_buffer("pixel_mean", torch.tensor(cfg.MODEL.PIXEL_MEAN).view(-1, 1, 1), False)
-        self.register_buffer("pixel_std", torch.tensor(cfg.MODEL.PIXEL_STD).view(-1, 1, 1), False)
-        self.to(torch.device(cfg.MODEL.DEVICE))
+        self.register_buffer("pixel_mean", torch.tensor(list(pixel_mean)).view(-1, 1, 1), False)
+        self.register_buffer("pixel_std", torch.tensor(list(pixel_std)).view(-1, 1, 1), False)
+
+    @classmethod
+    def from_config(cls, cfg: CfgNode) -> Dict[str, Any]:
+        c = cfg.MODEL.VIS_STG
+        backbone = build_backbone(cfg)
+        shapes = backbone.output_shape()
+        in_features = list(c.IN_FEATURES)
+        missing = [f for f in in_features if f not in shapes]
+        if missing:
+            raise ValueError(f"VIS_STG.IN_FEATURES {missing} not produced by the backbone ({sorted(shapes)})")
+        strides = [shapes[f].stride for f in in_features]
+        dim = shapes[in_features[0]].channels
+        if any(shapes[f].channels != dim for f in in_features):
+            raise ValueError("all VIS_STG.IN_FEATURES must have the same number of channels")
+        num_classes = int(cfg.MODEL.NUM_CLASSES)
+        g, m, w, t = c.GRAPH, c.MASK, c.WARP, c.TRACK
+        mask_head = DynamicMaskHead(m.BRANCH_CHANNELS, m.HEAD_CHANNELS, m.HEAD_NUM_LAYERS, strides[0], m.OUT_STRIDE)
+        trains_edge = t.ASSOCIATION == "edge" or bool(t.JOINT_EMBEDDING)
+        trains_embedding = t.ASSOCIATION == "embedding" or bool(t.JOINT_EMBEDDING)
+        return {
+            "backbone": backbone,
+            "graph": SpatialTemporalGraph(
+                dim,
+                strides,
+                g.WINDOW_SIZES,
+                g.HIDDEN_DIM,
+                g.NUM_ITERS,
+                g.AGGREGATION,
+                g.POOLER_RESOLUTION,
+                g.POOLER_SAMPLING_RATIO,
+                g.NODE_POOL,
+            ),
+            "det_head": CenterNetHead(dim, max(num_classes, 1), c.DET.NUM_CONVS, c.DET.CONV_DIM, c.DET.PRIOR_PROB),
+            "mask_branch": MaskBranch(dim, m.BRANCH_CHANNELS, m.BRANCH_NUM_CONVS, m.BRANCH_CONV_DIM),
+            "mask_head": mask_head,
+            "controller": Controller(dim, mask_head.num_params, m.CONTROLLER_NUM_CONVS, m.CONTROLLER_CONV_DIM),
+            "kernel_warp": KernelWarp(
+                dim, mask_head.num_params, w.NUM_CONVS, w.CONV_DIM, w.KERNEL_SIZE, w.DEPTHWISE, w.IMPL
+            )
+            if w.ENABLED
+            else None,
+            "edge_classifier": EdgeClassifier(dim, t.CLASSIFIER_HIDDEN_DIM) if trains_edge else None,
+            "embed_head": EmbeddingHead(dim, t.EMBED_DIM, t.EMBED_NUM_CONVS, c.DET.CONV_DIM)
+            if trains_embedding
+            else None,
+            "tracker": OnlineTracker(t.MEMORY_FRAMES, t.PRUNE_CLASS_MISMATCH, t.REF_SCORE_THRESH),
+            "num_classes": num_classes,
+            "in_features": in_features,
+            "sizes_of_interest": list(c.SIZES_OF_INTEREST),
+            "level_assignment": c.LEVEL_ASSIGNMENT,
+            "size_divisibility": c.SIZE_DIVISIBILITY,
+            "fusion": g.FUSION,
+            "association": t.ASSOCIATION,
+            "joint_embedding": t.JOINT_EMBEDDING,
+            "match_thresh": t.MATCH_THRESH,
+            "video_score": t.VIDEO_SCORE,
+            "loss_weights": (c.LOSS_WEIGHT_DET, c.LOSS_WEIGHT_MASK, c.LOSS_WEIGHT_EDGE),
+            "det_cfg": c.DET.clone(),
+            "track_cfg": t.clone(),
+            "inference_cfg": c.INFERENCE.clone(),
+            "mask_pos_radius": m.POS_RADIUS,
+            "mask_out_stride": m.OUT_STRIDE,
+            "fuse_test": m.FUSE_TEST,
+            "mask_threshold": cfg.TEST.VIDEO.MASK_THRESHOLD,
+            "max_tracks": cfg.TEST.VIDEO.MAX_TRACKS,
+            "pixel_mean": tuple(cfg.MODEL.PIXEL_MEAN),
+            "pixel_std": tuple(cfg.MODEL.PIXEL_STD),
+        }
 
     @property
     def device(self) -> torch.device:
