@@ -23,10 +23,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
-import statistics
 import sys
-import warnings
-from collections import Counter
 from typing import Dict, List, Optional
 
 import torch
@@ -38,7 +35,7 @@ from detectron2.config import get_cfg  # noqa: E402
 from detectron2.modeling import build_model  # noqa: E402
 
 from projects.config import add_video_config  # noqa: E402
-from projects.utils.host_syncs import count_host_syncs  # noqa: E402
+from projects.utils.host_syncs import online_step_syncs  # noqa: E402
 from vis_stg import add_vis_stg_config  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -96,44 +93,14 @@ def measure_vis_stg(
     g = torch.Generator().manual_seed(0)
     images = [torch.randint(0, 256, (3, h, w), dtype=torch.uint8, generator=g) for _ in range(frames)]
     state = model.init_video_state()
-    per_frame, ops, cuda_warnings, out = [], Counter(), [], None
-    with torch.no_grad():
-        for t, image in enumerate(images):
-            frame = {"image": image, "height": h, "width": w, "frame_idx": t}
-            if t == 0:
-                model.step(frame, state)
-                continue
-            out, counts = count_host_syncs(lambda frame=frame: model.step(frame, state))
-            per_frame.append(sum(counts.values()))
-            ops.update(counts)
-            if device.startswith("cuda"):
-                cuda_warnings.append(_cuda_sync_warnings(lambda frame=frame: model.step(dict(frame), state)))
-    n = len(per_frame)
+    syncs = online_step_syncs(model, state, images, device)
     return {
         "model": "VisSTG",
         "device": device,
         "size": (h, w),
-        "frames": frames,
-        "syncs_per_frame": max(per_frame),
-        "mean_syncs_per_frame": sum(per_frame) / n,
-        "per_op": {k: v / n for k, v in sorted(ops.items())},
+        **syncs,
         "tracks": 0 if state.refs is None else len(state.refs),
-        "outputs": len(out),
-        "cuda_sync_warnings_per_frame": statistics.median(cuda_warnings) if cuda_warnings else None,
     }
-
-
-def _cuda_sync_warnings(fn) -> int:
-    """Number of "synchronizing CUDA operation" warnings of ``fn()`` under sync debug mode "warn"."""
-    torch.cuda.synchronize()
-    torch.cuda.set_sync_debug_mode("warn")
-    try:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            fn()
-    finally:
-        torch.cuda.set_sync_debug_mode(0)
-    return sum("synchroniz" in str(w.message) for w in caught)
 
 
 def measure_rgnn_if_available(device: str, smoke: bool, frames: int) -> Optional[Dict[str, object]]:

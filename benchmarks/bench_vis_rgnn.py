@@ -17,6 +17,7 @@ carries the maximum number of detections (``MODEL.RGNN.DETECTOR.MAX_DETECTIONS``
 """
 
 import argparse
+import functools
 import os
 import statistics
 import sys
@@ -70,7 +71,7 @@ def bench_frames(cfg, frames: int, repeats: int, device: torch.device) -> Dict[s
         return model.detector(fpn, images.image_sizes)
 
     state = model.init_video_state()
-    step = lambda: model.step(frame, state)  # noqa: E731
+    step = functools.partial(model.step, frame, state)
     for fn in (segmenter, step, step):  # warm-up; the step's tracks fill up
         fn()
     seg, full, ratios = [], [], []

@@ -23,7 +23,6 @@ import os
 import subprocess
 import sys
 import time
-import warnings
 from typing import Dict, List
 
 import torch
@@ -37,7 +36,7 @@ from detectron2.structures import BitMasks, Instances  # noqa: E402
 
 from projects.engine.amp import resolve_amp_dtype  # noqa: E402
 from projects.engine.ddp import create_ddp_model  # noqa: E402
-from projects.utils.host_syncs import count_host_syncs  # noqa: E402
+from projects.utils.host_syncs import online_step_syncs  # noqa: E402
 
 # name, config, per-GPU batch (clips), frames per clip
 CONFIGS = [
@@ -136,24 +135,10 @@ def stream(model, frames: List[torch.Tensor], device: str, amp: bool) -> float:
 def host_syncs_per_frame(model, frames: List[torch.Tensor], device: str) -> str:
     """Profiler count (and CUDA sync-debug warnings) per frame on frames 2.. of the streaming step."""
     model.eval()
-    state = model.init_video_state()
-    h, w = frames[0].shape[-2:]
-    step = lambda t: model.step({"image": frames[t], "height": h, "width": w, "frame_idx": t}, state)  # noqa
-    with torch.no_grad():
-        step(0)
-        _, counts = count_host_syncs(lambda: [step(t) for t in range(1, len(frames))])
-        text = f"profiler {sum(counts.values()) / (len(frames) - 1):.1f}/frame {dict(counts)}"
-        if device == "cuda":
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always")
-                torch.cuda.set_sync_debug_mode("warn")
-                try:
-                    for t in range(1, len(frames)):
-                        step(t)
-                finally:
-                    torch.cuda.set_sync_debug_mode("default")
-            n = sum("synchroniz" in str(x.message) for x in caught)
-            text += f"; set_sync_debug_mode warnings {n / (len(frames) - 1):.1f}/frame"
+    r = online_step_syncs(model, model.init_video_state(), frames, device)
+    text = f"profiler {r['mean_syncs_per_frame']:.1f}/frame (max {r['syncs_per_frame']}) {r['per_op']}"
+    if r["cuda_sync_warnings_per_frame"] is not None:
+        text += f"; set_sync_debug_mode warnings {r['cuda_sync_warnings_per_frame']}/frame (max)"
     return text
 
 

@@ -20,8 +20,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import warnings
-from collections import Counter
 from typing import Dict, Optional
 
 import torch
@@ -33,7 +31,7 @@ from detectron2.config import get_cfg  # noqa: E402
 from detectron2.modeling import build_model  # noqa: E402
 
 from projects.config import add_video_config  # noqa: E402
-from projects.utils.host_syncs import count_host_syncs  # noqa: E402
+from projects.utils.host_syncs import online_step_syncs  # noqa: E402
 from vis_rgnn import add_rgnn_config  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -87,40 +85,13 @@ def measure_rgnn(
     g = torch.Generator().manual_seed(0)
     images = [torch.randint(0, 256, (3, h, w), dtype=torch.uint8, generator=g) for _ in range(frames)]
     state = model.init_video_state()
-    per_frame, ops, cuda_warnings = [], Counter(), []
-    out = None
-    with torch.no_grad():
-        for t, image in enumerate(images):
-            frame = {"image": image, "height": h, "width": w, "frame_idx": t}
-            if t == 0:
-                out = model.step(frame, state)
-                continue
-            out, counts = count_host_syncs(lambda frame=frame: model.step(frame, state))
-            per_frame.append(sum(counts.values()))
-            ops.update(counts)
-            if torch.device(device).type == "cuda":
-                torch.cuda.synchronize()
-                with warnings.catch_warnings(record=True) as caught:
-                    warnings.simplefilter("always")
-                    torch.cuda.set_sync_debug_mode("warn")
-                    try:
-                        out = model.step(frame, state)
-                        torch.cuda.synchronize()
-                    finally:
-                        torch.cuda.set_sync_debug_mode("default")
-                cuda_warnings.append(sum("synchroniz" in str(x.message) for x in caught))
-    n = len(per_frame)
+    syncs = online_step_syncs(model, state, images, device)
     return {
         "model": "RGNN-VIS",
         "device": device,
         "size": (h, w),
-        "frames": n,
-        "syncs_per_frame": max(per_frame),
-        "mean_syncs_per_frame": sum(per_frame) / n,
-        "per_op": {k: v / n for k, v in sorted(ops.items())},
+        **syncs,
         "tracks": int(state["tracks"].alive.sum()),
-        "outputs": len(out),
-        "cuda_sync_warnings_per_frame": (max(cuda_warnings) if cuda_warnings else None),
     }
 
 

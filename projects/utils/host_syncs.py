@@ -8,12 +8,15 @@ except for explicit ``.cpu()`` / ``.tolist()`` copies (``aten::_to_copy``, not c
 
 from __future__ import annotations
 
+import warnings
 from collections import Counter
-from typing import Any, Callable, Dict, Tuple
+from functools import partial
+from typing import Any, Callable, Dict, Sequence, Tuple
 
+import torch
 from torch.profiler import ProfilerActivity, profile
 
-__all__ = ["SYNC_OPS", "count_host_syncs"]
+__all__ = ["SYNC_OPS", "count_host_syncs", "count_cuda_sync_warnings", "online_step_syncs"]
 
 #: aten ops that read a device value back to the host (scalar reads, data-dependent output sizes).
 SYNC_OPS = (
@@ -41,3 +44,54 @@ def count_host_syncs(fn: Callable[[], Any]) -> Tuple[Any, Dict[str, int]]:
         if event.name in SYNC_OPS or event.name.startswith("aten::unique"):
             counts[event.name] += 1
     return result, dict(counts)
+
+
+def count_cuda_sync_warnings(fn: Callable[[], Any]) -> Tuple[Any, int]:
+    """Run ``fn()`` under ``torch.cuda.set_sync_debug_mode("warn")``; return its result and the number of
+    "synchronizing CUDA operation" warnings it raised (what a GPU pays, ``.cpu()`` / ``.tolist()`` included)."""
+    torch.cuda.synchronize()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        torch.cuda.set_sync_debug_mode("warn")
+        try:
+            result = fn()
+            torch.cuda.synchronize()
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+    return result, sum("synchroniz" in str(w.message) for w in caught)
+
+
+def online_step_syncs(model: Any, state: Any, images: Sequence[torch.Tensor], device: str) -> Dict[str, Any]:
+    """Host syncs of ``model.step`` (the online protocol) over ``images`` (uint8 (3, H, W) frames), frame 0 not
+    counted (it has no reference). Each frame is stepped once; on CUDA the same call also counts the sync-debug
+    warnings. Returns ``frames`` (counted), ``syncs_per_frame`` (max), ``mean_syncs_per_frame``, ``per_op`` (mean
+    per frame), ``cuda_sync_warnings_per_frame`` (max, None off CUDA) and ``outputs`` (instances of the last
+    frame)."""
+    cuda = torch.device(device).type == "cuda"
+    per_frame, ops, cuda_warnings, out = [], Counter(), [], None
+    with torch.no_grad():
+        for t, image in enumerate(images):
+            h, w = image.shape[-2:]
+            frame = {"image": image, "height": h, "width": w, "frame_idx": t}
+            if t == 0:
+                out = model.step(frame, state)
+                continue
+            step = partial(count_host_syncs, partial(model.step, frame, state))
+            if cuda:
+                (out, counts), warned = count_cuda_sync_warnings(step)
+                cuda_warnings.append(warned)
+            else:
+                out, counts = step()
+            per_frame.append(sum(counts.values()))
+            ops.update(counts)
+    if not per_frame:
+        raise ValueError(f"need at least 2 frames (frame 0 is not counted), got {len(images)}")
+    n = len(per_frame)
+    return {
+        "frames": n,
+        "syncs_per_frame": max(per_frame),
+        "mean_syncs_per_frame": sum(per_frame) / n,
+        "per_op": {k: v / n for k, v in sorted(ops.items())},
+        "cuda_sync_warnings_per_frame": max(cuda_warnings) if cuda_warnings else None,
+        "outputs": len(out),
+    }
