@@ -158,12 +158,16 @@ def resolve_num_classes(cfg) -> int:
     if not list(cfg.DATASETS.TRAIN) and not list(cfg.DATASETS.TEST):
         raise ValueError("cannot infer MODEL.NUM_CLASSES: DATASETS.TRAIN and DATASETS.TEST are both empty")
     classes, reference = target_classes(cfg.DATASETS.TRAIN, cfg.DATASETS.TEST)
-    num = len(classes)
+    return set_num_classes(cfg, len(classes), f"dataset '{reference}' has {len(classes)} categories")
+
+
+def set_num_classes(cfg, num: int, source: str) -> int:
+    """``MODEL.NUM_CLASSES`` -1 becomes ``num``; any other value must equal it (``source`` says where ``num``
+    comes from, for the error: "dataset 'x' has 5 categories")."""
     if cfg.MODEL.NUM_CLASSES == -1:
         cfg.MODEL.NUM_CLASSES = num
     elif cfg.MODEL.NUM_CLASSES != num:
         raise ValueError(
-            f"MODEL.NUM_CLASSES is {cfg.MODEL.NUM_CLASSES} but dataset '{reference}' has {num} categories; "
-            "set MODEL.NUM_CLASSES -1 to follow the dataset"
+            f"MODEL.NUM_CLASSES is {cfg.MODEL.NUM_CLASSES} but {source}; set MODEL.NUM_CLASSES -1 to follow it"
         )
     return num

@@ -20,6 +20,8 @@ from typing import Any, Dict, Optional, Tuple
 import torch
 from detectron2.data import DatasetCatalog, MetadataCatalog
 
+from .build import set_num_classes
+
 __all__ = [
     "METADATA_FILE",
     "CHECKPOINT_KEY",
@@ -161,11 +163,5 @@ def resolve_inference_metadata(cfg, dataset: Optional[str] = None) -> Dict[str, 
             )
         meta, source = dataset_metadata(with_classes[0]), f"dataset {with_classes[0]!r}"
     num = len(meta["thing_classes"])
-    if cfg.MODEL.NUM_CLASSES == -1:
-        cfg.MODEL.NUM_CLASSES = num
-    elif cfg.MODEL.NUM_CLASSES != num:
-        raise ValueError(
-            f"MODEL.NUM_CLASSES is {cfg.MODEL.NUM_CLASSES} but the class list of {source} has {num} classes; "
-            "set MODEL.NUM_CLASSES -1 to follow it"
-        )
+    set_num_classes(cfg, num, f"the class list of {source} has {num} classes")
     return meta
