@@ -22,8 +22,6 @@ both sides alike.
 from __future__ import annotations
 
 import argparse
-import importlib
-import inspect
 import os
 import statistics
 import sys
@@ -38,6 +36,7 @@ sys.path.insert(0, ROOT)
 from detectron2 import model_zoo  # noqa: E402
 from detectron2.modeling import build_model  # noqa: E402
 
+from benchmarks import bench_vis_rgnn  # noqa: E402
 from benchmarks.bench_vis_stg import build_bench_model, load_cfg, plain_step  # noqa: E402
 
 CLOCK = {"wall": time.perf_counter, "cpu": time.process_time}
@@ -118,28 +117,8 @@ def bench_vis_stg_and_peer(args) -> Dict[str, Dict[str, float]]:
 
 def bench_rgnn(args) -> Dict[str, float]:
     """``bench_vis_rgnn.bench_frames`` on the RGNN R50 stage-2 config (its own interleaving)."""
-    module = importlib.import_module("benchmarks.bench_vis_rgnn")
-    from detectron2.config import get_cfg
-
-    from projects.config import add_video_config
-    from vis_rgnn import add_rgnn_config
-
-    cfg = get_cfg()
-    add_video_config(cfg)
-    add_rgnn_config(cfg)
-    cfg.merge_from_file(args.rgnn_config)
-    cfg.MODEL.NUM_CLASSES = args.num_classes
-    cfg.MODEL.DEVICE = args.device
-    cfg.MODEL.WEIGHTS = ""
-    cfg.MODEL.RGNN.DETECTOR.SCORE_LOGIT_THRESH = -50.0  # random weights: the maximum number of detections
-    cfg.MODEL.RGNN.INIT_THRESHOLD = cfg.MODEL.RGNN.INACTIVE_THRESHOLD = -50.0
-    device = torch.device(args.device)
-    if "repeats" in inspect.signature(module.bench_frames).parameters:
-        r = module.bench_frames(cfg, args.frames, args.repeats, device)
-    else:
-        r = module.bench_frames(cfg, args.frames, device)
-    r.setdefault("ratio", r["full"] / r["segmenter"])
-    return r
+    cfg = bench_vis_rgnn.bench_config(args.rgnn_config, args.num_classes, args.device)
+    return bench_vis_rgnn.bench_frames(cfg, args.frames, args.repeats, torch.device(args.device))
 
 
 def print_table(args, stg: Dict, rgnn: Dict, rcnn: Dict) -> None:

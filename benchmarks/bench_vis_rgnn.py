@@ -56,6 +56,21 @@ def timed(fn: Callable[[], object], repeats: int, warmup: int, device: torch.dev
     return min(times)
 
 
+def bench_config(config_file: str, num_classes: int, device: str):
+    """The RGNN-VIS config with random weights and thresholds at which every anchor is a detection and every
+    detection starts or continues a track (the maximum per-frame work)."""
+    cfg = get_cfg()
+    add_video_config(cfg)
+    add_rgnn_config(cfg)
+    cfg.merge_from_file(config_file)
+    cfg.MODEL.NUM_CLASSES = num_classes
+    cfg.MODEL.DEVICE = device
+    cfg.MODEL.WEIGHTS = ""
+    cfg.MODEL.RGNN.DETECTOR.SCORE_LOGIT_THRESH = -50.0
+    cfg.MODEL.RGNN.INIT_THRESHOLD = cfg.MODEL.RGNN.INACTIVE_THRESHOLD = -50.0
+    return cfg
+
+
 def bench_frames(cfg, frames: int, repeats: int, device: torch.device) -> Dict[str, float]:
     """Segmenter alone vs the full online step. Each repeat alternates the two, frame by frame, ``frames``
     times and keeps the fastest of each (the least disturbed on a shared machine); the ratio is taken per
@@ -146,15 +161,7 @@ def main() -> None:
     parser.add_argument("--skip-tracker", action="store_true", help="only the per-frame table")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    cfg = get_cfg()
-    add_video_config(cfg)
-    add_rgnn_config(cfg)
-    cfg.merge_from_file(args.config_file)
-    cfg.MODEL.NUM_CLASSES = args.num_classes
-    cfg.MODEL.DEVICE = args.device
-    cfg.MODEL.WEIGHTS = ""
-    cfg.MODEL.RGNN.DETECTOR.SCORE_LOGIT_THRESH = -50.0
-    cfg.MODEL.RGNN.INIT_THRESHOLD = cfg.MODEL.RGNN.INACTIVE_THRESHOLD = -50.0
+    cfg = bench_config(args.config_file, args.num_classes, args.device)
     device = torch.device(args.device)
     print(
         f"config {args.config_file} | device {args.device} | threads {args.threads} | "
