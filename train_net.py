@@ -40,7 +40,7 @@ from projects.data.cli import register_cli_datasets
 from projects.data.model_metadata import (
     CHECKPOINT_KEY,
     ModelMetadataCheckpointable,
-    dataset_metadata,
+    training_metadata,
     write_model_metadata,
 )
 from projects.engine import FaultTolerantCheckpointer, FaultTolerantTrainerMixin
@@ -72,9 +72,7 @@ class Trainer(FaultTolerantTrainerMixin, DefaultTrainer):
         self._trainer = self.build_train_loop(cfg, model, data_loader, optimizer)
         self.scheduler = self.build_lr_scheduler(cfg, optimizer)
         self.checkpointer = FaultTolerantCheckpointer(model, cfg.OUTPUT_DIR, trainer=weakref.proxy(self))
-        self.checkpointer.checkpointables[CHECKPOINT_KEY] = ModelMetadataCheckpointable(
-            dataset_metadata(cfg.DATASETS.TRAIN[0])
-        )
+        self.checkpointer.checkpointables[CHECKPOINT_KEY] = ModelMetadataCheckpointable(training_metadata(cfg))
         self.start_iter = 0
         self.max_iter = cfg.SOLVER.MAX_ITER
         self.cfg = cfg
@@ -147,7 +145,7 @@ def setup(args):
         setup_logger(output=cfg.OUTPUT_DIR, distributed_rank=_rank(), name=name)
     if not args.eval_only and cfg.DATASETS.TRAIN and _rank() == 0:
         # The class names travel with the model (next to config.yaml): demo.py needs no --dataset.
-        write_model_metadata(dataset_metadata(cfg.DATASETS.TRAIN[0]), cfg.OUTPUT_DIR)
+        write_model_metadata(training_metadata(cfg), cfg.OUTPUT_DIR)
     return cfg
 
 

@@ -406,3 +406,10 @@ def test_coco_2017_train_under_detectron2_datasets_feeds_the_video_loader(tmp_pa
     names = [c["name"] for c in YTVIS_2019_CATEGORIES]
     assert cats == [sorted([names.index("sedan"), names.index("person")])]  # mouse dropped, chair-only image dropped
     assert len(frame_ids) == 2 and all(set(f) <= {1, 2} for f in frame_ids)
+
+
+def test_the_model_class_list_is_the_video_datasets_when_an_image_source_comes_first(sources):
+    from projects.data.model_metadata import training_metadata
+
+    meta = training_metadata(_cfg([sources["image"], sources["video"]]))
+    assert meta["dataset"] == sources["video"] and meta["thing_classes"] == SYN_NAMES

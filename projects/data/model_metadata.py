@@ -21,12 +21,14 @@ import torch
 from detectron2.data import DatasetCatalog, MetadataCatalog
 
 from .build import set_num_classes
+from .image_sources import target_classes
 
 __all__ = [
     "METADATA_FILE",
     "CHECKPOINT_KEY",
     "ModelMetadataCheckpointable",
     "dataset_metadata",
+    "training_metadata",
     "validate_model_metadata",
     "write_model_metadata",
     "read_model_metadata",
@@ -50,6 +52,12 @@ def dataset_metadata(name: str) -> Dict[str, Any]:
     if colors:
         out["thing_colors"] = [list(c) for c in colors]
     return validate_model_metadata(out, f"dataset {name!r}")
+
+
+def training_metadata(cfg) -> Dict[str, Any]:
+    """The class list the model is trained on: that of the dataset ``MODEL.NUM_CLASSES`` follows (the first
+    video dataset of ``DATASETS.TRAIN``, else of ``DATASETS.TEST``; image sources are mapped to it)."""
+    return dataset_metadata(target_classes(cfg.DATASETS.TRAIN, cfg.DATASETS.TEST)[1])
 
 
 def validate_model_metadata(meta: Any, source: str) -> Dict[str, Any]:
