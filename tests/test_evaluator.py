@@ -66,7 +66,8 @@ def _outputs():
 
 
 def test_evaluator_writes_zip_and_returns_percentages(tmp_path):
-    evaluator = YTVISEvaluator(_register(tmp_path), output_dir=str(tmp_path / "out"))
+    name = _register(tmp_path)
+    evaluator = YTVISEvaluator(name, output_dir=str(tmp_path / "out"))
     evaluator.reset()
     evaluator.process([{"video_id": 5}], _outputs())
     results = evaluator.evaluate()
@@ -76,6 +77,11 @@ def test_evaluator_writes_zip_and_returns_percentages(tmp_path):
     assert math.isnan(segm["APl"]) and math.isnan(segm["AP-dog"])  # undefined -> NaN like COCOEvaluator
     assert segm["AP-cat"] == pytest.approx(100.0)
     assert list(segm)[:8] == ["AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10"]
+
+    saved = json.loads((tmp_path / "out" / "metrics.json").read_text())  # NaN is written as NaN
+    assert saved["dataset"] == name
+    assert saved["segm"]["AP"] == pytest.approx(100.0) and math.isnan(saved["segm"]["APl"])
+    assert set(saved["segm"]) == set(segm)
 
     written = json.loads((tmp_path / "out" / "results.json").read_text())
     with zipfile.ZipFile(tmp_path / "out" / "results.zip") as zf:
@@ -93,6 +99,7 @@ def test_evaluator_without_annotations_only_writes_results(tmp_path):
     evaluator.reset()
     evaluator.process([{"video_id": 5}], _outputs())
     assert evaluator.evaluate() == {}
+    assert not (tmp_path / "metrics.json").exists()
     with zipfile.ZipFile(tmp_path / "results.zip") as zf:
         assert len(json.loads(zf.read("results.json"))) == 2
     evaluator.reset()

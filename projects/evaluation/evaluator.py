@@ -2,7 +2,8 @@
 
 Collects the video-level tracks of the models (docs/interfaces.md), gathers them on the main process, writes
 ``results.json`` and ``results.zip`` (``results.json`` at the zip root, as the CodaLab server wants) and, when
-the dataset's JSON has annotations, reports the official YouTube-VIS metrics in percent.
+the dataset's JSON has annotations, reports the official YouTube-VIS metrics in percent (also written to
+``metrics.json`` next to the results, for scripts that collect many evaluations).
 """
 
 from __future__ import annotations
@@ -141,7 +142,11 @@ class YTVISEvaluator(DatasetEvaluator):
             else:
                 warnings.showwarning(w.message, w.category, w.filename, w.lineno)
         self._logger.info(f"Evaluation results for {self._dataset_name}:\n{log.getvalue()}")
-        return OrderedDict(segm=self._to_percent(metrics))
+        results = self._to_percent(metrics)
+        if self._output_dir:
+            payload = json.dumps({"dataset": self._dataset_name, "segm": results}, indent=1, allow_nan=True)
+            atomic_write(os.path.join(self._output_dir, "metrics.json"), payload.encode("utf-8"))
+        return OrderedDict(segm=results)
 
     def _to_percent(self, metrics: Dict[str, Any]) -> Dict[str, float]:
         """Fractions -> percentages as detectron2's COCOEvaluator (NaN when undefined)."""
