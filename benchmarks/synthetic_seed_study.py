@@ -79,9 +79,19 @@ TRAININGS: Dict[str, Tuple[str, Tuple[str, ...], Optional[str], int]] = {
 
 VARIANTS: Tuple[Variant, ...] = (
     Variant("vis_stg", "VisSTG: 3 GNN iterations, edge association (full)", "stg_main", STG),
-    Variant("vis_stg", "association: embedding (Table 2)", "stg_main", STG, ("MODEL.VIS_STG.TRACK.ASSOCIATION", "embedding")),
-    Variant("vis_stg", "baseline `iou`: plain heads, box-IoU linking", "stg_main", STG, ("MODEL.VIS_STG.INFERENCE.BASELINE", "iou")),
-    Variant("vis_stg", "no fusion at test (`GRAPH.FUSION False`)", "stg_main", STG, ("MODEL.VIS_STG.GRAPH.FUSION", "False")),
+    Variant(
+        "vis_stg", "association: embedding (Table 2)", "stg_main", STG, ("MODEL.VIS_STG.TRACK.ASSOCIATION", "embedding")
+    ),
+    Variant(
+        "vis_stg",
+        "baseline `iou`: plain heads, box-IoU linking",
+        "stg_main",
+        STG,
+        ("MODEL.VIS_STG.INFERENCE.BASELINE", "iou"),
+    ),
+    Variant(
+        "vis_stg", "no fusion at test (`GRAPH.FUSION False`)", "stg_main", STG, ("MODEL.VIS_STG.GRAPH.FUSION", "False")
+    ),
     Variant("vis_stg", "1 GNN iteration, edge association", "stg_iter1", STG, ITER1),
     Variant(
         "vis_stg",
@@ -94,7 +104,9 @@ VARIANTS: Tuple[Variant, ...] = (
     Variant("vis_rgnn", "stage 1 only (heuristic + average, segmenter masks)", "rgnn_s1", S1),
     Variant("vis_rgnn", "RGNN-VIS: GNN + learned scoring (full)", "rgnn_s2", S2),
     Variant("vis_rgnn", "GNN + average scoring", "rgnn_s2", S2, ("MODEL.RGNN.SCORING", "average")),
-    Variant("vis_rgnn", "heuristic (MaskTrack R-CNN rule) + learned", "rgnn_s2", S2, ("MODEL.RGNN.ASSOCIATION", "heuristic")),
+    Variant(
+        "vis_rgnn", "heuristic (MaskTrack R-CNN rule) + learned", "rgnn_s2", S2, ("MODEL.RGNN.ASSOCIATION", "heuristic")
+    ),
     Variant(
         "vis_rgnn",
         "heuristic + average",
