@@ -45,8 +45,18 @@ def build_seeded_model(variant: str):
     torch.manual_seed(0)
     model = build_model(tiny_cfg(**{**COMMON, **VARIANTS[variant]})).eval()
     g = torch.Generator().manual_seed(1)
+    # An unused graph is not kept (GRAPH.FUSION False + embedding association): draw its noise anyway, after the
+    # backbone's as when it was a module, so every other parameter gets the noise the frozen outputs were made with.
+    dropped = []
+    if model.graph is None:
+        full = build_model(tiny_cfg(**{**COMMON, **VARIANTS[variant], "GRAPH.FUSION": True}))
+        dropped = [p.shape for p in full.graph.parameters()]
     with torch.no_grad():
-        for p in model.parameters():
+        for name, p in model.named_parameters():
+            if dropped and not name.startswith("backbone."):
+                for shape in dropped:
+                    torch.randn(shape, generator=g)
+                dropped = []
             p.add_(torch.randn(p.shape, generator=g) * 0.05)
         model.det_head.size[-1].bias.fill_(2.0)  # boxes of a few cells
     return model

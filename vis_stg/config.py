@@ -2,8 +2,8 @@
 
 Defaults reproduce the paper's R50 YouTube-VIS setting (FPN P3–P7, 256 channels, 3 GNN iterations, window
 sizes 9/7/5/3/1 cells, Δt = 7); the ablation switches of §4.3 are ``GRAPH.NUM_ITERS``, ``GRAPH.FUSION``,
-``TRACK.ASSOCIATION`` and ``WARP.ENABLED``. Where the paper leaves a detail open, the key's comment names the
-choice (and the docstring of the module that uses it explains it).
+``GRAPH.FUSION_TYPE``, ``TRACK.ASSOCIATION`` and ``WARP.ENABLED``. Where the paper leaves a detail open, the key's
+comment names the choice (and the docstring of the module that uses it explains it).
 """
 
 from detectron2.config import CfgNode as CN
@@ -32,7 +32,7 @@ def add_vis_stg_config(cfg: CN) -> None:
     _C.LEVEL_ASSIGNMENT = "fcos"
     # Pad input images to a multiple of this; 0 = the backbone's own size_divisibility.
     _C.SIZE_DIVISIBILITY = 0
-    # Eq. (7): L = λ1 L_det + λ2 L_mask + λ3 L_edge (λ3 also weighs the embedding loss of the baseline).
+    # Eq. (7): L = λ1 L_det + λ2 L_mask + λ3 L_edge (λ3 also weighs the embedding / offset baselines' losses).
     _C.LOSS_WEIGHT_DET = 1.0
     _C.LOSS_WEIGHT_MASK = 1.0
     _C.LOSS_WEIGHT_EDGE = 1.0
@@ -41,6 +41,10 @@ def add_vis_stg_config(cfg: CN) -> None:
     _C.GRAPH = CN()
     # False = "No fusion" ablation: heads see F_t; the graph still runs to give edge features for tracking.
     _C.GRAPH.FUSION = True
+    # How frame t's features are fused with the previous frame's (Table 2): "relation" = the graph of §3.2;
+    # "concat" = a CNN on [F_t, F_{t-1}] (vis_stg/concat_fusion.py). With "concat" the graph is built only for
+    # the edge association.
+    _C.GRAPH.FUSION_TYPE = "relation"
     _C.GRAPH.NUM_ITERS = 3  # L of eq. (1)(2); Table 1
     # Window (cells, odd) around each reference instance centre, one per IN_FEATURES level.
     _C.GRAPH.WINDOW_SIZES = [9, 7, 5, 3, 1]
@@ -102,7 +106,9 @@ def add_vis_stg_config(cfg: CN) -> None:
 
     # §3.5 tracking.
     _C.TRACK = CN()
-    _C.TRACK.ASSOCIATION = "edge"  # "edge" (eq. 6) | "embedding" (MaskTrack R-CNN baseline, Table 2)
+    # "edge" (eq. 6) | "embedding" (MaskTrack R-CNN baseline, Table 2) | "offset" (CenterTrack-style centre
+    # displacement + box IoU, Table 2; vis_stg/offset_head.py, trained in its own model).
+    _C.TRACK.ASSOCIATION = "edge"
     # Build and train both association heads in one model, whatever ASSOCIATION says (which then only picks
     # the one used at test time, so the Table-2 association ablation is an eval-time switch on one network).
     # The embedding head reads detached features: its loss does not reach the shared network, whose gradients
@@ -127,6 +133,8 @@ def add_vis_stg_config(cfg: CN) -> None:
     _C.TRACK.CLASSIFIER_HIDDEN_DIM = 128
     _C.TRACK.EMBED_DIM = 128
     _C.TRACK.EMBED_NUM_CONVS = 1
+    _C.TRACK.OFFSET_NUM_CONVS = 1
+    _C.TRACK.OFFSET_MIN_IOU = 0.5  # IoU of the displaced detection box with a reference box for a candidate
 
     _C.INFERENCE = CN()
     _C.INFERENCE.SCORE_THRESH = 0.05

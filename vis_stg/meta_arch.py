@@ -10,7 +10,9 @@ first frame (or a frame after a change of input size) uses the plain heads, with
 ``INFERENCE.BASELINE`` turns the same weights into the trivial baselines reported in ``vis_stg/README.md``
 (plain heads on every frame, no linking or box-IoU linking), and ``TRACK.JOINT_EMBEDDING`` trains the
 Table-2 embedding head next to the edge classifier (on detached features) so that the association ablation
-is an eval-time switch.
+is an eval-time switch. The other Table-2 rows: ``GRAPH.FUSION_TYPE concat`` (:mod:`.concat_fusion`) and
+``TRACK.ASSOCIATION offset`` (:mod:`.offset_head`, CenterTrack-style); the graph is built only when it is used
+(relation fusion or edge association).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from torchvision.ops import box_iou
 
 from projects.modeling.online import run_online_inference
 
+from .concat_fusion import ConcatFusion
 from .detection_head import CenterNetHead, Detections
 from .embedding_head import EmbeddingHead
 from .graph import GraphEdges, SpatialTemporalGraph
@@ -35,6 +38,7 @@ from .init_summary import install_init_summary
 from .kernel_warp import KernelWarp
 from .losses import dice_loss, graph_anchor
 from .mask_head import Controller, DynamicMaskHead, MaskBranch, downsample_gt_masks
+from .offset_head import OffsetHead
 from .sync_free import EXACT, gather_at_cells_static, greedy_match_fixed_point
 from .targets import CenterTargets, assign_centers, expand_positives, gather_at_cells
 from .tracker import EdgeClassifier, OnlineTracker, ReferenceSet, VideoState
@@ -52,7 +56,7 @@ class VisSTG(nn.Module):
         self,
         *,
         backbone: Backbone,
-        graph: SpatialTemporalGraph,
+        graph: Optional[SpatialTemporalGraph],
         det_head: CenterNetHead,
         mask_branch: MaskBranch,
         mask_head: DynamicMaskHead,
@@ -61,15 +65,19 @@ class VisSTG(nn.Module):
         edge_classifier: Optional[EdgeClassifier],
         embed_head: Optional[EmbeddingHead],
         tracker: OnlineTracker,
+        concat_fusion: Optional[ConcatFusion] = None,
+        offset_head: Optional[OffsetHead] = None,
         num_classes: int,
         in_features: Sequence[str],
         sizes_of_interest: Sequence[float],
         level_assignment: str = "fcos",
         size_divisibility: int = 0,
         fusion: bool = True,
+        fusion_type: str = "relation",
         association: str = "edge",
         joint_embedding: bool = False,
         match_thresh: float = 0.5,
+        offset_min_iou: float = 0.5,
         video_score: str = "mean",
         loss_weights: Tuple[float, float, float] = (1.0, 1.0, 1.0),
         det_cfg: CfgNode,
@@ -84,8 +92,10 @@ class VisSTG(nn.Module):
         pixel_std: Sequence[float],
     ):
         """Modules are built by :meth:`from_config` from ``cfg.MODEL.VIS_STG``; ``det_cfg`` / ``track_cfg`` /
-        ``inference_cfg`` are its ``DET`` / ``TRACK`` / ``INFERENCE`` nodes (loss and inference settings read in
-        several places). ``edge_classifier`` / ``embed_head`` exist when that association is trained."""
+                ``inference_cfg`` are its ``DET`` / ``TRACK`` / ``INFERENCE`` nodes (loss and inference settings read in
+                several places). ``edge_classifier`` / ``embed_head`` / ``offset_head`` exist when that association is
+        trained, ``graph`` when it is used (relation fusion or edge association), ``concat_fusion`` for the "Concat"
+        fusion."""
         super().__init__()
         self.num_classes = int(num_classes)
         if self.num_classes <= 0:
@@ -109,12 +119,21 @@ class VisSTG(nn.Module):
         self.size_divisibility = size_divisibility or self.backbone.size_divisibility
 
         self.fusion = fusion
+        self.fusion_type = fusion_type
+        if self.fusion_type not in ("relation", "concat"):
+            raise ValueError(f"VIS_STG.GRAPH.FUSION_TYPE must be 'relation' or 'concat', got {self.fusion_type!r}")
+        self.relation_fusion = self.fusion and self.fusion_type == "relation"
+        if self.fusion and self.fusion_type == "concat" and concat_fusion is None:
+            raise ValueError("GRAPH.FUSION_TYPE 'concat' needs a concat_fusion module")
+        self.concat_fusion = concat_fusion if self.fusion and self.fusion_type == "concat" else None
         self.graph, self.det_head, self.mask_branch, self.mask_head = graph, det_head, mask_branch, mask_head
         self.controller, self.kernel_warp = controller, kernel_warp
 
         self.association = association
-        if self.association not in ("edge", "embedding"):
-            raise ValueError(f"VIS_STG.TRACK.ASSOCIATION must be 'edge' or 'embedding', got {self.association!r}")
+        if self.association not in ("edge", "embedding", "offset"):
+            raise ValueError(
+                f"VIS_STG.TRACK.ASSOCIATION must be 'edge', 'embedding' or 'offset', got {self.association!r}"
+            )
         # TRACK.JOINT_EMBEDDING: both heads are trained (the embedding head on detached features) and
         # ASSOCIATION only picks the one used at test time.
         self.joint_embedding = bool(joint_embedding)
@@ -128,6 +147,14 @@ class VisSTG(nn.Module):
             if embed_head is None:
                 raise ValueError("embedding association needs an embed_head")
             self.embed_head = embed_head
+        self.offset_head = None
+        if self.association == "offset":
+            if offset_head is None:
+                raise ValueError("offset association needs an offset_head")
+            self.offset_head = offset_head
+        if (self.relation_fusion or self.train_edge) and self.graph is None:
+            raise ValueError("relation fusion and edge association need the graph")
+        self.offset_min_iou = offset_min_iou
         self.tracker = tracker
         self.match_thresh = match_thresh
         self.video_score = video_score
@@ -170,19 +197,23 @@ class VisSTG(nn.Module):
         mask_head = DynamicMaskHead(m.BRANCH_CHANNELS, m.HEAD_CHANNELS, m.HEAD_NUM_LAYERS, strides[0], m.OUT_STRIDE)
         trains_edge = t.ASSOCIATION == "edge" or bool(t.JOINT_EMBEDDING)
         trains_embedding = t.ASSOCIATION == "embedding" or bool(t.JOINT_EMBEDDING)
+        uses_graph = (g.FUSION and g.FUSION_TYPE == "relation") or trains_edge
+        # The graph is constructed even when unused (then dropped) and the Table-2 modules last, so that for a
+        # given SEED every other module starts from the same weights whatever the ablation switches say.
+        graph = SpatialTemporalGraph(
+            dim,
+            strides,
+            g.WINDOW_SIZES,
+            g.HIDDEN_DIM,
+            g.NUM_ITERS,
+            g.AGGREGATION,
+            g.POOLER_RESOLUTION,
+            g.POOLER_SAMPLING_RATIO,
+            g.NODE_POOL,
+        )
         return {
             "backbone": backbone,
-            "graph": SpatialTemporalGraph(
-                dim,
-                strides,
-                g.WINDOW_SIZES,
-                g.HIDDEN_DIM,
-                g.NUM_ITERS,
-                g.AGGREGATION,
-                g.POOLER_RESOLUTION,
-                g.POOLER_SAMPLING_RATIO,
-                g.NODE_POOL,
-            ),
+            "graph": graph if uses_graph else None,
             "det_head": CenterNetHead(dim, max(num_classes, 1), c.DET.NUM_CONVS, c.DET.CONV_DIM, c.DET.PRIOR_PROB),
             "mask_branch": MaskBranch(dim, m.BRANCH_CHANNELS, m.BRANCH_NUM_CONVS, m.BRANCH_CONV_DIM),
             "mask_head": mask_head,
@@ -197,15 +228,19 @@ class VisSTG(nn.Module):
             if trains_embedding
             else None,
             "tracker": OnlineTracker(t.MEMORY_FRAMES, t.PRUNE_CLASS_MISMATCH, t.REF_SCORE_THRESH),
+            "concat_fusion": ConcatFusion(dim, g.HIDDEN_DIM) if g.FUSION and g.FUSION_TYPE == "concat" else None,
+            "offset_head": OffsetHead(dim, t.OFFSET_NUM_CONVS, c.DET.CONV_DIM) if t.ASSOCIATION == "offset" else None,
             "num_classes": num_classes,
             "in_features": in_features,
             "sizes_of_interest": list(c.SIZES_OF_INTEREST),
             "level_assignment": c.LEVEL_ASSIGNMENT,
             "size_divisibility": c.SIZE_DIVISIBILITY,
             "fusion": g.FUSION,
+            "fusion_type": g.FUSION_TYPE,
             "association": t.ASSOCIATION,
             "joint_embedding": t.JOINT_EMBEDDING,
             "match_thresh": t.MATCH_THRESH,
+            "offset_min_iou": t.OFFSET_MIN_IOU,
             "video_score": t.VIDEO_SCORE,
             "loss_weights": (c.LOSS_WEIGHT_DET, c.LOSS_WEIGHT_MASK, c.LOSS_WEIGHT_EDGE),
             "det_cfg": c.DET.clone(),
@@ -241,11 +276,11 @@ class VisSTG(nn.Module):
         ref_batch: torch.Tensor,
         features_t: List[torch.Tensor],
     ) -> Tuple[List[torch.Tensor], List[GraphEdges]]:
-        """§3.2: fuse F_t with the reference instances; returns the heads' input (F̂_t, or F_t when
-        GRAPH.FUSION is off) and the final edges of every level."""
+        """§3.2: fuse F_t with the reference instances; returns the heads' input (F̂_t, or F_t when the
+        relation fusion is off) and the final edges of every level."""
         centers = (ref_boxes[:, :2] + ref_boxes[:, 2:]) / 2
         fused, edges = self.graph(ref_nodes, centers, ref_batch, features_t)
-        return (fused if self.fusion else list(features_t)), edges
+        return (fused if self.relation_fusion else list(features_t)), edges
 
     def predict_masks(
         self,
@@ -287,9 +322,13 @@ class VisSTG(nn.Module):
         targets_k, targets_t = assign_centers(inst_k, **assign), assign_centers(inst_t, **assign)
 
         # §3.2: the GT boxes of frame k are the reference nodes (same order as targets_k).
-        ref_boxes = [x.gt_boxes.tensor for x in inst_k]
-        ref_nodes = self.graph.encode_nodes(feats_k, ref_boxes)
-        heads_in, edges = self.run_graph(ref_nodes, torch.cat(ref_boxes), targets_k.batch_idx, feats_t)
+        heads_in, edges = list(feats_t), None
+        if self.graph is not None:
+            ref_boxes = [x.gt_boxes.tensor for x in inst_k]
+            ref_nodes = self.graph.encode_nodes(feats_k, ref_boxes)
+            heads_in, edges = self.run_graph(ref_nodes, torch.cat(ref_boxes), targets_k.batch_idx, feats_t)
+        if self.concat_fusion is not None:  # Table 2 "Concat": frame k plays F_{t-1}
+            heads_in = self.concat_fusion(feats_t, feats_k)
 
         det_out_t = self.det_head(heads_in)
         losses = self._detection_losses(heads_in, targets_t, det_out_t)
@@ -348,14 +387,14 @@ class VisSTG(nn.Module):
         self,
         heads_in: List[torch.Tensor],
         feats_k: List[torch.Tensor],
-        edges: List[GraphEdges],
+        edges: Optional[List[GraphEdges]],
         targets_k: CenterTargets,
         targets_t: CenterTargets,
         shapes: Sequence[Tuple[int, int]],
         heatmaps_t: List[torch.Tensor],
     ) -> Dict[str, torch.Tensor]:
         """λ3 · L_edge (eq. (6)), and/or the embedding baseline's cross-entropy (on detached features when it
-        is trained next to the edge classifier, ``TRACK.JOINT_EMBEDDING``)."""
+        is trained next to the edge classifier, ``TRACK.JOINT_EMBEDDING``), or the offset baseline's L1."""
         weight = self.loss_weights[2]
         losses = {}
         if self.train_edge:
@@ -388,6 +427,11 @@ class VisSTG(nn.Module):
             )
             if len(targets_t) == 0:  # no target instance: keep the embedding head in the graph (DDP)
                 losses["loss_embed"] = losses["loss_embed"] + graph_anchor(*emb_t, *emb_k)
+        if self.offset_head is not None:
+            offset_maps = self.offset_head(heads_in, feats_k)
+            losses["loss_track_offset"] = weight * OffsetHead.losses(
+                offset_maps, targets_t, targets_k, self.level_strides
+            )
         return losses
 
     def _mask_loss(
@@ -439,7 +483,7 @@ class VisSTG(nn.Module):
         if refs is None or len(refs) == 0:
             return None
         n = state.pending_nodes
-        if n > 0:
+        if n > 0 and self.graph is not None:
             new = self.graph.encode_nodes(state.prev_features, [refs.boxes[:n]])
             refs.nodes = [torch.cat([a.to(b.dtype), b[n:]]) for a, b in zip(new, refs.nodes)]
             state.pending_nodes = 0
@@ -460,14 +504,18 @@ class VisSTG(nn.Module):
         baseline = self.inference_cfg.BASELINE
         refs = None if baseline else self._reference_instances(state)
         heads_in, edges = features, None
-        if refs is not None:
+        if refs is not None and self.graph is not None:
             fused, edges = self.graph.forward_online(refs.nodes, refs.centers, features)
-            heads_in = fused if self.fusion else features
+            heads_in = fused if self.relation_fusion else features
+        prev = None if baseline else state.prev_features
+        if self.concat_fusion is not None and prev is not None:
+            heads_in = self.concat_fusion(features, prev)
         heads = _FrameHeads(
             det=self.det_head(heads_in),
             thetas=self.controller(heads_in),
             mask_feats=self.mask_branch(heads_in[0]),
             embed_maps=self.embed_head(heads_in) if self.association == "embedding" and not baseline else None,
+            offset_maps=self.offset_head(heads_in, prev) if self.offset_head is not None and prev is not None else None,
         )
         iters = self.inference_cfg.FIXED_POINT_ITERS
         counter = state.next_track_id
@@ -533,6 +581,12 @@ class VisSTG(nn.Module):
         if refs is not None:
             if self.association == "edge":
                 scores, valid = self._edge_scores(edges, len(refs), dets)
+            elif self.association == "offset":
+                displacement = dets.boxes.new_zeros(len(dets), 2)
+                if heads.offset_maps is not None:  # cells of the detection's level -> input pixels
+                    cells = gather_at_cells_static(heads.offset_maps, dets.level, dets.cells)
+                    displacement = cells * self.level_strides[dets.level][:, None]
+                scores, valid = OffsetHead.match_scores(refs.boxes, dets.boxes, displacement, self.offset_min_iou)
             else:
                 scores, valid = EmbeddingHead.match_scores(refs.embeddings, embeddings)
             det_to_ref, conv = self.tracker.associate(
@@ -644,9 +698,10 @@ class VisSTG(nn.Module):
 @dataclass
 class _FrameHeads:
     """Head outputs of one frame: CenterNet (heat maps, sizes, offsets per level), θ maps per level, mask
-    features F̂^d_t and, for the embedding association, the embedding maps."""
+    features F̂^d_t and, for the embedding / offset association, the embedding / displacement maps."""
 
     det: Tuple[List[torch.Tensor], List[torch.Tensor], List[torch.Tensor]]
     thetas: List[torch.Tensor]
     mask_feats: torch.Tensor
     embed_maps: Optional[List[torch.Tensor]]
+    offset_maps: Optional[List[torch.Tensor]] = None
