@@ -34,7 +34,9 @@ from detectron2.modeling import build_model  # noqa: E402
 from projects.config import add_video_config  # noqa: E402
 from projects.graph import HAS_TORCH_SCATTER  # noqa: E402
 from vis_rgnn import add_rgnn_config  # noqa: E402
-from vis_rgnn.tracker import FrameDetections, RGNNTracker  # noqa: E402
+from vis_rgnn.graph_inputs import graph_inputs  # noqa: E402
+from vis_rgnn.track_state import FrameDetections  # noqa: E402
+from vis_rgnn.tracker import RGNNTracker  # noqa: E402
 
 
 def timed(fn: Callable[[], object], repeats: int, warmup: int, device: torch.device) -> float:
@@ -140,7 +142,7 @@ def bench_tracker(cfg, n: int, m: int, aggregation: str, repeats: int, device: t
         return state
 
     state = fresh_state()
-    edges, empty_edges, det_raw, _ = tracker.graph_inputs(state, dets, n)
+    edges, empty_edges, det_raw, _ = graph_inputs(state, dets, n, tracker.empty_appearance)
     gnn_args = (state.h, det_raw, edges, empty_edges, state.alive, dets.valid)
     with torch.no_grad():
         gnn_ms = timed(lambda: tracker.gnn(*gnn_args), repeats, 2, device)

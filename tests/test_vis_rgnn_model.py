@@ -13,7 +13,8 @@ from projects.config import add_video_config
 from projects.utils.masks import decode_mask
 from vis_rgnn import add_rgnn_config
 from vis_rgnn.losses import FrameTargets, tracker_clip_losses
-from vis_rgnn.tracker import FrameDetections, RGNNTracker
+from vis_rgnn.track_state import FrameDetections
+from vis_rgnn.tracker import RGNNTracker
 
 torch.set_num_threads(1)
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

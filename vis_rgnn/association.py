@@ -1,5 +1,8 @@
 """Association decisions: from the GNN's logits (§3.1) or from the MaskTrack R-CNN rule (Yang et al. 2019,
-the "Association from [31]" ablation of Table 1)."""
+the "Association from [31]" ablation of Table 1).
+
+Shapes: B videos, N track slots, M detection slots (padded, ``det_valid`` mask), A appearance dim.
+"""
 
 from __future__ import annotations
 

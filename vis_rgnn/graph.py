@@ -21,6 +21,9 @@ Table 3's Linear(173, 128) for K = 41. Each block is followed by residual blocks
 Aggregation runs on one of two interchangeable *layouts*: :class:`DenseLayout` (fixed-size padded tensors and
 masks, App. A.3) or :class:`ScatterLayout` (flat edge lists reduced with ``projects.graph.scatter_sum``).
 Padded elements never influence active ones in either layout.
+
+Shapes: B videos, N track slots, M detection slots (padded), F / D feature dims, K+1 classes (background
+last); flat layout: Nt active tracks, Nd active detections, E active edges.
 """
 
 from __future__ import annotations

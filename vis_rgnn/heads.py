@@ -1,5 +1,9 @@
 """Output heads of RGNN-VIS: association logits (§3.1), track scoring (§3.2) and mask re-weighting (§3.2,
-App. A.2 Table 3 "Mask weighting module")."""
+App. A.2 Table 3 "Mask weighting module").
+
+Shapes: B videos, N track slots, M detection slots (padded), D embedding dim, K+1 classes (background last),
+P tracks holding a detection this frame, (H, W) their mask grid.
+"""
 
 from __future__ import annotations
 

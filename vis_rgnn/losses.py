@@ -2,7 +2,7 @@
 
 Targets come from the detection <-> annotation assignment (:func:`vis_rgnn.targets.assign_detections`) and
 each track's identity (the annotation of the detection that initialised it, see
-:meth:`vis_rgnn.tracker.RGNNTracker._new_identity`):
+:func:`vis_rgnn.track_identities.new_track_identity`):
 
 - L_cls: cross-entropy of every alive track's class logits against the class of its identity (background if
   none), frame t of a T-frame clip weighted by decay^(T-1-t) normalised to mean 1 (later frames weigh more).
@@ -20,6 +20,9 @@ each track's identity (the annotation of the detection that initialised it, see
 
 All four are sums over tracks / detections divided by (batch size x sequence length) only, so false-positive
 tracks or detections do not dilute the loss of the others (§3.5).
+
+Shapes: B clips, T frames, N track slots (N' the leading ones the GNN processed), M detection slots (padded),
+G annotations of a frame, P tracks holding a detection, (H, W) / (h, w) the prototype grid.
 """
 
 from __future__ import annotations
@@ -30,7 +33,8 @@ from typing import Dict, List
 import torch
 import torch.nn.functional as F
 
-from .tracker import FrameDetections, FrameOutput, RGNNTracker
+from .track_state import FrameDetections, FrameOutput
+from .tracker import RGNNTracker
 
 __all__ = [
     "lovasz_hinge",

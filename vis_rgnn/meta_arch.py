@@ -5,6 +5,9 @@ Training input follows docs/interfaces.md: each element of ``batched_inputs`` is
 uint8 (3, h, w)) and ``instances`` (T x Instances with gt_boxes, gt_classes, gt_masks, gt_ids). Stage 1 uses
 single frames (``INPUT.SAMPLING_FRAME_NUM 1``, any T works); stage 2 uses clips of T frames (10 in the paper)
 fed through the tracker exactly as at inference (§3.5).
+
+Shapes: B clips, T frames, N track slots, M detection slots (padded), K+1 classes (background last), A
+appearance dim, P tracks holding a detection this frame.
 """
 
 from __future__ import annotations
@@ -29,7 +32,8 @@ from .image_input import channel_flip, is_image_batch, prepare_images, segment_i
 from .losses import MASK_LOSSES, FrameTargets, tracker_clip_losses
 from .segmenter import segmenter_size_divisibility
 from .targets import assign_detections, gt_masks_on_grid
-from .tracker import FrameDetections, RGNNTracker, TrackState
+from .track_state import FrameDetections, TrackState
+from .tracker import RGNNTracker
 
 __all__ = ["RGNNVIS", "SEGMENTER_MODULES", "STAGE_KEY"]
 logger = logging.getLogger(__name__)

@@ -1,150 +1,39 @@
-"""The online tracker of RGNN-VIS: track memory, one frame of the recurrent GNN, association, track
-initialisation, appearance update, scoring and mask re-weighting (§3.1-3.4).
+"""The online tracker of RGNN-VIS: one frame of the recurrent GNN over the track memory -- association, track
+update and initialisation, appearance update, scoring and mask re-weighting (§3.1-3.4).
 
 The same :meth:`RGNNTracker.step` runs at inference (B = 1 video) and in stage-2 training (B clips in
-parallel, §3.5 "as we would do during inference"). Track memory is a fixed-size padded tensor of
-``MAX_TRACKS`` slots per video with an ``alive`` mask (App. A.3); tracks without a matching detection stay
-alive but *inactive* (no mask this frame) and keep being updated by the GNN.
+parallel, §3.5 "as we would do during inference"). Track memory (:class:`~vis_rgnn.track_state.TrackState`) is
+a fixed-size padded tensor of ``MAX_TRACKS`` slots per video with an ``alive`` mask (App. A.3); tracks without a
+matching detection stay alive but *inactive* (no mask this frame) and keep being updated by the GNN. Graph
+inputs: :mod:`vis_rgnn.graph_inputs`; slot allocation / eviction: :mod:`vis_rgnn.slots`; training identities:
+:mod:`vis_rgnn.track_identities`.
+
+Shapes: B videos, N track slots, N' <= N the leading slots the GNN processes this frame, M detection slots
+(padded, ``valid`` mask), K+1 classes (background last), D track embedding dim, A appearance dim, P tracks
+holding a detection this frame.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from functools import cached_property
-from typing import Optional, Sequence, Tuple
+from typing import Optional, Tuple
 
 import torch
 from detectron2.config import configurable
-from detectron2.structures import Instances
 from torch import nn
 
-from .appearance import AppearanceUpdate, gaussian_log_likelihood, nix2_update
+from .appearance import AppearanceUpdate, nix2_update
 from .association import gnn_association, heuristic_association
 from .detector import crop_masks
 from .graph import TrackDetectionGNN
+from .graph_inputs import graph_inputs
 from .heads import AssociationHeads, MaskReweighting, TrackScoringHead
 from .recurrent import build_gate
+from .slots import allocate_slots
+from .track_identities import new_track_identity
+from .track_state import FrameDetections, FrameOutput, TrackState
 
-__all__ = ["FrameDetections", "TrackState", "FrameOutput", "RGNNTracker", "pairwise_box_iou"]
-
-
-def pairwise_box_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Batched IoU. a: (B, N, 4), b: (B, M, 4) XYXY -> (B, N, M)."""
-    area_a = (a[..., 2] - a[..., 0]).clamp(min=0) * (a[..., 3] - a[..., 1]).clamp(min=0)
-    area_b = (b[..., 2] - b[..., 0]).clamp(min=0) * (b[..., 3] - b[..., 1]).clamp(min=0)
-    lt = torch.maximum(a[:, :, None, :2], b[:, None, :, :2])
-    rb = torch.minimum(a[:, :, None, 2:], b[:, None, :, 2:])
-    inter = (rb - lt).clamp(min=0).prod(dim=-1)
-    return inter / (area_a[:, :, None] + area_b[:, None, :] - inter).clamp(min=1e-6)
-
-
-@dataclass
-class FrameDetections:
-    """Detections of one frame for B videos, padded to M: boxes (B, M, 4) XYXY input pixels, class_probs
-    (B, M, K+1), scores (B, M), masks (B, M, h, w) on the prototype grid, appearance (B, M, A), valid (B, M),
-    image_sizes (B, 2) = (h, w) of the resized input before padding."""
-
-    boxes: torch.Tensor
-    class_probs: torch.Tensor
-    scores: torch.Tensor
-    masks: torch.Tensor
-    appearance: torch.Tensor
-    valid: torch.Tensor
-    image_sizes: torch.Tensor
-
-    @cached_property
-    def class_log_probs(self) -> torch.Tensor:
-        """(B, M, K+1) class log-probabilities clamped at log 1e-4 (the GNN and track-scoring input)."""
-        return self.class_probs.clamp(min=1e-4).log()
-
-    @classmethod
-    def from_instances(
-        cls, dets: Sequence[Instances], appearance: Sequence[torch.Tensor], image_sizes: Sequence[Tuple[int, int]]
-    ) -> FrameDetections:
-        """Pads per-image detector outputs (see :class:`~vis_rgnn.detector.YolactDetector`). Detections with a
-        ``valid`` field (the detector's fixed-size output) are stacked as they are, without host syncs; others
-        count as all valid. appearance: (M_i, A) per image."""
-        ref = dets[0].class_probs
-        sizes = torch.as_tensor(image_sizes, dtype=ref.dtype).view(len(dets), 2).to(ref.device, non_blocking=True)
-        if all(d.has("valid") for d in dets) and len({len(d) for d in dets}) == 1:
-            return cls(
-                boxes=torch.stack([d.pred_boxes.tensor for d in dets]),
-                class_probs=torch.stack([d.class_probs for d in dets]),
-                scores=torch.stack([d.scores for d in dets]),
-                masks=torch.stack([d.pred_masks for d in dets]),
-                appearance=torch.stack(list(appearance)),
-                valid=torch.stack([d.valid for d in dets]),
-                image_sizes=sizes,
-            )
-        b, m = len(dets), max([len(d) for d in dets] + [0])
-        k1, (h, w), a = ref.shape[1], dets[0].pred_masks.shape[-2:], appearance[0].shape[-1]
-        out = cls(
-            boxes=ref.new_zeros(b, m, 4),
-            class_probs=ref.new_zeros(b, m, k1),
-            scores=ref.new_zeros(b, m),
-            masks=ref.new_zeros(b, m, h, w),
-            appearance=torch.stack([torch.cat([app, app.new_zeros(m - len(app), a)]) for app in appearance]),
-            valid=torch.zeros(b, m, dtype=torch.bool, device=ref.device),
-            image_sizes=sizes,
-        )
-        for i, d in enumerate(dets):
-            n = len(d)
-            out.boxes[i, :n] = d.pred_boxes.tensor
-            out.class_probs[i, :n] = d.class_probs
-            out.scores[i, :n] = d.scores
-            out.masks[i, :n] = d.pred_masks
-            out.valid[i, :n] = d.valid if d.has("valid") else True
-        return out
-
-
-@dataclass
-class TrackState:
-    """Track memory of B videos with N slots: embeddings h, c (B, N, D); alive (B, N); last box (B, N, 4);
-        appearance Gaussian mean / var (B, N, A); appearance of the last assigned detection app_last (B, N, A, the
-        track feature of the MaskTrack R-CNN rule); sum of the class log-probabilities of the detections the track
-        held, class_log_prob_sum (B, N, K+1), and their number held_count (B, N); track ids (B, N, -1 = free) and the
-        next id to give, next_id (B,) int64 (on the device:
-    new ids are assigned without host syncs);
-        training identity (B, N, annotation id or -1); confidence 1 - p(background) (B, N) for eviction; class of
-        the last assigned detection (B, N)."""
-
-    h: torch.Tensor
-    c: torch.Tensor
-    alive: torch.Tensor
-    boxes: torch.Tensor
-    app_mean: torch.Tensor
-    app_var: torch.Tensor
-    app_last: torch.Tensor
-    class_log_prob_sum: torch.Tensor
-    held_count: torch.Tensor
-    ids: torch.Tensor
-    identity: torch.Tensor
-    confidence: torch.Tensor
-    det_class: torch.Tensor
-    next_id: Optional[torch.Tensor] = None
-
-
-@dataclass
-class FrameOutput:
-    """What one step produced. Association tensors cover the N' slots processed by the GNN (the first N' of
-    the N slots): match_logits (B, N', M), edge_mask (B, N', M), prev_alive and prev_identity (B, N');
-    new_logits (B, M); new (B, M) decision; class_logits (B, N, K+1) and alive (B, N) after initialisation;
-    mask_logits (P, h, w)
-    of the P tracks holding a detection this frame, mask_index (P, 2) = (video, slot), mask_det (P,)."""
-
-    match_logits: torch.Tensor
-    edge_mask: torch.Tensor
-    prev_alive: torch.Tensor
-    prev_identity: torch.Tensor
-    new_logits: torch.Tensor
-    det_valid: torch.Tensor
-    new: torch.Tensor
-    class_logits: torch.Tensor
-    alive: torch.Tensor
-    mask_logits: torch.Tensor
-    mask_index: torch.Tensor
-    mask_det: torch.Tensor
+__all__ = ["RGNNTracker"]
 
 
 class RGNNTracker(nn.Module):
@@ -241,62 +130,16 @@ class RGNNTracker(nn.Module):
         }
 
     def init_state(self, batch_size: int, device: torch.device) -> TrackState:
-        b, n, d, a = batch_size, self.max_tracks, self.dim, self.appearance_dim
-
-        def zeros(*shape: int) -> torch.Tensor:
-            return torch.zeros(*shape, device=device)
-
-        return TrackState(
-            h=zeros(b, n, d),
-            c=zeros(b, n, d),
-            alive=torch.zeros(b, n, dtype=torch.bool, device=device),
-            boxes=zeros(b, n, 4),
-            app_mean=zeros(b, n, a),
-            app_var=torch.full((b, n, a), math.exp(self.init_log_var), device=device),
-            app_last=zeros(b, n, a),
-            class_log_prob_sum=zeros(b, n, self.num_classes + 1),
-            held_count=zeros(b, n),
-            ids=torch.full((b, n), -1, dtype=torch.long, device=device),
-            identity=torch.full((b, n), -1, dtype=torch.long, device=device),
-            confidence=zeros(b, n),
-            det_class=torch.full((b, n), -1, dtype=torch.long, device=device),
-            next_id=torch.zeros(b, dtype=torch.long, device=device),
+        """Empty track memory of ``batch_size`` videos with ``MAX_TRACKS`` slots."""
+        return TrackState.empty(
+            batch_size, self.max_tracks, self.dim, self.appearance_dim, self.num_classes, self.init_log_var, device
         )
 
-    # ------------------------------------------------------------------------------------------ graph inputs
-    def graph_inputs(self, state: TrackState, dets: FrameDetections, n_used: int):
-        """Raw edge / new-track edge / detection inputs of the first GNN block (§3.1, App. A.2).
-
-        edges (B, N', M, K+4+2) = [det class log-probs, box offsets of the detection w.r.t. the track's last box
-        (dx/w, dy/h, log w'/w, log h'/h), IoU, appearance log-likelihood]; empty_edges (B, M, K+4+1) = [class
-        log-probs, detection box normalised by the image size (cx, cy, w, h), log-likelihood under the empty
-        track's Gaussian]; dets (B, M, K+4) = [class log-probs, normalised box]. Returns them and the IoU.
-        """
-        tb, db = state.boxes[:, :n_used], dets.boxes
-        iou = pairwise_box_iou(tb, db)
-        twh = (tb[..., 2:] - tb[..., :2]).clamp(min=1.0)
-        dwh = (db[..., 2:] - db[..., :2]).clamp(min=1.0)
-        tc, dc = (tb[..., :2] + tb[..., 2:]) / 2, (db[..., :2] + db[..., 2:]) / 2
-        offsets = torch.cat(
-            [(dc[:, None] - tc[:, :, None]) / twh[:, :, None], (dwh[:, None] / twh[:, :, None]).log()], dim=-1
-        )
-        size = dets.image_sizes.flip(-1)[:, None, :]  # (B, 1, 2) as (w, h)
-        det_box = torch.cat([dc / size, dwh / size], dim=-1)
-        if self.use_appearance:
-            x = dets.appearance
-            ll = gaussian_log_likelihood(x[:, None], state.app_mean[:, :n_used, None], state.app_var[:, :n_used, None])
-            empty_ll = gaussian_log_likelihood(x, self.empty_app_mean, self.empty_app_log_var.exp())
-        else:
-            ll, empty_ll = iou.new_zeros(iou.shape), iou.new_zeros(dets.scores.shape)
-        # Class scores enter as log-probabilities (clamped at 1e-4): a weak segmenter's softmax is flat (synthetic
-        # data: the true class averages p = 0.22 against 0.33 for the best one), and as probabilities that
-        # evidence is a small ripple next to the box offsets and embeddings the same Linear layers read; with
-        # probabilities the scoring head learned only the class prior (vis_rgnn/README.md, Results).
-        probs = dets.class_log_probs
-        edges = torch.cat([probs[:, None].expand(-1, n_used, -1, -1), offsets, iou[..., None], ll[..., None]], dim=-1)
-        empty_edges = torch.cat([probs, det_box, empty_ll[..., None]], dim=-1)
-        det_raw = torch.cat([probs, det_box], dim=-1)
-        return edges, empty_edges, det_raw, iou
+    @property
+    def empty_appearance(self) -> Optional[Tuple[torch.Tensor, torch.Tensor]]:
+        """(mean, log-variance) (A,) of the empty track's appearance Gaussian for
+        :func:`~vis_rgnn.graph_inputs.graph_inputs`, None when the appearance model is disabled."""
+        return (self.empty_app_mean, self.empty_app_log_var) if self.use_appearance else None
 
     # ---------------------------------------------------------------------------------------------- one step
     def step(
@@ -313,7 +156,7 @@ class RGNNTracker(nn.Module):
         prev_identity = state.identity[:, :n_used].clone()
 
         # §3.1 + eq. (3): GNN over tracks and detections, association logits, gated track embeddings.
-        edges, empty_edges, det_raw, iou = self.graph_inputs(state, dets, n_used)
+        edges, empty_edges, det_raw, iou = graph_inputs(state, dets, n_used, self.empty_appearance)
         g = self.gnn(state.h[:, :n_used], det_raw, edges, empty_edges, prev_alive, dets.valid)
         match_logits, new_logits = self.association_heads(g["edges"], g["empty_edges"])
         h, c = self.gate(g["tracks"], state.h[:, :n_used], state.c[:, :n_used])
@@ -427,7 +270,7 @@ class RGNNTracker(nn.Module):
         Returns ``holder`` (B, N) updated with the initialising detections."""
         if new.shape[1] == 0:
             return holder
-        slot_det, slot_rank = self._allocate(state.alive, state.confidence, new, new_logits, holder >= 0)
+        slot_det, slot_rank = allocate_slots(state.alive, state.confidence, new, new_logits, holder >= 0)
         starts = slot_det >= 0  # (B, N)
         det = slot_det.clamp(min=0)
 
@@ -450,60 +293,9 @@ class RGNNTracker(nn.Module):
         det_class = dets.class_probs[..., : self.num_classes].argmax(-1, keepdim=True)
         state.det_class = put(state.det_class, take(det_class)[..., 0])
         alive = state.alive | starts  # an evicted slot is re-used by the new track at once
-        identity = self._new_identity(state.identity, alive, starts, det, det_identity)
+        identity = new_track_identity(state.identity, alive, starts, det, det_identity)
         state.identity = put(state.identity, identity)
         state.ids = put(state.ids, state.next_id[:, None] + slot_rank)
         state.next_id = state.next_id + starts.sum(dim=1)
         state.alive = alive
         return put(holder, slot_det)
-
-    @staticmethod
-    def _allocate(
-        alive: torch.Tensor, confidence: torch.Tensor, new: torch.Tensor, new_logits: torch.Tensor, active: torch.Tensor
-    ) -> Tuple[torch.Tensor, torch.Tensor]:
-        """Slots for the new tracks (B, M) ``new``, best new-track logit first: free slots in index order, then,
-        when all ``MAX_TRACKS`` slots are taken, the inactive (not ``active``) tracks by increasing confidence
-        (evicted); a new track that finds no slot is dropped. Sorting on fixed-size tensors, no host syncs.
-
-        Returns slot_det (B, N): the detection starting a track in each slot or -1, and slot_rank (B, N): its
-        rank among the video's new tracks of this frame (0 = best logit) or -1."""
-        b_size, n_slots = alive.shape
-        m = new.shape[1]
-        key = torch.where(new, new_logits.detach(), float("-inf"))
-        cand_order = key.argsort(dim=1, descending=True, stable=True)  # (B, M) candidates first
-        free, evictable = ~alive, alive & ~active
-        # Slot priority: free by index, then evictable by confidence (two stable sorts = lexicographic order).
-        index = torch.arange(n_slots, device=alive.device)
-        within = torch.where(free, index.to(confidence.dtype), confidence.detach())
-        by_within = within.argsort(dim=1, stable=True)
-        category = torch.where(free, 0, torch.where(evictable, 1, 2))
-        slot_order = torch.gather(by_within, 1, torch.gather(category, 1, by_within).argsort(dim=1, stable=True))
-        k = min(n_slots, m)
-        rank = torch.arange(k, device=alive.device)
-        limit = torch.minimum(new.sum(dim=1), (free | evictable).sum(dim=1))  # (B,) tracks started
-        taken = rank[None] < limit[:, None]  # (B, k)
-        slot_det = torch.full((b_size, n_slots), -1, dtype=torch.long, device=alive.device)
-        slot_rank = torch.full_like(slot_det, -1)
-        slot_det.scatter_(1, slot_order[:, :k], torch.where(taken, cand_order[:, :k], -1))
-        slot_rank.scatter_(1, slot_order[:, :k], torch.where(taken, rank[None], -1))
-        return slot_det, slot_rank
-
-    @staticmethod
-    def _new_identity(
-        identity: torch.Tensor,
-        alive: torch.Tensor,
-        starts: torch.Tensor,
-        det: torch.Tensor,
-        det_identity: Optional[torch.Tensor],
-    ) -> torch.Tensor:
-        """Training identity (B, N) of the slots in ``starts`` = annotation of the initialising detection ``det``
-        (§3.5). An annotation is owned by its first track: when another alive slot (``alive`` after this frame's
-        starts) already carries it in ``identity`` (before this frame's starts), the new track is a duplicate
-        (identity -1). Tracks started in the same frame from one annotation all take it."""
-        if det_identity is None:
-            return torch.full_like(identity, -1)
-        ann = torch.where(starts, torch.gather(det_identity, 1, det), -1)
-        n = identity.shape[1]
-        others = alive[:, None, :] & ~torch.eye(n, dtype=torch.bool, device=alive.device)[None]  # (B, N, N)
-        owned = (others & (identity[:, None, :] == ann[:, :, None])).any(dim=-1)
-        return torch.where((ann >= 0) & owned, -1, ann)

@@ -1,0 +1,161 @@
+"""What the RGNN-VIS tracker reads, keeps and returns each frame: the padded detections of a frame, the track
+memory of fixed-size slots with an ``alive`` mask (App. A.3), and the outputs of one step.
+
+Shapes: B videos, N track slots (``MAX_TRACKS``), N' <= N the leading slots the GNN processed this frame,
+M detection slots (padded, ``valid`` mask), K+1 classes (background last), D track embedding dim, A appearance
+dim, (h, w) the prototype (mask) grid, P tracks holding a detection this frame.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Optional, Sequence, Tuple
+
+import torch
+from detectron2.structures import Instances
+
+__all__ = ["FrameDetections", "TrackState", "FrameOutput"]
+
+
+@dataclass
+class FrameDetections:
+    """Detections of one frame for B videos, padded to M: boxes (B, M, 4) XYXY input pixels, class_probs
+    (B, M, K+1), scores (B, M), masks (B, M, h, w) on the prototype grid, appearance (B, M, A), valid (B, M),
+    image_sizes (B, 2) = (h, w) of the resized input before padding."""
+
+    boxes: torch.Tensor
+    class_probs: torch.Tensor
+    scores: torch.Tensor
+    masks: torch.Tensor
+    appearance: torch.Tensor
+    valid: torch.Tensor
+    image_sizes: torch.Tensor
+
+    @cached_property
+    def class_log_probs(self) -> torch.Tensor:
+        """(B, M, K+1) class log-probabilities clamped at log 1e-4 (the GNN and track-scoring input)."""
+        return self.class_probs.clamp(min=1e-4).log()
+
+    @classmethod
+    def from_instances(
+        cls, dets: Sequence[Instances], appearance: Sequence[torch.Tensor], image_sizes: Sequence[Tuple[int, int]]
+    ) -> FrameDetections:
+        """Pads per-image detector outputs (see :class:`~vis_rgnn.detector.YolactDetector`). Detections with a
+        ``valid`` field (the detector's fixed-size output) are stacked as they are, without host syncs; others
+        count as all valid. appearance: (M_i, A) per image."""
+        ref = dets[0].class_probs
+        sizes = torch.as_tensor(image_sizes, dtype=ref.dtype).view(len(dets), 2).to(ref.device, non_blocking=True)
+        if all(d.has("valid") for d in dets) and len({len(d) for d in dets}) == 1:
+            return cls(
+                boxes=torch.stack([d.pred_boxes.tensor for d in dets]),
+                class_probs=torch.stack([d.class_probs for d in dets]),
+                scores=torch.stack([d.scores for d in dets]),
+                masks=torch.stack([d.pred_masks for d in dets]),
+                appearance=torch.stack(list(appearance)),
+                valid=torch.stack([d.valid for d in dets]),
+                image_sizes=sizes,
+            )
+        b, m = len(dets), max([len(d) for d in dets] + [0])
+        k1, (h, w), a = ref.shape[1], dets[0].pred_masks.shape[-2:], appearance[0].shape[-1]
+        out = cls(
+            boxes=ref.new_zeros(b, m, 4),
+            class_probs=ref.new_zeros(b, m, k1),
+            scores=ref.new_zeros(b, m),
+            masks=ref.new_zeros(b, m, h, w),
+            appearance=torch.stack([torch.cat([app, app.new_zeros(m - len(app), a)]) for app in appearance]),
+            valid=torch.zeros(b, m, dtype=torch.bool, device=ref.device),
+            image_sizes=sizes,
+        )
+        for i, d in enumerate(dets):
+            n = len(d)
+            out.boxes[i, :n] = d.pred_boxes.tensor
+            out.class_probs[i, :n] = d.class_probs
+            out.scores[i, :n] = d.scores
+            out.masks[i, :n] = d.pred_masks
+            out.valid[i, :n] = d.valid if d.has("valid") else True
+        return out
+
+
+@dataclass
+class TrackState:
+    """Track memory of B videos with N slots: embeddings h, c (B, N, D); alive (B, N); last box (B, N, 4);
+    appearance Gaussian mean / var (B, N, A); appearance of the last assigned detection app_last (B, N, A, the
+    track feature of the MaskTrack R-CNN rule); sum of the class log-probabilities of the detections the track
+    held, class_log_prob_sum (B, N, K+1), and their number held_count (B, N); track ids (B, N, -1 = free) and the
+    next id to give, next_id (B,) int64 (on the device: new ids are assigned without host syncs); training
+    identity (B, N, annotation id or -1); confidence 1 - p(background) (B, N) for eviction; class of the last
+    assigned detection (B, N)."""
+
+    h: torch.Tensor
+    c: torch.Tensor
+    alive: torch.Tensor
+    boxes: torch.Tensor
+    app_mean: torch.Tensor
+    app_var: torch.Tensor
+    app_last: torch.Tensor
+    class_log_prob_sum: torch.Tensor
+    held_count: torch.Tensor
+    ids: torch.Tensor
+    identity: torch.Tensor
+    confidence: torch.Tensor
+    det_class: torch.Tensor
+    next_id: Optional[torch.Tensor] = None
+
+    @classmethod
+    def empty(
+        cls,
+        batch_size: int,
+        num_slots: int,
+        dim: int,
+        appearance_dim: int,
+        num_classes: int,
+        init_log_var: float,
+        device: torch.device,
+    ) -> TrackState:
+        """All N = ``num_slots`` slots free (nothing alive, ids -1, next id 0); the appearance variance starts
+        at exp(``init_log_var``), the fixed initial variance of a new track (§3.4)."""
+        b, n, d, a = batch_size, num_slots, dim, appearance_dim
+
+        def zeros(*shape: int) -> torch.Tensor:
+            return torch.zeros(*shape, device=device)
+
+        return cls(
+            h=zeros(b, n, d),
+            c=zeros(b, n, d),
+            alive=torch.zeros(b, n, dtype=torch.bool, device=device),
+            boxes=zeros(b, n, 4),
+            app_mean=zeros(b, n, a),
+            app_var=torch.full((b, n, a), math.exp(init_log_var), device=device),
+            app_last=zeros(b, n, a),
+            class_log_prob_sum=zeros(b, n, num_classes + 1),
+            held_count=zeros(b, n),
+            ids=torch.full((b, n), -1, dtype=torch.long, device=device),
+            identity=torch.full((b, n), -1, dtype=torch.long, device=device),
+            confidence=zeros(b, n),
+            det_class=torch.full((b, n), -1, dtype=torch.long, device=device),
+            next_id=torch.zeros(b, dtype=torch.long, device=device),
+        )
+
+
+@dataclass
+class FrameOutput:
+    """What one step produced. Association tensors cover the N' slots processed by the GNN (the first N' of
+    the N slots): match_logits (B, N', M), edge_mask (B, N', M), prev_alive and prev_identity (B, N');
+    new_logits (B, M); det_valid (B, M); new (B, M) decision; class_logits (B, N, K+1) and alive (B, N) after
+    initialisation; mask_logits (P, h, w) of the P tracks holding a detection this frame, mask_index (P, 2) =
+    (video, slot), mask_det (P,) the detection each holds."""
+
+    match_logits: torch.Tensor
+    edge_mask: torch.Tensor
+    prev_alive: torch.Tensor
+    prev_identity: torch.Tensor
+    new_logits: torch.Tensor
+    det_valid: torch.Tensor
+    new: torch.Tensor
+    class_logits: torch.Tensor
+    alive: torch.Tensor
+    mask_logits: torch.Tensor
+    mask_index: torch.Tensor
+    mask_det: torch.Tensor
