@@ -34,7 +34,7 @@ from detectron2.data import DatasetCatalog  # noqa: E402
 from detectron2.data import transforms as T  # noqa: E402
 
 CONFIGS = [  # name, config, clips per GPU step, frames per clip
-    ("VisSTG R50", "configs/vis_stg/R50_ytvis19.yaml", 16, 2),
+    ("VisSTG R50", "configs/vis_stg/R50_FPN_24ep_ytvis19.yaml", 16, 2),
     ("RGNN stage 2 R50", "configs/vis_rgnn/R50_FPN_stage2_150ep_ytvis19.yaml", 4, 10),
 ]
 

@@ -47,7 +47,7 @@ def vis_stg_config(device: str, smoke: bool, opts: List[str], config_file: Optio
     cfg = get_cfg()
     add_video_config(cfg)
     add_vis_stg_config(cfg)
-    default = "synthetic_R18.yaml" if smoke else "R50_ytvis19.yaml"
+    default = "synthetic_R18.yaml" if smoke else "R50_FPN_24ep_ytvis19.yaml"
     cfg.merge_from_file(config_file or os.path.join(ROOT, "configs", "vis_stg", default))
     cfg.MODEL.DEVICE = device
     cfg.MODEL.WEIGHTS = ""

@@ -162,7 +162,7 @@ def main(argv: List[str] = None) -> Dict[str, Dict]:
     parser.add_argument("--frames", type=int, default=3)
     parser.add_argument("--num-classes", type=int, default=40)
     parser.add_argument("--instances-per-frame", type=int, default=10)
-    parser.add_argument("--vis-stg-config", default=os.path.join(ROOT, "configs/vis_stg/R50_ytvis19.yaml"))
+    parser.add_argument("--vis-stg-config", default=os.path.join(ROOT, "configs/vis_stg/R50_FPN_24ep_ytvis19.yaml"))
     parser.add_argument(
         "--rgnn-config", default=os.path.join(ROOT, "configs/vis_rgnn/R50_FPN_stage2_150ep_ytvis19.yaml")
     )

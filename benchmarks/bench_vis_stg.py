@@ -270,7 +270,7 @@ def bench_graph(args) -> None:
 def main(argv=None) -> None:
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config-file", default=os.path.join(root, "configs/vis_stg/R50_ytvis19.yaml"))
+    parser.add_argument("--config-file", default=os.path.join(root, "configs/vis_stg/R50_FPN_24ep_ytvis19.yaml"))
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--height", type=int, default=360)

@@ -40,7 +40,7 @@ from projects.utils.host_syncs import online_step_syncs  # noqa: E402
 
 # name, config, per-GPU batch (clips), frames per clip
 CONFIGS = [
-    ("VisSTG R50", "configs/vis_stg/R50_ytvis19.yaml", 8, 2),
+    ("VisSTG R50", "configs/vis_stg/R50_FPN_24ep_ytvis19.yaml", 8, 2),
     ("RGNN stage 1 R50", "configs/vis_rgnn/R50_FPN_stage1_120ep_ytvis19.yaml", 8, 1),
     ("RGNN stage 2 R50", "configs/vis_rgnn/R50_FPN_stage2_150ep_ytvis19.yaml", 4, 10),
 ]

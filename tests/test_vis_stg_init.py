@@ -28,7 +28,7 @@ def paper_cfg(**vis_stg):
     cfg = get_cfg()
     add_video_config(cfg)
     add_vis_stg_config(cfg)
-    cfg.merge_from_file(os.path.join(ROOT, "configs", "vis_stg", "R50_ytvis19.yaml"))
+    cfg.merge_from_file(os.path.join(ROOT, "configs", "vis_stg", "R50_FPN_24ep_ytvis19.yaml"))
     cfg.MODEL.DEVICE = "cpu"
     cfg.MODEL.NUM_CLASSES = 40
     for key, value in vis_stg.items():

@@ -85,7 +85,7 @@ def test_num_classes_must_be_resolved():
 
 
 @pytest.mark.parametrize(
-    "name,strides", [("R50_ytvis19.yaml", [8, 16, 32, 64, 128]), ("synthetic_R18.yaml", [8, 16, 32])]
+    "name,strides", [("R50_FPN_24ep_ytvis19.yaml", [8, 16, 32, 64, 128]), ("synthetic_R18.yaml", [8, 16, 32])]
 )
 def test_shipped_configs_build(name, strides):
     cfg = get_cfg()
