@@ -5,6 +5,9 @@ size and the sub-cell centre offset. Sizes are in cells of the level (i.e. pixel
 serves every level; objects are assigned to levels by size (:mod:`.targets`). Inference keeps the 3×3
 local maxima of the heat maps (CenterNet's max-pool NMS), the top-k over all levels, and removes duplicates
 an object leaves on neighbouring levels with class-aware box NMS, all in fixed-size tensors (no host sync).
+
+Shapes: B images, K classes, per level (B, K, H_l, W_l) heat maps, (B, 2, H_l, W_l) sizes / offsets; D
+detection slots (padded, ``valid`` mask) after inference.
 """
 
 from __future__ import annotations

@@ -13,6 +13,9 @@ classifier are shared by all levels and all iterations (eq. (1)(2) carry no leve
 is undirected but its feature orders the endpoints as [instance, pixel]; eq. (2) is read as
 h^(l) = h^(l-1) + Σ N_v(...) for both endpoint types, with messages computed from the (l-1) features; the last
 layer of N_v starts at zero so F̂_t = F_t at initialisation.
+
+Shapes: N reference instances, D feature dim, per level w² window edges per instance, E edges (all levels
+concatenated online), M pixel nodes touched by an edge.
 """
 
 from __future__ import annotations

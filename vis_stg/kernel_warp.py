@@ -11,6 +11,8 @@ offsets 0: the offset conv is zero-initialised, as is usual for deformable convs
 training. ``WARP.IMPL`` picks the operator: ``deform_conv2d`` (torchvision) or ``grid_sample``, the same
 deformable convolution written as k·k bilinear ``F.grid_sample`` calls (:func:`deform_conv2d_by_sampling`,
 tested equal to torchvision's); torchvision's CPU backward is ~6× slower, so CPU training configs use it.
+
+Shapes: P = 169 kernel parameters (θ channels), D dimension of F, M detections whose kernel is warped.
 """
 
 from __future__ import annotations

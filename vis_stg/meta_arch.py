@@ -13,6 +13,9 @@ Table-2 embedding head next to the edge classifier (on detached features) so tha
 is an eval-time switch. The other Table-2 rows: ``GRAPH.FUSION_TYPE concat`` (:mod:`.concat_fusion`) and
 ``TRACK.ASSOCIATION offset`` (:mod:`.offset_head`, CenterTrack-style); the graph is built only when it is used
 (relation fusion or edge association).
+
+Shapes: B frame pairs in training (images stacked as [k-frames, t-frames]), G GT objects, L FPN levels with
+(B, D, H_l, W_l) features; online: N reference instances, M = ``INFERENCE.MAX_DETECTIONS`` detection slots.
 """
 
 from __future__ import annotations

@@ -13,6 +13,9 @@ iterations run a fixed number of times (``INFERENCE.FIXED_POINT_ITERS``) and ret
 a ``converged`` flag (``f(x) == x``) on the device, which the step reads with its single batched copy of the
 frame's outputs; an unconverged frame (a conflict chain longer than the iterations) is recomputed with
 :data:`EXACT` iterations (more device work on that frame, still no extra host sync).
+
+Shapes: D detection slots (padded, ``valid`` mask), N reference instances, K candidates before NMS, C channels,
+L FPN levels.
 """
 
 from __future__ import annotations

@@ -14,6 +14,9 @@ At test time everything runs on fixed-size tensors without host syncs: detection
 ``valid`` mask, the greedy matching is computed in parallel rounds (:mod:`.sync_free`), track ids come from a
 device counter and the next reference set is compacted by a stable sort (its size is read with the frame's
 outputs).
+
+Shapes: N reference instances (frame t-1's detections + memory), D detection slots of frame t (padded,
+``valid`` mask), P = 169 dynamic-kernel parameters, E embedding dim.
 """
 
 from __future__ import annotations
