@@ -118,7 +118,9 @@ def bench_vis_stg_and_peer(args) -> Dict[str, Dict[str, float]]:
 def bench_rgnn(args) -> Dict[str, float]:
     """``bench_vis_rgnn.bench_frames`` on the RGNN R50 stage-2 config (its own interleaving)."""
     cfg = bench_vis_rgnn.bench_config(args.rgnn_config, args.num_classes, args.device)
-    return bench_vis_rgnn.bench_frames(cfg, args.frames, args.repeats, torch.device(args.device))
+    return bench_vis_rgnn.bench_frames(
+        cfg, args.frames, args.repeats, torch.device(args.device), args.height, args.width
+    )
 
 
 def print_table(args, stg: Dict, rgnn: Dict, rcnn: Dict) -> None:

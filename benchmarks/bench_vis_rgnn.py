@@ -73,13 +73,15 @@ def bench_config(config_file: str, num_classes: int, device: str):
     return cfg
 
 
-def bench_frames(cfg, frames: int, repeats: int, device: torch.device) -> Dict[str, float]:
-    """Segmenter alone vs the full online step. Each repeat alternates the two, frame by frame, ``frames``
-    times and keeps the fastest of each (the least disturbed on a shared machine); the ratio is taken per
-    repeat and its median over ``repeats`` reported."""
+def bench_frames(
+    cfg, frames: int, repeats: int, device: torch.device, height: int = 360, width: int = 640
+) -> Dict[str, float]:
+    """Segmenter alone vs the full online step on a ``height`` x ``width`` frame. Each repeat alternates the
+    two, frame by frame, ``frames`` times and keeps the fastest of each (the least disturbed on a shared
+    machine); the ratio is taken per repeat and its median over ``repeats`` reported."""
     model = build_model(cfg).eval()
-    image = torch.randint(0, 256, (3, 360, 640), dtype=torch.uint8)
-    frame = {"image": image, "height": 360, "width": 640, "frame_idx": 0}
+    image = torch.randint(0, 256, (3, height, width), dtype=torch.uint8)
+    frame = {"image": image, "height": height, "width": width, "frame_idx": 0}
 
     @torch.no_grad()
     def segmenter():

@@ -102,7 +102,7 @@ def edge_set_and_labels(
 
     # Labels. On a GT centre cell: does any GT at that cell carry the reference's id?
     # (cell, id) keys; ids >= -1, so id + 1 < id_stride.
-    id_stride = int(torch.cat([targets.ids, ref_ids, ref_ids.new_zeros(1)]).max()) + 2
+    id_stride = torch.cat([targets.ids, ref_ids, ref_ids.new_zeros(1)]).max() + 2  # on the device: no sync
     id_keys = gt_flat[on_level] * id_stride + targets.ids[on_level] + 1
     same_at_cell = torch.isin(dst * id_stride + ref_ids[src] + 1, id_keys) & (ref_ids[src] >= 0)
     # Elsewhere: within match_radius of the centre of the reference's own object (same image, same level).
