@@ -15,6 +15,7 @@ What is trained per seed (single-run differences of a few AP are noise on this 6
   Edge vs embedding association, the ``iou`` baseline and "no fusion" are eval-time switches on the main weights
   (the config trains the embedding baseline jointly on detached features).
 - RGNN-VIS: stage 1, stage 2 from that stage 1 (the full model), and stage 2 without the appearance model.
+- Then (tier 2) VisSTG's Table-2 models that need their own training: "Offset" association and "Concat" fusion.
   GNN vs the MaskTrack R-CNN rule and learned vs average scoring are eval-time switches on the stage-2 weights.
 
 The held-out split (``--holdout``; generated with another generator seed, 16 videos) is the one to choose
@@ -66,6 +67,16 @@ S1 = "configs/vis_rgnn/synthetic_R18_stage1.yaml"
 S2 = "configs/vis_rgnn/synthetic_R18_stage2.yaml"
 NO_APPEARANCE = ("MODEL.RGNN.APPEARANCE.ENABLED", "False")
 ITER1 = ("MODEL.VIS_STG.GRAPH.NUM_ITERS", "1")
+# Table 2's own models: "Relation / Offset" and "Concat / Embedding" (no jointly trained baseline heads)
+OFFSET = ("MODEL.VIS_STG.TRACK.ASSOCIATION", "offset", "MODEL.VIS_STG.TRACK.JOINT_EMBEDDING", "False")
+CONCAT = (
+    "MODEL.VIS_STG.GRAPH.FUSION_TYPE",
+    "concat",
+    "MODEL.VIS_STG.TRACK.ASSOCIATION",
+    "embedding",
+    "MODEL.VIS_STG.TRACK.JOINT_EMBEDDING",
+    "False",
+)
 
 # training key -> (config, overrides, stage-1 training key it starts from or None, tier). The full models of
 # every seed (tier 0) train before the ablations that need their own weights (tier 1).
@@ -75,6 +86,8 @@ TRAININGS: Dict[str, Tuple[str, Tuple[str, ...], Optional[str], int]] = {
     "rgnn_s2": (S2, (), "rgnn_s1", 0),
     "stg_iter1": (STG, ITER1, None, 1),
     "rgnn_s2_noapp": (S2, NO_APPEARANCE, "rgnn_s1", 1),
+    "stg_offset": (STG, OFFSET, None, 2),
+    "stg_concat": (STG, CONCAT, None, 2),
 }
 
 VARIANTS: Tuple[Variant, ...] = (
@@ -101,6 +114,8 @@ VARIANTS: Tuple[Variant, ...] = (
         ITER1 + ("MODEL.VIS_STG.TRACK.ASSOCIATION", "embedding"),
         holdout=False,
     ),
+    Variant("vis_stg", 'Table 2 "Offset" association (own model)', "stg_offset", STG, OFFSET),
+    Variant("vis_stg", 'Table 2 "Concat" fusion + embedding (own model)', "stg_concat", STG, CONCAT),
     Variant("vis_rgnn", "stage 1 only (heuristic + average, segmenter masks)", "rgnn_s1", S1),
     Variant("vis_rgnn", "RGNN-VIS: GNN + learned scoring (full)", "rgnn_s2", S2),
     Variant("vis_rgnn", "GNN + average scoring", "rgnn_s2", S2, ("MODEL.RGNN.SCORING", "average")),
