@@ -95,10 +95,10 @@ class VisSTG(nn.Module):
         pixel_std: Sequence[float],
     ):
         """Modules are built by :meth:`from_config` from ``cfg.MODEL.VIS_STG``; ``det_cfg`` / ``track_cfg`` /
-                ``inference_cfg`` are its ``DET`` / ``TRACK`` / ``INFERENCE`` nodes (loss and inference settings read in
-                several places). ``edge_classifier`` / ``embed_head`` / ``offset_head`` exist when that association is
-        trained, ``graph`` when it is used (relation fusion or edge association), ``concat_fusion`` for the "Concat"
-        fusion."""
+        ``inference_cfg`` are its ``DET`` / ``TRACK`` / ``INFERENCE`` nodes (loss and inference settings read in
+        several places). ``edge_classifier`` / ``embed_head`` / ``offset_head`` exist when that association is
+        trained, ``graph`` when it is used (relation fusion or edge association), ``concat_fusion`` for the
+        "Concat" fusion."""
         super().__init__()
         self.num_classes = int(num_classes)
         if self.num_classes <= 0:
