@@ -77,6 +77,17 @@ def _batch():
     ]
 
 
+def run_moving_box_video(model, frames=3):
+    """``model.step`` (in eval mode) over a box moving right by 4 px per frame; the per-frame outputs."""
+    model.eval()
+    state = model.init_video_state()
+    outs = []
+    for t in range(frames):
+        image, _ = _frame([(1, 0, 8 + 4 * t, 8, 28 + 4 * t, 30)])
+        outs.append(model.step({"image": image, "height": H, "width": W, "frame_idx": t}, state))
+    return outs
+
+
 def test_num_classes_must_be_resolved():
     cfg = tiny_cfg()
     cfg.MODEL.NUM_CLASSES = -1
@@ -136,11 +147,7 @@ def test_ablation_variants_train_and_run_online(overrides, expected_keys):
     losses = model(_batch())
     assert expected_keys <= set(losses)
     sum(losses.values()).backward()
-    model.eval()
-    state = model.init_video_state()
-    for t in range(3):
-        image, _ = _frame([(1, 0, 8 + 4 * t, 8, 28 + 4 * t, 30)])
-        out = model.step({"image": image, "height": H, "width": W, "frame_idx": t}, state)
+    for out in run_moving_box_video(model):
         assert out.pred_masks.shape[1:] == (H, W)
 
 

@@ -3,7 +3,7 @@
 import pytest
 import torch
 from detectron2.modeling import build_model
-from test_vis_stg_model import H, W, _batch, _frame, tiny_cfg
+from test_vis_stg_model import H, W, _batch, run_moving_box_video, tiny_cfg
 
 from vis_stg.concat_fusion import ConcatFusion
 from vis_stg.offset_head import OffsetHead
@@ -86,11 +86,7 @@ def test_table2_variants_train_every_parameter_and_track_online(overrides, expec
     assert expected in losses and "loss_edge" not in losses
     sum(losses.values()).backward()
     assert [n for n, p in model.named_parameters() if p.grad is None] == []  # DDP-safe: nothing unused
-    model.eval()
-    state = model.init_video_state()
-    for t in range(3):
-        image, _ = _frame([(1, 0, 8 + 4 * t, 8, 28 + 4 * t, 30)])
-        out = model.step({"image": image, "height": H, "width": W, "frame_idx": t}, state)
+    for out in run_moving_box_video(model):
         assert out.pred_masks.shape[1:] == (H, W)
         assert len(set(out.track_ids.tolist())) == len(out)
 
