@@ -15,11 +15,11 @@ What is trained per seed (single-run differences of a few AP are noise on this 6
   Edge vs embedding association, the ``iou`` baseline and "no fusion" are eval-time switches on the main weights
   (the config trains the embedding baseline jointly on detached features).
 - RGNN-VIS: stage 1, stage 2 from that stage 1 (the full model), and stage 2 without the appearance model.
-- Then (tier 2) VisSTG's Table-2 models that need their own training: "Offset" association and "Concat" fusion.
   GNN vs the MaskTrack R-CNN rule and learned vs average scoring are eval-time switches on the stage-2 weights.
+- Then (tier 2) VisSTG's Table-2 models that need their own training: "Offset" association and "Concat" fusion.
 
-The held-out split (``--holdout``; generated with another generator seed, 16 videos) is the one to choose
-settings on; val is the one to report.
+The held-out split (``DIR/holdout_data``: generator seed 4242, 16 videos, made on the first run) is the one to
+choose settings on; val is the one to report.
 """
 
 from __future__ import annotations
@@ -79,7 +79,8 @@ CONCAT = (
 )
 
 # training key -> (config, overrides, stage-1 training key it starts from or None, tier). The full models of
-# every seed (tier 0) train before the ablations that need their own weights (tier 1).
+# every seed (tier 0) train before the ablations that need their own weights (tier 1), then the Table-2 models
+# (tier 2).
 TRAININGS: Dict[str, Tuple[str, Tuple[str, ...], Optional[str], int]] = {
     "stg_main": (STG, (), None, 0),
     "rgnn_s1": (S1, (), None, 0),

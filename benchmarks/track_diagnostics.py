@@ -80,7 +80,7 @@ def diagnose(gt_file: str, results_file: str) -> Dict[str, float]:
         found_class += bool(right)
         if right:
             true_scores.append(max(right)[1])
-        ious = _frame_ious(tracks, g) if tracks else np.zeros((len(g["segmentations"]), 0))
+        ious = _frame_ious(tracks, g)  # (T, 0) for a video without tracks
         present = [t for t, s in enumerate(g["segmentations"]) if s is not None]
         annotated += len(present)
         best = [int(ious[t].argmax()) if tracks and ious[t].max() >= IOU else -1 for t in present]
