@@ -3,6 +3,7 @@
 evaluate every variant on val and on a held-out split, print mean ± std tables (the READMEs' "3 seeds" tables).
 
     python benchmarks/synthetic_seed_study.py --seeds 1 2 3 --jobs 2 [--methods vis_stg vis_rgnn] [--out DIR]
+        [--trainings stg_iter1 rgnn_s2_noapp ...]   # only these trainings (+ the stage 1 they start from)
 
 Trainings (``train_net.py``, one process per job, ``OMP_NUM_THREADS`` = cores / jobs) and evaluations
 (``train_net.py --eval-only``; AP read back from the evaluator's ``metrics.json``) run as a dependency-ordered
@@ -16,7 +17,9 @@ What is trained per seed (single-run differences of a few AP are noise on this 6
   (the config trains the embedding baseline jointly on detached features).
 - RGNN-VIS: stage 1, stage 2 from that stage 1 (the full model), and stage 2 without the appearance model.
   GNN vs the MaskTrack R-CNN rule and learned vs average scoring are eval-time switches on the stage-2 weights.
-- Then (tier 2) VisSTG's Table-2 models that need their own training: "Offset" association and "Concat" fusion.
+- Then (tier 2) VisSTG trained on the paper's edge set (``TRACK.TRAIN_EDGE_SET predicted``) against the synthetic
+  config's GT + predicted set, and (tier 3) VisSTG's Table-2 models that need their own training: "Offset"
+  association and "Concat" fusion.
 
 The held-out split (``DIR/holdout_data``: generator seed 4242, 16 videos, made on the first run) is the one to
 choose settings on; val is the one to report.
@@ -67,6 +70,8 @@ S1 = "configs/vis_rgnn/synthetic_R18_stage1.yaml"
 S2 = "configs/vis_rgnn/synthetic_R18_stage2.yaml"
 NO_APPEARANCE = ("MODEL.RGNN.APPEARANCE.ENABLED", "False")
 ITER1 = ("MODEL.VIS_STG.GRAPH.NUM_ITERS", "1")
+# the paper's eq. (6) training edge set (the synthetic config trains on GT + predicted edges)
+PREDICTED_EDGES = ("MODEL.VIS_STG.TRACK.TRAIN_EDGE_SET", "predicted")
 # Table 2's own models: "Relation / Offset" and "Concat / Embedding" (no jointly trained baseline heads)
 OFFSET = ("MODEL.VIS_STG.TRACK.ASSOCIATION", "offset", "MODEL.VIS_STG.TRACK.JOINT_EMBEDDING", "False")
 CONCAT = (
@@ -79,16 +84,17 @@ CONCAT = (
 )
 
 # training key -> (config, overrides, stage-1 training key it starts from or None, tier). The full models of
-# every seed (tier 0) train before the ablations that need their own weights (tier 1), then the Table-2 models
-# (tier 2).
+# every seed (tier 0) train before the ablations that need their own weights (tier 1), then the synthetic config's
+# edge-set choice against the paper's (tier 2), then the Table-2 models (tier 3).
 TRAININGS: Dict[str, Tuple[str, Tuple[str, ...], Optional[str], int]] = {
     "stg_main": (STG, (), None, 0),
     "rgnn_s1": (S1, (), None, 0),
     "rgnn_s2": (S2, (), "rgnn_s1", 0),
     "stg_iter1": (STG, ITER1, None, 1),
     "rgnn_s2_noapp": (S2, NO_APPEARANCE, "rgnn_s1", 1),
-    "stg_offset": (STG, OFFSET, None, 2),
-    "stg_concat": (STG, CONCAT, None, 2),
+    "stg_pred_edges": (STG, PREDICTED_EDGES, None, 2),
+    "stg_offset": (STG, OFFSET, None, 3),
+    "stg_concat": (STG, CONCAT, None, 3),
 }
 
 VARIANTS: Tuple[Variant, ...] = (
@@ -115,6 +121,7 @@ VARIANTS: Tuple[Variant, ...] = (
         ITER1 + ("MODEL.VIS_STG.TRACK.ASSOCIATION", "embedding"),
         holdout=False,
     ),
+    Variant("vis_stg", "trained on the predicted edge set only (paper eq. 6)", "stg_pred_edges", STG, PREDICTED_EDGES),
     Variant("vis_stg", 'Table 2 "Offset" association (own model)', "stg_offset", STG, OFFSET),
     Variant("vis_stg", 'Table 2 "Concat" fusion + embedding (own model)', "stg_concat", STG, CONCAT),
     Variant("vis_rgnn", "stage 1 only (heuristic + average, segmenter masks)", "rgnn_s1", S1),
@@ -138,11 +145,30 @@ def _slug(text: str) -> str:
     return "".join(c if c.isalnum() else "_" for c in text.lower()).strip("_")[:48]
 
 
-def build_jobs(
-    methods: Sequence[str], seeds: Sequence[int], holdout_args: List[str], train_opts: Sequence[str] = ()
-) -> List[Job]:
-    """Training jobs (by tier, then seed, then their place in TRAININGS) and their evaluations (first when ready)."""
+def wanted_trainings(methods: Sequence[str], trainings: Optional[Sequence[str]] = None) -> set:
+    """The training keys the study runs: those of ``methods``' variants, or only ``trainings`` and what they start
+    from (a stage 2 needs its stage 1)."""
     wanted = {v.train for v in VARIANTS if v.method in methods}
+    if trainings is not None:
+        unknown = set(trainings) - set(TRAININGS)
+        if unknown:
+            raise ValueError(f"unknown training(s) {sorted(unknown)}; known: {sorted(TRAININGS)}")
+        chosen = set(trainings)
+        chosen |= {TRAININGS[k][2] for k in trainings if TRAININGS[k][2] is not None}
+        wanted &= chosen
+    return wanted
+
+
+def build_jobs(
+    methods: Sequence[str],
+    seeds: Sequence[int],
+    holdout_args: List[str],
+    train_opts: Sequence[str] = (),
+    trainings: Optional[Sequence[str]] = None,
+) -> List[Job]:
+    """Training jobs (by tier, then seed, then their place in TRAININGS) and their evaluations (first when ready).
+    ``trainings`` restricts the study to those training keys and the stage 1 they start from."""
+    wanted = wanted_trainings(methods, trainings)
     jobs: List[Job] = []
     for order, (key, (config, opts, start_from, tier)) in enumerate(TRAININGS.items()):
         if key not in wanted:
@@ -155,7 +181,7 @@ def build_jobs(
                 deps = (f"{start_from}_seed{seed}",)
             jobs.append(Job(f"{key}_seed{seed}", args, "model_final.pth", deps, (1, tier, seed_index, order)))
     for v in VARIANTS:
-        if v.method not in methods:
+        if v.method not in methods or v.train not in wanted:
             continue
         for seed in seeds:
             train = f"{v.train}_seed{seed}"
@@ -285,12 +311,15 @@ def main(argv: Optional[List[str]] = None) -> None:
     p.add_argument("--out", default=str(ROOT / "output" / "seed_study"))
     p.add_argument("--table", action="store_true", help="only print the tables of the finished evaluations")
     p.add_argument("--train-opts", nargs="*", default=[], help="extra KEY VALUE overrides of every training")
+    p.add_argument(
+        "--trainings", nargs="+", choices=sorted(TRAININGS), help="only these trainings (+ the stage 1 they start from)"
+    )
     a = p.parse_args(argv)
     out = Path(a.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     if not a.table:
         holdout_args = prepare_data(out)
-        run_queue(build_jobs(a.methods, a.seeds, holdout_args, a.train_opts), out, a.jobs)
+        run_queue(build_jobs(a.methods, a.seeds, holdout_args, a.train_opts, a.trainings), out, a.jobs)
     print(tables(a.methods, a.seeds, out))
 
 

@@ -3,6 +3,8 @@ training, tiers) and the mean ± std tables read back from the evaluator's metri
 
 import json
 
+import pytest
+
 from benchmarks.synthetic_seed_study import HOLDOUT, VAL, VARIANTS, _mean_std, build_jobs, eval_name, tables
 
 
@@ -36,3 +38,13 @@ def test_tables_report_mean_and_sample_std_over_finished_seeds(tmp_path):
     row = next(line for line in text.splitlines() if line.startswith(f"| {full.row} |"))
     assert "| 2 | 12.0 ± 2.8 | 24.0 ± 5.7 |" in row and row.endswith("| – | 10.0 / 14.0 |")
     assert _mean_std([]) == "–" and _mean_std([3.0]) == "3.0"
+
+
+def test_trainings_restricts_the_study_and_pulls_in_the_stage1_it_starts_from():
+    jobs = {j.name: j for j in build_jobs(["vis_stg", "vis_rgnn"], [2], [], trainings=["rgnn_s2_noapp", "stg_iter1"])}
+    trained = {n for n in jobs if not n.startswith("eval_")}
+    assert trained == {"rgnn_s1_seed2", "rgnn_s2_noapp_seed2", "stg_iter1_seed2"}
+    evals = [j for j in jobs.values() if j.name.startswith("eval_")]
+    assert evals and {j.deps[0] for j in evals} == trained
+    with pytest.raises(ValueError, match="nope"):
+        build_jobs(["vis_stg"], [1], [], trainings=["nope"])
