@@ -68,6 +68,28 @@ def test_scatter_update_equals_dense_reference(aggregation, num_iters):
         assert not torch.allclose(pix_s, h_pix)
 
 
+@pytest.mark.parametrize("aggregation", ["sum", "mean"])
+def test_masked_edges_send_nothing_and_final_ref_only_skips_the_last_instance_update(aggregation):
+    torch.manual_seed(2)
+    update = GraphUpdate(dim=8, hidden_dim=12, num_iters=3, aggregation=aggregation).double()
+    for p in update.parameters():
+        torch.nn.init.normal_(p, std=0.3)
+    h_ref, h_pix, src, dst = (t.double() if t.is_floating_point() else t for t in _random_graph(seed=5))
+    keep = torch.rand(len(src), generator=torch.Generator().manual_seed(0)) > 0.4
+    ref_m, pix_m, edge_m = update(h_ref, h_pix, src, dst, edge_mask=keep)
+    ref_k, pix_k, edge_k = update(h_ref, h_pix, src[keep], dst[keep])  # the graph without the masked edges
+    torch.testing.assert_close(ref_m, ref_k, atol=1e-9, rtol=0)
+    torch.testing.assert_close(pix_m, pix_k, atol=1e-9, rtol=0)
+    torch.testing.assert_close(edge_m[keep], edge_k, atol=1e-9, rtol=0)
+    # final_ref=False: same pixels and edges; the instances stop at iteration L-1
+    ref_f, pix_f, edge_f = update(h_ref, h_pix, src, dst, edge_mask=keep, final_ref=False)
+    torch.testing.assert_close(pix_f, pix_m, atol=1e-9, rtol=0)
+    torch.testing.assert_close(edge_f, edge_m, atol=1e-9, rtol=0)
+    update.num_iters = 2
+    ref_2, _, _ = update(h_ref, h_pix, src, dst, edge_mask=keep)
+    torch.testing.assert_close(ref_f, ref_2, atol=1e-9, rtol=0)
+
+
 def test_scatter_update_float32_matches_dense_and_is_edge_order_invariant():
     torch.manual_seed(1)
     update = GraphUpdate(dim=8, hidden_dim=16, num_iters=3)
