@@ -173,8 +173,8 @@ def main(argv: List[str] = None) -> Dict[str, Dict]:
         "--clock",
         choices=sorted(CLOCK),
         default="wall",
-        help="cpu: process CPU time (with --threads 1, robust to other jobs on the machine; the "
-        "RGNN row uses bench_vis_rgnn's own wall-clock timing)",
+        help="cpu: process CPU time (with --threads 1, robust to other jobs on the machine); the RGNN row "
+        "always uses bench_vis_rgnn's own timing, which is process CPU time on CPU",
     )
     args = parser.parse_args(argv)
     if args.clock == "cpu" and args.device != "cpu":

@@ -176,15 +176,17 @@ class GraphUpdate(nn.Module):
             # (E, 2·hidden): [N_e block | N_v block] of each edge's instance and pixel node
             ref_in = F.linear(h_ref, node_w_ref).index_select(0, src)
             pix_in = F.linear(h_pix, node_w_pix).index_select(0, dst)
-            act = F.relu(edge_in + ref_in[:, :hidden] + pix_in[:, :hidden])  # N_e's hidden layer
+            act = (
+                (edge_in + ref_in[:, :hidden]).add_(pix_in[:, :hidden]).relu_()
+            )  # N_e's hidden layer (in place on temporaries)
             if last:
                 h_edge = e_last(act)  # h_e(L), the edge classifier's input
                 shared = F.linear(h_edge, wv_edge, v_first.bias)
             else:
                 edge_in, shared = F.linear(act, next_w, next_b).split(hidden, dim=1)
-            msg_pix = aggregate_message(F.relu(shared + pix_in[:, hidden:]), "pix")
+            msg_pix = aggregate_message((shared + pix_in[:, hidden:]).relu_(), "pix")
             if not last or final_ref:
-                h_ref = h_ref + aggregate_message(F.relu(shared + ref_in[:, hidden:]), "ref")
+                h_ref = h_ref + aggregate_message((shared + ref_in[:, hidden:]).relu_(), "ref")
             h_pix = h_pix + msg_pix
         return h_ref, h_pix, h_edge
 
