@@ -142,8 +142,11 @@ class KernelWarp(nn.Module):
             xy.append((x, y))
             ys, xs = y[:, None] + d, x[:, None] + d  # (D, 2r+1)
             ins = ((ys >= 0) & (ys < h))[:, :, None] & ((xs >= 0) & (xs < w))[:, None, :]  # (D, P, P)
-            diff = (fk - ft)[0][:, ys.clamp(0, h - 1)[:, :, None], xs.clamp(0, w - 1)[:, None, :]]  # (C, D, P, P)
-            diff = diff.permute(1, 0, 2, 3)
+            # F_k - F_t on the patches only (gathered from the flattened maps: no full-map difference)
+            flat = (ys.clamp(0, h - 1)[:, :, None] * w + xs.clamp(0, w - 1)[:, None, :]).reshape(-1)  # (D·P·P,)
+            c = fk.shape[1]
+            diff = fk[0].reshape(c, h * w).index_select(1, flat) - ft[0].reshape(c, h * w).index_select(1, flat)
+            diff = diff.view(c, *ins.shape).permute(1, 0, 2, 3)  # (D, C, P, P)
             on_level = (level == lvl)[:, None, None]
             patch = diff if patch is None else torch.where(on_level[:, None], diff, patch)
             inside = ins if inside is None else torch.where(on_level, ins, inside)
