@@ -313,7 +313,7 @@ class SpatialTemporalGraph(nn.Module):
             srcs.append(src + lvl * num_ref)
             dsts.append(dst_local + slot_offset)
             valids.append(valid)
-            pix.append(flat[:, pixel_of_slot].t())
+            pix.append(flat.index_select(1, pixel_of_slot).t())
             slot_offset += dst.numel()
         _, h_pix, h_edge = self.update(
             torch.cat(list(ref_nodes)),
@@ -327,7 +327,8 @@ class SpatialTemporalGraph(nn.Module):
         for flat, sorted_dst, slot_sorted, offset, src, dst, valid, cells, window in levels:
             d, hw = flat.shape
             out = flat.clone()
-            out[:, sorted_dst] = h_pix[offset + slot_sorted].t().to(out.dtype)  # every edge writes its slot
+            # every edge writes its slot's value (edges sharing a pixel write the same value)
+            out.index_copy_(1, sorted_dst, h_pix.index_select(0, offset + slot_sorted).t().to(out.dtype))
             fused.append(out.view(1, d, *features_t[len(fused)].shape[-2:]))
             edges.append(GraphEdges(src, dst, h_edge[offset : offset + dst.numel()], valid, cells, window))
         return fused, edges
