@@ -143,22 +143,23 @@ class GraphUpdate(nn.Module):
         if scale is not None:
             degree = {k: (v > 0).to(v.dtype) for k, v in degree.items()}
 
-        def aggregate_message(hidden: torch.Tensor, node: str) -> torch.Tensor:
-            """Σ (or mean) over a node's edges of N_v's output W·u_e + b, computed as W·Σu_e + deg·b: the last
-            layer is linear, so it runs once per node instead of once per edge (a node without an edge gets 0)."""
+        def aggregate_hidden(hidden: torch.Tensor, node: str) -> torch.Tensor:
+            """Σ (or mean) of N_v's hidden activations u_e over each node's edges, (N+1 | M+1, hidden). The
+            aggregated message Σ (W·u_e + b) is W·Σu_e + deg·b: N_v's output layer is linear, so it runs once
+            per node instead of once per edge (a node without an edge gets 0)."""
             total = scatter_sum(hidden, into[node], size[node])
-            if scale is not None:
-                total = total * scale[node]
-            return torch.addmm(degree[node] * v_last.bias, total, v_last.weight.t())[:-1]
+            return total if scale is None else total * scale[node]
 
-        # Exact rewrites of eq. (1)(2) that cut the per-edge work (same function):
+        # Exact rewrites of eq. (1)(2) that cut the per-edge products (same function, other rounding):
         # - the first layers of N_e([h_e, h_i, h_j]) and N_v([h_e, h_i]) are split by input block; the node
         #   blocks run once per node (instance and pixel blocks of N_e and N_v in one product) and N_v's edge
         #   block is shared by the two messages;
         # - N_e's output layer is composed with the two linear maps that read h_e next (N_v's edge block, and
         #   N_e's edge block of the next iteration): one (E, 2·hidden) product instead of three; h_e itself is
         #   formed only after the last iteration;
-        # - N_v's output layer runs after the aggregation (``aggregate_message``).
+        # - N_v's output layer runs after the aggregation (``aggregate_hidden``). The pixel nodes are read only
+        #   through their first-layer blocks until the end, so those blocks are updated with N_v's output
+        #   layer composed in, and h_pix itself is formed once from the sum of all iterations' messages.
         # ``final_ref=False`` (online inference) skips the instance-node update of the last iteration, which
         # nothing reads there (F̂_t and the edge features are the outputs); h_ref is then that of iteration L-1.
         dim, hidden = h_ref.shape[1], self.edge_mlp[0].out_features
@@ -169,25 +170,34 @@ class GraphUpdate(nn.Module):
         node_w_ref, node_w_pix = torch.cat([we_ref, wv_node]), torch.cat([we_pix, wv_node])  # (2·hidden, D)
         next_w = torch.cat([we_edge @ e_last.weight, wv_edge @ e_last.weight])  # (2·hidden, hidden)
         next_b = torch.cat([we_edge @ e_last.bias + e_first.bias, wv_edge @ e_last.bias + v_first.bias])
+        msg_w_pix, msg_b_pix = node_w_pix @ v_last.weight, node_w_pix @ v_last.bias  # a message's pixel blocks
         h_edge = (h_ref[src] - h_pix[dst]).abs()  # h_e(0)
         edge_in = F.linear(h_edge, we_edge, e_first.bias)  # N_e's edge block
+        pix_blocks = F.linear(h_pix, node_w_pix)  # (M, 2·hidden): [N_e block | N_v block] of each pixel node
+        pix_hidden_sum = None  # Σ over iterations of the pixels' aggregated hidden activations, (M+1, hidden)
         for it in range(self.num_iters):
             last = it == self.num_iters - 1
             # (E, 2·hidden): [N_e block | N_v block] of each edge's instance and pixel node
             ref_in = F.linear(h_ref, node_w_ref).index_select(0, src)
-            pix_in = F.linear(h_pix, node_w_pix).index_select(0, dst)
-            act = (
-                (edge_in + ref_in[:, :hidden]).add_(pix_in[:, :hidden]).relu_()
-            )  # N_e's hidden layer (in place on temporaries)
+            pix_in = pix_blocks.index_select(0, dst)
+            act = (edge_in + ref_in[:, :hidden]).add_(pix_in[:, :hidden]).relu_()  # N_e's hidden layer
             if last:
                 h_edge = e_last(act)  # h_e(L), the edge classifier's input
                 shared = F.linear(h_edge, wv_edge, v_first.bias)
             else:
                 edge_in, shared = F.linear(act, next_w, next_b).split(hidden, dim=1)
-            msg_pix = aggregate_message((shared + pix_in[:, hidden:]).relu_(), "pix")
+            pix_hidden = aggregate_hidden((shared + pix_in[:, hidden:]).relu_(), "pix")
+            pix_hidden_sum = pix_hidden if pix_hidden_sum is None else pix_hidden_sum + pix_hidden
+            if not last:  # the pixel blocks of h_pix + message, for the next iteration
+                pix_blocks = torch.addmm(degree["pix"][:-1] * msg_b_pix, pix_hidden[:-1], msg_w_pix.t()).add_(
+                    pix_blocks
+                )
             if not last or final_ref:
-                h_ref = h_ref + aggregate_message((shared + ref_in[:, hidden:]).relu_(), "ref")
-            h_pix = h_pix + msg_pix
+                ref_hidden = aggregate_hidden((shared + ref_in[:, hidden:]).relu_(), "ref")[:-1]
+                h_ref = h_ref + torch.addmm(degree["ref"][:-1] * v_last.bias, ref_hidden, v_last.weight.t())
+        if pix_hidden_sum is not None:
+            bias = degree["pix"][:-1] * (self.num_iters * v_last.bias)
+            h_pix = h_pix + torch.addmm(bias, pix_hidden_sum[:-1], v_last.weight.t())
         return h_ref, h_pix, h_edge
 
     def forward_dense(
