@@ -193,3 +193,24 @@ def test_online_fixed_layout_equals_the_edge_list_graph(aggregation):
         assert o.valid.sum() == len(e.src)
         assert o.src[o.valid].tolist() == e.src.tolist() and o.dst[o.valid].tolist() == e.dst.tolist()
         torch.testing.assert_close(o.features[o.valid], e.features, atol=1e-5, rtol=1e-5)
+
+
+def test_cached_fused_weights_follow_parameter_updates():
+    """Without autograd the composed weights are cached; an in-place update (optimizer step, load_state_dict)
+    must invalidate them."""
+    torch.manual_seed(4)
+    update = GraphUpdate(dim=8, hidden_dim=16, num_iters=2)
+    for p in update.parameters():
+        torch.nn.init.normal_(p, std=0.3)
+    h_ref, h_pix, src, dst = _random_graph(seed=6)
+    with torch.no_grad():
+        before = update(h_ref, h_pix, src, dst)
+        other = GraphUpdate(dim=8, hidden_dim=16, num_iters=2)
+        for p in other.parameters():
+            torch.nn.init.normal_(p, std=0.3)
+        update.load_state_dict(other.state_dict())  # in-place copies into the same storages
+        after = update(h_ref, h_pix, src, dst)
+        expected = other(h_ref, h_pix, src, dst)
+    for a, e in zip(after, expected):
+        torch.testing.assert_close(a, e)
+    assert not torch.allclose(before[1], after[1])

@@ -118,6 +118,28 @@ class GraphUpdate(nn.Module):
         nn.init.zeros_(self.node_mlp[-1].weight)
         nn.init.zeros_(self.node_mlp[-1].bias)
 
+    def _fused_weights(self) -> Tuple[torch.Tensor, ...]:
+        """The weight blocks and compositions of :meth:`forward` (shapes in ``forward``'s comments). Without
+        autograd they are cached until a parameter changes (its version counter or storage), so online
+        inference does not recompute them every frame."""
+        params = (self.edge_mlp[0].weight, self.edge_mlp[0].bias, self.edge_mlp[2].weight, self.edge_mlp[2].bias)
+        params += (self.node_mlp[0].weight, self.node_mlp[0].bias, self.node_mlp[2].weight, self.node_mlp[2].bias)
+        key = tuple((p.data_ptr(), p._version, p.dtype, p.device) for p in params)
+        cache = getattr(self, "_fused_cache", None)
+        if not torch.is_grad_enabled() and cache is not None and cache[0] == key:
+            return cache[1]
+        e_w, e_b, el_w, el_b, v_w, v_b, vl_w, vl_b = params
+        dim = (e_w.shape[1]) // 3
+        we_edge, we_ref, we_pix = e_w.split(dim, dim=1)
+        wv_edge, wv_node = v_w.split(dim, dim=1)
+        node_w_ref, node_w_pix = torch.cat([we_ref, wv_node]), torch.cat([we_pix, wv_node])  # (2·hidden, D)
+        next_w = torch.cat([we_edge, wv_edge]) @ el_w  # (2·hidden, hidden): N_e's output layer composed in
+        next_b = torch.cat([we_edge @ el_b + e_b, wv_edge @ el_b + v_b])
+        msg_w_pix, msg_b_pix = node_w_pix @ vl_w, node_w_pix @ vl_b  # the pixel blocks of a message
+        fused = (we_edge, wv_edge, node_w_ref, node_w_pix, next_w, next_b, msg_w_pix, msg_b_pix)
+        self._fused_cache = None if torch.is_grad_enabled() else (key, fused)
+        return fused
+
     def forward(
         self,
         h_ref: torch.Tensor,
@@ -162,15 +184,11 @@ class GraphUpdate(nn.Module):
         #   layer composed in, and h_pix itself is formed once from the sum of all iterations' messages.
         # ``final_ref=False`` (online inference) skips the instance-node update of the last iteration, which
         # nothing reads there (F̂_t and the edge features are the outputs); h_ref is then that of iteration L-1.
-        dim, hidden = h_ref.shape[1], self.edge_mlp[0].out_features
+        hidden = self.edge_mlp[0].out_features
         e_first, e_last = self.edge_mlp[0], self.edge_mlp[2]
         v_first, v_last = self.node_mlp[0], self.node_mlp[2]
-        we_edge, we_ref, we_pix = e_first.weight.split(dim, dim=1)
-        wv_edge, wv_node = v_first.weight.split(dim, dim=1)
-        node_w_ref, node_w_pix = torch.cat([we_ref, wv_node]), torch.cat([we_pix, wv_node])  # (2·hidden, D)
-        next_w = torch.cat([we_edge @ e_last.weight, wv_edge @ e_last.weight])  # (2·hidden, hidden)
-        next_b = torch.cat([we_edge @ e_last.bias + e_first.bias, wv_edge @ e_last.bias + v_first.bias])
-        msg_w_pix, msg_b_pix = node_w_pix @ v_last.weight, node_w_pix @ v_last.bias  # a message's pixel blocks
+        we_edge, wv_edge, node_w_ref, node_w_pix, next_w, next_b, msg_w_pix, msg_b_pix = self._fused_weights()
+        deg_ref, deg_pix = degree["ref"][:-1, 0], degree["pix"][:-1, 0]  # (N,), (M,): the bias counts
         h_edge = (h_ref[src] - h_pix[dst]).abs()  # h_e(0)
         edge_in = F.linear(h_edge, we_edge, e_first.bias)  # N_e's edge block
         pix_blocks = F.linear(h_pix, node_w_pix)  # (M, 2·hidden): [N_e block | N_v block] of each pixel node
@@ -188,16 +206,14 @@ class GraphUpdate(nn.Module):
                 edge_in, shared = F.linear(act, next_w, next_b).split(hidden, dim=1)
             pix_hidden = aggregate_hidden((shared + pix_in[:, hidden:]).relu_(), "pix")
             pix_hidden_sum = pix_hidden if pix_hidden_sum is None else pix_hidden_sum + pix_hidden
-            if not last:  # the pixel blocks of h_pix + message, for the next iteration
-                pix_blocks = torch.addmm(degree["pix"][:-1] * msg_b_pix, pix_hidden[:-1], msg_w_pix.t()).add_(
-                    pix_blocks
-                )
+            if not last:  # the pixel blocks of h_pix + message, for the next iteration (in place: no copies)
+                pix_blocks = pix_blocks.addmm_(pix_hidden[:-1], msg_w_pix.t()).addr_(deg_pix, msg_b_pix)
             if not last or final_ref:
                 ref_hidden = aggregate_hidden((shared + ref_in[:, hidden:]).relu_(), "ref")[:-1]
-                h_ref = h_ref + torch.addmm(degree["ref"][:-1] * v_last.bias, ref_hidden, v_last.weight.t())
+                h_ref = torch.addmm(h_ref, ref_hidden, v_last.weight.t()).addr_(deg_ref, v_last.bias)
         if pix_hidden_sum is not None:
-            bias = degree["pix"][:-1] * (self.num_iters * v_last.bias)
-            h_pix = h_pix + torch.addmm(bias, pix_hidden_sum[:-1], v_last.weight.t())
+            h_pix = torch.addmm(h_pix, pix_hidden_sum[:-1], v_last.weight.t())
+            h_pix = h_pix.addr_(deg_pix, v_last.bias, alpha=self.num_iters)
         return h_ref, h_pix, h_edge
 
     def forward_dense(
