@@ -133,9 +133,10 @@ class GraphUpdate(nn.Module):
         we_edge, we_ref, we_pix = e_w.split(dim, dim=1)
         wv_edge, wv_node = v_w.split(dim, dim=1)
         node_w_ref, node_w_pix = torch.cat([we_ref, wv_node]), torch.cat([we_pix, wv_node])  # (2·hidden, D)
-        next_w = torch.cat([we_edge, wv_edge]) @ el_w  # (2·hidden, hidden): N_e's output layer composed in
-        next_b = torch.cat([we_edge @ el_b + e_b, wv_edge @ el_b + v_b])
-        msg_w_pix, msg_b_pix = node_w_pix @ vl_w, node_w_pix @ vl_b  # the pixel blocks of a message
+        with torch.autocast(e_w.device.type, enabled=False):  # compositions in the parameters' precision
+            next_w = torch.cat([we_edge, wv_edge]) @ el_w  # (2·hidden, hidden): N_e's output layer composed in
+            next_b = torch.cat([we_edge @ el_b + e_b, wv_edge @ el_b + v_b])
+            msg_w_pix, msg_b_pix = node_w_pix @ vl_w, node_w_pix @ vl_b  # the pixel blocks of a message
         fused = (we_edge, wv_edge, node_w_ref, node_w_pix, next_w, next_b, msg_w_pix, msg_b_pix)
         self._fused_cache = None if torch.is_grad_enabled() else (key, fused)
         return fused
@@ -188,10 +189,14 @@ class GraphUpdate(nn.Module):
         e_first, e_last = self.edge_mlp[0], self.edge_mlp[2]
         v_first, v_last = self.node_mlp[0], self.node_mlp[2]
         we_edge, wv_edge, node_w_ref, node_w_pix, next_w, next_b, msg_w_pix, msg_b_pix = self._fused_weights()
-        deg_ref, deg_pix = degree["ref"][:-1, 0], degree["pix"][:-1, 0]  # (N,), (M,): the bias counts
         h_edge = (h_ref[src] - h_pix[dst]).abs()  # h_e(0)
         edge_in = F.linear(h_edge, we_edge, e_first.bias)  # N_e's edge block
         pix_blocks = F.linear(h_pix, node_w_pix)  # (M, 2·hidden): [N_e block | N_v block] of each pixel node
+        # The in-place updates below see no autocast: their operands take the products' dtype (bf16 / fp16 under
+        # autocast); the node features keep theirs (the messages are added to them, as in eq. (2)).
+        ct = pix_blocks.dtype
+        msg_w_pix, msg_b_pix, v_w, v_b = (t.to(ct) for t in (msg_w_pix, msg_b_pix, v_last.weight, v_last.bias))
+        deg_ref, deg_pix = degree["ref"][:-1].to(ct), degree["pix"][:-1, 0].to(ct)  # (N, 1), (M,): bias counts
         pix_hidden_sum = None  # Σ over iterations of the pixels' aggregated hidden activations, (M+1, hidden)
         for it in range(self.num_iters):
             last = it == self.num_iters - 1
@@ -210,10 +215,9 @@ class GraphUpdate(nn.Module):
                 pix_blocks = pix_blocks.addmm_(pix_hidden[:-1], msg_w_pix.t()).addr_(deg_pix, msg_b_pix)
             if not last or final_ref:
                 ref_hidden = aggregate_hidden((shared + ref_in[:, hidden:]).relu_(), "ref")[:-1]
-                h_ref = torch.addmm(h_ref, ref_hidden, v_last.weight.t()).addr_(deg_ref, v_last.bias)
+                h_ref = h_ref + (F.linear(ref_hidden, v_w) + deg_ref * v_b)  # N rows: no need to fuse
         if pix_hidden_sum is not None:
-            h_pix = torch.addmm(h_pix, pix_hidden_sum[:-1], v_last.weight.t())
-            h_pix = h_pix.addr_(deg_pix, v_last.bias, alpha=self.num_iters)
+            h_pix = h_pix + F.linear(pix_hidden_sum[:-1], v_w).addr_(deg_pix, v_b, alpha=self.num_iters)
         return h_ref, h_pix, h_edge
 
     def forward_dense(
