@@ -31,7 +31,7 @@ from detectron2.config import get_cfg  # noqa: E402
 from detectron2.modeling import build_model  # noqa: E402
 
 from projects.config import add_video_config  # noqa: E402
-from projects.utils.host_syncs import online_step_syncs  # noqa: E402
+from projects.utils.host_syncs import online_step_syncs, random_video  # noqa: E402
 from vis_rgnn import add_rgnn_config  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -81,15 +81,13 @@ def measure_rgnn(
     model = build_model(cfg).eval()
     if weights:
         DetectionCheckpointer(model).load(weights)
-    h, w = (64, 96) if smoke else (360, 640)
-    g = torch.Generator().manual_seed(0)
-    images = [torch.randint(0, 256, (3, h, w), dtype=torch.uint8, generator=g) for _ in range(frames)]
+    images = random_video(frames, smoke)
     state = model.init_video_state()
     syncs = online_step_syncs(model, state, images, device)
     return {
         "model": "RGNN-VIS",
         "device": device,
-        "size": (h, w),
+        "size": tuple(images[0].shape[-2:]),
         **syncs,
         "tracks": int(state["tracks"].alive.sum()),
     }

@@ -11,12 +11,12 @@ from __future__ import annotations
 import warnings
 from collections import Counter
 from functools import partial
-from typing import Any, Callable, Dict, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Sequence, Tuple
 
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-__all__ = ["SYNC_OPS", "count_host_syncs", "count_cuda_sync_warnings", "online_step_syncs"]
+__all__ = ["SYNC_OPS", "count_host_syncs", "count_cuda_sync_warnings", "online_step_syncs", "random_video"]
 
 #: aten ops that read a device value back to the host (scalar reads, data-dependent output sizes).
 SYNC_OPS = (
@@ -59,6 +59,14 @@ def count_cuda_sync_warnings(fn: Callable[[], Any]) -> Tuple[Any, int]:
         finally:
             torch.cuda.set_sync_debug_mode("default")
     return result, sum("synchroniz" in str(w.message) for w in caught)
+
+
+def random_video(frames: int, smoke: bool, seed: int = 0) -> List[torch.Tensor]:
+    """``frames`` seeded random uint8 (3, H, W) frames at the host-sync benchmarks' size: 64×96 with ``smoke``,
+    else 360×640."""
+    h, w = (64, 96) if smoke else (360, 640)
+    g = torch.Generator().manual_seed(seed)
+    return [torch.randint(0, 256, (3, h, w), dtype=torch.uint8, generator=g) for _ in range(frames)]
 
 
 def online_step_syncs(model: Any, state: Any, images: Sequence[torch.Tensor], device: str) -> Dict[str, Any]:
