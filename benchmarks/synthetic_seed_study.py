@@ -112,6 +112,9 @@ VARIANTS: Tuple[Variant, ...] = (
     Variant(
         "vis_stg", "no fusion at test (`GRAPH.FUSION False`)", "stg_main", STG, ("MODEL.VIS_STG.GRAPH.FUSION", "False")
     ),
+    # the MLPs are shared by all iterations (eq. 1-2 carry no iteration index), so the number of iterations is
+    # also an eval-time switch: what iterations 2-3 add to a model trained with 3
+    Variant("vis_stg", "3-iteration weights, 1 iteration at test", "stg_main", STG, ITER1),
     Variant("vis_stg", "1 GNN iteration, edge association", "stg_iter1", STG, ITER1),
     Variant(
         "vis_stg",
