@@ -11,7 +11,7 @@ overlap (IoU > 0) two or more alive tracks, where box overlap alone cannot decid
 each cue between true and false (track, detection) pairs. Prints one Markdown table.
 
     python benchmarks/rgnn_association_cues.py --config-file configs/vis_rgnn/synthetic_R18_stage2.yaml \
-        MODEL.WEIGHTS output/rgnn_s2/model_final.pth [DATASETS.TEST "('synthetic_vis_val',)"]
+        MODEL.WEIGHTS output/rgnn_s2/model_final.pth [--dataset NAME=JSON:ROOT DATASETS.TEST "('NAME',)"]
 
 A model trained without the appearance model (``MODEL.RGNN.APPEARANCE.ENABLED False``) has no log-likelihood
 column. The labels come from the boxes only; the cues' arg-max ignores the thresholds of the association itself.
@@ -37,6 +37,7 @@ from detectron2.structures import BoxMode  # noqa: E402
 import projects.data  # noqa: E402,F401  (registers the builtin datasets)
 from projects.config import get_project_cfg  # noqa: E402
 from projects.data.build import build_video_test_loader, get_video_dataset_dicts, resolve_num_classes  # noqa: E402
+from projects.data.cli import register_cli_datasets  # noqa: E402
 from vis_rgnn.graph_inputs import graph_inputs  # noqa: E402
 from vis_rgnn.meta_arch import _float32  # noqa: E402
 from vis_rgnn.targets import assign_detections  # noqa: E402
@@ -147,8 +148,12 @@ def summarise(records: List[Dict[str, np.ndarray]]) -> Dict[str, Dict[str, float
 def main(argv=None) -> Dict[str, Dict[str, float]]:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config-file", required=True)
+    parser.add_argument(
+        "--dataset", action="append", metavar="NAME=JSON:IMAGE_ROOT", help="register a dataset, as train_net.py"
+    )
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides, e.g. MODEL.WEIGHTS path")
     args = parser.parse_args(argv)
+    register_cli_datasets(args.dataset)
     cfg = get_project_cfg()
     cfg.merge_from_file(args.config_file)
     cfg.merge_from_list(args.opts)
