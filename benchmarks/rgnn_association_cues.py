@@ -19,7 +19,6 @@ column. The labels come from the boxes only; the cues' arg-max ignores the thres
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 from typing import Dict, List
@@ -30,14 +29,9 @@ from scipy.stats import rankdata
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from detectron2.checkpoint import DetectionCheckpointer  # noqa: E402
-from detectron2.modeling import build_model  # noqa: E402
 from detectron2.structures import BoxMode  # noqa: E402
 
-import projects.data  # noqa: E402,F401  (registers the builtin datasets)
-from projects.config import get_project_cfg  # noqa: E402
-from projects.data.build import build_video_test_loader, get_video_dataset_dicts, resolve_num_classes  # noqa: E402
-from projects.data.cli import register_cli_datasets  # noqa: E402
+from benchmarks.annotated_split_runs import checkpoint_parser, run_checkpoint_on_annotated_split  # noqa: E402
 from vis_rgnn.graph_inputs import graph_inputs  # noqa: E402
 from vis_rgnn.meta_arch import _float32  # noqa: E402
 from vis_rgnn.targets import assign_detections  # noqa: E402
@@ -146,33 +140,12 @@ def summarise(records: List[Dict[str, np.ndarray]]) -> Dict[str, Dict[str, float
 
 
 def main(argv=None) -> Dict[str, Dict[str, float]]:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config-file", required=True)
-    parser.add_argument(
-        "--dataset", action="append", metavar="NAME=JSON:IMAGE_ROOT", help="register a dataset, as train_net.py"
+    parser = checkpoint_parser(__doc__)
+    name, weights, records = run_checkpoint_on_annotated_split(
+        parser, argv, "a trained stage-2 checkpoint", video_records
     )
-    parser.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides, e.g. MODEL.WEIGHTS path")
-    args = parser.parse_args(argv)
-    register_cli_datasets(args.dataset)
-    cfg = get_project_cfg()
-    cfg.merge_from_file(args.config_file)
-    cfg.merge_from_list(args.opts)
-    cfg.DATALOADER.NUM_WORKERS = 0
-    resolve_num_classes(cfg)
-    if not cfg.MODEL.WEIGHTS:
-        parser.error("give MODEL.WEIGHTS (a trained stage-2 checkpoint)")
-    model = build_model(cfg).eval()
-    DetectionCheckpointer(model).load(cfg.MODEL.WEIGHTS)
-    name = cfg.DATASETS.TEST[0]
-    videos = get_video_dataset_dicts([name])
-    if not videos or "annotations" not in videos[0]:
-        raise SystemExit(f"dataset {name!r} has no annotations to label the detections with")
-    records = []
-    with torch.no_grad():
-        for video_dict, (video_input,) in zip(videos, build_video_test_loader(cfg, name)):
-            records += video_records(model, video_dict, video_input)
     summary = summarise(records)
-    print(f"\n{name}, {cfg.MODEL.WEIGHTS}")
+    print(f"\n{name}, {weights}")
     print("| cue | detections with a true track | top-1 right | contested | top-1 right (contested) | pair ROC AUC |")
     print("|---|---:|---:|---:|---:|---:|")
     for c, s in summary.items():

@@ -7,10 +7,9 @@ the fraction whose arg-max class is right and their mean confidence. This is the
 choice of ``configs/vis_rgnn/synthetic_R18_stage1.yaml`` (vis_rgnn/README.md, Results).
 
     python benchmarks/rgnn_segmenter_quality.py --config-file configs/vis_rgnn/synthetic_R18_stage1.yaml \
-        MODEL.WEIGHTS output/rgnn_s1/model_final.pth [DATASETS.TEST "('synthetic_vis_val',)"]
+        MODEL.WEIGHTS output/rgnn_s1/model_final.pth [--dataset NAME=JSON:ROOT DATASETS.TEST "('NAME',)"]
 """
 
-import argparse
 import os
 import sys
 
@@ -20,14 +19,10 @@ import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from detectron2.checkpoint import DetectionCheckpointer  # noqa: E402
-from detectron2.modeling import build_model  # noqa: E402
 from detectron2.structures import BitMasks, Boxes, BoxMode, Instances  # noqa: E402
 from torchvision.ops import box_iou  # noqa: E402
 
-import projects.data  # noqa: E402,F401  (registers the builtin datasets)
-from projects.config import get_project_cfg  # noqa: E402
-from projects.data.build import build_video_test_loader, get_video_dataset_dicts, resolve_num_classes  # noqa: E402
+from benchmarks.annotated_split_runs import checkpoint_parser, run_checkpoint_on_annotated_split  # noqa: E402
 from projects.utils.masks import decode_mask  # noqa: E402
 from vis_rgnn.targets import gt_masks_on_grid  # noqa: E402
 
@@ -66,28 +61,11 @@ def object_frame_records(model, video_dict, video_input):
     return records
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config-file", required=True)
-    parser.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides, e.g. MODEL.WEIGHTS path")
-    args = parser.parse_args()
-    cfg = get_project_cfg()
-    cfg.merge_from_file(args.config_file)
-    cfg.merge_from_list(args.opts)
-    cfg.DATALOADER.NUM_WORKERS = 0
-    resolve_num_classes(cfg)
-    if not cfg.MODEL.WEIGHTS:
-        parser.error("give MODEL.WEIGHTS (a trained stage-1 or stage-2 checkpoint)")
-    model = build_model(cfg).eval()
-    DetectionCheckpointer(model).load(cfg.MODEL.WEIGHTS)
-    name = cfg.DATASETS.TEST[0]
-    videos = get_video_dataset_dicts([name])
-    if not videos or "annotations" not in videos[0]:
-        raise SystemExit(f"dataset {name!r} has no annotations to compare with")
-    records = []
-    with torch.no_grad():
-        for video_dict, (video_input,) in zip(videos, build_video_test_loader(cfg, name)):
-            records += object_frame_records(model, video_dict, video_input)
+def main(argv=None) -> None:
+    parser = checkpoint_parser(__doc__)
+    name, _, records = run_checkpoint_on_annotated_split(
+        parser, argv, "a trained stage-1 or stage-2 checkpoint", object_frame_records
+    )
     r = np.array(records, dtype=float).reshape(-1, 4)
     found = r[:, 0] >= 0.5
     print(

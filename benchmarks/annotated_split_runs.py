@@ -1,0 +1,64 @@
+"""Shared command line of the diagnostics that run a trained checkpoint over an annotated VIS split
+(``rgnn_association_cues.py``, ``rgnn_segmenter_quality.py``): parse ``--config-file``, ``--dataset`` and the
+config overrides, load the model, and call ``per_video(model, video_dict, video_input)`` on every video of
+``DATASETS.TEST[0]``, collecting the records it returns."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Callable, List, Optional, Sequence, Tuple
+
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from detectron2.checkpoint import DetectionCheckpointer  # noqa: E402
+from detectron2.modeling import build_model  # noqa: E402
+
+import projects.data  # noqa: E402,F401  (registers the builtin datasets)
+from projects.config import get_project_cfg  # noqa: E402
+from projects.data.build import build_video_test_loader, get_video_dataset_dicts, resolve_num_classes  # noqa: E402
+from projects.data.cli import register_cli_datasets  # noqa: E402
+
+
+def checkpoint_parser(description: str) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config-file", required=True)
+    parser.add_argument(
+        "--dataset", action="append", metavar="NAME=JSON:IMAGE_ROOT", help="register a dataset, as train_net.py"
+    )
+    parser.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides, e.g. MODEL.WEIGHTS path")
+    return parser
+
+
+def run_checkpoint_on_annotated_split(
+    parser: argparse.ArgumentParser,
+    argv: Optional[Sequence[str]],
+    weights_what: str,
+    per_video: Callable,
+) -> Tuple[str, str, List]:
+    """Parse ``argv`` with ``parser`` (from :func:`checkpoint_parser`), build and load the model and run
+    ``per_video`` on every video of the first test set, without gradients. ``weights_what`` names the checkpoint
+    the script needs, for the error when ``MODEL.WEIGHTS`` is missing. Returns (dataset name, weights, records)."""
+    args = parser.parse_args(argv)
+    register_cli_datasets(args.dataset)
+    cfg = get_project_cfg()
+    cfg.merge_from_file(args.config_file)
+    cfg.merge_from_list(args.opts)
+    cfg.DATALOADER.NUM_WORKERS = 0
+    resolve_num_classes(cfg)
+    if not cfg.MODEL.WEIGHTS:
+        parser.error(f"give MODEL.WEIGHTS ({weights_what})")
+    model = build_model(cfg).eval()
+    DetectionCheckpointer(model).load(cfg.MODEL.WEIGHTS)
+    name = cfg.DATASETS.TEST[0]
+    videos = get_video_dataset_dicts([name])
+    if not videos or "annotations" not in videos[0]:
+        raise SystemExit(f"dataset {name!r} has no annotations to compare the model's output with")
+    records: List = []
+    with torch.no_grad():
+        for video_dict, (video_input,) in zip(videos, build_video_test_loader(cfg, name)):
+            records += per_video(model, video_dict, video_input)
+    return name, cfg.MODEL.WEIGHTS, records
