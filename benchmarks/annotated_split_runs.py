@@ -23,25 +23,22 @@ from projects.data.build import build_video_test_loader, get_video_dataset_dicts
 from projects.data.cli import register_cli_datasets  # noqa: E402
 
 
-def checkpoint_parser(description: str) -> argparse.ArgumentParser:
+def run_checkpoint_on_annotated_split(
+    description: str,
+    argv: Optional[Sequence[str]],
+    weights_what: str,
+    per_video: Callable,
+) -> Tuple[str, str, List]:
+    """Parse ``argv`` (``--config-file``, ``--dataset``, overrides; ``description`` is the help text), build and
+    load the model and run ``per_video`` on every video of the first test set, without gradients. ``weights_what``
+    names the checkpoint the script needs, for the error when ``MODEL.WEIGHTS`` is missing. Returns (dataset
+    name, weights, records)."""
     parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config-file", required=True)
     parser.add_argument(
         "--dataset", action="append", metavar="NAME=JSON:IMAGE_ROOT", help="register a dataset, as train_net.py"
     )
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides, e.g. MODEL.WEIGHTS path")
-    return parser
-
-
-def run_checkpoint_on_annotated_split(
-    parser: argparse.ArgumentParser,
-    argv: Optional[Sequence[str]],
-    weights_what: str,
-    per_video: Callable,
-) -> Tuple[str, str, List]:
-    """Parse ``argv`` with ``parser`` (from :func:`checkpoint_parser`), build and load the model and run
-    ``per_video`` on every video of the first test set, without gradients. ``weights_what`` names the checkpoint
-    the script needs, for the error when ``MODEL.WEIGHTS`` is missing. Returns (dataset name, weights, records)."""
     args = parser.parse_args(argv)
     register_cli_datasets(args.dataset)
     cfg = get_project_cfg()

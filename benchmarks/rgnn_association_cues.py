@@ -31,7 +31,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from detectron2.structures import BoxMode  # noqa: E402
 
-from benchmarks.annotated_split_runs import checkpoint_parser, run_checkpoint_on_annotated_split  # noqa: E402
+from benchmarks.annotated_split_runs import run_checkpoint_on_annotated_split  # noqa: E402
 from vis_rgnn.graph_inputs import graph_inputs  # noqa: E402
 from vis_rgnn.meta_arch import _float32  # noqa: E402
 from vis_rgnn.targets import assign_detections  # noqa: E402
@@ -140,9 +140,8 @@ def summarise(records: List[Dict[str, np.ndarray]]) -> Dict[str, Dict[str, float
 
 
 def main(argv=None) -> Dict[str, Dict[str, float]]:
-    parser = checkpoint_parser(__doc__)
     name, weights, records = run_checkpoint_on_annotated_split(
-        parser, argv, "a trained stage-2 checkpoint", video_records
+        __doc__, argv, "a trained stage-2 checkpoint", video_records
     )
     summary = summarise(records)
     print(f"\n{name}, {weights}")

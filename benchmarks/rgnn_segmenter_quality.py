@@ -22,7 +22,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from detectron2.structures import BitMasks, Boxes, BoxMode, Instances  # noqa: E402
 from torchvision.ops import box_iou  # noqa: E402
 
-from benchmarks.annotated_split_runs import checkpoint_parser, run_checkpoint_on_annotated_split  # noqa: E402
+from benchmarks.annotated_split_runs import run_checkpoint_on_annotated_split  # noqa: E402
 from projects.utils.masks import decode_mask  # noqa: E402
 from vis_rgnn.targets import gt_masks_on_grid  # noqa: E402
 
@@ -62,9 +62,8 @@ def object_frame_records(model, video_dict, video_input):
 
 
 def main(argv=None) -> None:
-    parser = checkpoint_parser(__doc__)
     name, _, records = run_checkpoint_on_annotated_split(
-        parser, argv, "a trained stage-1 or stage-2 checkpoint", object_frame_records
+        __doc__, argv, "a trained stage-1 or stage-2 checkpoint", object_frame_records
     )
     r = np.array(records, dtype=float).reshape(-1, 4)
     found = r[:, 0] >= 0.5

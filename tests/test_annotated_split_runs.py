@@ -23,7 +23,8 @@ def split_and_weights(tmp_path_factory):
     register_cli_datasets([spec])
     cfg = get_project_cfg()
     cfg.merge_from_file(CONFIG)
-    cfg.merge_from_list(["DATASETS.TRAIN", f"('{name}',)", "DATASETS.TEST", f"('{name}',)", "MODEL.DEVICE", "cpu"])
+    on_split = ["DATASETS.TRAIN", f"('{name}',)", "DATASETS.TEST", f"('{name}',)", "MODEL.DEVICE", "cpu"]
+    cfg.merge_from_list(on_split)
     resolve_num_classes(cfg)
     torch.manual_seed(0)
     weights = root / "random.pth"
@@ -33,12 +34,7 @@ def split_and_weights(tmp_path_factory):
         CONFIG,
         "--dataset",
         spec,
-        "DATASETS.TRAIN",
-        f"('{name}',)",
-        "DATASETS.TEST",
-        f"('{name}',)",
-        "MODEL.DEVICE",
-        "cpu",
+        *on_split,
         # random weights score low: every detection is kept and starts a track, so there is something to label
         "MODEL.RGNN.DETECTOR.SCORE_LOGIT_THRESH",
         "-50.0",
