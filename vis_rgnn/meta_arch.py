@@ -119,12 +119,15 @@ class RGNNVIS(nn.Module):
         checkpoint are untrained (frozen in stage 1) and would overwrite stage 2's own initialisation (e.g. the
         zero-initialised scoring layer). A checkpoint without the stage marker (other tools, older runs) is
         treated as a segmenter checkpoint too, with a warning if that drops weights. The model's own stage
-        marker is never overwritten."""
-        stored = state_dict.pop(prefix + STAGE_KEY, None)
+        marker is never overwritten: the checkpoint's entry is replaced by the model's own value (not removed),
+        so a strict load (the demo's) sees neither a missing nor an unexpected ``rgnn_stage``."""
+        marker = prefix + STAGE_KEY
+        stored = state_dict.get(marker)
+        state_dict[marker] = getattr(module, STAGE_KEY).detach().clone()
         if self.stage != 2 or (stored is not None and int(stored) == 2):
             return
         keep = tuple(prefix + name + "." for name in SEGMENTER_MODULES)
-        dropped = [k for k in state_dict if k.startswith(prefix) and not k.startswith(keep)]
+        dropped = [k for k in state_dict if k.startswith(prefix) and k != marker and not k.startswith(keep)]
         taken = [k for k in state_dict if k.startswith(keep)]
         for k in dropped:
             del state_dict[k]
