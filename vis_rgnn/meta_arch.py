@@ -35,7 +35,7 @@ from .targets import assign_detections, gt_masks_on_grid
 from .track_state import FrameDetections, TrackState
 from .tracker import RGNNTracker
 
-__all__ = ["RGNNVIS", "SEGMENTER_MODULES", "STAGE_KEY"]
+__all__ = ["RGNNVIS", "SEGMENTER_MODULES", "STAGE_KEY", "grid_logits_to_frame"]
 logger = logging.getLogger(__name__)
 STAGE_KEY = "rgnn_stage"  # buffer: the training stage of the model that wrote a checkpoint
 SEGMENTER_MODULES = ("backbone", "detector")  # what stage 2 takes from a stage-1 checkpoint
@@ -51,6 +51,23 @@ def _float32(frame: FrameDetections) -> FrameDetections:
         if getattr(frame, f.name).is_floating_point() and getattr(frame, f.name).dtype != torch.float32
     }
     return replace(frame, **low) if low else frame
+
+
+def grid_logits_to_frame(
+    logits: torch.Tensor, stride: int, image_size: Tuple[int, int], out_size: Tuple[int, int]
+) -> torch.Tensor:
+    """Mask logits (P, gh, gw) on the prototype grid -> (P, H, W) on the output frame ``out_size``.
+
+    Cell (i, j) of the grid covers input pixels [stride i, stride (i + 1)) x [stride j, stride (j + 1)) from the
+    top-left corner, so the grid covers at least the network input of ``image_size`` = (h, w) (before padding):
+    the padding for detectron2's FPN, and up to 7 more pixels for YOLACT's unpadded FPN (2 ceil(h / 8) cells
+    at stride 4). The grid is upsampled by ``stride``, cut to (h, w), then resized to the frame (the input is
+    the frame resized to ``TEST_RESIZE`` or the test-time augmentation's size)."""
+    h, w = image_size
+    x = F.interpolate(logits[None], scale_factor=stride, mode="bilinear", align_corners=False)[:, :, :h, :w]
+    if (h, w) != tuple(out_size):  # same size: bilinear resampling is the identity
+        x = F.interpolate(x, size=tuple(out_size), mode="bilinear", align_corners=False)
+    return x[0]
 
 
 def _top_level(keys: Sequence[str], prefix: str) -> str:
@@ -261,10 +278,13 @@ class RGNNVIS(nn.Module):
         images = self.preprocess(frames)
         with torch.no_grad():
             fpn, bottom_up = self.extract_features(images)
-            dets = self.detector(fpn, images.image_sizes)
+            dets = self.detector(fpn, images.image_sizes, input_size=tuple(images.tensor.shape[-2:]))
         appearance = self.describe(bottom_up, dets)
         stride = self.detector.mask_stride
-        padded = tuple(images.tensor.shape[-2:])
+        # The input region the prototype grid covers: the padded input for detectron2's FPN, but larger than the
+        # (unpadded) input for YOLACT's FPN when a side is not a multiple of 8 (2 ceil(H / 8) cells at stride 4).
+        grid_h, grid_w = dets[0].pred_masks.shape[-2:]
+        covered = (grid_h * stride, grid_w * stride)
         classes = [
             {int(i): int(c) for inst in video for i, c in zip(inst.gt_ids.tolist(), inst.gt_classes.tolist())}
             for video in gts
@@ -283,7 +303,7 @@ class RGNNVIS(nn.Module):
                 if len(gt) and n:
                     match = assign_detections(frame.boxes[b, :n], gt.gt_boxes.tensor, self.det_match_iou)
                     det_identity[b, :n] = torch.where(match >= 0, gt.gt_ids[match.clamp(min=0)], -1)
-                targets.append(FrameTargets(gt.gt_ids, gt_masks_on_grid(gt, padded, stride), classes[b]))
+                targets.append(FrameTargets(gt.gt_ids, gt_masks_on_grid(gt, covered, stride), classes[b]))
             frames_t.append(frame)
             identities_t.append(det_identity)
             targets_t.append(targets)
@@ -339,12 +359,7 @@ class RGNNVIS(nn.Module):
                 logits = mask_logits(fd.masks[0, out.mask_det])
             else:
                 logits = out.mask_logits
-            logits = F.interpolate(
-                logits[None], scale_factor=self.detector.mask_stride, mode="bilinear", align_corners=False
-            )[:, :, :h, :w]
-            if (h, w) != (out_h, out_w):  # same size: bilinear resampling is the identity
-                logits = F.interpolate(logits, size=(out_h, out_w), mode="bilinear", align_corners=False)
-            masks = exclusive_masks(logits[0])
+            masks = exclusive_masks(grid_logits_to_frame(logits, self.detector.mask_stride, (h, w), (out_h, out_w)))
         return self._frame_to_host(state, (out_h, out_w), tracks.ids[0, slots], scores, classes, masks, tracks.next_id)
 
     def _preprocess_frame(self, image: torch.Tensor) -> ImageList:

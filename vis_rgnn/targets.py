@@ -12,18 +12,27 @@ from torchvision.ops import box_iou
 
 
 def gt_masks_on_grid(instances: Instances, padded_size: Tuple[int, int], stride: int) -> torch.Tensor:
-    """Area-averaged ground-truth masks on the stride-``stride`` grid of the padded image.
+    """Area-averaged ground-truth masks on the prototype grid.
 
-    ``instances.gt_masks`` is a BitMasks (G, h, w) of the unpadded image; ``padded_size`` = (Hp, Wp) is a
-    multiple of ``stride``. Returns float (G, Hp / stride, Wp / stride) with values in [0, 1].
+    ``padded_size`` = (Hp, Wp) is the input region the prototype grid covers, i.e. the grid's (h, w) times
+    ``stride``, anchored at the image's top-left corner: the padded input for detectron2's FPN, and for
+    YOLACT's unpadded FPN (2 ceil(H / 8) x 2 ceil(W / 8) prototype cells at stride 4) a region up to 7 px larger
+    than the image. Derive it from the prototypes the network produced, never from the image size alone.
+    ``instances.gt_masks`` is a BitMasks (G, h, w) of the unpadded image; it is zero-padded (or cropped) at
+    the bottom / right to (Hp, Wp). Returns float (G, Hp / stride, Wp / stride) with values in [0, 1].
     """
     hp, wp = padded_size
+    if hp % stride or wp % stride:
+        raise ValueError(
+            f"gt_masks_on_grid: region {tuple(padded_size)} is not a whole number of stride-{stride} cells; pass "
+            "the prototype grid's size times the stride"
+        )
     g = len(instances)
     device = instances.gt_boxes.tensor.device
     if g == 0:
         return torch.zeros(0, hp // stride, wp // stride, device=device)
     masks = instances.gt_masks.tensor.to(device=device, dtype=torch.float32)
-    masks = F.pad(masks, (0, wp - masks.shape[-1], 0, hp - masks.shape[-2]))
+    masks = F.pad(masks, (0, wp - masks.shape[-1], 0, hp - masks.shape[-2]))  # negative: crop
     return F.avg_pool2d(masks[:, None], kernel_size=stride, stride=stride)[:, 0]
 
 

@@ -1,0 +1,162 @@
+"""RGNN-VIS at input sizes that are not multiples of 8 or 32 (issue 21, item 1a).
+
+YOLACT's FPN (the paper configs) does not pad: its prototype grid is 2 ceil(H / 8) x 2 ceil(W / 8) cells at
+stride 4, covering up to 7 px more than the image. The stage-2 ground-truth masks must be built on that grid
+(not on floor(H / 4) of the image), and inference must paste the grid back with the same geometry. Checked with
+the paper's stage-2 config shrunk to an R18-sized network, and with the padded synthetic config.
+"""
+
+import math
+import os
+
+import pytest
+import torch
+from detectron2.config import get_cfg
+from detectron2.modeling import build_model
+from detectron2.structures import BitMasks, Instances
+
+import vis_rgnn.meta_arch as meta_arch
+from projects.config import add_video_config
+from vis_rgnn import add_rgnn_config
+from vis_rgnn.meta_arch import grid_logits_to_frame
+from vis_rgnn.targets import gt_masks_on_grid
+
+torch.set_num_threads(1)
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SMALL = {
+    "DETECTOR__PROTO_CHANNELS": 16,
+    "DETECTOR__HEAD_CHANNELS": 16,
+    "DETECTOR__NUM_PROTOTYPES": 8,
+    "APPEARANCE__CHANNELS": 8,
+    "APPEARANCE__HIDDEN": 4,
+    "GNN__DIM": 16,
+    "GNN__GATE_HIDDEN": 8,
+    "GNN__RESIDUAL_HIDDEN": 8,
+}
+
+
+def small_cfg(config: str, **rgnn):
+    """``configs/vis_rgnn/<config>`` with an R18-sized, narrow network on the CPU, 3 classes, no weights;
+    ``rgnn`` overrides MODEL.RGNN keys ("GNN__DIM" = GNN.DIM)."""
+    cfg = get_cfg()
+    add_video_config(cfg)
+    add_rgnn_config(cfg)
+    cfg.merge_from_file(os.path.join(ROOT, "configs", "vis_rgnn", config))
+    cfg.MODEL.NUM_CLASSES = 3
+    cfg.MODEL.DEVICE = "cpu"
+    cfg.MODEL.WEIGHTS = ""
+    cfg.MODEL.RESNETS.DEPTH = 18
+    cfg.MODEL.RESNETS.RES2_OUT_CHANNELS = 64
+    cfg.MODEL.FPN.OUT_CHANNELS = 16
+    opts = dict(SMALL, **rgnn)
+    cfg.merge_from_list([x for k, v in opts.items() for x in ("MODEL.RGNN." + k.replace("__", "."), v)])
+    return cfg
+
+
+PAPER_STAGE2 = "R50_FPN_stage2_150ep_ytvis19.yaml"  # YOLACT's FPN: unpadded input
+SYNTHETIC = "synthetic_R18_stage1.yaml"  # detectron2's FPN: input padded to 32
+
+
+def _clip(h: int, w: int, length: int, seed: int):
+    """Two objects as rectangles whose edges lie on multiples of 4 px; the second reaches the bottom-right
+    corner of the image."""
+    g = torch.Generator().manual_seed(seed)
+    images, instances = [], []
+    for _ in range(length):
+        masks = torch.zeros(2, h, w, dtype=torch.bool)
+        masks[0, 8:32, 4:40] = True
+        masks[1, 36:, 48:] = True
+        img = torch.randint(0, 255, (3, h, w), dtype=torch.uint8, generator=g)
+        inst = Instances((h, w))
+        inst.gt_masks = BitMasks(masks)
+        inst.gt_boxes = inst.gt_masks.get_bounding_boxes()
+        inst.gt_classes = torch.tensor([0, 2])
+        inst.gt_ids = torch.tensor([4, 9])
+        images.append(img), instances.append(inst)
+    return {"video_id": seed, "height": h, "width": w, "length": length, "image": images, "instances": instances}
+
+
+def _expected_grid(config: str, h: int, w: int):
+    if config == PAPER_STAGE2:  # res3 at ceil(x / 8), the protonet doubles it
+        return 2 * math.ceil(h / 8), 2 * math.ceil(w / 8)
+    return math.ceil(h / 32) * 8, math.ceil(w / 32) * 8
+
+
+@pytest.mark.parametrize("config", [PAPER_STAGE2, SYNTHETIC])
+@pytest.mark.parametrize("size", [(60, 90), (97, 141)])
+def test_stage2_trains_at_sizes_not_multiple_of_8(config, size, monkeypatch):
+    h, w = size
+    cfg = small_cfg(config, STAGE=2, DETECTOR__SCORE_LOGIT_THRESH=-50.0, TRAIN_INIT_THRESHOLD=-50.0)
+    torch.manual_seed(0)
+    model = build_model(cfg).train()
+    seen = {}
+    real = meta_arch.tracker_clip_losses
+
+    def recording(tracker, frames, identities, targets, *args):
+        seen.update(frames=frames, targets=targets)
+        return real(tracker, frames, identities, targets, *args)
+
+    monkeypatch.setattr(meta_arch, "tracker_clip_losses", recording)
+    losses = model([_clip(h, w, 2, 0), _clip(h, w, 2, 1)])
+    assert set(losses) == {"loss_class", "loss_mask", "loss_match", "loss_new_track"}
+    assert all(torch.isfinite(v) for v in losses.values()) and losses["loss_mask"] > 0
+    sum(losses.values()).backward()
+    assert model.tracker.mask_reweighting.conv2.weight.grad.abs().sum() > 0
+
+    grid = _expected_grid(config, h, w)
+    assert tuple(seen["frames"][0].masks.shape[-2:]) == grid
+    target = seen["targets"][0][0].masks  # (2, gh, gw): the annotation on the prototype grid, cell = 4 px
+    assert tuple(target.shape) == (2,) + grid
+    expected = torch.zeros(2, *grid)
+    expected[0, 2:8, 1:10] = 1.0
+    expected[1, 9 : h // 4, 12 : w // 4] = 1.0  # whole cells inside the image
+    partial_rows, partial_cols = (h % 4) / 4, (w % 4) / 4  # the image's last, partly covered cell row / column
+    if h % 4:
+        expected[1, h // 4, 12 : w // 4] = partial_rows
+    if w % 4:
+        expected[1, 9 : h // 4, w // 4] = partial_cols
+    if h % 4 and w % 4:
+        expected[1, h // 4, w // 4] = partial_rows * partial_cols
+    assert torch.allclose(target, expected)
+
+
+def test_gt_masks_on_grid_covers_the_given_region():
+    inst = Instances((97, 141))
+    masks = torch.zeros(1, 97, 141, dtype=torch.bool)
+    masks[0, 96, 140] = True  # the last pixel of the image
+    inst.gt_masks = BitMasks(masks)
+    inst.gt_boxes = inst.gt_masks.get_bounding_boxes()
+    grid = gt_masks_on_grid(inst, (104, 144), 4)  # YOLACT's 26 x 36 grid: 7 rows and 3 columns past the image
+    assert grid.shape == (1, 26, 36) and grid[0, 24, 35] == 1 / 16 and grid.sum() == 1 / 16
+    with pytest.raises(ValueError, match="stride-4 cells"):
+        gt_masks_on_grid(inst, (97, 141), 4)
+
+
+def test_grid_logits_to_frame_keeps_the_grid_geometry():
+    """26 x 36 cells at stride 4 for a 97 x 141 input: cell (i, j) is pixels [4i, 4i + 4) x [4j, 4j + 4); the
+    cells past the image are cut, not squeezed into it."""
+    logits = torch.full((3, 26, 36), -10.0)
+    logits[0, 20:] = 10.0  # rows reaching past the image's bottom
+    logits[1, :, 30:] = 10.0  # columns reaching past its right side
+    logits[2, 2:5] = 10.0
+    expected = torch.zeros(3, 97, 141, dtype=torch.bool)
+    expected[0, 80:] = expected[1, :, 120:] = expected[2, 8:20] = True
+    assert torch.equal(grid_logits_to_frame(logits, 4, (97, 141), (97, 141)) > 0, expected)
+    big = grid_logits_to_frame(logits, 4, (97, 141), (194, 282)) > 0  # frame twice the network input
+    assert torch.equal(big, expected.repeat_interleave(2, 1).repeat_interleave(2, 2))
+
+
+@pytest.mark.parametrize("resize", [[], [75, 109]])
+def test_paper_inference_at_sizes_not_multiple_of_8(resize):
+    low = {"DETECTOR__SCORE_LOGIT_THRESH": -50.0, "INIT_THRESHOLD": -50.0, "INACTIVE_THRESHOLD": -50.0}
+    cfg = small_cfg(PAPER_STAGE2, STAGE=2, TEST_RESIZE=resize, **low)
+    torch.manual_seed(0)
+    model = build_model(cfg).eval()
+    torch.nn.init.constant_(model.tracker.mask_reweighting.conv2.bias, 5.0)  # untrained: make masks non-empty
+    video = _clip(97, 141, 3, 0)
+    del video["instances"]
+    (result,) = model([video])
+    assert result["tracks"], "low thresholds must produce tracks"
+    state = model.init_video_state()
+    inst = model.step({"image": video["image"][0], "height": 97, "width": 141, "frame_idx": 0}, state)
+    assert len(inst) > 0 and inst.pred_masks.shape[1:] == (97, 141) and inst.pred_masks.any()
