@@ -5,6 +5,9 @@
 ``ImageList``. With the YOLACT config (BGR input, resize 550 x 550, means / stds of YOLACT in BGR order,
 ``NETWORK_FORMAT RGB``) this is YOLACT's ``FastBaseTransform``: resize, normalise, BGR -> RGB.
 
+The online video step (``RGNNVIS.step``) preprocesses each frame with the same call, so a frame of a video and
+the same picture given as an image reach the network identically.
+
 ``segment_images``: the standard detectron2 image call ``model([{"image", "height", "width"}])`` ->
 ``[{"instances": Instances}]`` with pred_boxes, scores, pred_classes and bool pred_masks at (height, width),
 so ``DefaultPredictor``, ``inference_on_dataset`` and ``COCOEvaluator`` run on any stage-1 model.
@@ -41,7 +44,12 @@ def prepare_images(
     flip_channels: bool = False,
 ) -> ImageList:
     """images: uint8 (3, h, w); pixel_mean / pixel_std: (3, 1, 1) on the target device, input channel order.
-    ``resize`` = (H, W) or empty. Returns the normalised, padded batch."""
+    ``resize`` = (H, W) or empty. Returns the normalised batch (B, 3, Hp, Wp), zero-padded at the bottom / right
+    to the largest size rounded up to ``size_divisibility``, with the (h, w) of each image before padding.
+
+    The one preprocessing of every RGNN-VIS / YOLACT input: training, the detectron2 image call and the online
+    video step. The padded size is computed from Python ints (``ImageList.from_tensors`` reads it back from a
+    tensor), so the per-frame step reads nothing back from the device here."""
     out = []
     for x in images:
         if x.dim() != 3 or x.shape[0] != 3:
@@ -53,7 +61,16 @@ def prepare_images(
         if flip_channels:
             x = x.flip(0)
         out.append(x)
-    return ImageList.from_tensors(out, size_divisibility)
+    sizes = [(int(x.shape[-2]), int(x.shape[-1])) for x in out]
+    d = max(size_divisibility, 1)
+    hp, wp = (-(-max(s[i] for s in sizes) // d) * d for i in (0, 1))
+    if len(out) == 1:
+        batch = F.pad(out[0], [0, wp - sizes[0][1], 0, hp - sizes[0][0]])[None]
+    else:
+        batch = out[0].new_zeros(len(out), 3, hp, wp)
+        for i, (x, (h, w)) in enumerate(zip(out, sizes)):
+            batch[i, :, :h, :w] = x
+    return ImageList(batch, sizes)
 
 
 def is_image_batch(batched_inputs: List[Dict[str, Any]]) -> bool:

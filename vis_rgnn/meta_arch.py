@@ -331,7 +331,7 @@ class RGNNVIS(nn.Module):
         out_h, out_w = int(frame["height"]), int(frame["width"])
         images = self._preprocess_frame(frame["image"])
         fpn, bottom_up = self.extract_features(images)
-        dets = self.detector(fpn, images.image_sizes)
+        dets = self.detector(fpn, images.image_sizes, input_size=tuple(images.tensor.shape[-2:]))
         fd = FrameDetections.from_instances(dets, self.describe(bottom_up, dets), images.image_sizes)
         tracks: TrackState = state["tracks"]
         with torch.autocast(self.device.type, enabled=False):  # the recurrent tracker runs in float32
@@ -363,13 +363,9 @@ class RGNNVIS(nn.Module):
         return self._frame_to_host(state, (out_h, out_w), tracks.ids[0, slots], scores, classes, masks, tracks.next_id)
 
     def _preprocess_frame(self, image: torch.Tensor) -> ImageList:
-        """:meth:`preprocess` of one frame with the padded size computed from Python ints (detectron2's
-        ``ImageList.from_tensors`` reads it back from a tensor). Same result."""
-        h, w = image.shape[-2:]
-        d = max(self.size_divisibility, 1)
-        x = (image.to(self.device, non_blocking=True).float() - self.pixel_mean) / self.pixel_std
-        x = F.pad(x, [0, -w % d, 0, -h % d])
-        return ImageList(x[None], [(h, w)])
+        """One video frame uint8 (3, h, w) -> ImageList of one image: :meth:`preprocess`, i.e. exactly the image
+        call's preprocessing (``TEST_RESIZE``, ``NETWORK_FORMAT``, padding)."""
+        return self.preprocess([image])
 
     @staticmethod
     def _write_id_rows(
