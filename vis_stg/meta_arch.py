@@ -409,6 +409,7 @@ class VisSTG(nn.Module):
                 targets_k.batch_idx,
                 targets_t,
                 shapes,
+                self.strides,
                 heatmaps_t,
                 self.num_classes,
                 tc.TRAIN_EDGE_SET,

@@ -54,6 +54,7 @@ class EdgeClassifier(nn.Module):
         ref_batch: torch.Tensor,
         targets: CenterTargets,
         shapes: Sequence[Tuple[int, int]],
+        strides: Sequence[float],
         heatmaps: Optional[Sequence[torch.Tensor]],
         num_classes: int,
         edge_set: str = "predicted",
@@ -62,13 +63,15 @@ class EdgeClassifier(nn.Module):
         prune_class_mismatch: bool = True,
     ) -> torch.Tensor:
         """Eq. (6): mean BCE over the training edge set E_prune and its labels (:mod:`.edge_targets`).
-        ``heatmaps``: per level (B, K, H, W) heat-map logits predicted on F̂_t."""
+        ``shapes`` / ``strides``: per level (H, W) and input pixels per cell; ``heatmaps``: per level
+        (B, K, H, W) heat-map logits predicted on F̂_t."""
         logits, labels = [], []
-        for lvl, (e, shape) in enumerate(zip(edges, shapes)):
+        for lvl, (e, shape, stride) in enumerate(zip(edges, shapes, strides)):
             keep, y = edge_set_and_labels(
                 e,
                 lvl,
                 shape,
+                stride,
                 ref_ids,
                 ref_classes,
                 ref_batch,
