@@ -19,6 +19,7 @@ def _refs(track_ids, classes, last_seen, dim=4):
         boxes=torch.tensor([[0.0, 0.0, 10.0, 10.0]] * n),
         nodes=[torch.randn(n, dim), torch.randn(n, dim)],
         kernels=torch.randn(n, 169),
+        kernel_levels=torch.zeros(n, dtype=torch.long),
         last_seen=torch.tensor(last_seen),
     )
 

@@ -292,11 +292,14 @@ class VisSTG(nn.Module):
         level: torch.Tensor,
         cells: torch.Tensor,
         batch_idx: torch.Tensor,
+        kernel_level: Optional[torch.Tensor] = None,
     ) -> torch.Tensor:
-        """Eq. (4)/(5) for kernels read at (level, cell): mask logits (P, H / OUT_STRIDE, W / OUT_STRIDE)."""
+        """Eq. (4)/(5) for kernels applied at (level, cell) (P,): mask logits (P, H / OUT_STRIDE, W / OUT_STRIDE).
+        Relative coordinates are divided by the normaliser of ``kernel_level`` (P,), the level each kernel was
+        produced at (default ``level``)."""
         strides = self.level_strides[level]
         locations = (cells.float() + 0.5) * strides[:, None]
-        norm = self.level_coord_norm[level]
+        norm = self.level_coord_norm[level if kernel_level is None else kernel_level]
         return self.mask_head(mask_feats, kernels, locations, batch_idx, norm)
 
     # ---------------------------------------------------------------------------------------------- training
@@ -569,7 +572,7 @@ class VisSTG(nn.Module):
                 converged = converged & conv
             track_ids = OnlineTracker.assign_track_ids(state, refs, det_to_ref, dets.valid)
             nxt = ReferenceSet(
-                track_ids, dets.classes, dets.scores, dets.boxes, [], kernels, torch.full_like(track_ids, t)
+                track_ids, dets.classes, dets.scores, dets.boxes, [], kernels, dets.level, torch.full_like(track_ids, t)
             )
             return dict(
                 dets=dets,
@@ -603,12 +606,18 @@ class VisSTG(nn.Module):
             warped = self.kernel_warp.warp_at_cells(
                 state.prev_thetas, state.prev_features, features, dets.level, dets.cells
             )
+            kernel_level = dets.level
             if refs is not None:
-                # A detection matched to an instance from the memory uses that instance's stored kernel.
+                # A detection matched to an instance from the memory uses that instance's stored kernel, decoded
+                # with the coordinate normaliser of the level it was produced at (the object may have changed
+                # level while occluded).
                 ref = det_to_ref.clamp(min=0)
                 from_memory = (det_to_ref >= 0) & (refs.last_seen[ref] < t - 1)
                 warped = torch.where(from_memory[:, None], refs.kernels[ref].to(warped.dtype), warped)
-            warped_probs = self.predict_masks(heads.mask_feats, warped, dets.level, dets.cells, zeros).sigmoid()
+                kernel_level = torch.where(from_memory, refs.kernel_levels[ref], dets.level)
+            warped_probs = self.predict_masks(
+                heads.mask_feats, warped, dets.level, dets.cells, zeros, kernel_level
+            ).sigmoid()
             mask_probs = (mask_probs + warped_probs) / 2
 
         track_ids = OnlineTracker.assign_track_ids(state, refs, det_to_ref, dets.valid)
@@ -621,6 +630,7 @@ class VisSTG(nn.Module):
             dets.boxes,
             placeholder,
             kernels,
+            dets.level,
             torch.full_like(track_ids, t),
             embeddings,
         )

@@ -97,7 +97,10 @@ class ReferenceSet:
 
     ``track_ids``, ``classes``, ``last_seen`` (N,) int64; ``scores`` (N,); ``boxes`` (N, 4) XYXY input pixels;
     ``nodes``: per level (N, D) node features h^v (ROIAlign of the frame they were seen in); ``kernels``
-    (N, 169) θ at their detection; ``embeddings`` (N, E) for the embedding baseline, else None.
+    (N, 169) θ at their detection and ``kernel_levels`` (N,) int64 the FPN level it was read from (a kernel's
+    relative coordinates are normalised by its level's size, §3.4: a memory kernel is decoded with that
+    level's normaliser wherever its object is detected again); ``embeddings`` (N, E) for the embedding
+    baseline, else None.
     """
 
     track_ids: torch.Tensor
@@ -106,6 +109,7 @@ class ReferenceSet:
     boxes: torch.Tensor
     nodes: List[torch.Tensor]
     kernels: torch.Tensor
+    kernel_levels: torch.Tensor
     last_seen: torch.Tensor
     embeddings: Optional[torch.Tensor] = None
 
