@@ -462,6 +462,20 @@ class VisSTG(nn.Module):
     def init_video_state(self) -> VideoState:
         return VideoState()
 
+    def video_diagnostics(self, state: VideoState) -> Dict[str, int]:
+        """What the detection caps dropped in this video (``projects.modeling.online`` puts it in the video's
+        output, the evaluator logs it per video and sums it into ``metrics.json``): frames where more
+        detections survived NMS than ``INFERENCE.MAX_DETECTIONS`` slots, or more peaks passed the score
+        threshold than ``INFERENCE.TOPK_CANDIDATES``, and how many each dropped. Host integers, counted from
+        each frame's one device-to-host copy (no extra sync)."""
+        return {
+            "frames": state.num_frames,
+            "frames_over_max_detections": state.frames_over_max_detections,
+            "detections_over_max_detections": state.detections_over_max_detections,
+            "frames_over_topk_candidates": state.frames_over_topk_candidates,
+            "candidates_over_topk_candidates": state.candidates_over_topk_candidates,
+        }
+
     def finalize_video(self, state: VideoState, tracks: Dict[int, Any]) -> None:
         """Video-level track scores (``TRACK.VIDEO_SCORE``); the class stays the default score-weighted vote
         (a track is single-class anyway: class-mismatched edges are pruned, §3.5)."""
@@ -532,6 +546,7 @@ class VisSTG(nn.Module):
             state.next_track_id = counter
             out = self._track(heads, features, edges, refs, state, t, EXACT)
             host = self._to_host(out, image_size, output_size)
+        state.count_dropped(*host["dropped"])
         state.refs = out["refs"][slice(0, host["num_refs"])]
         state.pending_nodes = 0 if baseline else host["num_pending"]
         if not baseline:
@@ -693,7 +708,12 @@ class VisSTG(nn.Module):
             ],
             dim=1,
         ).flatten()
-        counts = torch.stack([dets.valid.sum(), out["num_refs"], out["num_pending"], out["converged"].long()])
+        counts = torch.cat(
+            [
+                torch.stack([dets.valid.sum(), out["num_refs"], out["num_pending"], out["converged"].long()]),
+                dets.dropped,
+            ]
+        )
         packed = torch.cat([meta, counts.double()]).view(torch.uint8)
         blob = torch.cat([packed, masks.flatten().view(torch.uint8)]).cpu()  # the frame's one copy
         n_meta = meta.numel()
@@ -706,7 +726,13 @@ class VisSTG(nn.Module):
         result.scores = meta[:num, 2].float()
         result.pred_boxes = Boxes(meta[:num, 3:7].float())  # clipped to the frame on the device
         result.pred_masks = blob[packed.numel() :].view(torch.bool).view(len(dets), out_h, out_w)[:num]
-        return {"instances": result, "num_refs": counts[1], "num_pending": counts[2], "converged": bool(counts[3])}
+        return {
+            "instances": result,
+            "num_refs": counts[1],
+            "num_pending": counts[2],
+            "converged": bool(counts[3]),
+            "dropped": counts[4:6],
+        }
 
 
 @dataclass

@@ -160,6 +160,18 @@ class VideoState:
     input_shape: Optional[Tuple[int, int]] = None  # padded input size the above were computed at
     num_frames: int = 0  # frames processed so far (for TRACK.VIDEO_SCORE "coverage")
     pending_nodes: int = 0
+    # What the detection caps dropped so far (VisSTG.video_diagnostics): frames where a cap bound, and the count.
+    frames_over_topk_candidates: int = 0
+    candidates_over_topk_candidates: int = 0
+    frames_over_max_detections: int = 0
+    detections_over_max_detections: int = 0
+
+    def count_dropped(self, over_topk: int, over_max_detections: int) -> None:
+        """Add one frame's counts of peaks beyond ``TOPK_CANDIDATES`` / detections beyond ``MAX_DETECTIONS``."""
+        self.frames_over_topk_candidates += int(over_topk > 0)
+        self.candidates_over_topk_candidates += int(over_topk)
+        self.frames_over_max_detections += int(over_max_detections > 0)
+        self.detections_over_max_detections += int(over_max_detections)
 
     def reset_frame_context(self) -> None:
         """Forget everything tied to the previous frame's geometry (keeps the track-id counter)."""
