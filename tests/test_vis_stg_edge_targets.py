@@ -36,7 +36,7 @@ REF_IDS, REF_CLASSES, REF_BATCH = torch.tensor([5, 9]), torch.tensor([0, 1]), to
 
 def _run(dst, src, heat, edge_set, **kw):
     edges = GraphEdges(torch.tensor(src), torch.tensor(dst), torch.zeros(len(dst), 1))
-    return edge_set_and_labels(edges, 0, (8, 8), REF_IDS, REF_CLASSES, REF_BATCH, TARGETS, heat, 2, edge_set, **kw)
+    return edge_set_and_labels(edges, 0, (8, 8), 8, REF_IDS, REF_CLASSES, REF_BATCH, TARGETS, heat, 2, edge_set, **kw)
 
 
 def test_predicted_cells_are_thresholded_peaks_with_their_class():
@@ -83,7 +83,7 @@ def test_two_objects_in_one_cell_keep_both_supervisions():
     edges = GraphEdges(torch.tensor([0, 1]), torch.tensor([_cell(2, 2)] * 2), torch.zeros(2, 1))
     ref_ids, ref_classes = torch.tensor([5, 6]), torch.tensor([0, 0])
     keep, labels = edge_set_and_labels(
-        edges, 0, (8, 8), ref_ids, ref_classes, torch.zeros(2, dtype=torch.long), targets, None, 2, "gt"
+        edges, 0, (8, 8), 8, ref_ids, ref_classes, torch.zeros(2, dtype=torch.long), targets, None, 2, "gt"
     )
     assert keep.tolist() == [True, True] and labels.tolist() == [1.0, 1.0]
 
@@ -91,3 +91,36 @@ def test_two_objects_in_one_cell_keep_both_supervisions():
 def test_unknown_edge_set_is_refused():
     with pytest.raises(ValueError, match="TRAIN_EDGE_SET"):
         _run([0], [0], None, "all")
+
+
+def test_an_object_that_changed_level_is_a_positive_on_every_level():
+    """Eq. (6) labels by identity: frame k saw id 5 small (P3), in frame t it is 40 px (FCOS measure 20 > 16:
+    P4). A confident peak of its class at its centre on P3 is the same instance (label 1), as on P4; a peak at
+    another object's centre, or of the object elsewhere, stays a negative."""
+    inst = Instances((64, 64))
+    # id 5: 40x40 box centred at (20, 20) -> P4 (stride 16) cell (1, 1), projected on P3 (stride 8): (2, 2).
+    # id 6: 8x8 box centred at (52, 52) -> P3 cell (6, 6).
+    inst.gt_boxes = Boxes(torch.tensor([[0.0, 0.0, 40.0, 40.0], [48.0, 48.0, 56.0, 56.0]]))
+    inst.gt_classes, inst.gt_ids = torch.tensor([0, 0]), torch.tensor([5, 6])
+    targets = assign_centers([inst], [(8, 8), (4, 4)], [8, 16], [16], num_classes=2)
+    assert targets.level.tolist() == [1, 0] and targets.cells.tolist() == [[1, 1], [6, 6]]
+    ref_ids, ref_classes, ref_batch = torch.tensor([5]), torch.tensor([0]), torch.zeros(1, dtype=torch.long)
+
+    def run(lvl, shape, stride, heat, dst, **kw):
+        edges = GraphEdges(torch.zeros(len(dst), dtype=torch.long), torch.tensor(dst), torch.zeros(len(dst), 1))
+        return edge_set_and_labels(
+            edges, lvl, shape, stride, ref_ids, ref_classes, ref_batch, targets, heat, 2, "predicted", **kw
+        )
+
+    # P3: peaks at id 5's projected centre (2, 2), next to it (3, 2), at id 6's centre (6, 6), far away (0, 7).
+    heat3 = _heat([(0, 2, 2), (0, 4, 2), (0, 6, 6), (0, 0, 7)])
+    keep, labels = run(0, (8, 8), 8, heat3, [_cell(2, 2), _cell(4, 2), _cell(6, 6), _cell(0, 7)], match_radius=2)
+    assert keep.tolist() == [True, True, True, True]
+    assert labels.tolist() == [1.0, 1.0, 0.0, 0.0]
+    _, labels = run(0, (8, 8), 8, heat3, [_cell(2, 2), _cell(4, 2)], match_radius=1)
+    assert labels.tolist() == [1.0, 0.0]
+    # P4 (its own level): the GT centre cell (1, 1) is a positive as before, (3, 3) is not.
+    heat4 = torch.full((1, 2, 4, 4), -10.0)
+    heat4[0, 0, 1, 1] = heat4[0, 0, 3, 3] = 4.0
+    keep, labels = run(1, (4, 4), 16, heat4, [1 * 4 + 1, 3 * 4 + 3])
+    assert keep.tolist() == [True, True] and labels.tolist() == [1.0, 0.0]

@@ -19,6 +19,7 @@ def _refs(track_ids, classes, last_seen, dim=4):
         boxes=torch.tensor([[0.0, 0.0, 10.0, 10.0]] * n),
         nodes=[torch.randn(n, dim), torch.randn(n, dim)],
         kernels=torch.randn(n, 169),
+        kernel_levels=torch.zeros(n, dtype=torch.long),
         last_seen=torch.tensor(last_seen),
     )
 
@@ -117,6 +118,7 @@ def test_edge_loss_uses_the_pruned_edge_set_and_track_id_labels():
         torch.zeros(3, dtype=torch.long),
         targets,
         [(8, 8)],
+        [8],
         None,
         2,
         edge_set="gt",
@@ -137,5 +139,5 @@ def test_edge_classifier_shapes_and_gradients():
     targets = assign_centers([_inst(torch.zeros(0, 4).tolist(), [], [])], [(8, 8)], [8], [], num_classes=2)
     empty = GraphEdges(torch.zeros(0, dtype=torch.long), torch.zeros(0, dtype=torch.long), torch.zeros(0, 8))
     none = torch.zeros(0, dtype=torch.long)
-    loss = clf.losses([empty], none, none, none, targets, [(8, 8)], [torch.zeros(1, 2, 8, 8)], 2)
+    loss = clf.losses([empty], none, none, none, targets, [(8, 8)], [8], [torch.zeros(1, 2, 8, 8)], 2)
     assert loss.item() == 0.0 and loss.requires_grad

@@ -125,7 +125,9 @@ def add_vis_stg_config(cfg: CN) -> None:
     _C.TRACK.MATCH_THRESH = 0.5  # edge probability for a match
     _C.TRACK.MEMORY_FRAMES = 7  # Δt of §3.6
     # Detections below this score are reported but only become reference nodes when they continue a track.
-    _C.TRACK.REF_SCORE_THRESH = 0.2
+    # 0 = no gate, as in the paper (§3.5/§3.6: every unmatched detection starts a track and is a node of the next
+    # graph); the synthetic config sets the 0.2 its held-out split chose.
+    _C.TRACK.REF_SCORE_THRESH = 0.0
     # Video-level score of a track (the paper does not say): "mean" of its per-frame detection scores
     # (MaskTrack R-CNN) or "coverage" = sum of its per-frame scores / number of frames of the video (its mean
     # score over the whole video, 0 where absent), which ranks short fragments below tracks that span the video.
@@ -137,11 +139,16 @@ def add_vis_stg_config(cfg: CN) -> None:
     _C.TRACK.OFFSET_MIN_IOU = 0.5  # IoU of the displaced detection box with a reference box for a candidate
 
     _C.INFERENCE = CN()
+    # Not in the paper (vis_stg/README.md "Paper vs configs"). Both caps run over all levels and classes (one
+    # object can take a slot per class and level) and count what they drop (VisSTG.video_diagnostics, summed
+    # into the evaluation's metrics.json): set them so that crowded scenes do not reach them.
     _C.INFERENCE.SCORE_THRESH = 0.05
-    _C.INFERENCE.TOPK_CANDIDATES = 100
-    _C.INFERENCE.NMS_THRESH = 0.6  # class-aware NMS across levels; <= 0 disables
-    # Detections per frame; also the fixed number of padded detection slots of the sync-free online step.
-    _C.INFERENCE.MAX_DETECTIONS = 30
+    # 3x3 heat-map peaks kept per level and then over all levels before NMS.
+    _C.INFERENCE.TOPK_CANDIDATES = 300
+    _C.INFERENCE.NMS_THRESH = 0.6  # class-aware NMS across levels (FCOS / CondInst's 0.6); <= 0 disables
+    # Detections per frame (YouTube-VIS keeps 100 predictions per video); also the fixed number of padded
+    # detection slots of the sync-free online step.
+    _C.INFERENCE.MAX_DETECTIONS = 100
     # Fixed-point iterations of the on-device greedy NMS and one-to-one matching (vis_stg/sync_free.py). The
     # result is exact whenever they converge (checked with the frame's single device-to-host copy); a frame
     # whose conflict chains are longer is recomputed exactly (and then pays one host sync per iteration).

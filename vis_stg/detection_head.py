@@ -51,7 +51,10 @@ def conv_branch(
 class Detections:
     """D detections of one image: ``level`` (D,), ``cells`` (D, 2) integer (x, y) on the level grid,
     ``scores`` (D,), ``classes`` (D,), ``boxes`` (D, 4) XYXY in input pixels; ``valid`` (D,) bool marks the
-    real detections when the D slots are a fixed-size padded set (online inference), None = all real."""
+    real detections when the D slots are a fixed-size padded set (online inference), None = all real.
+    ``dropped`` (2,) int64 on the device, for the whole image (not per slot), set by
+    :meth:`CenterNetHead.inference`: peaks above the score threshold that did not fit in the top-k
+    candidates, and detections kept by NMS that did not fit in the ``max_detections`` slots."""
 
     level: torch.Tensor
     cells: torch.Tensor
@@ -59,6 +62,7 @@ class Detections:
     classes: torch.Tensor
     boxes: torch.Tensor
     valid: Optional[torch.Tensor] = None
+    dropped: Optional[torch.Tensor] = None
 
     def __len__(self) -> int:
         return self.scores.numel()
@@ -71,6 +75,7 @@ class Detections:
             self.classes[idx],
             self.boxes[idx],
             None if self.valid is None else self.valid[idx],
+            self.dropped,
         )
 
 
@@ -138,11 +143,14 @@ class CenterNetHead(nn.Module):
         ``max_detections``.
 
         Returns D = min(max_detections, candidates) slots in descending score order, the kept detections
-        first; ``valid`` (D,) marks them. Also returns ``converged`` (0-dim bool) of the NMS iterations."""
+        first; ``valid`` (D,) marks them, ``dropped`` counts what the two caps cut (on the device: read with the
+        frame's outputs). Also returns ``converged`` (0-dim bool) of the NMS iterations."""
         level, classes, cells, scores, boxes = [], [], [], [], []
+        above = heatmaps[0].new_zeros((), dtype=torch.long)  # peaks above the threshold, all levels and classes
         for lvl, heat in enumerate(heatmaps):
             prob = heat[0].sigmoid()
             peaks = prob * (prob == F.max_pool2d(prob[None], 3, stride=1, padding=1)[0])
+            above = above + (peaks > score_thresh).sum()
             s, i = peaks.flatten().topk(min(topk, peaks.numel()))
             h, w = heat.shape[-2:]
             pix = i % (h * w)
@@ -164,5 +172,6 @@ class CenterNetHead(nn.Module):
         slots, num_kept = stable_compact(keep)
         slots = slots[:max_detections]
         valid = torch.arange(len(slots), device=slots.device) < num_kept
-        dets = Detections(level[slots], cells[slots], scores[slots], classes[slots], boxes[slots], valid)
+        dropped = torch.stack([(above - len(scores)).clamp(min=0), (num_kept - len(slots)).clamp(min=0)])
+        dets = Detections(level[slots], cells[slots], scores[slots], classes[slots], boxes[slots], valid, dropped)
         return dets, converged

@@ -12,11 +12,15 @@ detection head predicts on F̂_t (``TRACK.TRAIN_EDGE_SET``):
   supervised from the first iteration, but no false positive ever is);
 - ``"gt+predicted"``: the union.
 
-Label y_ij = 1 iff the target cell belongs to reference instance i's own object in frame t: the cell is a GT
-centre cell of an object with i's track id, or — for a predicted cell that is no GT centre — it lies within
-Chebyshev distance ``TRACK.TRAIN_MATCH_RADIUS`` of that object's centre cell on the object's level (a trained
-CenterNet peak sits on the centre cell or next to it). Several GT centres may share one cell; the label then
-asks whether *any* of them carries i's id, so no object loses its supervision.
+Label y_ij = 1 iff the target cell belongs to reference instance i's own object in frame t ("a positive
+prediction indicates the two nodes belong to the same instance", §3.5), on *every* level: the object's centre
+is projected onto the edge's level (the cell of that level containing its box centre) and the label is 1 at
+that cell, and at cells within Chebyshev distance ``TRACK.TRAIN_MATCH_RADIUS`` of it that are not another
+object's GT centre cell (a trained CenterNet peak sits on the centre cell or next to it). An object whose
+size puts it on P4 in frame t may still peak on P3 (objects near the FCOS size boundaries, objects that grew
+or shrank since frame k): that edge is the same instance, so it is a positive, not a negative. On the
+object's own level the projected cell is its GT centre cell. Several GT centres may share one cell; each
+reference whose object is centred there gets a positive, so no object loses its supervision.
 
 Shapes: R reference instances, G GT objects of frame t, E edges of one level, K classes.
 """
@@ -31,7 +35,7 @@ import torch.nn.functional as F
 from .graph import GraphEdges
 from .targets import CenterTargets
 
-__all__ = ["EDGE_SETS", "predicted_cells", "edge_set_and_labels"]
+__all__ = ["EDGE_SETS", "predicted_cells", "projected_cells", "edge_set_and_labels"]
 
 EDGE_SETS = ("predicted", "gt", "gt+predicted")
 
@@ -54,10 +58,18 @@ def _flat_cells(targets: CenterTargets, lvl: int, h: int, w: int) -> Tuple[torch
     return torch.where(on_level, flat, torch.full_like(flat, -1)), on_level
 
 
+def projected_cells(targets: CenterTargets, stride: float, h: int, w: int) -> torch.Tensor:
+    """(G, 2) integer (x, y): the cell of an (h, w) level of ``stride`` that holds each GT box centre (clipped
+    to the grid as :func:`.targets.assign_centers` clips; on the object's own level this is its centre cell)."""
+    cells = (targets.centers / stride).floor().long()
+    return torch.stack([cells[:, 0].clamp(0, w - 1), cells[:, 1].clamp(0, h - 1)], dim=1)
+
+
 def edge_set_and_labels(
     edges: GraphEdges,
     lvl: int,
     shape: Tuple[int, int],
+    stride: float,
     ref_ids: torch.Tensor,
     ref_classes: torch.Tensor,
     ref_batch: torch.Tensor,
@@ -71,9 +83,10 @@ def edge_set_and_labels(
 ) -> Tuple[torch.Tensor, torch.Tensor]:
     """Which edges of one level enter eq. (6), and their labels.
 
-    ``edges``: src (E,) reference index, dst (E,) flat (B, H, W) target cell; ``ref_ids`` / ``ref_classes`` /
-    ``ref_batch`` (R,); ``targets``: the G GT objects of frame t; ``heatmap_logits`` (B, K, H, W) predicted on
-    F̂_t (needed unless ``edge_set == "gt"``); ``num_classes`` K. Returns ``keep`` (E,) bool and ``labels`` (E,) float.
+    ``edges``: src (E,) reference index, dst (E,) flat (B, H, W) target cell of level ``lvl`` (``shape``
+    (H, W), ``stride`` input pixels per cell); ``ref_ids`` / ``ref_classes`` / ``ref_batch`` (R,); ``targets``:
+    the G GT objects of frame t; ``heatmap_logits`` (B, K, H, W) predicted on F̂_t (needed unless
+    ``edge_set == "gt"``); ``num_classes`` K. Returns ``keep`` (E,) bool and ``labels`` (E,) float.
     """
     if edge_set not in EDGE_SETS:
         raise ValueError(f"TRACK.TRAIN_EDGE_SET must be one of {EDGE_SETS}, got {edge_set!r}")
@@ -82,6 +95,7 @@ def edge_set_and_labels(
     gt_flat, on_level = _flat_cells(targets, lvl, h, w)
 
     # Background / class pruning by the GT centres (several objects may share a cell: test (cell, class) pairs).
+    # GT nodes exist on their own level only (the "gt" edge set is the GT objects' nodes).
     is_gt_cell = torch.isin(dst, gt_flat[on_level])
     if prune_class_mismatch:
         gt_keys = gt_flat[on_level] * num_classes + targets.classes[on_level]
@@ -100,21 +114,19 @@ def edge_set_and_labels(
             keep_pred &= pred_class[dst] == ref_classes[src]
         keep |= keep_pred
 
-    # Labels. On a GT centre cell: does any GT at that cell carry the reference's id?
-    # (cell, id) keys; ids >= -1, so id + 1 < id_stride.
-    id_stride = torch.cat([targets.ids, ref_ids, ref_ids.new_zeros(1)]).max() + 2  # on the device: no sync
-    id_keys = gt_flat[on_level] * id_stride + targets.ids[on_level] + 1
-    same_at_cell = torch.isin(dst * id_stride + ref_ids[src] + 1, id_keys) & (ref_ids[src] >= 0)
-    # Elsewhere: within match_radius of the centre of the reference's own object (same image, same level).
+    # Labels by identity, on any level: the reference's own object in frame t (same id, same image; ids are
+    # unique within a frame, so at most one) and its centre projected onto this level.
     same = (ref_ids[:, None] == targets.ids[None, :]) & (ref_ids[:, None] >= 0)
-    same &= (ref_batch[:, None] == targets.batch_idx[None, :]) & on_level[None, :]  # (R, G)
+    same &= ref_batch[:, None] == targets.batch_idx[None, :]  # (R, G)
     same = torch.cat([same, same.new_zeros(len(ref_ids), 1)], dim=1)  # a sentinel column: G may be 0
-    cells = torch.cat([targets.cells, targets.cells.new_zeros(1, 2)])
-    has_obj, obj = same.max(dim=1)  # ids are unique within a frame: at most one object per reference
+    cells = torch.cat([projected_cells(targets, stride, h, w), targets.cells.new_zeros(1, 2)])
+    has_obj, obj = same.max(dim=1)
     cx, cy = cells[obj, 0], cells[obj, 1]  # (R,) (the sentinel's (0, 0) where not has_obj)
     pix = dst % (h * w)
     dx = (pix % w - cx[src]).abs()
     dy = (pix // w - cy[src]).abs()
-    near = has_obj[src] & (torch.maximum(dx, dy) <= match_radius) & (dst // (h * w) == ref_batch[src])
-    labels = torch.where(is_gt_cell, same_at_cell, near)
-    return keep, labels.float()
+    own = has_obj[src] & (dst // (h * w) == ref_batch[src])
+    at_centre = own & (dx == 0) & (dy == 0)
+    # Near the centre, but not on another object's GT centre cell (that cell is the other object's node).
+    near = own & (torch.maximum(dx, dy) <= match_radius) & ~is_gt_cell
+    return keep, (at_centre | near).float()

@@ -292,11 +292,14 @@ class VisSTG(nn.Module):
         level: torch.Tensor,
         cells: torch.Tensor,
         batch_idx: torch.Tensor,
+        kernel_level: Optional[torch.Tensor] = None,
     ) -> torch.Tensor:
-        """Eq. (4)/(5) for kernels read at (level, cell): mask logits (P, H / OUT_STRIDE, W / OUT_STRIDE)."""
+        """Eq. (4)/(5) for kernels applied at (level, cell) (P,): mask logits (P, H / OUT_STRIDE, W / OUT_STRIDE).
+        Relative coordinates are divided by the normaliser of ``kernel_level`` (P,), the level each kernel was
+        produced at (default ``level``)."""
         strides = self.level_strides[level]
         locations = (cells.float() + 0.5) * strides[:, None]
-        norm = self.level_coord_norm[level]
+        norm = self.level_coord_norm[level if kernel_level is None else kernel_level]
         return self.mask_head(mask_feats, kernels, locations, batch_idx, norm)
 
     # ---------------------------------------------------------------------------------------------- training
@@ -409,6 +412,7 @@ class VisSTG(nn.Module):
                 targets_k.batch_idx,
                 targets_t,
                 shapes,
+                self.strides,
                 heatmaps_t,
                 self.num_classes,
                 tc.TRAIN_EDGE_SET,
@@ -457,6 +461,20 @@ class VisSTG(nn.Module):
     # --------------------------------------------------------------------------------------------- inference
     def init_video_state(self) -> VideoState:
         return VideoState()
+
+    def video_diagnostics(self, state: VideoState) -> Dict[str, int]:
+        """What the detection caps dropped in this video (``projects.modeling.online`` puts it in the video's
+        output, the evaluator logs it per video and sums it into ``metrics.json``): frames where more
+        detections survived NMS than ``INFERENCE.MAX_DETECTIONS`` slots, or more peaks passed the score
+        threshold than ``INFERENCE.TOPK_CANDIDATES``, and how many each dropped. Host integers, counted from
+        each frame's one device-to-host copy (no extra sync)."""
+        return {
+            "frames": state.num_frames,
+            "frames_over_max_detections": state.frames_over_max_detections,
+            "detections_over_max_detections": state.detections_over_max_detections,
+            "frames_over_topk_candidates": state.frames_over_topk_candidates,
+            "candidates_over_topk_candidates": state.candidates_over_topk_candidates,
+        }
 
     def finalize_video(self, state: VideoState, tracks: Dict[int, Any]) -> None:
         """Video-level track scores (``TRACK.VIDEO_SCORE``); the class stays the default score-weighted vote
@@ -528,6 +546,7 @@ class VisSTG(nn.Module):
             state.next_track_id = counter
             out = self._track(heads, features, edges, refs, state, t, EXACT)
             host = self._to_host(out, image_size, output_size)
+        state.count_dropped(*host["dropped"])
         state.refs = out["refs"][slice(0, host["num_refs"])]
         state.pending_nodes = 0 if baseline else host["num_pending"]
         if not baseline:
@@ -568,7 +587,7 @@ class VisSTG(nn.Module):
                 converged = converged & conv
             track_ids = OnlineTracker.assign_track_ids(state, refs, det_to_ref, dets.valid)
             nxt = ReferenceSet(
-                track_ids, dets.classes, dets.scores, dets.boxes, [], kernels, torch.full_like(track_ids, t)
+                track_ids, dets.classes, dets.scores, dets.boxes, [], kernels, dets.level, torch.full_like(track_ids, t)
             )
             return dict(
                 dets=dets,
@@ -602,12 +621,18 @@ class VisSTG(nn.Module):
             warped = self.kernel_warp.warp_at_cells(
                 state.prev_thetas, state.prev_features, features, dets.level, dets.cells
             )
+            kernel_level = dets.level
             if refs is not None:
-                # A detection matched to an instance from the memory uses that instance's stored kernel.
+                # A detection matched to an instance from the memory uses that instance's stored kernel, decoded
+                # with the coordinate normaliser of the level it was produced at (the object may have changed
+                # level while occluded).
                 ref = det_to_ref.clamp(min=0)
                 from_memory = (det_to_ref >= 0) & (refs.last_seen[ref] < t - 1)
                 warped = torch.where(from_memory[:, None], refs.kernels[ref].to(warped.dtype), warped)
-            warped_probs = self.predict_masks(heads.mask_feats, warped, dets.level, dets.cells, zeros).sigmoid()
+                kernel_level = torch.where(from_memory, refs.kernel_levels[ref], dets.level)
+            warped_probs = self.predict_masks(
+                heads.mask_feats, warped, dets.level, dets.cells, zeros, kernel_level
+            ).sigmoid()
             mask_probs = (mask_probs + warped_probs) / 2
 
         track_ids = OnlineTracker.assign_track_ids(state, refs, det_to_ref, dets.valid)
@@ -620,6 +645,7 @@ class VisSTG(nn.Module):
             dets.boxes,
             placeholder,
             kernels,
+            dets.level,
             torch.full_like(track_ids, t),
             embeddings,
         )
@@ -682,7 +708,12 @@ class VisSTG(nn.Module):
             ],
             dim=1,
         ).flatten()
-        counts = torch.stack([dets.valid.sum(), out["num_refs"], out["num_pending"], out["converged"].long()])
+        counts = torch.cat(
+            [
+                torch.stack([dets.valid.sum(), out["num_refs"], out["num_pending"], out["converged"].long()]),
+                dets.dropped,
+            ]
+        )
         packed = torch.cat([meta, counts.double()]).view(torch.uint8)
         blob = torch.cat([packed, masks.flatten().view(torch.uint8)]).cpu()  # the frame's one copy
         n_meta = meta.numel()
@@ -695,7 +726,13 @@ class VisSTG(nn.Module):
         result.scores = meta[:num, 2].float()
         result.pred_boxes = Boxes(meta[:num, 3:7].float())  # clipped to the frame on the device
         result.pred_masks = blob[packed.numel() :].view(torch.bool).view(len(dets), out_h, out_w)[:num]
-        return {"instances": result, "num_refs": counts[1], "num_pending": counts[2], "converged": bool(counts[3])}
+        return {
+            "instances": result,
+            "num_refs": counts[1],
+            "num_pending": counts[2],
+            "converged": bool(counts[3]),
+            "dropped": counts[4:6],
+        }
 
 
 @dataclass

@@ -33,7 +33,8 @@ class CenterTargets:
     ``batch_idx`` (G,) image index; ``gt_idx`` (G,) index in that image's Instances; ``level`` (G,);
     ``cells`` (G, 2) integer (x, y) on the level grid; ``offsets`` (G, 2) sub-cell centre offset in [0, 1);
     ``sizes`` (G, 2) box (w, h) in cells of the level; ``classes`` (G,); ``ids`` (G,) track ids (-1 if unknown);
-    ``heatmaps``: one (B, K, H_l, W_l) tensor per level.
+    ``heatmaps``: one (B, K, H_l, W_l) tensor per level; ``centers`` (G, 2) box centre (x, y) in input pixels
+    (to find an object's cell on a level other than its own, :mod:`.edge_targets`).
     """
 
     batch_idx: torch.Tensor
@@ -45,6 +46,7 @@ class CenterTargets:
     classes: torch.Tensor
     ids: torch.Tensor
     heatmaps: List[torch.Tensor]
+    centers: torch.Tensor
 
     def __len__(self) -> int:
         return self.batch_idx.numel()
@@ -137,7 +139,8 @@ def assign_centers(
     stride = torch.tensor(list(strides), device=device, dtype=torch.float32)[level]
     grid_w = torch.tensor([w for _, w in shapes], device=device)[level]
     grid_h = torch.tensor([h for h, _ in shapes], device=device)[level]
-    center = (boxes[:, :2] + boxes[:, 2:]) / 2 / stride[:, None]
+    centers = (boxes[:, :2] + boxes[:, 2:]) / 2
+    center = centers / stride[:, None]
     cells = center.floor().long()
     cells[:, 0] = torch.minimum(cells[:, 0].clamp(min=0), grid_w - 1)
     cells[:, 1] = torch.minimum(cells[:, 1].clamp(min=0), grid_h - 1)
@@ -152,7 +155,7 @@ def assign_centers(
             cells[sel], radius[sel], batch_idx[sel] * num_classes + classes[sel], len(instances) * num_classes, h, w
         )
         heatmaps.append(heat.view(len(instances), num_classes, h, w))
-    return CenterTargets(batch_idx, gt_idx, level, cells, offsets, sizes, classes, ids, heatmaps)
+    return CenterTargets(batch_idx, gt_idx, level, cells, offsets, sizes, classes, ids, heatmaps, centers)
 
 
 def gather_at_cells(

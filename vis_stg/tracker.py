@@ -54,6 +54,7 @@ class EdgeClassifier(nn.Module):
         ref_batch: torch.Tensor,
         targets: CenterTargets,
         shapes: Sequence[Tuple[int, int]],
+        strides: Sequence[float],
         heatmaps: Optional[Sequence[torch.Tensor]],
         num_classes: int,
         edge_set: str = "predicted",
@@ -62,13 +63,15 @@ class EdgeClassifier(nn.Module):
         prune_class_mismatch: bool = True,
     ) -> torch.Tensor:
         """Eq. (6): mean BCE over the training edge set E_prune and its labels (:mod:`.edge_targets`).
-        ``heatmaps``: per level (B, K, H, W) heat-map logits predicted on F̂_t."""
+        ``shapes`` / ``strides``: per level (H, W) and input pixels per cell; ``heatmaps``: per level
+        (B, K, H, W) heat-map logits predicted on F̂_t."""
         logits, labels = [], []
-        for lvl, (e, shape) in enumerate(zip(edges, shapes)):
+        for lvl, (e, shape, stride) in enumerate(zip(edges, shapes, strides)):
             keep, y = edge_set_and_labels(
                 e,
                 lvl,
                 shape,
+                stride,
                 ref_ids,
                 ref_classes,
                 ref_batch,
@@ -94,7 +97,10 @@ class ReferenceSet:
 
     ``track_ids``, ``classes``, ``last_seen`` (N,) int64; ``scores`` (N,); ``boxes`` (N, 4) XYXY input pixels;
     ``nodes``: per level (N, D) node features h^v (ROIAlign of the frame they were seen in); ``kernels``
-    (N, 169) θ at their detection; ``embeddings`` (N, E) for the embedding baseline, else None.
+    (N, 169) θ at their detection and ``kernel_levels`` (N,) int64 the FPN level it was read from (a kernel's
+    relative coordinates are normalised by its level's size, §3.4: a memory kernel is decoded with that
+    level's normaliser wherever its object is detected again); ``embeddings`` (N, E) for the embedding
+    baseline, else None.
     """
 
     track_ids: torch.Tensor
@@ -103,6 +109,7 @@ class ReferenceSet:
     boxes: torch.Tensor
     nodes: List[torch.Tensor]
     kernels: torch.Tensor
+    kernel_levels: torch.Tensor
     last_seen: torch.Tensor
     embeddings: Optional[torch.Tensor] = None
 
@@ -153,6 +160,18 @@ class VideoState:
     input_shape: Optional[Tuple[int, int]] = None  # padded input size the above were computed at
     num_frames: int = 0  # frames processed so far (for TRACK.VIDEO_SCORE "coverage")
     pending_nodes: int = 0
+    # What the detection caps dropped so far (VisSTG.video_diagnostics): frames where a cap bound, and the count.
+    frames_over_topk_candidates: int = 0
+    candidates_over_topk_candidates: int = 0
+    frames_over_max_detections: int = 0
+    detections_over_max_detections: int = 0
+
+    def count_dropped(self, over_topk: int, over_max_detections: int) -> None:
+        """Add one frame's counts of peaks beyond ``TOPK_CANDIDATES`` / detections beyond ``MAX_DETECTIONS``."""
+        self.frames_over_topk_candidates += int(over_topk > 0)
+        self.candidates_over_topk_candidates += int(over_topk)
+        self.frames_over_max_detections += int(over_max_detections > 0)
+        self.detections_over_max_detections += int(over_max_detections)
 
     def reset_frame_context(self) -> None:
         """Forget everything tied to the previous frame's geometry (keeps the track-id counter)."""

@@ -3,7 +3,9 @@
 Collects the video-level tracks of the models (docs/interfaces.md), gathers them on the main process, writes
 ``results.json`` and ``results.zip`` (``results.json`` at the zip root, as the CodaLab server wants) and, when
 the dataset's JSON has annotations, reports the official YouTube-VIS metrics in percent (also written to
-``metrics.json`` next to the results, for scripts that collect many evaluations).
+``metrics.json`` next to the results, for scripts that collect many evaluations). A video output's optional
+``"diagnostics"`` (counts from the model's ``video_diagnostics``, ``projects.modeling.online``) is logged per
+video and summed over the videos into ``metrics.json`` under ``"diagnostics"``.
 """
 
 from __future__ import annotations
@@ -70,9 +72,11 @@ class YTVISEvaluator(DatasetEvaluator):
         self._contiguous_to_dataset_id = {c: d for d, c in id_map.items()} if id_map else None
         self._gt: Optional[dict] = None
         self._predictions: List[Dict[str, Any]] = []
+        self._diagnostics: List[Dict[str, Any]] = []
 
     def reset(self) -> None:
         self._predictions = []
+        self._diagnostics = []
 
     def _ground_truth(self) -> dict:
         if self._gt is None:
@@ -90,6 +94,11 @@ class YTVISEvaluator(DatasetEvaluator):
         """Convert each video's tracks (contiguous classes) to results entries (dataset category ids)."""
         for video_input, output in zip(inputs, outputs):
             video_id = int(output.get("video_id", video_input.get("video_id")))
+            if output.get("diagnostics"):
+                self._diagnostics.append(output["diagnostics"])
+                self._logger.info(
+                    f"video {video_id}: " + ", ".join(f"{k} {v}" for k, v in output["diagnostics"].items())
+                )
             for track in output["tracks"]:
                 self._predictions.append(
                     {
@@ -121,13 +130,19 @@ class YTVISEvaluator(DatasetEvaluator):
     def evaluate(self) -> OrderedDict[str, Dict[str, float]]:
         if self._distributed:
             comm.synchronize()
-            gathered = comm.gather(self._predictions, dst=0)
+            gathered = comm.gather((self._predictions, self._diagnostics), dst=0)
             if not comm.is_main_process():
                 return OrderedDict()
-            predictions = list(itertools.chain(*gathered))
+            predictions = list(itertools.chain(*(p for p, _ in gathered)))
+            diagnostics = list(itertools.chain(*(d for _, d in gathered)))
         else:
-            predictions = self._predictions
+            predictions, diagnostics = self._predictions, self._diagnostics
         self._write_results(predictions)
+        totals = {}
+        if diagnostics:  # summed over the videos that report them
+            totals = {k: sum(d.get(k, 0) for d in diagnostics) for k in dict.fromkeys(itertools.chain(*diagnostics))}
+            totals = {"videos": len(diagnostics), **totals}
+            self._logger.info(f"Diagnostics summed over the videos: {totals}")
         gt = self._ground_truth()
         if "annotations" not in gt:
             self._logger.info(f"{self._dataset_name} has no annotations: skipping evaluation")
@@ -143,8 +158,11 @@ class YTVISEvaluator(DatasetEvaluator):
                 warnings.showwarning(w.message, w.category, w.filename, w.lineno)
         self._logger.info(f"Evaluation results for {self._dataset_name}:\n{log.getvalue()}")
         results = self._to_percent(metrics)
+        record = {"dataset": self._dataset_name, "segm": results}
+        if totals:
+            record["diagnostics"] = totals
         if self._output_dir:
-            payload = json.dumps({"dataset": self._dataset_name, "segm": results}, indent=1, allow_nan=True)
+            payload = json.dumps(record, indent=1, allow_nan=True)
             atomic_write(os.path.join(self._output_dir, "metrics.json"), payload.encode("utf-8"))
         return OrderedDict(segm=results)
 

@@ -10,6 +10,9 @@ A model that segments videos online implements the :class:`OnlineVideoModel` pro
   and ``pred_masks`` (bool, (N, H, W)). The state is updated in place.
 - ``finalize_video(state, tracks) -> None`` (optional): re-score the finished tracks (e.g. RGNN's learned
   scoring). ``tracks`` maps track id -> :class:`VideoTrack`; set ``score`` / ``category_id`` on them.
+- ``video_diagnostics(state) -> Dict[str, int | float]`` (optional): counts about the finished video (e.g. how
+  often a cap dropped detections); :func:`run_online_inference` returns them as ``"diagnostics"``, which the
+  evaluator logs per video and sums into ``metrics.json``.
 
 :func:`run_online_inference` turns those per-frame outputs into video-level tracks, which is what the
 evaluator and the demo consume. Memory is O(#tracks × frames) RLE strings, never dense video masks: each
@@ -159,10 +162,14 @@ def run_online_inference(model: Any, video: Dict[str, Any], max_tracks: int = 10
     acc = VideoTrackAccumulator(length)
     for t, instances in iterate_online(model, video["image"], video["height"], video["width"], state):
         acc.add_frame(t, instances)
-    return {
+    result = {
         "video_id": video["video_id"],
         "height": video["height"],
         "width": video["width"],
         "length": length,
         "tracks": finish_tracks(model, state, acc, max_tracks),
     }
+    diagnostics = getattr(model, "video_diagnostics", None)
+    if diagnostics is not None:
+        result["diagnostics"] = diagnostics(state)
+    return result
