@@ -3,7 +3,8 @@
 Collects the video-level tracks of the models (docs/interfaces.md), gathers them on the main process, writes
 ``results.json`` and ``results.zip`` (``results.json`` at the zip root, as the CodaLab server wants) and, when
 the dataset's JSON has annotations, reports the official YouTube-VIS metrics in percent (also written to
-``metrics.json`` next to the results, for scripts that collect many evaluations).
+``metrics.json`` next to the results, for scripts that collect many evaluations; strict JSON, ``null`` where a
+metric is undefined while the returned dict has NaN like detectron2's COCOEvaluator).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from detectron2.utils import comm
 from detectron2.utils.file_io import PathManager
 
 from ..engine.atomic_io import atomic_write
+from ..engine.metrics_file import dumps_strict
 from .ytvis_eval import evaluate_ytvis
 from .ytvis_format import YTVISInputWarning
 
@@ -128,6 +130,11 @@ class YTVISEvaluator(DatasetEvaluator):
         else:
             predictions = self._predictions
         self._write_results(predictions)
+        results_name = (
+            os.path.join(self._output_dir, "results.json")
+            if self._output_dir
+            else f"<predictions on {self._dataset_name}>"
+        )
         gt = self._ground_truth()
         if "annotations" not in gt:
             self._logger.info(f"{self._dataset_name} has no annotations: skipping evaluation")
@@ -135,7 +142,7 @@ class YTVISEvaluator(DatasetEvaluator):
         log = io.StringIO()
         with warnings.catch_warnings(record=True) as caught:  # input findings (e.g. a GT id 0) go to the log
             warnings.simplefilter("always", YTVISInputWarning)
-            metrics = evaluate_ytvis(gt, predictions, log=log, gt_name=self._json_file)
+            metrics = evaluate_ytvis(gt, predictions, log=log, gt_name=self._json_file, results_name=results_name)
         for w in caught:
             if issubclass(w.category, YTVISInputWarning):
                 self._logger.warning(str(w.message))
@@ -144,7 +151,7 @@ class YTVISEvaluator(DatasetEvaluator):
         self._logger.info(f"Evaluation results for {self._dataset_name}:\n{log.getvalue()}")
         results = self._to_percent(metrics)
         if self._output_dir:
-            payload = json.dumps({"dataset": self._dataset_name, "segm": results}, indent=1, allow_nan=True)
+            payload = dumps_strict({"dataset": self._dataset_name, "segm": results}, indent=1)  # null if undefined
             atomic_write(os.path.join(self._output_dir, "metrics.json"), payload.encode("utf-8"))
         return OrderedDict(segm=results)
 
