@@ -2,6 +2,7 @@
 
 import json
 import math
+import re
 import uuid
 import zipfile
 
@@ -65,6 +66,10 @@ def _outputs():
     ]
 
 
+def _refuse(token):
+    raise ValueError(f"metrics.json is not strict JSON: it holds {token}")
+
+
 def test_evaluator_writes_zip_and_returns_percentages(tmp_path):
     name = _register(tmp_path)
     evaluator = YTVISEvaluator(name, output_dir=str(tmp_path / "out"))
@@ -78,9 +83,10 @@ def test_evaluator_writes_zip_and_returns_percentages(tmp_path):
     assert segm["AP-cat"] == pytest.approx(100.0)
     assert list(segm)[:8] == ["AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10"]
 
-    saved = json.loads((tmp_path / "out" / "metrics.json").read_text())  # NaN is written as NaN
+    saved = json.loads((tmp_path / "out" / "metrics.json").read_text(), parse_constant=_refuse)  # strict JSON
     assert saved["dataset"] == name
-    assert saved["segm"]["AP"] == pytest.approx(100.0) and math.isnan(saved["segm"]["APl"])
+    assert saved["segm"]["AP"] == pytest.approx(100.0)
+    assert saved["segm"]["APl"] is None and saved["segm"]["AP-dog"] is None  # undefined -> null
     assert set(saved["segm"]) == set(segm)
 
     written = json.loads((tmp_path / "out" / "results.json").read_text())
@@ -132,4 +138,16 @@ def test_evaluator_refuses_corrupt_gt_mask(tmp_path):
     evaluator.process([{"video_id": 5}], _outputs())
     message = r"gt\.json: annotations\[0\]: bad segmentation in frame 2: .*sum to \d+, not height\*width = 64\*64"
     with pytest.raises(ValueError, match=message):
+        evaluator.evaluate()
+
+
+def test_evaluator_refuses_a_non_finite_score_naming_results_json(tmp_path):
+    name = _register(tmp_path)
+    evaluator = YTVISEvaluator(name, output_dir=str(tmp_path / "out"), distributed=False)
+    evaluator.reset()
+    outputs = _outputs()
+    outputs[0]["tracks"][1]["score"] = float("nan")  # a diverged model
+    evaluator.process([{"video_id": 5}], outputs)
+    results_json = str(tmp_path / "out" / "results.json")
+    with pytest.raises(ValueError, match=re.escape(f"{results_json}: entry 1 (video_id 5): score NaN is not a finite")):
         evaluator.evaluate()

@@ -231,7 +231,7 @@ def test_errors(tmp_path):
         evaluate_ytvis(gt, [pred([A, A, A], 0.9)], strict=True)
     with pytest.raises(ValueError, match=r"category id\(s\) 7 .*--strict"):
         evaluate_ytvis(gt, [pred([A, A], 0.9, category_id=7)], strict=True)
-    with pytest.raises(ValueError, match=r"score 'high' is not a number"):
+    with pytest.raises(ValueError, match=r"entry 0 \(video_id 1\): score 'high' is a string, not a number"):
         evaluate_ytvis(gt, [pred([A, A], "high")])
     with pytest.raises(ValueError, match="mask size"):
         evaluate_ytvis(gt, [pred([box(0, 0, 5, 5, 50, 50)] * 2, 0.9)])

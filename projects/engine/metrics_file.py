@@ -1,4 +1,12 @@
-"""Repair of detectron2's ``metrics.json`` (one JSON object per line, appended by ``JSONWriter``) on resume.
+"""Metrics files: strict JSON writing, and repair of detectron2's ``metrics.json`` on resume.
+
+Strict JSON: Python's ``json`` writes undefined values (NaN, e.g. APl without large objects, or a diverged
+loss) as the bare tokens ``NaN`` / ``Infinity``, which strict parsers (``jq``, JavaScript, most languages)
+refuse. :func:`dumps_strict` writes ``null`` for every non-finite float and is what every metrics writer uses:
+the evaluator's ``inference/<dataset>/metrics.json`` and, through :class:`StrictJSONWriter` /
+:func:`strict_default_writers`, the training ``metrics.json``.
+
+Repair on resume: detectron2's ``metrics.json`` is one JSON object per line, appended by ``JSONWriter``.
 
 ``JSONWriter`` appends and fsyncs each line, but a kill inside that write (or a crash before the page cache
 reaches the disk) can leave a truncated last line, and the iterations run after the last checkpoint are run
@@ -11,12 +19,73 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
-from typing import List, Optional, Tuple
+from typing import Any, List, Optional, Tuple
 
-__all__ = ["truncate_metrics_for_resume"]
+from detectron2.utils.events import CommonMetricPrinter, JSONWriter, TensorboardXWriter
+
+__all__ = [
+    "StrictJSONWriter",
+    "dumps_strict",
+    "strict_default_writers",
+    "to_strict_json",
+    "truncate_metrics_for_resume",
+]
 
 logger = logging.getLogger(__name__)
+
+
+def to_strict_json(obj: Any) -> Any:
+    """``obj`` with every non-finite float (NaN, ±inf; numpy floats included) replaced by ``None``."""
+    if isinstance(obj, float):  # numpy float64 is a float subclass
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: to_strict_json(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [to_strict_json(v) for v in obj]
+    if hasattr(obj, "dtype") and hasattr(obj, "item") and getattr(obj, "ndim", None) == 0:  # numpy scalars
+        return to_strict_json(obj.item())
+    return obj
+
+
+def dumps_strict(obj: Any, **kwargs: Any) -> str:
+    """``json.dumps`` that writes ``null`` for undefined (non-finite) values: strict JSON, never ``NaN``."""
+    return json.dumps(to_strict_json(obj), allow_nan=False, **kwargs)
+
+
+class _StrictLines:
+    """File wrapper for ``JSONWriter``: re-encodes each JSON line it is given with :func:`dumps_strict`."""
+
+    def __init__(self, handle):
+        self._handle = handle
+
+    def write(self, text: str) -> int:
+        lines = [dumps_strict(json.loads(line), sort_keys=True) if line.strip() else line for line in text.split("\n")]
+        return self._handle.write("\n".join(lines))
+
+    def __getattr__(self, name: str):  # flush, fileno, close
+        return getattr(self._handle, name)
+
+
+class StrictJSONWriter(JSONWriter):
+    """detectron2's ``JSONWriter`` (same records, one per line) writing ``null`` instead of ``NaN``."""
+
+    def __init__(self, json_file: str, window_size: int = 20):
+        super().__init__(json_file, window_size)
+        self._file_handle = _StrictLines(self._file_handle)
+
+
+def strict_default_writers(output_dir: str, max_iter: Optional[int] = None) -> list:
+    """detectron2's ``default_writers`` with :class:`StrictJSONWriter` for ``output_dir/metrics.json``.
+
+    For a trainer: ``def build_writers(self): return strict_default_writers(self.cfg.OUTPUT_DIR, self.max_iter)``.
+    """
+    return [
+        CommonMetricPrinter(max_iter),
+        StrictJSONWriter(os.path.join(output_dir, "metrics.json")),
+        TensorboardXWriter(output_dir),
+    ]
 
 
 def _line_problem(line: bytes, complete: bool) -> Tuple[Optional[str], Optional[dict]]:

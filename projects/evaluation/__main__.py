@@ -4,8 +4,10 @@ JSON line.
 stdout holds exactly one line, ``{"AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10"}`` as fractions
 (-1 when undefined), plus ``"per_class": {name: AP}`` with ``--per-class``. pycocotools' table goes to stderr.
 Inputs the official evaluation scores but that look wrong are scored the same way, each kind reported by one
-``warning: ...`` line on stderr; ``--strict`` turns them into errors. Malformed input (corrupt RLEs included)
-exits with status 1 and a one-line ``error: ...`` on stderr.
+``warning: ...`` line on stderr (exact duplicate predictions included: their count and an example);
+``--strict`` turns them into errors. Malformed input (corrupt RLEs or polygons, scores that are not finite JSON
+numbers, video ids that are not integers, ...) exits with status 1 and a one-line ``error: ...`` on stderr
+naming the file and the entry.
 """
 
 from __future__ import annotations
@@ -33,7 +35,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         "--strict",
         action="store_true",
         help="refuse inputs that the official evaluation scores with a warning here (segmentations "
-        "lists of the wrong length, foreign categories, GT annotation id 0, duplicate GT ids)",
+        "lists of the wrong length, foreign categories, GT annotation id 0, duplicate GT ids, exact duplicate "
+        "predictions, ids that are booleans or floats)",
     )
     args = parser.parse_args(argv)
     with warnings.catch_warnings(record=True) as caught:

@@ -3,7 +3,8 @@
 Collects the video-level tracks of the models (docs/interfaces.md), gathers them on the main process, writes
 ``results.json`` and ``results.zip`` (``results.json`` at the zip root, as the CodaLab server wants) and, when
 the dataset's JSON has annotations, reports the official YouTube-VIS metrics in percent (also written to
-``metrics.json`` next to the results, for scripts that collect many evaluations). A video output's optional
+``metrics.json`` next to the results, for scripts that collect many evaluations; strict JSON, ``null`` where a
+metric is undefined while the returned dict has NaN like detectron2's COCOEvaluator). A video output's optional
 ``"diagnostics"`` (counts from the model's ``video_diagnostics``, ``projects.modeling.online``) is logged per
 video and summed over the videos into ``metrics.json`` under ``"diagnostics"``.
 """
@@ -30,6 +31,7 @@ from detectron2.utils import comm
 from detectron2.utils.file_io import PathManager
 
 from ..engine.atomic_io import atomic_write
+from ..engine.metrics_file import dumps_strict
 from .ytvis_eval import evaluate_ytvis
 from .ytvis_format import YTVISInputWarning
 
@@ -143,6 +145,11 @@ class YTVISEvaluator(DatasetEvaluator):
             totals = {k: sum(d.get(k, 0) for d in diagnostics) for k in dict.fromkeys(itertools.chain(*diagnostics))}
             totals = {"videos": len(diagnostics), **totals}
             self._logger.info(f"Diagnostics summed over the videos: {totals}")
+        results_name = (
+            os.path.join(self._output_dir, "results.json")
+            if self._output_dir
+            else f"<predictions on {self._dataset_name}>"
+        )
         gt = self._ground_truth()
         if "annotations" not in gt:
             self._logger.info(f"{self._dataset_name} has no annotations: skipping evaluation")
@@ -150,7 +157,7 @@ class YTVISEvaluator(DatasetEvaluator):
         log = io.StringIO()
         with warnings.catch_warnings(record=True) as caught:  # input findings (e.g. a GT id 0) go to the log
             warnings.simplefilter("always", YTVISInputWarning)
-            metrics = evaluate_ytvis(gt, predictions, log=log, gt_name=self._json_file)
+            metrics = evaluate_ytvis(gt, predictions, log=log, gt_name=self._json_file, results_name=results_name)
         for w in caught:
             if issubclass(w.category, YTVISInputWarning):
                 self._logger.warning(str(w.message))
@@ -162,7 +169,7 @@ class YTVISEvaluator(DatasetEvaluator):
         if totals:
             record["diagnostics"] = totals
         if self._output_dir:
-            payload = json.dumps(record, indent=1, allow_nan=True)
+            payload = dumps_strict(record, indent=1)  # null where a metric is undefined
             atomic_write(os.path.join(self._output_dir, "metrics.json"), payload.encode("utf-8"))
         return OrderedDict(segm=results)
 

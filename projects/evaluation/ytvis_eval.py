@@ -107,17 +107,23 @@ class YTVISeval(COCOeval):
 
 
 def evaluate_ytvis(
-    gt: JsonInput, results: JsonInput, log: Optional[TextIO] = None, strict: bool = False, gt_name: Optional[str] = None
+    gt: JsonInput,
+    results: JsonInput,
+    log: Optional[TextIO] = None,
+    strict: bool = False,
+    gt_name: Optional[str] = None,
+    results_name: Optional[str] = None,
 ) -> Dict[str, Any]:
     """Evaluate YouTube-VIS results against ground truth (each a JSON path or the loaded dict/list).
 
     Returns the ``SUMMARY_KEYS`` metrics as fractions (-1 when undefined, e.g. APl without large GT),
     ``"per_class"`` (category name -> AP) and ``"per_category"`` (category id -> AP).
     pycocotools' progress and summary table go to ``log`` (discarded by default).
-    Raises ``ValueError`` on malformed input (corrupt RLEs included) or a GT without ``annotations`` (a test
-    split). Inputs the official evaluation scores but that look wrong (length mismatch, foreign categories,
-    GT id 0; :mod:`.ytvis_format`) are scored like the official code with a ``YTVISInputWarning``;
-    ``strict=True`` raises ``ValueError`` for them instead. ``gt_name`` names an in-memory ``gt`` in messages.
+    Raises ``ValueError`` on malformed input (corrupt RLEs, non-finite or non-numeric scores, non-integer video
+    ids included) or a GT without ``annotations`` (a test split). Inputs the official evaluation scores but that
+    look wrong (length mismatch, foreign categories, GT id 0, exact duplicates; :mod:`.ytvis_format`) are
+    scored like the official code with a ``YTVISInputWarning``; ``strict=True`` raises ``ValueError`` for them
+    instead. ``gt_name`` / ``results_name`` name an in-memory ``gt`` / ``results`` in messages.
     """
     gt_data = load_ground_truth(gt, strict=strict, name=gt_name)
     if not gt_data.has_annotations:
@@ -125,7 +131,7 @@ def evaluate_ytvis(
             f"ground truth {gt_data.source} has no 'annotations' (a valid/test split without "
             "labels?): nothing to evaluate against"
         )
-    evaluator = YTVISeval(gt_data, load_results(results, gt_data, strict=strict))
+    evaluator = YTVISeval(gt_data, load_results(results, gt_data, strict=strict, name=results_name))
     with redirect_stdout(log if log is not None else io.StringIO()):
         evaluator.evaluate()
         evaluator.accumulate()

@@ -3,8 +3,10 @@
 Both sides are turned into *track records*, the plain dicts that pycocotools' ``COCOeval.evaluateImg`` reads:
 ``{"id" (>0), "video_id", "category_id", "segmentations": [RLE | None] * length, "frame_areas": [int] * length,
 "area": mean non-null non-zero frame area, "iscrowd", "ignore", "score"}``.
-Malformed input raises ``ValueError`` (``OSError`` for unreadable files) with a one-line message; every RLE
-is validated (:mod:`.rle_check`) before pycocotools reads it.
+Malformed input raises ``ValueError`` (``OSError`` for unreadable files) with a one-line message naming the
+file and the entry; every RLE is validated (:mod:`.rle_check`) and every polygon, id and score checked
+(:mod:`.entry_check`) before pycocotools or numpy reads it: scores must be finite JSON numbers, ids JSON
+integers (a string ``video_id`` "1" is reported as a string, not as an unknown video).
 
 Inputs that the official evaluation scores although they are suspicious are scored the same way with a
 :class:`YTVISInputWarning` naming the file, the entries and the problem (``strict=True`` refuses them):
@@ -15,7 +17,12 @@ Inputs that the official evaluation scores although they are suspicious are scor
 - a GT annotation with ``id`` 0 (the official matching stores the GT id as "matched to", so a match to it is
   never a true positive: it counts as a false positive and the GT stays a miss);
 - GT annotations sharing an ``id`` (the official API keeps the last one per id and scores it in place of
-  each).
+  each); ``videos`` or ``categories`` sharing an ``id`` (the last one is used);
+- a prediction ``video_id`` / ``category_id`` that is a boolean or an integral float (Python, hence the
+  official code, takes it for the integer it equals); a non-integer ``category_id`` (dropped: it never equals a
+  GT category);
+- exact duplicate predictions (same ``video_id``, ``category_id``, ``score``, ``segmentations``): each repeat
+  is a false positive; reported once with the count and an example.
 """
 
 from __future__ import annotations
@@ -29,6 +36,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 import numpy as np
 import pycocotools.mask as mask_util
 
+from .entry_check import exact_duplicates, id_problem, is_int, json_kind, json_repr, polygon_problem, score_problem
 from .rle_check import check_rles
 
 RLE = Dict[str, Any]
@@ -107,6 +115,9 @@ def to_rle(segm: Any, height: int, width: int, validate: bool = True) -> Optiona
         if problem:
             raise ValueError(problem)
     if isinstance(segm, list):
+        problem = polygon_problem(segm)
+        if problem:
+            raise ValueError(problem)
         rle = mask_util.merge(mask_util.frPyObjects(segm, height, width))
     elif isinstance(segm, dict) and isinstance(segm.get("counts"), list):
         rle = mask_util.frPyObjects(segm, height, width)
@@ -148,7 +159,7 @@ def _track_record(entry: dict, video: Tuple[int, int, int], where: str, findings
     height, width, length = video
     segms = entry["segmentations"]
     if not isinstance(segms, list):
-        raise ValueError(f"{where}: 'segmentations' must be a list, got {type(segms).__name__}")
+        raise ValueError(f"{where}: 'segmentations' must be a list, got {json_kind(segms)}")
     if len(segms) != length:
         findings.add(
             "'segmentations' length differs from the video length (frames are paired up to the "
@@ -174,10 +185,23 @@ def _track_record(entry: dict, video: Tuple[int, int, int], where: str, findings
 
 def _require(obj: Any, keys: Sequence[str], where: str) -> None:
     if not isinstance(obj, dict):
-        raise ValueError(f"{where}: expected a JSON object, got {type(obj).__name__}")
+        raise ValueError(f"{where}: expected a JSON object, got {json_kind(obj)}")
     missing = [k for k in keys if k not in obj]
     if missing:
         raise ValueError(f"{where}: missing required key(s) {missing}")
+
+
+def _require_int_id(value: Any, key: str, where: str, reference: str = "YouTube-VIS") -> None:
+    problem = id_problem(value, key, reference)
+    if problem:
+        raise ValueError(f"{where}: {problem[0]}")
+
+
+def _count(value: Any, key: str, where: str, minimum: int) -> int:
+    """A video's height / width / length: an integer >= ``minimum`` (integral floats accepted)."""
+    if not (is_int(value) or (json_kind(value) == "a float" and float(value).is_integer())) or value < minimum:
+        raise ValueError(f"{where}: '{key}' must be an integer >= {minimum}, got {json_repr(value)}")
+    return int(value)
 
 
 def load_ground_truth(gt: JsonInput, strict: bool = False, name: Optional[str] = None) -> YTVISGroundTruth:
@@ -199,26 +223,51 @@ def load_ground_truth(gt: JsonInput, strict: bool = False, name: Optional[str] =
     for i, v in enumerate(data["videos"]):
         where = f"ground truth {source}: videos[{i}]"
         _require(v, ["id", "height", "width"], where)
+        _require_int_id(v["id"], "id", where)
         if "length" not in v and "file_names" not in v:
             raise ValueError(f"{where}: needs 'length' or 'file_names'")
+        if "length" not in v and not isinstance(v["file_names"], list):
+            raise ValueError(f"{where}: 'file_names' must be a list, got {json_kind(v['file_names'])}")
         length = v["length"] if "length" in v else len(v["file_names"])
-        videos[v["id"]] = (int(v["height"]), int(v["width"]), int(length))
+        size = tuple(_count(value, key, where, 1) for key, value in (("height", v["height"]), ("width", v["width"])))
+        if v["id"] in videos:
+            findings.add(
+                "video id used more than once in 'videos' (the official evaluation uses the last)",
+                f"videos[{i}] (id {v['id']})",
+            )
+        videos[v["id"]] = (*size, _count(length, "length", where, 0))
     categories: Dict[int, str] = {}
     for i, c in enumerate(data["categories"]):
-        _require(c, ["id", "name"], f"ground truth {source}: categories[{i}]")
+        where = f"ground truth {source}: categories[{i}]"
+        _require(c, ["id", "name"], where)
+        _require_int_id(c["id"], "id", where)
+        if c["id"] in categories:
+            findings.add(
+                "category id used more than once (the official evaluation keeps the last name)",
+                f"categories[{i}] (id {c['id']})",
+            )
         categories[c["id"]] = str(c["name"])
     result = YTVISGroundTruth(source, videos, categories, has_annotations="annotations" in data)
     _check_all_rles(data.get("annotations") or [], lambda i: f"ground truth {source}: annotations[{i}]")
     for i, ann in enumerate(data.get("annotations") or []):
         where = f"ground truth {source}: annotations[{i}]"
         _require(ann, ["video_id", "category_id", "segmentations"], where)
+        _require_int_id(ann["video_id"], "video_id", where, "'videos'")
+        _require_int_id(ann["category_id"], "category_id", where, "'categories'")
         if ann["video_id"] not in videos:
             raise ValueError(f"{where}: video id {ann['video_id']} is not in 'videos'")
         if ann["category_id"] not in categories:
             raise ValueError(f"{where}: category id {ann['category_id']} is not in 'categories'")
         record = _track_record(ann, videos[ann["video_id"]], where, findings)
         areas = ann.get("areas")
-        iscrowd = int(bool(ann.get("iscrowd", 0)))
+        if areas is not None and (
+            not isinstance(areas, list) or not all(a is None or score_problem(a) is None for a in areas)
+        ):
+            raise ValueError(f"{where}: 'areas' must be a list of numbers or nulls, got {json_repr(areas)}")
+        iscrowd = ann.get("iscrowd", 0)
+        if isinstance(iscrowd, str) or iscrowd not in (0, 1):
+            raise ValueError(f"{where}: 'iscrowd' must be 0 or 1, got {json_repr(iscrowd)}")
+        iscrowd = int(iscrowd)
         zero_id = "id" in ann and ann["id"] == 0
         if zero_id:
             findings.add(
@@ -264,49 +313,108 @@ def _official_gt_order(annotations: list, tracks: List[Dict[str, Any]], findings
     return [out[i] for i in order]
 
 
-def load_results(results: JsonInput, gt: YTVISGroundTruth, strict: bool = False) -> List[Dict[str, Any]]:
+def load_results(
+    results: JsonInput, gt: YTVISGroundTruth, strict: bool = False, name: Optional[str] = None
+) -> List[Dict[str, Any]]:
     """Parse and check a results list (path or list) against the ground truth.
 
-    Raises ``ValueError`` naming the results file and the offending ids for unknown videos (the official
-    evaluation refuses them too) and for malformed entries or masks. Predictions of categories outside the GT
-    are dropped and ``segmentations`` whose length is not the video's are paired with ``zip``, each with a
-    :class:`YTVISInputWarning` (``strict`` refuses both). Areas are the RLE areas (official ``loadRes``).
+    Raises ``ValueError`` naming the results file and the offending entries for unknown videos (the official
+    evaluation refuses them too), video ids that are not integers, scores that are not finite numbers
+    (:mod:`.entry_check`) and malformed entries or masks. Scored the official way, each with a
+    :class:`YTVISInputWarning` (``strict`` refuses them): predictions of categories outside the GT (dropped),
+    ``segmentations`` whose length is not the video's (paired with ``zip``), ids that are booleans or integral
+    floats (taken as the integer) and exact duplicates (each repeat is a false positive). Areas are the RLE
+    areas (official ``loadRes``). ``name`` names an in-memory ``results`` list in messages.
     """
-    data, source = _read_json(results, "results")
-    findings = _Findings(f"results {source}", strict)
+    data, source = _read_json(results, "results", name)
+    name = f"results {source}"
+    findings = _Findings(name, strict)
     if not isinstance(data, list):
-        raise ValueError(f"results {source}: expected a JSON list of predictions, got {type(data).__name__}")
+        raise ValueError(f"{name}: expected a JSON list of predictions, got {json_kind(data)}")
     for i, entry in enumerate(data):
-        _require(entry, ["video_id", "category_id", "score", "segmentations"], f"results {source}: entry {i}")
+        _require(entry, ["video_id", "category_id", "score", "segmentations"], f"{name}: entry {i}")
+    reference = f"the ground truth {gt.source}"
+    video_id_problems = [id_problem(e["video_id"], "video_id", reference) for e in data]
+    _refuse_first(
+        name, [(i, p[0]) for i, p in enumerate(video_id_problems) if p and not p[1]], "entries with such a video_id"
+    )
     unknown_videos = sorted({str(e["video_id"]) for e in data if e["video_id"] not in gt.videos})
     if unknown_videos:
-        raise ValueError(
-            f"results {source}: video id(s) {', '.join(unknown_videos)} not in the ground truth {gt.source}"
-        )
-    _check_all_rles(data, lambda i: f"results {source}: entry {i}")
+        raise ValueError(f"{name}: video id(s) {', '.join(unknown_videos)} not in the ground truth {gt.source}")
+    score_problems = [score_problem(e["score"]) for e in data]
+    _refuse_first(
+        name,
+        [(i, f"(video_id {json_repr(data[i]['video_id'])}): {p}") for i, p in enumerate(score_problems) if p],
+        "entries with a bad score",
+        separator=" ",
+    )
+    _check_all_rles(data, lambda i: f"{name}: entry {i}")
     if strict:
-        unknown_cats = sorted({str(e["category_id"]) for e in data if e["category_id"] not in gt.categories})
+        cats = (e["category_id"] for e in data)
+        unknown_cats = sorted({str(c) for c in cats if is_int(c) and c not in gt.categories})
         if unknown_cats:
             raise ValueError(
-                f"results {source}: category id(s) {', '.join(unknown_cats)} not in the "
-                f"ground-truth categories of {gt.source} (refused by --strict)"
+                f"{name}: category id(s) {', '.join(unknown_cats)} not in the ground-truth categories of "
+                f"{gt.source} (refused by --strict)"
             )
-    tracks = []
+    kept = []
     for i, entry in enumerate(data):
-        where = f"results {source}: entry {i}"
-        if entry["category_id"] not in gt.categories:
+        for key in ("video_id", "category_id"):
+            problem = id_problem(entry[key], key, reference)
+            if problem and problem[1]:
+                findings.add(
+                    f"a {key} that is a boolean or a float is taken for the integer it equals (as the official "
+                    "evaluation does)",
+                    f"entry {i} ({key} {json_repr(entry[key])})",
+                )
+        problem = id_problem(entry["category_id"], "category_id", reference)
+        if problem and not problem[1]:
+            findings.add(
+                "predictions whose category_id is not an integer never match a ground-truth category and are "
+                "dropped (as the official evaluation does)",
+                f"entry {i} ({problem[0]})",
+            )
+        elif entry["category_id"] not in gt.categories:
             findings.add(
                 f"predictions with a category_id that is not a ground-truth category of {gt.source} "
                 "are dropped (as the official evaluation does)",
                 f"entry {i} (category_id {entry['category_id']!r})",
             )
-            continue  # never scored; its masks were checked with all others
-        try:
-            score = float(entry["score"])
-        except (TypeError, ValueError):
-            raise ValueError(f"{where}: score {entry['score']!r} is not a number") from None
-        record = _track_record(entry, gt.videos[entry["video_id"]], where, findings)
+        else:
+            kept.append(i)
+    _report_duplicates(name, data, kept, strict)
+    tracks = []
+    for i in kept:  # dropped entries are never scored; their masks were checked with all others
+        entry = data[i]
+        record = _track_record(entry, gt.videos[entry["video_id"]], f"{name}: entry {i}", findings)
+        score = float(entry["score"])
         record.update(id=i + 1, area=mean_nonzero_area(record["frame_areas"]), iscrowd=0, ignore=0, score=score)
         tracks.append(record)
     findings.emit()
     return tracks
+
+
+def _refuse_first(name: str, problems: List[Tuple[int, str]], what: str, separator: str = ": ") -> None:
+    """``ValueError`` on the first ``(entry index, problem)``, with the number of such entries."""
+    if problems:
+        i, problem = problems[0]
+        more = f" ({len(problems)} {what})" if len(problems) > 1 else ""
+        raise ValueError(f"{name}: entry {i}{separator}{problem}{more}")
+
+
+def _report_duplicates(name: str, data: list, kept: List[int], strict: bool) -> None:
+    """One warning (an error if ``strict``) with the number of exact duplicates among the scored entries."""
+    duplicates = exact_duplicates([data[i] for i in kept])
+    if not duplicates:
+        return
+    repeat, first = kept[duplicates[0][0]], kept[duplicates[0][1]]
+    e = data[repeat]
+    message = (
+        f"{name}: {len(duplicates)} exact duplicate prediction(s) (same video_id, category_id, score and "
+        f"segmentations; the official evaluation scores each repeat as a false positive), e.g. entry {repeat} "
+        f"repeats entry {first} (video_id {json_repr(e['video_id'])}, category_id {json_repr(e['category_id'])}, "
+        f"score {json_repr(e['score'])})"
+    )
+    if strict:
+        raise ValueError(f"{message} (refused by --strict)")
+    warnings.warn(message, YTVISInputWarning, stacklevel=3)
