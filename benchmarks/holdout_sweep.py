@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import json
 import sys
 from pathlib import Path
 from typing import List, Optional, Sequence, Tuple
@@ -32,6 +31,7 @@ from benchmarks.synthetic_seed_study import (  # noqa: E402
     prepare_data,
     run_queue,
 )
+from projects.engine.metrics_file import read_segm_metrics  # noqa: E402
 
 Grid = List[Tuple[str, List[str]]]
 
@@ -71,7 +71,7 @@ def sweep_table(training: str, seeds: Sequence[int], grid: Grid, out: Path) -> s
         for seed in seeds:
             f = out / sweep_name(training, opts, seed) / "inference" / HOLDOUT / "metrics.json"
             if f.exists():
-                aps.append(json.loads(f.read_text())["segm"]["AP"])
+                aps.append(read_segm_metrics(f)["AP"])
         setting = ", ".join(f"`{k.split('.')[-1]} {v}`" for k, v in zip(opts[::2], opts[1::2]))
         mean = sum(aps) / len(aps) if aps else float("-inf")
         rows.append((mean, f"| {setting} | {len(aps)} | {_mean_std(aps)} | {' / '.join(f'{a:.1f}' for a in aps)} |"))

@@ -38,6 +38,8 @@ import time
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
+from projects.engine.metrics_file import read_segm_metrics
+
 ROOT = Path(__file__).resolve().parents[1]
 VAL = "synthetic_vis_val"
 HOLDOUT = "synthetic_holdout"
@@ -279,7 +281,7 @@ def tables(methods: Sequence[str], seeds: Sequence[int], out: Path) -> str:
                 for dataset in per:
                     f = out / eval_name(v, seed, dataset) / "inference" / dataset / "metrics.json"
                     if f.exists():
-                        per[dataset].append((seed, json.loads(f.read_text())["segm"]))
+                        per[dataset].append((seed, read_segm_metrics(f)))
             cells = [v.row, str(len(per[VAL]))]
             cells += [_mean_std([m[k] for _, m in per[VAL]]) for k in METRICS]
             cells.append(_mean_std([m["AP"] for _, m in per[HOLDOUT]]))

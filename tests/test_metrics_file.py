@@ -10,6 +10,7 @@ from detectron2.utils.events import EventStorage, JSONWriter
 from projects.engine.metrics_file import (
     StrictJSONWriter,
     dumps_strict,
+    read_segm_metrics,
     strict_default_writers,
     to_strict_json,
     truncate_metrics_for_resume,
@@ -70,3 +71,11 @@ def test_strict_default_writers_replace_only_the_json_writer(tmp_path):
     finally:
         for w in writers:
             w.close()
+
+
+def test_read_segm_metrics_reads_null_back_as_nan(tmp_path):
+    path = tmp_path / "metrics.json"
+    path.write_text(dumps_strict({"dataset": "d", "segm": {"AP": 12.5, "APl": float("nan")}}))
+    assert "NaN" not in path.read_text()
+    segm = read_segm_metrics(str(path))
+    assert segm["AP"] == 12.5 and math.isnan(segm["APl"])

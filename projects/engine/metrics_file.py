@@ -28,6 +28,7 @@ from detectron2.utils.events import CommonMetricPrinter, JSONWriter, Tensorboard
 __all__ = [
     "StrictJSONWriter",
     "dumps_strict",
+    "read_segm_metrics",
     "strict_default_writers",
     "to_strict_json",
     "truncate_metrics_for_resume",
@@ -52,6 +53,13 @@ def to_strict_json(obj: Any) -> Any:
 def dumps_strict(obj: Any, **kwargs: Any) -> str:
     """``json.dumps`` that writes ``null`` for undefined (non-finite) values: strict JSON, never ``NaN``."""
     return json.dumps(to_strict_json(obj), allow_nan=False, **kwargs)
+
+
+def read_segm_metrics(path: str) -> dict:
+    """The ``"segm"`` record of an evaluator ``metrics.json``, with ``null`` (undefined) read back as NaN."""
+    with open(path) as f:
+        segm = json.load(f)["segm"]
+    return {k: math.nan if v is None else v for k, v in segm.items()}
 
 
 class _StrictLines:
