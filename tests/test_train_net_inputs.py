@@ -248,8 +248,14 @@ def test_no_usable_training_sample_is_one_line(a, tmp_path, capsys, dataset, tex
 
 
 def test_bad_validation_frame_is_one_line(a, tmp_path, capsys):
-    """A missing frame of DATASETS.TEST stops training before it starts; a wrong-sized one fails the evaluation
-    naming the file (evaluation reads every frame, whatever INPUT.ON_BAD_FRAME says)."""
-    _one_line_error(capsys, _train(a, tmp_path / "t", "t23_fit", test="t23_holes"), "/holes/video2/")
+    """A missing frame of DATASETS.TEST is announced when training starts; evaluating a missing or wrong-sized
+    frame is one line naming the file (evaluation reads every frame, whatever INPUT.ON_BAD_FRAME says)."""
+    _rebind_log_streams()
+    capsys.readouterr()
+    assert train_net.cli(_train(a, tmp_path / "t", "t23_fit", test="t23_holes", oracle="t23_holes")) == 0
+    out = "".join(capsys.readouterr())
+    assert "test dataset 't23_holes': 1 of 6 frame files do not exist (e.g. " in out and "/holes/video2/" in out
+    line = _one_line_error(capsys, _eval(a, tmp_path / "e", a["stg"], test="t23_holes"), "/holes/video2/")
+    assert "frame file does not exist" in line
     line = _one_line_error(capsys, _eval(a, tmp_path / "e", a["stg"], test="t23_odd"), "/odd/video1/")
     assert "frame is 56x40 but the annotation says 48x32" in line

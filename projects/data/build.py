@@ -4,8 +4,7 @@ Training mixes video datasets and image datasets (:mod:`projects.data.image_sour
 pseudo-videos) in ``DATASETS.TRAIN``; ``DATASETS.TRAIN_WEIGHTS`` sets the share of samples drawn from each.
 
 Unusable data is reported before any model runs, naming the file: a training dataset without one annotated
-object or whose image root holds none of its videos (:func:`check_training_videos`), a test dataset with a
-missing frame (:func:`check_test_frames`; evaluation reads every frame). If every training sample is still
+object or whose image root holds none of its videos (:func:`check_training_videos`). If every training sample is still
 skipped at run time (all frames of the wrong size, no instance ever visible), the loader stops with
 :class:`NoUsableSampleError` and the last problem, instead of detectron2's ``random.sample`` error.
 """
@@ -38,7 +37,7 @@ __all__ = [
     "build_video_test_loader",
     "resolve_num_classes",
     "check_training_videos",
-    "check_test_frames",
+    "missing_frames",
     "NoUsableSampleError",
 ]
 
@@ -104,19 +103,9 @@ def check_training_videos(name: str, videos: List[Dict[str, Any]]) -> None:
         )
 
 
-def check_test_frames(name: str, videos: List[Dict[str, Any]]) -> None:
-    """Raise :class:`DatasetFormatError` naming the first missing frame file of the test dataset ``name``.
-
-    Evaluation reads every frame of every video (a skipped frame would shift the online model's time steps),
-    whatever ``INPUT.ON_BAD_FRAME`` says; an undecodable or wrong-sized frame is reported when it is read."""
-    files = [f for v in videos for f in v["file_names"]]
-    missing = [f for f in files if not os.path.isfile(f)]
-    if missing:
-        raise DatasetFormatError(
-            missing[0],
-            f"frame file does not exist ({len(missing)} of the {len(files)} frames of test dataset '{name}' are "
-            "missing; evaluation needs every frame)",
-        )
+def missing_frames(videos: List[Dict[str, Any]]) -> List[str]:
+    """The frame files of ``videos`` that do not exist (a stat per frame)."""
+    return [f for v in videos for f in v["file_names"] if not os.path.isfile(f)]
 
 
 class NoUsableSampleError(ValueError):
@@ -239,7 +228,6 @@ def build_video_test_loader(cfg, dataset_name: str, mapper=None):
     """
     configure_splits(cfg)
     dataset = get_video_dataset_dicts([dataset_name])
-    check_test_frames(dataset_name, dataset)
     if is_split(dataset_name):
         write_split_ground_truth(dataset_name, dataset)
     return build_detection_test_loader(
