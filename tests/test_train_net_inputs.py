@@ -19,7 +19,7 @@ from projects.config import get_project_cfg
 from projects.data.build import resolve_num_classes
 from projects.data.cli import register_cli_datasets
 from projects.data.model_metadata import ModelMetadataCheckpointable, resolve_inference_metadata, training_metadata
-from projects.engine import FaultTolerantCheckpointer
+from projects.engine import CorruptCheckpointError, FaultTolerantCheckpointer, load_weights
 from tests.ytvis_fixtures import write_tiny_ytvis
 
 torch.set_num_threads(1)
@@ -259,3 +259,14 @@ def test_bad_validation_frame_is_one_line(a, tmp_path, capsys):
     assert "frame file does not exist" in line
     line = _one_line_error(capsys, _eval(a, tmp_path / "e", a["stg"], test="t23_odd"), "/odd/video1/")
     assert "frame is 56x40 but the annotation says 48x32" in line
+
+
+def test_a_file_that_is_no_checkpoint_is_named_without_pytorchs_advice(a, tmp_path):
+    """MODEL.WEIGHTS some.jpg: the shared strict loader names the file; no advice to pass weights_only=False."""
+    jpg = sorted((a["tmp"] / "tiny" / "JPEGImages" / "video1").iterdir())[0]
+    cfg = _cfg(STG, [*TINY_STG, "MODEL.NUM_CLASSES", "2"])
+    with pytest.raises(CorruptCheckpointError) as e:
+        load_weights(build_model(cfg), str(jpg))
+    message = str(e.value)
+    assert message.startswith(f"checkpoint {jpg} is corrupt or incomplete: UnpicklingError")
+    assert "weights_only" not in message and "\n" not in message

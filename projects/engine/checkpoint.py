@@ -54,6 +54,17 @@ class WeightsMismatchError(ValueError):
         super().__init__(f"{path} does not match the config's model: {problem}")
 
 
+def _load_problem(e: Exception) -> str:
+    """torch.load's error in one line: its first sentence (plus the unpickler's reason), without its advice to
+    pass ``weights_only=False`` (not something to do with a file that is not a checkpoint)."""
+    lines = [line.strip() for line in str(e).splitlines() if line.strip()]
+    if not lines:
+        return type(e).__name__
+    first = lines[0].split(". ")[0].rstrip(".")
+    reason = next((line for line in lines if line.startswith("WeightsUnpickler error")), None)
+    return f"{type(e).__name__}: {first}" + (f" ({reason})" if reason else "")
+
+
 def checkpoint_order_key(file_name: str) -> float:
     """Order of the checkpoints detectron2 writes: ``model_NNNNNNN.pth`` by iteration, ``model_final.pth`` last.
 
@@ -84,7 +95,7 @@ class FaultTolerantCheckpointer(DetectionCheckpointer):
         except (FileNotFoundError, CorruptCheckpointError):
             raise
         except Exception as e:  # torch.load / pickle raise RuntimeError, EOFError, UnpicklingError, ...
-            raise CorruptCheckpointError(filename, f"{type(e).__name__}: {e}") from e
+            raise CorruptCheckpointError(filename, _load_problem(e)) from e
         if not isinstance(loaded, dict) or "model" not in loaded:
             raise CorruptCheckpointError(filename, "it does not contain a 'model' state dict")
         return loaded
