@@ -3,10 +3,11 @@
 Training mixes video datasets and image datasets (:mod:`projects.data.image_sources`, as single frames or
 pseudo-videos) in ``DATASETS.TRAIN``; ``DATASETS.TRAIN_WEIGHTS`` sets the share of samples drawn from each.
 
-Unusable data is reported before any model runs, naming the file: a training dataset without one annotated
-object or whose image root holds none of its videos (:func:`check_training_videos`). If every training sample is still
-skipped at run time (all frames of the wrong size, no instance ever visible), the loader stops with
-:class:`NoUsableSampleError` and the last problem, instead of detectron2's ``random.sample`` error.
+Unusable training data is reported before any model runs, naming the file: a video dataset without one
+annotated object, or whose image root holds none of its videos (:func:`check_training_videos`). If every
+training sample is still skipped at run time (all frames of the wrong size, no instance ever visible), the
+loader stops with :class:`NoUsableSampleError` and the last problem, instead of detectron2's ``random.sample``
+error.
 """
 
 from __future__ import annotations
