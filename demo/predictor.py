@@ -16,13 +16,11 @@ follows them, so a training ``OUTPUT_DIR/config.yaml`` or a generic config both 
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from typing import Any, Dict, Iterable, Iterator, List, Optional
 
 import numpy as np
 import torch
-from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.data import transforms as T
 from detectron2.data.catalog import Metadata
 from detectron2.modeling import build_model
@@ -30,6 +28,7 @@ from detectron2.structures import Instances
 
 from projects.data.model_metadata import resolve_inference_metadata
 from projects.data.video_mapper import build_video_augmentation
+from projects.engine.checkpoint import load_weights  # the strict loader shared with train_net.py --eval-only
 from projects.modeling import VideoTrackAccumulator, finish_tracks, iterate_online
 
 __all__ = ["VideoPredictor", "FrameResult", "load_weights"]
@@ -41,38 +40,6 @@ class FrameResult:
 
     frame_idx: int
     instances: Instances
-
-
-class _RecordingCheckpointer(DetectionCheckpointer):
-    """Keeps what detectron2 would only log: the keys that did not load."""
-
-    def _load_model(self, checkpoint: Dict[str, Any]):
-        if "model" not in checkpoint:
-            raise ValueError("not a detectron2 checkpoint (no 'model' entry)")
-        self.incompatible = super()._load_model(checkpoint)
-        return self.incompatible
-
-
-def load_weights(model: torch.nn.Module, weights: str) -> None:
-    """Load a checkpoint strictly: a missing file or a config/weights mismatch is an error, not a warning."""
-    if not weights:
-        raise ValueError("MODEL.WEIGHTS is empty: give the trained checkpoint (e.g. output/.../model_final.pth)")
-    if "://" not in weights and not os.path.isfile(weights):
-        raise FileNotFoundError(f"weights file not found: {weights}")
-    checkpointer = _RecordingCheckpointer(model)
-    checkpointer.load(weights)
-    incompatible = checkpointer.incompatible
-    problems = []
-    if incompatible.missing_keys:
-        problems.append(f"{len(incompatible.missing_keys)} parameters missing (e.g. {incompatible.missing_keys[:3]})")
-    if incompatible.incorrect_shapes:
-        k, shape_ckpt, shape_model = incompatible.incorrect_shapes[0]
-        problems.append(
-            f"{len(incompatible.incorrect_shapes)} parameters with another shape (e.g. {k}: checkpoint "
-            f"{tuple(shape_ckpt)} vs model {tuple(shape_model)})"
-        )
-    if problems:
-        raise ValueError(f"{weights} does not match the config's model: " + "; ".join(problems))
 
 
 class VideoPredictor:

@@ -32,7 +32,7 @@ $PY -c "from detectron2.data import DatasetCatalog; import projects.data; \
 print({n: len(DatasetCatalog.get(n)) for n in ('synthetic_vis_train', 'synthetic_vis_val')}, 'videos')"
 
 echo "== 2/4 evaluator sanity check: GT oracle with 20% of frame masks dropped"
-$PY train_net.py --config-file configs/oracle/gt_oracle.yaml --eval-only \
+$PY train_net.py --config-file configs/oracle/gt_oracle.yaml --eval-only MODEL.WEIGHTS "" \
   MODEL.ORACLE.DROP_FRAME_PROB 0.2 OUTPUT_DIR "$OUT/oracle" 2>&1 | grep "copypaste" || true
 
 echo "== 3/4 train + evaluate: $MODELS"

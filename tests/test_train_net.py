@@ -70,7 +70,7 @@ def test_train_then_evaluate_with_oracle(tiny, tmp_path):
 
 
 def test_distributed_evaluation_equals_single_process(tiny, tmp_path):
-    extra = ["MODEL.ORACLE.DROP_FRAME_PROB", "0.4", "MODEL.ORACLE.MASK_JITTER", "1"]
+    extra = ["MODEL.ORACLE.DROP_FRAME_PROB", "0.4", "MODEL.ORACLE.MASK_JITTER", "1", "MODEL.WEIGHTS", ""]
     single = _run(["--eval-only", *_oracle_args(tiny, tmp_path / "one", *extra)])
     multi = _run(
         ["--eval-only", "--num-gpus", "2", "--dist-url", "auto", *_oracle_args(tiny, tmp_path / "two", *extra)]
@@ -89,8 +89,12 @@ def test_distributed_evaluation_equals_single_process(tiny, tmp_path):
 
 
 def test_config_class_count_mismatch_and_bad_keys_fail_clearly(tiny, tmp_path):
-    proc = _run(["--eval-only", *_oracle_args(tiny, tmp_path, "MODEL.NUM_CLASSES", "40")], check=False)
+    proc = _run(_oracle_args(tiny, tmp_path, "MODEL.NUM_CLASSES", "40"), check=False)
     assert proc.returncode != 0 and "MODEL.NUM_CLASSES is 40 but dataset 'tiny_train' has 2 categories" in proc.stderr
+    proc = _run(
+        ["--eval-only", *_oracle_args(tiny, tmp_path, "MODEL.NUM_CLASSES", "40", "MODEL.WEIGHTS", "")], check=False
+    )
+    assert proc.returncode != 0 and "MODEL.NUM_CLASSES is 40 but the class list of dataset 'tiny_val'" in proc.stderr
     proc = _run(["--eval-only", *_oracle_args(tiny, tmp_path, "MODEL.NOT_A_KEY", "1")], check=False)
     assert proc.returncode != 0 and "MODEL.NOT_A_KEY" in proc.stderr
     proc = _run(["--eval-only", "--dataset", "broken", *_oracle_args(tiny, tmp_path)], check=False)

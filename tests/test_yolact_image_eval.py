@@ -119,6 +119,8 @@ def test_train_net_eval_only_reports_box_and_mask_ap(coco_set, tmp_path):
         "()",
         "DATASETS.TEST",
         "('syn_coco',)",
+        "MODEL.WEIGHTS",
+        "",  # an untrained model on purpose (--eval-only requires saying so)
         "MODEL.NUM_CLASSES",
         "6",
         "INPUT.MIN_SIZE_TEST",

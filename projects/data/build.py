@@ -2,18 +2,27 @@
 
 Training mixes video datasets and image datasets (:mod:`projects.data.image_sources`, as single frames or
 pseudo-videos) in ``DATASETS.TRAIN``; ``DATASETS.TRAIN_WEIGHTS`` sets the share of samples drawn from each.
+
+Unusable training data is reported before any model runs, naming the file: a video dataset without one
+annotated object, or whose image root holds none of its videos (:func:`check_training_videos`). If every
+training sample is still skipped at run time (all frames of the wrong size, no instance ever visible), the
+loader stops with :class:`NoUsableSampleError` and the last problem, instead of detectron2's ``random.sample``
+error.
 """
 
 from __future__ import annotations
 
 import itertools
 import logging
+import os
 from typing import Any, Dict, List, Sequence, Tuple
 
 import torch
 from detectron2.data import DatasetCatalog, MetadataCatalog, build_detection_test_loader, build_detection_train_loader
+from detectron2.data.common import DatasetFromList, MapDataset
 from detectron2.data.samplers import RepeatFactorTrainingSampler
 
+from .errors import DatasetFormatError
 from .image_sources import is_video_dataset, load_category_map, load_image_source, target_classes
 from .pseudo_video_mapper import MixedSourceMapper, PseudoVideoMapper
 from .splits import configure_splits, is_split, write_split_ground_truth
@@ -28,6 +37,9 @@ __all__ = [
     "build_video_train_loader",
     "build_video_test_loader",
     "resolve_num_classes",
+    "check_training_videos",
+    "missing_frames",
+    "NoUsableSampleError",
 ]
 
 
@@ -52,9 +64,82 @@ def get_video_dataset_dicts(names: Sequence[str], require_annotations: bool = Fa
             raise ValueError(f"dataset '{name}' is empty")
         if require_annotations and "annotations" not in d[0]:
             raise ValueError(f"dataset '{name}' has no annotations (a valid/test split?): it cannot be trained on")
+        if require_annotations:
+            check_training_videos(name, d)
     videos = list(itertools.chain.from_iterable(dicts))
     logger.info(f"Loaded {len(videos)} videos ({sum(v['length'] for v in videos)} frames) from {list(names)}")
     return videos
+
+
+def _dataset_file(name: str, key: str = "json_file") -> str:
+    """The dataset's JSON file (``key="image_root"``: its image folder), for error messages; a local split
+    names its source's."""
+    meta = MetadataCatalog.get(name)
+    value = meta.get(key, None)
+    if value is None and meta.get("split_of", None):
+        value = MetadataCatalog.get(meta.split_of).get(key, None)
+    return str(value) if value else f"dataset '{name}'"
+
+
+def check_training_videos(name: str, videos: List[Dict[str, Any]]) -> None:
+    """Raise :class:`DatasetFormatError` when no training sample can come from the video dataset ``name``: no
+    video has an annotated (non-crowd) object, or the first frame of no video exists (a mistyped image root).
+    Some videos without their first frame: one warning (their samples are skipped, ``INPUT.ON_BAD_FRAME``)."""
+    if not any(not a.get("iscrowd", 0) for v in videos for frame in v["annotations"] for a in frame):
+        raise DatasetFormatError(
+            _dataset_file(name),
+            f"dataset '{name}' has no annotated object ('annotations' is empty or all crowd): nothing to train on",
+        )
+    missing = [v["file_names"][0] for v in videos if not os.path.isfile(v["file_names"][0])]
+    if len(missing) == len(videos):
+        raise DatasetFormatError(
+            _dataset_file(name, "image_root"),
+            f"image root of dataset '{name}' holds none of its {len(videos)} videos (e.g. {missing[0]} does not "
+            "exist): check IMAGE_ROOT in --dataset NAME=JSON:IMAGE_ROOT",
+        )
+    if missing:
+        logger.warning(
+            f"dataset '{name}': the first frame of {len(missing)} of {len(videos)} videos does not exist (e.g. "
+            f"{missing[0]}); samples reading a missing frame are skipped (INPUT.ON_BAD_FRAME)"
+        )
+
+
+def missing_frames(videos: List[Dict[str, Any]]) -> List[str]:
+    """The frame files of ``videos`` that do not exist (a stat per frame)."""
+    return [f for v in videos for f in v["file_names"] if not os.path.isfile(f)]
+
+
+class NoUsableSampleError(ValueError):
+    """Every training sample was skipped (bad frames, nothing visible): there is nothing to train on."""
+
+
+class _TrainSamples(MapDataset):
+    """detectron2's MapDataset (a sample the mapper returns ``None`` for is replaced by another one), but when
+    every sample has failed it raises :class:`NoUsableSampleError` with the mapper's last problem instead of
+    ``ValueError: Sample larger than population``."""
+
+    def __new__(cls, dataset, map_func, names: Sequence[str] = ()):
+        return super().__new__(cls, dataset, map_func)
+
+    def __init__(self, dataset, map_func, names: Sequence[str] = ()):
+        super().__init__(dataset, map_func)
+        self._names = list(names)
+
+    def __getitem__(self, idx):
+        try:
+            return super().__getitem__(idx)
+        except ValueError:
+            if self._fallback_candidates:
+                raise
+        problem = getattr(self._map_func, "last_problem", None) or "unknown"  # the wrapper forwards attributes
+        raise NoUsableSampleError(
+            f"no usable training sample in DATASETS.TRAIN {tuple(self._names)}: all {len(self)} were skipped "
+            f"(last problem: {problem})"
+        )
+
+
+def _identity(x):
+    return x
 
 
 def get_train_sources(cfg) -> List[Tuple[str, List[Dict[str, Any]]]]:
@@ -132,7 +217,8 @@ def build_video_train_loader(cfg, mapper=None):
         mapper = video_mapper
         if any(not is_video_dataset(n) for n, _ in sources):
             mapper = MixedSourceMapper(video_mapper, PseudoVideoMapper(cfg, True))
-    return build_detection_train_loader(cfg, mapper=mapper, dataset=dataset, sampler=sampler)
+    samples = _TrainSamples(DatasetFromList(dataset, copy=False), mapper, [n for n, _ in sources])
+    return build_detection_train_loader(cfg, mapper=_identity, dataset=samples, sampler=sampler)
 
 
 def build_video_test_loader(cfg, dataset_name: str, mapper=None):

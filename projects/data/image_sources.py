@@ -10,6 +10,7 @@ dropped. Each kept annotation gets ``id`` = its index + 1, the track id its pseu
 
 from __future__ import annotations
 
+import difflib
 import json
 import logging
 import os
@@ -24,6 +25,7 @@ logger = logging.getLogger(__name__)
 __all__ = [
     "SHIPPED_CATEGORY_MAPS",
     "is_video_dataset",
+    "not_registered_message",
     "load_category_map",
     "target_classes",
     "load_image_source",
@@ -38,8 +40,15 @@ SHIPPED_CATEGORY_MAPS = sorted(
 def is_video_dataset(name: str) -> bool:
     """Registered by this project's YouTube-VIS loader (``evaluator_type == "ytvis"``)."""
     if name not in DatasetCatalog.list():
-        raise KeyError(f"dataset '{name}' is not registered (registered: {', '.join(sorted(DatasetCatalog.list()))})")
+        raise KeyError(not_registered_message(name))
     return MetadataCatalog.get(name).get("evaluator_type") == "ytvis"
+
+
+def not_registered_message(name: str) -> str:
+    """One line for a dataset name that is not registered: how to register it, and close registered names."""
+    close = difflib.get_close_matches(name, DatasetCatalog.list(), n=3)
+    hint = f" (registered names close to it: {', '.join(close)})" if close else ""
+    return f"dataset '{name}' is not registered: pass --dataset {name}=JSON:IMAGE_ROOT{hint}"
 
 
 def load_category_map(spec: str, classes: Sequence[str]) -> Dict[str, str]:

@@ -6,8 +6,11 @@ checkpoint carries the same dict under ``"model_metadata"``. ``VideoPredictor`` 
 OUTPUT_DIR/model_final.pth`` works for a model trained on a ``--dataset`` that the demo never registered.
 
 The dict: ``{"dataset": name, "thing_classes": [K names], "thing_dataset_id_to_contiguous_id": {id: 0..K-1},
-"thing_colors": [K RGB triplets]}`` (JSON turns the int keys into strings; :func:`validate_model_metadata`
-turns them back).
+"thing_colors": [K RGB triplets], "meta_architecture": "VisSTG" | "RGNNVIS" | ..., "rgnn_stage": 1 | 2 (RGNN-VIS)}``
+(JSON turns the int keys into strings; :func:`validate_model_metadata` turns them back). The model fields let
+inference build the model the weights belong to: another meta-architecture is an error naming the file, and an
+RGNN-VIS model runs in the stage it was trained in (checkpoints written before these fields existed: the stage
+comes from the model's ``rgnn_stage`` buffer in the checkpoint).
 """
 
 from __future__ import annotations
@@ -33,10 +36,14 @@ __all__ = [
     "write_model_metadata",
     "read_model_metadata",
     "resolve_inference_metadata",
+    "apply_model_fields",
 ]
 
 METADATA_FILE = "model_metadata.json"
 CHECKPOINT_KEY = "model_metadata"
+ARCH_KEY = "meta_architecture"
+STAGE_KEY = "rgnn_stage"  # also the name of RGNNVIS's stage buffer in the model's state dict
+RGNN_ARCH = "RGNNVIS"
 logger = logging.getLogger(__name__)
 
 
@@ -56,8 +63,13 @@ def dataset_metadata(name: str) -> Dict[str, Any]:
 
 def training_metadata(cfg) -> Dict[str, Any]:
     """The class list the model is trained on: that of the dataset ``MODEL.NUM_CLASSES`` follows (the first
-    video dataset of ``DATASETS.TRAIN``, else of ``DATASETS.TEST``; image sources are mapped to it)."""
-    return dataset_metadata(target_classes(cfg.DATASETS.TRAIN, cfg.DATASETS.TEST)[1])
+    video dataset of ``DATASETS.TRAIN``, else of ``DATASETS.TEST``; image sources are mapped to it), plus the
+    model fields (meta-architecture, RGNN-VIS stage)."""
+    meta = dataset_metadata(target_classes(cfg.DATASETS.TRAIN, cfg.DATASETS.TEST)[1])
+    meta[ARCH_KEY] = cfg.MODEL.META_ARCHITECTURE
+    if cfg.MODEL.META_ARCHITECTURE == RGNN_ARCH:
+        meta[STAGE_KEY] = int(cfg.MODEL.RGNN.STAGE)
+    return meta
 
 
 def validate_model_metadata(meta: Any, source: str) -> Dict[str, Any]:
@@ -118,7 +130,13 @@ def _from_checkpoint(weights: str) -> Optional[Dict[str, Any]]:
     except Exception:  # the weight loader reports unreadable files with its own clear error
         return None
     meta = ckpt.get(CHECKPOINT_KEY) if isinstance(ckpt, dict) else None
-    return None if meta is None else validate_model_metadata(meta, f"{weights} [{CHECKPOINT_KEY}]")
+    if meta is None:
+        return None
+    meta = validate_model_metadata(meta, f"{weights} [{CHECKPOINT_KEY}]")
+    model = ckpt.get("model")
+    if STAGE_KEY not in meta and isinstance(model, dict) and isinstance(model.get(STAGE_KEY), torch.Tensor):
+        meta[STAGE_KEY] = int(model[STAGE_KEY])  # written before the metadata had the stage
+    return meta
 
 
 def read_model_metadata(weights: str) -> Tuple[Optional[Dict[str, Any]], str]:
@@ -170,6 +188,29 @@ def resolve_inference_metadata(cfg, dataset: Optional[str] = None) -> Dict[str, 
                 f"{named} are not registered here; pass --dataset NAME=JSON:IMAGE_ROOT (the training JSON)"
             )
         meta, source = dataset_metadata(with_classes[0]), f"dataset {with_classes[0]!r}"
+    if stored is not None:
+        apply_model_fields(cfg, stored, cfg.MODEL.WEIGHTS)
     num = len(meta["thing_classes"])
     set_num_classes(cfg, num, f"the class list of {source} has {num} classes")
     return meta
+
+
+def apply_model_fields(cfg, stored: Dict[str, Any], weights: str) -> None:
+    """Make ``cfg`` build the model ``weights`` belong to (``stored``: their metadata; cfg not frozen).
+
+    Another ``MODEL.META_ARCHITECTURE`` is a ``ValueError`` naming the file; an RGNN-VIS checkpoint sets
+    ``MODEL.RGNN.STAGE`` to the stage it was trained in (a warning when the config said otherwise: stage 1
+    evaluates the segmenter with the heuristic association, stage 2 the trained tracker).
+    """
+    arch = stored.get(ARCH_KEY)
+    if arch is not None and arch != cfg.MODEL.META_ARCHITECTURE:
+        raise ValueError(
+            f"{weights} holds a {arch} model but the config builds {cfg.MODEL.META_ARCHITECTURE}: use the config "
+            "it was trained with (its OUTPUT_DIR/config.yaml)"
+        )
+    stage = stored.get(STAGE_KEY)
+    if stage is not None and cfg.MODEL.META_ARCHITECTURE == RGNN_ARCH and int(stage) != cfg.MODEL.RGNN.STAGE:
+        logger.warning(
+            f"MODEL.RGNN.STAGE {cfg.MODEL.RGNN.STAGE} -> {int(stage)}: {weights} is a stage-{int(stage)} checkpoint"
+        )
+        cfg.MODEL.RGNN.STAGE = int(stage)

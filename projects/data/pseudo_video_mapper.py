@@ -95,6 +95,7 @@ class PseudoVideoMapper:
         self.on_bad_frame = on_bad_frame
         self._skipped = 0  # samples skipped since the last returned one (reported in it, as VideoDatasetMapper)
         self._warned_files: set = set()
+        self.last_problem: Optional[str] = None  # why the last None was returned (as VideoDatasetMapper)
         self.augmentations = T.AugmentationList(augmentations)
         self.frame_augmentation = frame_augmentation
         self.image_format = image_format
@@ -129,6 +130,7 @@ class PseudoVideoMapper:
             if self.on_bad_frame == "fail":
                 raise
             self._skipped += 1
+            self.last_problem = str(e)
             if record["file_name"] not in self._warned_files:
                 self._warned_files.add(record["file_name"])
                 logger.warning(f"Skipping a training image: {e} (INPUT.ON_BAD_FRAME 'skip'; 'fail' stops instead)")
@@ -146,6 +148,7 @@ class PseudoVideoMapper:
             images.append(image_to_tensor(image))
             instances.append(self._frame_instances(annotations, transforms, image.shape[:2]))
         if sum(len(i) for i in instances) < self.min_visible_instances:
+            self.last_problem = f"image {record['file_name']}: no object visible after the pseudo-video augmentation"
             return None
         skipped, self._skipped = self._skipped, 0
         return {
@@ -178,4 +181,8 @@ class MixedSourceMapper:
         self.video_mapper, self.image_mapper = video_mapper, image_mapper
 
     def __call__(self, record: Dict[str, Any]) -> Optional[Dict[str, Any]]:
-        return self.image_mapper(record) if is_image_record(record) else self.video_mapper(record)
+        mapper = self.image_mapper if is_image_record(record) else self.video_mapper
+        out = mapper(record)
+        if out is None:
+            self.last_problem = getattr(mapper, "last_problem", None)
+        return out

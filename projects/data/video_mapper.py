@@ -84,6 +84,7 @@ class VideoDatasetMapper:
         self.on_bad_frame = on_bad_frame
         self._skipped = 0  # samples skipped since the last returned one (reported in it)
         self._warned_files = set()
+        self.last_problem: Optional[str] = None  # why the last None was returned (for "no usable sample" errors)
         logger.info(f"[VideoDatasetMapper] augmentations: {augmentations}; frames: {sampling_frame_num}")
 
     @classmethod
@@ -133,6 +134,10 @@ class VideoDatasetMapper:
             images.append(image_to_tensor(image))
             instances.append(self._frame_instances(video["annotations"][t], transforms, image_shape))
         if sum(len(i) for i in instances) < self.min_visible_instances:
+            self.last_problem = (
+                f"video {video['video_id']}: fewer than INPUT.MIN_VISIBLE_INSTANCES "
+                f"({self.min_visible_instances}) objects visible in frames {frame_idx}"
+            )
             return None
         skipped, self._skipped = self._skipped, 0
         return {
@@ -155,6 +160,7 @@ class VideoDatasetMapper:
             if self.on_bad_frame == "fail":
                 raise
             self._skipped += 1
+            self.last_problem = str(e)
             if file_name not in self._warned_files:
                 self._warned_files.add(file_name)
                 logger.warning(

@@ -6,6 +6,9 @@
 * ``resume_or_load(..., resume=True)`` tries the checkpoint named by ``last_checkpoint`` and, if it is missing
   or corrupt, the previous ones (``model_NNNNNNN.pth`` with a smaller iteration, newest first), warning about
   each one skipped; ``last_checkpoint`` is then re-tagged to the one loaded.
+* :func:`load_weights` loads a trained model for inference (``train_net.py --eval-only``, ``demo/predictor.py``)
+  strictly: a missing file, or a checkpoint that does not fill the model exactly (a parameter missing, unexpected
+  or of another shape), is an error naming the file instead of detectron2's warning and a random layer.
 """
 
 from __future__ import annotations
@@ -20,7 +23,13 @@ from detectron2.utils import comm
 
 from .atomic_io import AtomicWritePathManager, remove_stale_partials
 
-__all__ = ["FaultTolerantCheckpointer", "CorruptCheckpointError", "checkpoint_order_key"]
+__all__ = [
+    "FaultTolerantCheckpointer",
+    "CorruptCheckpointError",
+    "WeightsMismatchError",
+    "checkpoint_order_key",
+    "load_weights",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -34,6 +43,26 @@ class CorruptCheckpointError(RuntimeError):
         self.path = path
         self.problem = problem
         super().__init__(f"checkpoint {path} is corrupt or incomplete: {problem}")
+
+
+class WeightsMismatchError(ValueError):
+    """A checkpoint that does not fit the model built from the config (strict loading, :func:`load_weights`)."""
+
+    def __init__(self, path: str, problem: str):
+        self.path = path
+        self.problem = problem
+        super().__init__(f"{path} does not match the config's model: {problem}")
+
+
+def _load_problem(e: Exception) -> str:
+    """torch.load's error in one line: its first sentence (plus the unpickler's reason), without its advice to
+    pass ``weights_only=False`` (not something to do with a file that is not a checkpoint)."""
+    lines = [line.strip() for line in str(e).splitlines() if line.strip()]
+    if not lines:
+        return type(e).__name__
+    first = lines[0].split(". ")[0].rstrip(".")
+    reason = next((line for line in lines if line.startswith("WeightsUnpickler error")), None)
+    return f"{type(e).__name__}: {first}" + (f" ({reason})" if reason else "")
 
 
 def checkpoint_order_key(file_name: str) -> float:
@@ -66,7 +95,7 @@ class FaultTolerantCheckpointer(DetectionCheckpointer):
         except (FileNotFoundError, CorruptCheckpointError):
             raise
         except Exception as e:  # torch.load / pickle raise RuntimeError, EOFError, UnpicklingError, ...
-            raise CorruptCheckpointError(filename, f"{type(e).__name__}: {e}") from e
+            raise CorruptCheckpointError(filename, _load_problem(e)) from e
         if not isinstance(loaded, dict) or "model" not in loaded:
             raise CorruptCheckpointError(filename, "it does not contain a 'model' state dict")
         return loaded
@@ -111,3 +140,45 @@ class FaultTolerantCheckpointer(DetectionCheckpointer):
             tagged or os.path.join(self.save_dir, "last_checkpoint"),
             f"no complete checkpoint to resume from in {self.save_dir} ({'; '.join(problems) or 'none found'})",
         )
+
+
+class _RecordingCheckpointer(FaultTolerantCheckpointer):
+    """Keeps what detectron2 only logs: the keys that did not load (``self.incompatible``)."""
+
+    def _load_model(self, checkpoint: Dict[str, Any]):
+        self.incompatible = super()._load_model(checkpoint)
+        return self.incompatible
+
+
+def load_weights(model, weights: str) -> Dict[str, Any]:
+    """Load the trained checkpoint ``weights`` into ``model`` strictly; return the rest of the checkpoint.
+
+    Errors (one line, naming the file): an empty ``weights`` (``ValueError``), a missing file
+    (``FileNotFoundError``), an unreadable one (:class:`CorruptCheckpointError`), and any parameter or buffer
+    missing from the checkpoint, present in it but not in the model, or of another shape
+    (:class:`WeightsMismatchError`): detectron2 would log these and leave the layers randomly initialised.
+    """
+    if not weights:
+        raise ValueError("MODEL.WEIGHTS is empty: give the trained checkpoint (e.g. output/.../model_final.pth)")
+    if "://" not in weights and not os.path.isfile(weights):
+        raise FileNotFoundError(f"weights file not found: {weights}")
+    checkpointer = _RecordingCheckpointer(model)
+    checkpoint = checkpointer.load(weights)
+    incompatible = checkpointer.incompatible
+    problems = []
+    if incompatible.missing_keys:
+        problems.append(f"{len(incompatible.missing_keys)} parameters missing (e.g. {incompatible.missing_keys[:3]})")
+    if incompatible.unexpected_keys:
+        problems.append(
+            f"{len(incompatible.unexpected_keys)} parameters the model does not have "
+            f"(e.g. {incompatible.unexpected_keys[:3]})"
+        )
+    if incompatible.incorrect_shapes:
+        k, shape_ckpt, shape_model = incompatible.incorrect_shapes[0]
+        problems.append(
+            f"{len(incompatible.incorrect_shapes)} parameters with another shape (e.g. {k}: checkpoint "
+            f"{tuple(shape_ckpt)} vs model {tuple(shape_model)})"
+        )
+    if problems:
+        raise WeightsMismatchError(weights, "; ".join(problems))
+    return checkpoint
