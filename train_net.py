@@ -245,7 +245,13 @@ def setup(args):
     else:
         resolve_num_classes(cfg)
     cfg.freeze()
-    default_setup(cfg, args)
+    run_config = os.path.join(cfg.OUTPUT_DIR, "config.yaml")
+    kept = open(run_config, "rb").read() if args.eval_only and os.path.isfile(run_config) else None
+    default_setup(cfg, args)  # writes OUTPUT_DIR/config.yaml
+    if kept is not None and _rank() == 0:  # --eval-only in a training run's folder keeps that run's config.yaml
+        os.replace(run_config, os.path.join(cfg.OUTPUT_DIR, "config_eval.yaml"))
+        with open(run_config, "wb") as f:
+            f.write(kept)
     for name in ("projects", "vis_stg", "vis_rgnn"):
         setup_logger(output=cfg.OUTPUT_DIR, distributed_rank=_rank(), name=name)
     if not args.eval_only and cfg.DATASETS.TRAIN and _rank() == 0:

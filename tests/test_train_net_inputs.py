@@ -187,6 +187,17 @@ def test_eval_only_with_the_runs_config_yaml(a, tmp_path):
     assert cfg.MODEL.NUM_CLASSES == 2 and cfg.DATASETS.TRAIN == ("t23_gone_train",)
 
 
+def test_eval_only_in_the_runs_folder_keeps_its_config_yaml(a, tmp_path):
+    """--eval-only with OUTPUT_DIR = the training run's folder: the run's config.yaml is not overwritten (the
+    evaluation's own config goes to config_eval.yaml)."""
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.yaml").write_text("# the training run's config\n")
+    train_net.setup(train_net.build_parser().parse_args(_eval(a, run, a["stg"])))
+    assert (run / "config.yaml").read_text() == "# the training run's config\n"
+    assert "t23_val" in (run / "config_eval.yaml").read_text()
+
+
 @pytest.mark.parametrize(
     "case, text",
     [

@@ -6,6 +6,7 @@
   back past a corrupt checkpoint) before the checkpoint hook is built;
 * a :class:`TrainingGuardHook` is inserted before the checkpoint hook (non-finite losses stop training with
   the batch's video ids and frame indices; ``data/skipped_samples`` is counted);
+* ``metrics.json`` is strict JSON (an undefined metric is ``null``);
 * on a resume, ``metrics.json`` is cut back to the records before the resumed iteration (a truncated last line
   left by a kill is dropped, and re-run iterations are not duplicated).
 """
@@ -18,7 +19,7 @@ from detectron2.engine import hooks
 from detectron2.utils import comm
 
 from .checkpoint import FaultTolerantCheckpointer
-from .metrics_file import truncate_metrics_for_resume
+from .metrics_file import strict_default_writers, truncate_metrics_for_resume
 from .training_guard import TrainingGuardHook
 
 __all__ = ["FaultTolerantTrainerMixin", "WRITER_PERIOD"]
@@ -47,6 +48,10 @@ class FaultTolerantTrainerMixin:
         )
         ret.insert(position, guard)
         return ret
+
+    def build_writers(self):
+        """detectron2's default writers, with ``metrics.json`` written as strict JSON (``null``, never ``NaN``)."""
+        return strict_default_writers(self.cfg.OUTPUT_DIR, self.max_iter)
 
     def resume_or_load(self, resume: bool = True):
         super().resume_or_load(resume=resume)
