@@ -67,12 +67,20 @@ def _text_box(text: str, scale: float) -> Tuple[int, int, int]:
     return tw + 2 * _PAD, th + base + 2 * _PAD, base
 
 
-def _anchor(mask: np.ndarray) -> Optional[Tuple[int, int, int, int, int, int]]:
-    """(cx, cy) the mask's most interior point and (x0, y0, x1, y1) its box; ``None`` for an empty mask."""
+def _mask_box(mask: np.ndarray) -> Optional[Box]:
+    """(x0, y0, x1, y1) of a (H, W) bool mask; ``None`` when empty."""
     ys, xs = np.where(mask.any(axis=1))[0], np.where(mask.any(axis=0))[0]
     if len(ys) == 0:
         return None
-    y0, y1, x0, x1 = int(ys[0]), int(ys[-1]) + 1, int(xs[0]), int(xs[-1]) + 1
+    return int(xs[0]), int(ys[0]), int(xs[-1]) + 1, int(ys[-1]) + 1
+
+
+def _anchor(mask: np.ndarray) -> Optional[Tuple[int, int, int, int, int, int]]:
+    """(cx, cy) the mask's most interior point and (x0, y0, x1, y1) its box; ``None`` for an empty mask."""
+    box = _mask_box(mask)
+    if box is None:
+        return None
+    x0, y0, x1, y1 = box
     crop = np.pad(mask[y0:y1, x0:x1].astype(np.uint8), 1)
     dist = cv2.distanceTransform(crop, cv2.DIST_L2, 3)
     iy, ix = np.unravel_index(int(np.argmax(dist)), dist.shape)
@@ -165,15 +173,18 @@ def draw_tracks(
         raise ValueError(f"masks of shape {masks.shape} for {n} tracks on a frame of {out.shape[:2]}")
     colors_bgr = np.stack([track_color(t)[::-1] * 255.0 for t in track_ids])  # (N, 3)
     areas = masks.reshape(n, -1).sum(axis=1)
-    paint = np.argsort(-areas, kind="stable")  # large first, small on top
-    stacked = masks[paint]
-    covered = stacked.any(axis=0)
-    top = paint[n - 1 - np.argmax(stacked[::-1], axis=0)]  # (H, W) index of the last-painted mask
-    blend = out * (1.0 - alpha) + colors_bgr[top] * alpha
-    out = np.where(covered[:, :, None], blend, out).round().astype(np.uint8)
-    for i in paint:
-        contours, _ = cv2.findContours(masks[i].astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
-        cv2.drawContours(out, contours, -1, tuple(float(c) for c in colors_bgr[i]), 1, cv2.LINE_AA)
+    frame = out.copy()
+    for i in np.argsort(-areas, kind="stable"):  # large first, small on top; each over the original frame
+        box = _mask_box(masks[i])
+        if box is None:
+            continue
+        x0, y0, x1, y1 = box
+        m = masks[i, y0:y1, x0:x1]
+        blend = (frame[y0:y1, x0:x1] * (1.0 - alpha) + colors_bgr[i] * alpha).round().astype(np.uint8)
+        out[y0:y1, x0:x1] = np.where(m[:, :, None], blend, out[y0:y1, x0:x1])
+        contours, _ = cv2.findContours(m.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+        color = tuple(float(c) for c in colors_bgr[i])
+        cv2.drawContours(out, contours, -1, color, 1, cv2.LINE_AA, offset=(int(x0), int(y0)))
     names = class_names if class_names is not None else [None] * n
     texts = [label_variants(t, c, s) for t, c, s in zip(track_ids, names, scores if scores is not None else [None] * n)]
     for i, placed in enumerate(layout_labels(masks, texts, scores)):
