@@ -530,7 +530,7 @@ def test_no_track_says_what_to_try(assets, demo):
     """A model that finds nothing: '0 tracks' plus the config key to lower and 'a longer training'; exit 0 (an
     empty result is a result). Tracks that are all under --confidence-threshold: an empty video, said so."""
     out_mp4 = str(assets["tmp"] / "none.mp4")
-    video = ["--video-input", assets["video"], "--output", out_mp4]
+    video = ["--video-input", assets["video"], "--max-frames", "3", "--output", out_mp4]
     opts = ["MODEL.WEIGHTS", assets["weights"], *SMALL]
     proc = demo(*video, *opts, "MODEL.VIS_STG.INFERENCE.SCORE_THRESH", "1.0")
     assert proc.returncode == 0 and "; 0 tracks" in proc.stdout, proc.stderr[-3000:]
@@ -607,7 +607,9 @@ def test_demo_runs_an_rgnn_checkpoint_written_by_training(assets, rgnn_weights, 
     assert isinstance(json.load(open(out_json)), list)
     # the no-track hint names RGNN-VIS's own thresholds
     high = ["MODEL.RGNN.DETECTOR.SCORE_LOGIT_THRESH", "50.0"]
-    proc = demo("--video-input", assets["video"], "--json", out_json, *weights, *high, config=config)
+    proc = demo(
+        "--video-input", assets["video"], "--max-frames", "2", "--json", out_json, *weights, *high, config=config
+    )
     assert proc.returncode == 0 and "; 0 tracks" in proc.stdout, proc.stderr[-3000:]
     assert (
         "MODEL.RGNN.DETECTOR.SCORE_LOGIT_THRESH (now 50)" in proc.stderr and "MODEL.RGNN.INIT_THRESHOLD" in proc.stderr
