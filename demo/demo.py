@@ -142,6 +142,9 @@ def check_args(args) -> None:
     """Refuse, before any work, a run that cannot produce anything useful."""
     if not args.video_input and not args.webcam:
         raise ValueError("give --video-input PATH or --webcam")
+    flags = [o for o in args.opts if o.startswith("--")]
+    if flags:  # argparse hands everything after the first override to the config
+        raise ValueError(f"{flags[0]} comes after the config overrides: put demo flags before KEY VALUE pairs")
     if not args.output and not args.json:
         raise ValueError("nothing would be written: give --output FILE.mp4|FILE.gif|DIR and/or --json FILE")
     if args.max_frames is not None and args.max_frames < 1:

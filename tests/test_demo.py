@@ -514,6 +514,8 @@ def test_misleading_one_liners_are_clear(assets, demo):
     proc = demo(*video, "MODEL.WEIGHTS", str(assets["tmp"] / "missing.pth"))
     _one_line_error(proc, "nothing would be written: give --output")
     _one_line_error(demo(*video, *_json(assets), "--confidence-threshold", "5", *weights), "--confidence-threshold")
+    # a flag after MODEL.WEIGHTS ... (argparse gives it to the config): said so, not "Non-existent key: --json"
+    _one_line_error(demo(*video, *weights, *_json(assets)), "--json comes after the config overrides")
 
 
 def test_a_file_that_is_not_a_checkpoint_is_named(assets, demo):
