@@ -5,10 +5,12 @@
         --output out.mp4 --json out.json MODEL.WEIGHTS OUTPUT_DIR/model_final.pth
 
 ``--video-input`` takes a video file (mp4/avi/mkv/...) or a folder of frames; ``--webcam`` reads camera 0. The
-class names come with the trained model (or ``--dataset NAME=JSON:IMAGE_ROOT``, as for ``train_net.py``). Masks
-are coloured by track id. Damaged input (a truncated video, an undecodable frame file) is a warning and the
-frames that decode are processed; ``--strict`` makes it an error. If the run is interrupted (Ctrl-C, a failure),
-the video and JSON hold the frames done. Every error is one line ``error: ...`` (``--traceback`` for details).
+class names come with the trained model (or ``--dataset NAME=JSON:IMAGE_ROOT``, as for ``train_net.py``). At least
+one of ``--output`` and ``--json`` is required. Masks are coloured by track id, labels never overlap
+(``projects.utils.track_drawing``). A run that finds no track says so and which thresholds to try. Damaged input
+(a truncated video, an undecodable frame file) is a warning and the frames that decode are processed; ``--strict``
+makes it an error. If the run is interrupted (Ctrl-C, a failure), the video and JSON hold the frames done. Every
+error is one line ``error: ...`` (``--traceback`` for details); exit status 2 when nothing useful was produced.
 """
 
 from __future__ import annotations
@@ -18,12 +20,10 @@ import json
 import os
 import sys
 import time
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
 import numpy as np
 import tqdm
-from detectron2.utils.colormap import colormap
-from detectron2.utils.visualizer import ColorMode, Visualizer
 
 # Run as a script, sys.path[0] is demo/ (where "demo" would be this file): use the repository root instead.
 sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -32,29 +32,38 @@ from demo.predictor import VideoPredictor  # noqa: E402
 from demo.video_io import VideoSource, VideoWriter  # noqa: E402
 from projects.data.cli import register_cli_datasets  # noqa: E402
 from projects.modeling import VideoTrackAccumulator, finish_tracks  # noqa: E402
+from projects.utils.track_drawing import draw_tracks  # noqa: E402
 
-_PALETTE = colormap(rgb=True, maximum=1)
+# The config key that decides which detections become tracks, per meta-architecture (for the "no track" hint).
+SCORE_KEYS = {
+    "VisSTG": ("MODEL.VIS_STG.INFERENCE.SCORE_THRESH",),
+    "RGNNVIS": ("MODEL.RGNN.DETECTOR.SCORE_LOGIT_THRESH", "MODEL.RGNN.INIT_THRESHOLD"),  # logits
+}
 
 
-def track_color(track_id: int) -> np.ndarray:
-    """A stable colour per track id (RGB in [0, 1])."""
-    return _PALETTE[(int(track_id) * 7) % len(_PALETTE)]
-
-
-def draw_frame(frame_bgr: np.ndarray, instances, metadata, threshold: float) -> np.ndarray:
-    keep = instances.scores >= threshold
+def draw_frame(frame_bgr: np.ndarray, instances, metadata, threshold: float) -> Tuple[np.ndarray, int]:
+    """The frame with the instances scoring >= ``threshold`` drawn (colour by track id, non-overlapping labels),
+    and how many masks were drawn."""
+    keep = (instances.scores >= threshold) & instances.pred_masks.flatten(1).any(dim=1)
     inst = instances[keep]
-    vis = Visualizer(frame_bgr[:, :, ::-1], metadata, instance_mode=ColorMode.IMAGE)
-    if len(inst):
-        names = metadata.get("thing_classes", None)
-        labels = [
-            f"#{int(i)} {names[int(c)] if names else int(c)} {float(s):.2f}"
-            for i, c, s in zip(inst.track_ids, inst.pred_classes, inst.scores)
-        ]
-        vis.overlay_instances(
-            masks=inst.pred_masks.numpy(), labels=labels, assigned_colors=[track_color(i) for i in inst.track_ids]
-        )
-    return vis.get_output().get_image()[:, :, ::-1]
+    names = metadata.get("thing_classes", None)
+    classes = [names[c] if names else str(c) for c in inst.pred_classes.tolist()]
+    image = draw_tracks(frame_bgr, inst.pred_masks.numpy(), inst.track_ids.tolist(), classes, inst.scores.tolist())
+    return image, len(inst)
+
+
+def no_track_hint(cfg) -> str:
+    """What to try when a model finds nothing: the score threshold of its meta-architecture, the mask
+    threshold, a longer training."""
+    tries = []
+    for key in SCORE_KEYS.get(cfg.MODEL.META_ARCHITECTURE, ()):
+        value = cfg
+        for part in key.split("."):
+            value = value[part]
+        tries.append(f"a lower {key} (now {value:g})")
+    tries.append(f"a lower TEST.VIDEO.MASK_THRESHOLD (now {cfg.TEST.VIDEO.MASK_THRESHOLD:g})")
+    tries.append("a longer training (SOLVER.MAX_ITER; a smoke model of a few iterations rarely finds anything)")
+    return "try " + ", ".join(tries[:-1]) + " or " + tries[-1]
 
 
 def write_json(path: str, tracks: List[dict], class_names: dict, video_id: int) -> None:
@@ -129,9 +138,23 @@ def _warn(message: str) -> None:
     tqdm.tqdm.write(f"warning: {message}", file=sys.stderr)
 
 
-def run(args) -> int:
+def check_args(args) -> None:
+    """Refuse, before any work, a run that cannot produce anything useful."""
     if not args.video_input and not args.webcam:
         raise ValueError("give --video-input PATH or --webcam")
+    flags = [o for o in args.opts if o.startswith("--")]
+    if flags:  # argparse hands everything after the first override to the config
+        raise ValueError(f"{flags[0]} comes after the config overrides: put demo flags before KEY VALUE pairs")
+    if not args.output and not args.json:
+        raise ValueError("nothing would be written: give --output FILE.mp4|FILE.gif|DIR and/or --json FILE")
+    if args.max_frames is not None and args.max_frames < 1:
+        raise ValueError(f"--max-frames must be at least 1 (got {args.max_frames}); leave it out for every frame")
+    if not 0.0 <= args.confidence_threshold <= 1.0:
+        raise ValueError(f"--confidence-threshold must be in [0, 1] (got {args.confidence_threshold})")
+
+
+def run(args) -> int:
+    check_args(args)
     datasets = register_cli_datasets(args.dataset)
     cfg = setup_cfg(args)
     source = VideoSource(
@@ -144,6 +167,7 @@ def run(args) -> int:
     acc = VideoTrackAccumulator(len(source) if source.files is not None else None)
     state = predictor.model.init_video_state()
     current: List = [None]  # (source index, raw frame) of the frame being processed, for drawing
+    drawn = 0  # masks drawn over the whole video
 
     def frames():
         for index, frame in source.indexed():
@@ -158,7 +182,9 @@ def run(args) -> int:
             index, raw = current[0]
             acc.add_frame(index, result.instances)
             if writer is not None:
-                writer.write(draw_frame(raw, result.instances, predictor.metadata, args.confidence_threshold))
+                image, n = draw_frame(raw, result.instances, predictor.metadata, args.confidence_threshold)
+                writer.write(image)
+                drawn += n
             bar.update(1)
             bar.set_postfix(fps=f"{bar.n / (time.perf_counter() - start):.1f}")
     except KeyboardInterrupt:
@@ -183,6 +209,13 @@ def run(args) -> int:
         print(f"video: {out_file} ({writer.frames} frames)")
     if args.json:
         print(f"results: {args.json}")
+    if not acc.tracks:
+        _warn(f"no track in {source.decoded} frames: the model found no object here; " + no_track_hint(predictor.cfg))
+    elif writer is not None and drawn == 0:
+        _warn(
+            f"the video shows no mask: none of the {len(acc.tracks)} tracks scored >= --confidence-threshold "
+            f"{args.confidence_threshold:g} in any frame; try a lower --confidence-threshold"
+        )
     return 130 if interrupted else 0
 
 

@@ -7,7 +7,8 @@ What the reader reports (``on_warning``; with ``strict=True`` each of these rais
 - a missing or implausible frame rate in the header (output then uses 30 fps).
 
 Always errors (one line naming the file): a path that does not exist, a video with no decodable frame, a folder
-without image files. Grayscale, palette, RGBA and 16-bit frames are converted to 8-bit BGR.
+without image files, a frame file whose size differs from the folder's first frame. Grayscale, palette, RGBA and
+16-bit frames are converted to 8-bit BGR.
 """
 
 from __future__ import annotations
@@ -101,6 +102,8 @@ class VideoSource:
         strict: bool = False,
         on_warning: Optional[Callable[[str], None]] = None,
     ):
+        if max_frames is not None and (isinstance(max_frames, bool) or int(max_frames) != max_frames or max_frames < 1):
+            raise ValueError(f"max_frames must be a whole number >= 1 or None, got {max_frames!r}")
         self.path, self.webcam, self.max_frames, self.strict = path, webcam, max_frames, strict
         self.on_warning = on_warning or logger.warning
         self.files: Optional[List[str]] = None
@@ -157,6 +160,7 @@ class VideoSource:
     def indexed(self) -> Iterator[Tuple[int, np.ndarray]]:
         self.decoded, self.skipped = 0, []
         limit = self.max_frames
+        size: Optional[Tuple[int, int]] = None
         if self.files is not None:
             for index, file in enumerate(self.files[:limit] if limit else self.files):
                 try:
@@ -165,6 +169,7 @@ class VideoSource:
                     self._problem(f"{e}; frame {index} skipped")
                     self.skipped.append((index, str(e)))
                     continue
+                size = self._check_size(frame, size, file)
                 self.decoded += 1
                 yield index, frame
             return
@@ -182,6 +187,17 @@ class VideoSource:
                 f"{self.path}: decoded {self.decoded} of {self.expected} frames (the data ends early: truncated or "
                 "damaged file); outputs cover the decoded frames"
             )
+
+    @staticmethod
+    def _check_size(frame: np.ndarray, size: Optional[Tuple[int, int]], name: str) -> Tuple[int, int]:
+        """All frames of a video have the first frame's size; another size is an error naming the file."""
+        h, w = frame.shape[:2]
+        if size is not None and (h, w) != size:
+            raise VideoReadError(
+                f"{name}: frame of {w}x{h} after frames of {size[1]}x{size[0]} "
+                "(all frames of a video must have one size: resize or move the odd frames)"
+            )
+        return (h, w)
 
     def close(self) -> None:
         if self.cap is not None:

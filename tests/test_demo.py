@@ -126,6 +126,11 @@ def _demo(*args, config=CONFIG):
     )
 
 
+def _json(assets):
+    """``--json`` to a scratch file: a demo run must write something."""
+    return ["--json", str(assets["tmp"] / "scratch.json")]
+
+
 def _one_line_error(proc, text):
     """The run failed with exactly one ``error:`` line containing ``text`` and no traceback."""
     errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
@@ -209,6 +214,7 @@ def test_demo_dataset_flag(assets, tmp_path, demo):
     ckpt.pop("model_metadata")
     torch.save(ckpt, stripped)
     proc = demo(
+        *_json(assets),
         "--video-input",
         assets["video"],
         "--max-frames",
@@ -219,6 +225,7 @@ def test_demo_dataset_flag(assets, tmp_path, demo):
     )
     _one_line_error(proc, "cannot find the model's class names")
     proc = demo(
+        *_json(assets),
         "--video-input",
         assets["video"],
         "--max-frames",
@@ -231,6 +238,7 @@ def test_demo_dataset_flag(assets, tmp_path, demo):
     )
     assert proc.returncode == 0 and "processed 2 frames" in proc.stdout, proc.stderr[-3000:]
     proc = demo(
+        *_json(assets),
         "--video-input",
         assets["video"],
         "--dataset",
@@ -240,7 +248,15 @@ def test_demo_dataset_flag(assets, tmp_path, demo):
         *SMALL,
     )
     _one_line_error(proc, "has 6 classes but the model")
-    proc = demo("--video-input", assets["video"], "--dataset", "no-colon-here", "MODEL.WEIGHTS", assets["weights"])
+    proc = demo(
+        *_json(assets),
+        "--video-input",
+        assets["video"],
+        "--dataset",
+        "no-colon-here",
+        "MODEL.WEIGHTS",
+        assets["weights"],
+    )
     _one_line_error(proc, "--dataset expects NAME=")
 
 
@@ -329,30 +345,57 @@ def test_bad_inputs_give_one_line_errors(assets, demo):
     corrupt = tmp / "corrupt.mp4"
     corrupt.write_bytes(b"\x00\x00\x00\x18ftypmp42 definitely not a video")
     _one_line_error(
-        demo("--video-input", str(corrupt), "MODEL.WEIGHTS", assets["weights"], *SMALL), "cannot read any frame"
+        demo(*_json(assets), "--video-input", str(corrupt), "MODEL.WEIGHTS", assets["weights"], *SMALL),
+        "cannot read any frame",
     )
     _one_line_error(
-        demo("--video-input", assets["video"], "MODEL.WEIGHTS", str(tmp / "missing.pth"), *SMALL),
+        demo(*_json(assets), "--video-input", assets["video"], "MODEL.WEIGHTS", str(tmp / "missing.pth"), *SMALL),
         "weights file not found",
     )
     _one_line_error(
         demo(
-            "--video-input", assets["video"], "MODEL.WEIGHTS", assets["weights"], "MODEL.FPN.OUT_CHANNELS", "32", *SMALL
+            *_json(assets),
+            "--video-input",
+            assets["video"],
+            "MODEL.WEIGHTS",
+            assets["weights"],
+            "MODEL.FPN.OUT_CHANNELS",
+            "32",
+            *SMALL,
         ),
         "does not match the config's model",
     )
     empty_dir = tmp / "empty_frames"
     empty_dir.mkdir(exist_ok=True)
     _one_line_error(
-        demo("--video-input", str(empty_dir), "MODEL.WEIGHTS", assets["weights"], *SMALL), "no image frames"
+        demo(*_json(assets), "--video-input", str(empty_dir), "MODEL.WEIGHTS", assets["weights"], *SMALL),
+        "no image frames",
     )
     _one_line_error(
-        demo("--video-input", assets["video"], "MODEL.WEIGHTS", assets["weights"], "MODEL.NO_SUCH_KEY", "1"),
+        demo(
+            *_json(assets),
+            "--video-input",
+            assets["video"],
+            "MODEL.WEIGHTS",
+            assets["weights"],
+            "MODEL.NO_SUCH_KEY",
+            "1",
+        ),
         "MODEL.NO_SUCH_KEY",
     )
-    _one_line_error(demo("--video-input", assets["video"], config=tmp / "nope.yaml"), "config file does not exist")
     _one_line_error(
-        demo("--video-input", assets["video"], "--output", str(tmp / "x.avi"), "MODEL.WEIGHTS", assets["weights"]),
+        demo(*_json(assets), "--video-input", assets["video"], config=tmp / "nope.yaml"), "config file does not exist"
+    )
+    _one_line_error(
+        demo(
+            *_json(assets),
+            "--video-input",
+            assets["video"],
+            "--output",
+            str(tmp / "x.avi"),
+            "MODEL.WEIGHTS",
+            assets["weights"],
+        ),
         "output must end with",
     )
 
@@ -383,7 +426,8 @@ def test_corrupt_frame_file_is_skipped_or_strict_fails(assets, tmp_path, demo):
     results = json.load(open(out_json))
     assert results and all(len(r["segmentations"]) == 5 and r["segmentations"][2] is None for r in results)
     _one_line_error(
-        demo("--video-input", str(tmp_path), "--strict", "MODEL.WEIGHTS", assets["weights"], *SMALL), "00002.jpg"
+        demo(*_json(assets), "--video-input", str(tmp_path), "--strict", "MODEL.WEIGHTS", assets["weights"], *SMALL),
+        "00002.jpg",
     )
 
 
@@ -418,7 +462,15 @@ def test_truncated_video_warns_and_keeps_outputs(assets, tmp_path, demo):
     assert f"processed {n} frames" in proc.stdout and _frames_of(tmp_path / "o.mp4")[0] == n
     assert all(len(r["segmentations"]) == n for r in json.load(open(out_json)))
     _one_line_error(
-        demo("--video-input", str(tmp_path / "cut.mp4"), "--strict", "MODEL.WEIGHTS", assets["weights"], *SMALL),
+        demo(
+            *_json(assets),
+            "--video-input",
+            str(tmp_path / "cut.mp4"),
+            "--strict",
+            "MODEL.WEIGHTS",
+            assets["weights"],
+            *SMALL,
+        ),
         "decoded",
     )
 
@@ -449,3 +501,118 @@ def test_interrupted_run_keeps_valid_outputs(assets, demo):
     assert _frames_of(out_mp4)[0] == 3
     results = json.load(open(out_json))
     assert all(len(r["segmentations"]) == 5 for r in results)  # a frame folder keeps its length
+    assert "00003.jpg" in proc.stderr  # the odd frame is named
+
+
+def test_misleading_one_liners_are_clear(assets, demo):
+    """Issue 23: each of these is one line saying what is wrong, exit non-zero, before any work."""
+    video = ["--video-input", assets["video"]]
+    weights = ["MODEL.WEIGHTS", assets["weights"], *SMALL]
+    for n in ("-1", "0"):
+        _one_line_error(demo(*video, *_json(assets), "--max-frames", n, *weights), "--max-frames must be at least 1")
+    # no output asked for: refused up front (here even before the missing weights file is looked at)
+    proc = demo(*video, "MODEL.WEIGHTS", str(assets["tmp"] / "missing.pth"))
+    _one_line_error(proc, "nothing would be written: give --output")
+    _one_line_error(demo(*video, *_json(assets), "--confidence-threshold", "5", *weights), "--confidence-threshold")
+    # a flag after MODEL.WEIGHTS ... (argparse gives it to the config): said so, not "Non-existent key: --json"
+    _one_line_error(demo(*video, *weights, *_json(assets)), "--json comes after the config overrides")
+
+
+def test_a_file_that_is_not_a_checkpoint_is_named(assets, demo):
+    """MODEL.WEIGHTS some.jpg: one line naming the file, not PyTorch's advice to pass weights_only=False."""
+    jpg = os.path.join(
+        assets["frames_root"], "vid_0001", sorted(os.listdir(os.path.join(assets["frames_root"], "vid_0001")))[0]
+    )
+    proc = demo("--video-input", assets["video"], *_json(assets), "MODEL.WEIGHTS", jpg, *SMALL)
+    _one_line_error(proc, jpg)
+    assert "weights_only" not in proc.stderr and "not a" in proc.stderr and "checkpoint" in proc.stderr
+
+
+def test_no_track_says_what_to_try(assets, demo):
+    """A model that finds nothing: '0 tracks' plus the config key to lower and 'a longer training'; exit 0 (an
+    empty result is a result). Tracks that are all under --confidence-threshold: an empty video, said so."""
+    out_mp4 = str(assets["tmp"] / "none.mp4")
+    video = ["--video-input", assets["video"], "--max-frames", "3", "--output", out_mp4]
+    opts = ["MODEL.WEIGHTS", assets["weights"], *SMALL]
+    proc = demo(*video, *opts, "MODEL.VIS_STG.INFERENCE.SCORE_THRESH", "1.0")
+    assert proc.returncode == 0 and "; 0 tracks" in proc.stdout, proc.stderr[-3000:]
+    hint = [line for line in proc.stderr.splitlines() if line.startswith("warning: no track")]
+    assert len(hint) == 1, proc.stderr[-3000:]
+    assert "MODEL.VIS_STG.INFERENCE.SCORE_THRESH (now 1)" in hint[0] and "longer training" in hint[0]
+    assert "TEST.VIDEO.MASK_THRESHOLD" in hint[0]
+    keep_all = [*opts, *KEEP_MASKS, "MODEL.VIS_STG.INFERENCE.SCORE_THRESH", "0.0"]
+    proc = demo(*video, "--confidence-threshold", "1.0", *keep_all)
+    assert proc.returncode == 0 and "; 0 tracks" not in proc.stdout, proc.stderr[-3000:]
+    assert "the video shows no mask" in proc.stderr and "lower --confidence-threshold" in proc.stderr
+    proc = demo(*video, "--confidence-threshold", "0.0", *keep_all)
+    assert proc.returncode == 0 and "warning: no track" not in proc.stderr and "shows no mask" not in proc.stderr
+
+
+@pytest.fixture(scope="module")
+def rgnn_weights(assets):
+    """An RGNN-VIS stage-2 checkpoint written by train_net.py (1 iteration, narrow heads, the 5-class dataset)."""
+    out = assets["tmp"] / "rgnn"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "train_net.py",
+            "--config-file",
+            "configs/vis_rgnn/synthetic_R18_stage2.yaml",
+            "--dataset",
+            f"mine_train={assets['gt_json']}:{assets['frames_root']}",
+            "DATASETS.TRAIN",
+            "('mine_train',)",
+            "DATASETS.TEST",
+            "()",
+            "MODEL.WEIGHTS",
+            "",  # stage 2 from scratch: the checkpoint is what matters here, not the model's quality
+            "SOLVER.MAX_ITER",
+            "1",
+            "SOLVER.IMS_PER_BATCH",
+            "1",
+            "INPUT.SAMPLING_FRAME_NUM",
+            "3",
+            "DATALOADER.NUM_WORKERS",
+            "0",
+            "MODEL.RGNN.DETECTOR.PROTO_CHANNELS",
+            "16",
+            "MODEL.RGNN.DETECTOR.HEAD_CHANNELS",
+            "16",
+            "MODEL.RGNN.APPEARANCE.CHANNELS",
+            "8",
+            "MODEL.RGNN.APPEARANCE.HIDDEN",
+            "4",
+            "MODEL.RGNN.GNN.DIM",
+            "16",
+            "OUTPUT_DIR",
+            str(out),
+            *SMALL,
+        ],
+        cwd=ROOT,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, f"training the RGNN-VIS demo model failed:\n{proc.stderr[-4000:]}"
+    return out
+
+
+def test_demo_runs_an_rgnn_checkpoint_written_by_training(assets, rgnn_weights, demo):
+    """Issue 23: the README's RGNN-VIS demo command on train_net.py's own output (config.yaml + model_final.pth)."""
+    out_mp4, out_json = str(assets["tmp"] / "rgnn.mp4"), str(assets["tmp"] / "rgnn.json")
+    weights = ["MODEL.WEIGHTS", str(rgnn_weights / "model_final.pth")]
+    config = rgnn_weights / "config.yaml"
+    proc = demo("--video-input", assets["video"], "--output", out_mp4, "--json", out_json, *weights, config=config)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "processed 7 frames" in proc.stdout and _frames_of(out_mp4) == (7, 150)
+    assert isinstance(json.load(open(out_json)), list)
+    # the no-track hint names RGNN-VIS's own thresholds
+    high = ["MODEL.RGNN.DETECTOR.SCORE_LOGIT_THRESH", "50.0"]
+    proc = demo(
+        "--video-input", assets["video"], "--max-frames", "2", "--json", out_json, *weights, *high, config=config
+    )
+    assert proc.returncode == 0 and "; 0 tracks" in proc.stdout, proc.stderr[-3000:]
+    assert (
+        "MODEL.RGNN.DETECTOR.SCORE_LOGIT_THRESH (now 50)" in proc.stderr and "MODEL.RGNN.INIT_THRESHOLD" in proc.stderr
+    )

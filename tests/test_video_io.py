@@ -211,3 +211,23 @@ def test_unreadable_inputs_are_errors(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(VideoReadError, match="no image frames"):
         VideoSource(str(tmp_path / "empty"))
+
+
+def test_frame_folder_with_two_sizes_names_the_odd_file(tmp_path):
+    for i in range(4):
+        cv2.imwrite(str(tmp_path / f"{i:05d}.png"), _frame(i, *((60, 80) if i == 2 else (48, 64))))
+    source = VideoSource(str(tmp_path))
+    seen = []
+    with pytest.raises(VideoReadError, match=r"00002\.png: frame of 80x60 after frames of 64x48"):
+        for index, _ in source.indexed():
+            seen.append(index)
+    assert seen == [0, 1]  # the frames before it were read
+
+
+@pytest.mark.parametrize("bad", [0, -1, 2.5])
+def test_max_frames_must_be_a_positive_count(tmp_path, bad):
+    path = tmp_path / "v.mp4"
+    _write(path, 5)
+    with pytest.raises(ValueError, match="max_frames must be a whole number >= 1"):
+        VideoSource(str(path), max_frames=bad)
+    assert len(list(VideoSource(str(path), max_frames=2))) == 2
