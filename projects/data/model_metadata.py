@@ -23,6 +23,7 @@ from typing import Any, Dict, Optional, Tuple
 import torch
 from detectron2.data import DatasetCatalog, MetadataCatalog
 
+from ..engine.checkpoint import CorruptCheckpointError, describe_load_error
 from .build import set_num_classes
 from .image_sources import target_classes
 
@@ -127,8 +128,8 @@ def _from_checkpoint(weights: str) -> Optional[Dict[str, Any]]:
         return None  # .pkl (Detectron/caffe2 model zoo) files carry no class list
     try:
         ckpt = torch.load(weights, map_location="cpu", weights_only=True)
-    except Exception:  # the weight loader reports unreadable files with its own clear error
-        return None
+    except Exception as e:  # the same one line as the weight loader's (before any "no class names" error)
+        raise CorruptCheckpointError(weights, describe_load_error(e)) from None
     meta = ckpt.get(CHECKPOINT_KEY) if isinstance(ckpt, dict) else None
     if meta is None:
         return None

@@ -42,7 +42,7 @@ class CorruptCheckpointError(RuntimeError):
     def __init__(self, path: str, problem: str):
         self.path = path
         self.problem = problem
-        super().__init__(f"checkpoint {path} is corrupt or incomplete: {problem}")
+        super().__init__(f"checkpoint {path} is corrupt or incomplete (or not a checkpoint at all): {problem}")
 
 
 class WeightsMismatchError(ValueError):
@@ -54,7 +54,7 @@ class WeightsMismatchError(ValueError):
         super().__init__(f"{path} does not match the config's model: {problem}")
 
 
-def _load_problem(e: Exception) -> str:
+def describe_load_error(e: Exception) -> str:
     """torch.load's error in one line: its first sentence (plus the unpickler's reason), without its advice to
     pass ``weights_only=False`` (not something to do with a file that is not a checkpoint)."""
     lines = [line.strip() for line in str(e).splitlines() if line.strip()]
@@ -95,7 +95,7 @@ class FaultTolerantCheckpointer(DetectionCheckpointer):
         except (FileNotFoundError, CorruptCheckpointError):
             raise
         except Exception as e:  # torch.load / pickle raise RuntimeError, EOFError, UnpicklingError, ...
-            raise CorruptCheckpointError(filename, _load_problem(e)) from e
+            raise CorruptCheckpointError(filename, describe_load_error(e)) from e
         if not isinstance(loaded, dict) or "model" not in loaded:
             raise CorruptCheckpointError(filename, "it does not contain a 'model' state dict")
         return loaded
