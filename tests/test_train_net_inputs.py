@@ -279,5 +279,7 @@ def test_a_file_that_is_no_checkpoint_is_named_without_pytorchs_advice(a, tmp_pa
     with pytest.raises(CorruptCheckpointError) as e:
         load_weights(build_model(cfg), str(jpg))
     message = str(e.value)
-    assert message.startswith(f"checkpoint {jpg} is corrupt or incomplete: UnpicklingError")
+    assert message.startswith(
+        f"checkpoint {jpg} is corrupt or incomplete (or not a checkpoint at all): UnpicklingError"
+    )
     assert "weights_only" not in message and "\n" not in message
