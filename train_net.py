@@ -21,7 +21,8 @@ to evaluate an untrained model on purpose (a baseline, the GT oracle) pass ``MOD
 line. A stage-1 RGNN-VIS / YOLACT model is evaluated on a COCO-format dataset image by image with detectron2's
 COCOEvaluator (box and mask AP).
 
-Errors are one line ``error: ...`` on stderr and exit status 2 (``--traceback`` shows the full traceback).
+Bad input (config keys, files, datasets, checkpoints) is one line ``error: ...`` on stderr and exit status 2
+(``--traceback`` shows the full traceback); any other exception keeps its traceback.
 """
 
 import argparse
@@ -61,8 +62,9 @@ from projects.data.model_metadata import (
     write_model_metadata,
 )
 from projects.data.splits import split_names
-from projects.engine import FaultTolerantCheckpointer, FaultTolerantTrainerMixin, load_weights
+from projects.engine import FaultTolerantCheckpointer, FaultTolerantTrainerMixin, NonFiniteLossError, load_weights
 from projects.engine.amp import AutocastModel, autocast_for_inference, resolve_amp_dtype
+from projects.engine.checkpoint import CorruptCheckpointError
 from projects.engine.ddp import create_ddp_model
 from projects.evaluation import YTVISEvaluator
 
@@ -293,6 +295,11 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# What bad input raises (config keys: KeyError; files, datasets, checkpoints: the rest); a checkpoint is also
+# refused as a RuntimeError subclass (CorruptCheckpointError), a diverged training as NonFiniteLossError.
+USER_ERRORS = (ValueError, KeyError, OSError, CorruptCheckpointError, NonFiniteLossError)
+
+
 def one_line(e: BaseException) -> str:
     """The message of ``e`` as one line; for an error re-raised from a worker process (DataLoader, launch), the
     original error's line."""
@@ -322,7 +329,7 @@ def cli(argv: Optional[Sequence[str]] = None) -> int:
             dist_url=args.dist_url,
             args=(args,),
         )
-    except Exception as e:
+    except USER_ERRORS as e:  # bad input: one line; anything else is a bug and keeps its traceback
         if args.traceback:
             raise
         print(f"error: {one_line(e)}", file=sys.stderr)
