@@ -36,6 +36,7 @@ from detectron2.modeling import build_model  # noqa: E402
 from detectron2.structures import Instances  # noqa: E402
 
 from projects.config import add_video_config  # noqa: E402
+from tests.vis_stg_graph_reference import dense_graph_update  # noqa: E402
 from vis_stg import add_vis_stg_config  # noqa: E402
 from vis_stg.detection_head import CenterNetHead  # noqa: E402
 from vis_stg.graph import SpatialTemporalGraph, window_edges  # noqa: E402
@@ -184,14 +185,15 @@ def level_edges(graph: SpatialTemporalGraph, centers: torch.Tensor, lvl: int, h:
 
 @torch.no_grad()
 def dense_graph(graph: SpatialTemporalGraph, nodes, centers, feats) -> List[torch.Tensor]:
-    """All-pairs path: the same windows, as an (N, H·W) adjacency per level, through ``forward_dense``."""
+    """All-pairs path: the same windows, as an (N, H·W) adjacency per level, through the test oracle
+    ``dense_graph_update``."""
     out = []
     for lvl, feat in enumerate(feats):
         _, d, h, w = feat.shape
         src, dst = level_edges(graph, centers, lvl, h, w)
         adjacency = torch.zeros(len(centers), h * w, dtype=torch.bool, device=feat.device)
         adjacency[src, dst] = True
-        _, pix, _ = graph.update.forward_dense(nodes[lvl], feat.flatten(2)[0].t(), adjacency)
+        _, pix, _ = dense_graph_update(graph.update, nodes[lvl], feat.flatten(2)[0].t(), adjacency)
         out.append(pix.t().reshape(1, d, h, w))
     return out
 
