@@ -47,13 +47,14 @@ ASSOCIATION_REGISTRY.__doc__ = """VisSTG association cues (§3.5, Table 2), look
 class PairInputs:
     """One training batch of (k, t) pairs as the association losses read it.
 
-    ``heads_in``: per level (B, D, H, W) the heads' input on frame t (F̂_t); ``feats_k``: F_k per level;
+    ``heads_in``: per level (B, D, H, W) the heads' input on frame t (F̂_t); ``feats_k`` / ``feats_t``: F_k / F_t;
     ``edges``: the graph's final edges per level (None without the graph); ``targets_k`` / ``targets_t``: GT
     centres; ``shapes`` (H_l, W_l) and ``strides`` per level, ``level_strides`` the same as an (L,) tensor;
     ``heatmaps_t``: per level (B, K, H, W) heat-map logits predicted on F̂_t."""
 
     heads_in: List[torch.Tensor]
     feats_k: List[torch.Tensor]
+    feats_t: List[torch.Tensor]
     edges: Optional[List[GraphEdges]]
     targets_k: CenterTargets
     targets_t: CenterTargets

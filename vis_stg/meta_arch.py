@@ -276,35 +276,23 @@ class VisSTG(nn.Module):
             heads_in = self.concat_fusion(feats_t, feats_k)
 
         det_out_t = self.det_head(heads_in)
-        losses = detection_losses(det_out_t, targets_t, self.det_loss, self.loss_weights[0])
-        if self.det_loss.ref_frame_loss:
-            ref = detection_losses(self.det_head(feats_k), targets_k, self.det_loss, self.loss_weights[0])
-            losses.update({k + "_ref": v for k, v in ref.items()})
-        losses.update(
-            segmentation_losses(
-                self.controller,
-                self.mask_branch,
-                self.kernel_warp,
-                self.predict_masks,
-                heads_in,
-                feats_k,
-                feats_t,
-                inst_k,
-                inst_t,
-                targets_k,
-                targets_t,
-                tuple(images.tensor.shape[-2:]),
-                shapes,
-                self.mask_out_stride,
-                self.mask_pos_radius,
-                self.loss_weights[1],
-            )  # fmt: skip
-        )
         pair = PairInputs(
-            heads_in, feats_k, edges, targets_k, targets_t, shapes, self.strides, self.level_strides, det_out_t[0]
+            heads_in, feats_k, feats_t, edges, targets_k, targets_t, shapes, self.strides, self.level_strides,
+            det_out_t[0],
+        )  # fmt: skip
+        weight_det, weight_mask, weight_association = self.loss_weights
+        losses = detection_losses(det_out_t, targets_t, self.det_loss, weight_det)
+        if self.det_loss.ref_frame_loss:
+            ref = detection_losses(self.det_head(feats_k), targets_k, self.det_loss, weight_det)
+            losses.update({k + "_ref": v for k, v in ref.items()})
+        mask_modules = (self.controller, self.mask_branch, self.kernel_warp, self.predict_masks)
+        padded = tuple(images.tensor.shape[-2:])
+        masks = segmentation_losses(
+            pair, inst_k, inst_t, padded, *mask_modules, self.mask_out_stride, self.mask_pos_radius, weight_mask
         )
+        losses.update(masks)
         for cue in self.cues:  # λ3 · each trained association's loss (eq. (6) for the edge classifier)
-            losses.update({k: self.loss_weights[2] * v for k, v in self.association(cue).training_losses(pair).items()})
+            losses.update({k: weight_association * v for k, v in self.association(cue).training_losses(pair).items()})
         return losses
 
     # --------------------------------------------------------------------------------------------- inference

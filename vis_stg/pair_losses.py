@@ -16,6 +16,7 @@ import torch
 from detectron2.structures import Instances
 from torch import nn
 
+from .association import PairInputs
 from .detection_head import CenterNetHead, DetectionLossSettings
 from .kernel_warp import KernelWarp
 from .losses import dice_loss
@@ -44,19 +45,14 @@ def detection_losses(
 
 
 def segmentation_losses(
+    pair: PairInputs,
+    inst_k: List[Instances],
+    inst_t: List[Instances],
+    padded: Tuple[int, int],
     controller: nn.Module,
     mask_branch: nn.Module,
     kernel_warp: Optional[KernelWarp],
     decode_masks: DecodeMasks,
-    heads_in: List[torch.Tensor],
-    feats_k: List[torch.Tensor],
-    feats_t: List[torch.Tensor],
-    inst_k: List[Instances],
-    inst_t: List[Instances],
-    targets_k: CenterTargets,
-    targets_t: CenterTargets,
-    padded: Tuple[int, int],
-    shapes: Sequence[Tuple[int, int]],
     out_stride: int,
     pos_radius: int,
     weight: float = 1.0,
@@ -66,7 +62,10 @@ def segmentation_losses(
     θ_k comes from the plain F_k here, while at test time frame t-1's kernels come from its fused F̂_{t-1}:
     a frame pair has no frame before k to fuse F_k with (the paper trains on pairs). F̂ = F + messages with
     the message MLP's last layer zero-initialised, so the two start equal and the controller sees both
-    kinds of input in training (plain on frame k, fused on frame t). ``padded``: the batch's padded input size."""
+    kinds of input in training (plain on frame k, fused on frame t). ``inst_*``: the GT of frames k / t;
+    ``padded``: the batch's padded input size."""
+    heads_in, feats_k, feats_t, shapes = pair.heads_in, pair.feats_k, pair.feats_t, pair.shapes
+    targets_k, targets_t = pair.targets_k, pair.targets_t
     gt_masks_t = torch.cat(downsample_gt_masks(inst_t, padded, out_stride))
     gt_masks_k = torch.cat(downsample_gt_masks(inst_k, padded, out_stride))
     thetas_t, thetas_k = controller(heads_in), controller(feats_k)
