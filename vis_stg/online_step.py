@@ -1,10 +1,8 @@
-"""The online step of VisSTG (§3.5, §3.6) as pure functions on fixed-size tensors, called by
-:meth:`vis_stg.meta_arch.VisSTG.step` in this order:
-
-:func:`track_frame` runs steps 1-4 for one frame:
+"""The online step of VisSTG (§3.5, §3.6) as pure functions on fixed-size tensors. :meth:`.meta_arch.VisSTG.step`
+runs the graph and the heads on frame t, then :func:`track_frame` (steps 1-4) and :func:`frame_to_host` (step 5):
 
 1. decode frame t's detections (:meth:`.detection_head.CenterNetHead.inference`: peaks, top-k, class-aware NMS,
-   ``MAX_DETECTIONS`` padded slots with a ``valid`` mask) and their masks (eq. (4), :func:`.mask_head.decode_at_cells`);
+   ``MAX_DETECTIONS`` padded slots with a ``valid`` mask) and their masks (eq. (4), ``VisSTG.predict_masks``);
 2. score the (reference, detection) pairs with the association cue (:mod:`.association`) and :func:`match` them
    one-to-one (class pruning, greedy by descending score);
 3. fuse the mask of the warped reference kernel (eq. (5), §3.4), or of the stored kernel of a memory instance
