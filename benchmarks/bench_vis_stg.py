@@ -36,11 +36,13 @@ from detectron2.modeling import build_model  # noqa: E402
 from detectron2.structures import Instances  # noqa: E402
 
 from projects.config import add_video_config  # noqa: E402
+from tests.vis_stg_graph_reference import dense_graph_update  # noqa: E402
 from vis_stg import add_vis_stg_config  # noqa: E402
 from vis_stg.detection_head import CenterNetHead  # noqa: E402
 from vis_stg.graph import SpatialTemporalGraph, window_edges  # noqa: E402
+from vis_stg.online_step import frame_to_host  # noqa: E402
+from vis_stg.state import VideoState  # noqa: E402
 from vis_stg.sync_free import gather_at_cells_static  # noqa: E402
-from vis_stg.tracker import VideoState  # noqa: E402
 
 
 def load_cfg(args):
@@ -97,23 +99,25 @@ def plain_step(model, frame) -> Instances:
     """Backbone + CenterNet + CondInst on F_t only: no graph, no kernel warp, no tracking; the same sync-free
     decoding and single output copy as ``VisSTG.step``."""
     images, image_size, feats = model._frame_features(frame, VideoState())
-    ic = model.inference_cfg
+    s = model.decode
     dets, converged = CenterNetHead.inference(
         *model.det_head(feats),
         model.strides,
-        ic.SCORE_THRESH,
-        ic.TOPK_CANDIDATES,
-        ic.NMS_THRESH,
-        ic.MAX_DETECTIONS,
-        ic.FIXED_POINT_ITERS,
+        s.score_thresh,
+        s.topk_candidates,
+        s.nms_thresh,
+        s.max_detections,
+        s.fixed_point_iters,
     )
     zeros = dets.level.new_zeros(len(dets))
     kernels = gather_at_cells_static(model.controller(feats), dets.level, dets.cells)
     probs = model.predict_masks(model.mask_branch(feats[0]), kernels, dets.level, dets.cells, zeros).sigmoid()
-    out = dict(
-        dets=dets, track_ids=zeros, mask_probs=probs, num_refs=zeros.sum(), num_pending=zeros.sum(), converged=converged
+    counts = torch.cat([torch.stack([zeros.sum(), zeros.sum(), converged.long()]), dets.dropped])
+    output_size = (frame["height"], frame["width"])
+    instances, _ = frame_to_host(
+        dets, zeros, probs, counts, image_size, output_size, model.mask_out_stride, model.mask_threshold
     )
-    return model._to_host(out, image_size, (frame["height"], frame["width"]))["instances"]
+    return instances
 
 
 def sync(device: str) -> None:
@@ -184,14 +188,15 @@ def level_edges(graph: SpatialTemporalGraph, centers: torch.Tensor, lvl: int, h:
 
 @torch.no_grad()
 def dense_graph(graph: SpatialTemporalGraph, nodes, centers, feats) -> List[torch.Tensor]:
-    """All-pairs path: the same windows, as an (N, H·W) adjacency per level, through ``forward_dense``."""
+    """All-pairs path: the same windows, as an (N, H·W) adjacency per level, through the test oracle
+    ``dense_graph_update``."""
     out = []
     for lvl, feat in enumerate(feats):
         _, d, h, w = feat.shape
         src, dst = level_edges(graph, centers, lvl, h, w)
         adjacency = torch.zeros(len(centers), h * w, dtype=torch.bool, device=feat.device)
         adjacency[src, dst] = True
-        _, pix, _ = graph.update.forward_dense(nodes[lvl], feat.flatten(2)[0].t(), adjacency)
+        _, pix, _ = dense_graph_update(graph.update, nodes[lvl], feat.flatten(2)[0].t(), adjacency)
         out.append(pix.t().reshape(1, d, h, w))
     return out
 

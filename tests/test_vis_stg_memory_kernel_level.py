@@ -4,10 +4,11 @@ at, not the level its object is detected on after the occlusion (else its mask i
 import torch
 from detectron2.modeling import build_model
 
+import vis_stg.online_step
 from tests.test_vis_stg_model import H, W, tiny_cfg
-from vis_stg.meta_arch import _FrameHeads
+from vis_stg.online_step import FrameHeads, TrackSettings, track_frame
+from vis_stg.state import ReferenceSet
 from vis_stg.sync_free import gather_at_cells_static
-from vis_stg.tracker import ReferenceSet, VideoState
 
 torch.set_num_threads(1)
 
@@ -23,7 +24,7 @@ def _diamond_kernel() -> torch.Tensor:
     return torch.cat([w1.flatten(), w2.flatten(), w3.flatten(), b1, b2, b3])
 
 
-def test_a_memory_kernel_is_decoded_at_its_own_level():
+def test_a_memory_kernel_is_decoded_at_its_own_level(monkeypatch):
     torch.manual_seed(0)
     model = build_model(tiny_cfg(**{"TRACK.ASSOCIATION": "embedding", "GRAPH.FUSION": False})).eval()
     assert model.mask_head.num_params == 169 and model.coord_norm[:2] == [32, 64]
@@ -32,7 +33,7 @@ def test_a_memory_kernel_is_decoded_at_its_own_level():
     heat = [torch.full((1, 3, h, w), -10.0) for h, w in shapes]
     heat[1][0, 0, 2, 3] = 5.0  # the one detection: class 0, level 1 (stride 16), cell (3, 2) -> (56, 40) px
     with torch.no_grad():
-        heads = _FrameHeads(
+        heads = FrameHeads(
             det=(
                 heat,
                 [torch.full((1, 2, h, w), 2.0) for h, w in shapes],
@@ -40,7 +41,7 @@ def test_a_memory_kernel_is_decoded_at_its_own_level():
             ),
             thetas=model.controller(features),
             mask_feats=model.mask_branch(features[0]),
-            embed_maps=[torch.randn(1, 8, h, w) for h, w in shapes],
+            cue_maps=[torch.randn(1, 8, h, w) for h, w in shapes],
         )
     # The memory holds one instance, last seen at frame 2, whose kernel was produced on level 0 (normaliser 32).
     kernel = _diamond_kernel()
@@ -55,24 +56,29 @@ def test_a_memory_kernel_is_decoded_at_its_own_level():
         last_seen=torch.tensor([2]),
         embeddings=torch.randn(1, 8),
     )
-    state = VideoState(next_track_id=8, refs=refs, prev_features=features, prev_thetas=heads.thetas)
 
-    def match_first_detection_to_the_memory(scores, valid, ref_classes, det_classes, iters):
+    def warp(level, cells):  # θ_{t-1} warped to frame t (here frame t-1 = frame t)
+        return model.kernel_warp.warp_at_cells(heads.thetas, features, features, level, cells)
+
+    def match_first_detection_to_the_memory(scores, valid, ref_classes, det_classes, prune, iters):
         det_to_ref = torch.full((scores.shape[1],), -1, dtype=torch.long)
         det_to_ref[0] = 0
         return det_to_ref, torch.tensor(True)
 
-    model.tracker.associate = match_first_detection_to_the_memory
+    monkeypatch.setattr(vis_stg.online_step, "match", match_first_detection_to_the_memory)
     with torch.no_grad():
-        out = model._track(heads, features, None, refs, state, 5, 6)
-    dets = out["dets"]
-    assert dets.valid.tolist()[:2] == [True, False] and dets.level[0] == 1 and out["track_ids"][0] == 7
+        out = track_frame(
+            heads, features, refs, None, model.association("embedding"), model.predict_masks, warp, 8, 5,
+            model.strides, model.level_strides, model.decode, TrackSettings(), 6,
+        )  # fmt: skip
+    dets = out.dets
+    assert dets.valid.tolist()[:2] == [True, False] and dets.level[0] == 1 and out.track_ids[0] == 7
 
     # Fused test mask = mean of θ_t's mask and the memory kernel's mask: recover the memory kernel's part.
     with torch.no_grad():
         theta_t = gather_at_cells_static(heads.thetas, dets.level[:1], dets.cells[:1])
         p_t = model.predict_masks(heads.mask_feats, theta_t, dets.level[:1], dets.cells[:1], torch.zeros(1).long())
-        memory_part = 2 * out["mask_probs"][0] - p_t.sigmoid()[0]
+        memory_part = 2 * out.mask_probs[0] - p_t.sigmoid()[0]
         location = torch.tensor([[56.0, 40.0]])
 
         def decoded(norm):

@@ -11,7 +11,7 @@ from detectron2.structures import BitMasks, Boxes, Instances
 
 from projects.config import add_video_config
 from vis_stg import VisSTG, add_vis_stg_config
-from vis_stg.tracker import VideoState
+from vis_stg.state import VideoState
 
 torch.set_num_threads(1)
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

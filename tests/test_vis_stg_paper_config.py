@@ -9,7 +9,8 @@ from detectron2.config import get_cfg
 
 from projects.config import add_video_config
 from vis_stg import VisSTG, add_vis_stg_config
-from vis_stg.tracker import ReferenceSet
+from vis_stg.online_step import next_references
+from vis_stg.state import ReferenceSet
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -42,10 +43,12 @@ def test_which_unmatched_detections_become_reference_instances(name, starts):
     """Two unmatched detections, one at the lowest reportable score: the paper config makes both nodes of the
     next graph (tracks the next frame can continue); the synthetic config keeps its held-out 0.2 gate."""
     cfg = _cfg(name)
-    tracker = VisSTG.from_config(cfg)["tracker"]
+    args = VisSTG.from_config(cfg)
     lowest = cfg.MODEL.VIS_STG.INFERENCE.SCORE_THRESH + 1e-3  # detections need a score above SCORE_THRESH
     unmatched = torch.full((2,), -1)
-    _, count, _ = tracker.next_references_padded(_detections([lowest, 0.9]), None, unmatched, 3)
+    dets = _detections([lowest, 0.9])
+    track = args["track"]
+    _, count, _ = next_references(dets, None, unmatched, 3, None, track.ref_score_thresh, track.memory_frames)
     assert int(count) == starts
     assert (cfg.MODEL.VIS_STG.TRACK.REF_SCORE_THRESH == 0.0) == (starts == 2)
 

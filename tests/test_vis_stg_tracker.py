@@ -3,11 +3,24 @@
 import torch
 from detectron2.structures import Boxes, Instances
 
+from vis_stg.edge_classifier import EdgeClassifier
 from vis_stg.graph import GraphEdges
+from vis_stg.online_step import assign_track_ids, match, next_references
+from vis_stg.state import ReferenceSet
+from vis_stg.sync_free import EXACT, greedy_match_fixed_point
 from vis_stg.targets import assign_centers
-from vis_stg.tracker import EdgeClassifier, OnlineTracker, ReferenceSet, VideoState, greedy_match
 
 torch.set_num_threads(1)
+
+
+def greedy_match(scores, valid):
+    return greedy_match_fixed_point(scores, valid, EXACT)[0]
+
+
+def _next_refs(current, refs, det_to_ref, frame_idx, ref_score_thresh=0.0, memory_frames=7):
+    """:func:`next_references` cut to the kept instances."""
+    padded, count, _ = next_references(current, refs, det_to_ref, frame_idx, None, ref_score_thresh, memory_frames)
+    return padded[slice(0, int(count))]
 
 
 def _refs(track_ids, classes, last_seen, dim=4):
@@ -33,31 +46,29 @@ def test_greedy_match_keeps_one_edge_per_instance_and_per_detection():
 
 
 def test_class_mismatch_edges_are_pruned():
-    tracker = OnlineTracker(memory_frames=7, prune_class_mismatch=True)
     scores = torch.tensor([[0.99, 0.6]])
     valid = torch.ones(1, 2, dtype=torch.bool)
     # The best edge goes to a detection of another class: it is removed, the same-class one is kept.
-    assert tracker.associate(scores, valid, torch.tensor([3]), torch.tensor([1, 3]))[0].tolist() == [-1, 0]
-    no_prune = OnlineTracker(prune_class_mismatch=False)
-    assert no_prune.associate(scores, valid, torch.tensor([3]), torch.tensor([1, 3]))[0].tolist() == [0, -1]
+    assert match(scores, valid, torch.tensor([3]), torch.tensor([1, 3]), True)[0].tolist() == [-1, 0]
+    assert match(scores, valid, torch.tensor([3]), torch.tensor([1, 3]), False)[0].tolist() == [0, -1]
 
 
 def test_new_tracks_get_fresh_ids_and_matches_inherit():
-    state = VideoState(next_track_id=5)
     refs = _refs([2, 4], [0, 0], [0, 0])
-    ids = OnlineTracker.assign_track_ids(state, refs, torch.tensor([1, -1, 0, -1]))
-    assert ids.tolist() == [4, 5, 2, 6] and state.next_track_id == 7
-    first = OnlineTracker.assign_track_ids(VideoState(), None, torch.tensor([-1, -1]))
+    ids, next_id = assign_track_ids(5, refs, torch.tensor([1, -1, 0, -1]))
+    assert ids.tolist() == [4, 5, 2, 6] and next_id == 7
+    first, _ = assign_track_ids(0, None, torch.tensor([-1, -1]))
     assert first.tolist() == [0, 1]
+    padded, _ = assign_track_ids(torch.tensor(3), None, torch.tensor([-1, -1, -1]), torch.tensor([True, False, True]))
+    assert padded.tolist() == [3, -1, 4]
 
 
 def test_occlusion_memory_expires_after_delta_t():
-    tracker = OnlineTracker(memory_frames=7)
     refs = _refs([0], [1], [0])  # seen last in frame 0, never matched again
     alive_at = []
     for t in range(1, 12):  # step t: nothing detected
         empty = _refs([], [], [])
-        refs = tracker.next_references(empty, refs, torch.zeros(0, dtype=torch.long), t - 1)
+        refs = _next_refs(empty, refs, torch.zeros(0, dtype=torch.long), t - 1)
         if len(refs):
             alive_at.append(t)
     # The instance is a reference node at frames 1..7 (t - last_seen <= Δt) and gone from frame 8 on.
@@ -65,23 +76,21 @@ def test_occlusion_memory_expires_after_delta_t():
 
 
 def test_next_references_drops_matched_and_keeps_unmatched_with_features():
-    tracker = OnlineTracker(memory_frames=7)
     refs = _refs([0, 1, 2], [0, 1, 2], [4, 4, 1])
     current = _refs([0, 9], [0, 2], [5, 5])
-    nxt = tracker.next_references(current, refs, torch.tensor([0, -1]), frame_idx=5)
+    nxt = _next_refs(current, refs, torch.tensor([0, -1]), frame_idx=5)
     # Track 0 continues as a detection; 1 goes to the memory; 2 (last seen 1) is kept while 6 - 1 <= 7.
     assert nxt.track_ids.tolist() == [0, 9, 1, 2]
     assert nxt.last_seen.tolist() == [5, 5, 4, 1]
     torch.testing.assert_close(nxt.nodes[1][2], refs.nodes[1][1])
     torch.testing.assert_close(nxt.kernels[3], refs.kernels[2])
-    assert len(tracker.next_references(current, None, torch.tensor([-1, -1]), 5)) == 2
+    assert len(_next_refs(current, None, torch.tensor([-1, -1]), 5)) == 2
 
 
 def test_low_score_detections_become_references_only_when_they_continue_a_track():
-    tracker = OnlineTracker(memory_frames=7, ref_score_thresh=0.3)
     current = _refs([5, 0, 6], [0, 0, 0], [3, 3, 3])  # detection 1 continues track 0
     current.scores = torch.tensor([0.9, 0.1, 0.1])
-    nxt = tracker.next_references(current, _refs([0], [0], [2]), torch.tensor([-1, 0, -1]), frame_idx=3)
+    nxt = _next_refs(current, _refs([0], [0], [2]), torch.tensor([-1, 0, -1]), frame_idx=3, ref_score_thresh=0.3)
     # Kept: the confident new detection and the weak one that continues track 0; the weak new one is dropped.
     assert nxt.track_ids.tolist() == [5, 0]
 

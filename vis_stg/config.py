@@ -106,8 +106,9 @@ def add_vis_stg_config(cfg: CN) -> None:
 
     # §3.5 tracking.
     _C.TRACK = CN()
-    # "edge" (eq. 6) | "embedding" (MaskTrack R-CNN baseline, Table 2) | "offset" (CenterTrack-style centre
-    # displacement + box IoU, Table 2; vis_stg/offset_head.py, trained in its own model).
+    # Association cue (vis_stg/association.py registry): "edge" (eq. 6) | "embedding" (MaskTrack R-CNN baseline,
+    # Table 2) | "offset" (CenterTrack-style centre displacement + box IoU, Table 2; vis_stg/offset_head.py,
+    # trained in its own model) | "box_iou" (box IoU >= INFERENCE.BASELINE_IOU to the references, no learned cue).
     _C.TRACK.ASSOCIATION = "edge"
     # Build and train both association heads in one model, whatever ASSOCIATION says (which then only picks
     # the one used at test time, so the Table-2 association ablation is an eval-time switch on one network).

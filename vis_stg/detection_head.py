@@ -18,13 +18,14 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
+from detectron2.config import CfgNode
 from torch import nn
 
 from .losses import graph_anchor, heatmap_focal_loss
 from .sync_free import EXACT, greedy_nms_fixed_point, stable_compact
 from .targets import CenterTargets, gather_at_cells
 
-__all__ = ["conv_branch", "CenterNetHead", "Detections"]
+__all__ = ["conv_branch", "CenterNetHead", "DetectionLossSettings", "Detections"]
 
 
 def conv_branch(
@@ -77,6 +78,24 @@ class Detections:
             None if self.valid is None else self.valid[idx],
             self.dropped,
         )
+
+
+@dataclass(frozen=True)
+class DetectionLossSettings:
+    """``DET.*`` of the training loss: gaussian min-overlap of the heat-map targets, focal α / β, λ_size and
+    λ_offset of eq. (3), and whether frame k's detections are supervised too (``REF_FRAME_LOSS``)."""
+
+    min_overlap: float = 0.7
+    focal_alpha: float = 2.0
+    focal_beta: float = 4.0
+    size_weight: float = 0.1
+    offset_weight: float = 1.0
+    ref_frame_loss: bool = False
+
+    @classmethod
+    def from_config(cls, cfg: CfgNode) -> DetectionLossSettings:
+        d = cfg.MODEL.VIS_STG.DET
+        return cls(d.MIN_OVERLAP, d.FOCAL_ALPHA, d.FOCAL_BETA, d.SIZE_WEIGHT, d.OFFSET_WEIGHT, d.REF_FRAME_LOSS)
 
 
 class CenterNetHead(nn.Module):

@@ -5,8 +5,8 @@ of F_t is a target node, and edges only join an instance to the target pixels of
 centre (:func:`window_edges`). Edge features start as |h_i - h_j| and L iterations of eq. (1)(2)
 (:class:`GraphUpdate`) update edges then nodes with messages aggregated over the edge list by the project's
 scatter wrapper. Only the pixels touched by an edge take part, so time and memory grow with the number of
-edges; all other pixels of F̂_t equal F_t. :meth:`GraphUpdate.forward_dense` is the all-pairs reference
-(adjacency matrix), used by the tests and the benchmark.
+edges; all other pixels of F̂_t equal F_t. The all-pairs form of eq. (1)(2) (adjacency matrix) is the test oracle
+``tests/vis_stg_graph_reference.py``.
 
 Choices the paper leaves open (documented, configurable where it matters): the MLPs N_e, N_v and the edge
 classifier are shared by all levels and all iterations (eq. (1)(2) carry no level/iteration index); the edge
@@ -37,7 +37,6 @@ __all__ = [
     "GraphUpdate",
     "GraphEdges",
     "SpatialTemporalGraph",
-    "edge_lookup",
 ]
 
 
@@ -220,26 +219,6 @@ class GraphUpdate(nn.Module):
             h_pix = h_pix + F.linear(pix_hidden_sum[:-1], v_w).addr_(deg_pix, v_b, alpha=self.num_iters)
         return h_ref, h_pix, h_edge
 
-    def forward_dense(
-        self, h_ref: torch.Tensor, h_pix: torch.Tensor, adjacency: torch.Tensor
-    ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """All-pairs path on an (N, M) boolean adjacency: N_e runs on every pair and non-edges are masked.
-        Same result as :meth:`forward` (edge features returned as (N, M, D)); memory O(N·M·D)."""
-        n, m = adjacency.shape
-        mask = adjacency.unsqueeze(-1).to(h_ref.dtype)
-        deg_ref = adjacency.sum(1, keepdim=True).clamp(min=1).to(h_ref.dtype)
-        deg_pix = adjacency.sum(0).unsqueeze(1).clamp(min=1).to(h_ref.dtype)
-        h_edge = (h_ref[:, None] - h_pix[None]).abs()
-        for _ in range(self.num_iters):
-            hi, hj = h_ref[:, None].expand(n, m, -1), h_pix[None].expand(n, m, -1)
-            h_edge = self.edge_mlp(torch.cat([h_edge, hi, hj], dim=-1))
-            msg_ref = (self.node_mlp(torch.cat([h_edge, hi], dim=-1)) * mask).sum(1)
-            msg_pix = (self.node_mlp(torch.cat([h_edge, hj], dim=-1)) * mask).sum(0)
-            if self.aggregation == "mean":
-                msg_ref, msg_pix = msg_ref / deg_ref, msg_pix / deg_pix
-            h_ref, h_pix = h_ref + msg_ref, h_pix + msg_pix
-        return h_ref, h_pix, h_edge
-
 
 @dataclass
 class GraphEdges:
@@ -381,24 +360,3 @@ def window_edges_padded(
     dst = ys.clamp(0, height - 1) * width + xs.clamp(0, width - 1)
     src = torch.arange(centers.shape[0], device=centers.device)[:, None].expand_as(dst)
     return src.reshape(-1), dst.reshape(-1), valid.reshape(-1)
-
-
-def edge_lookup(
-    edges: GraphEdges, num_ref: int, cells: torch.Tensor
-) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Find the edges between every reference instance and the given target cells of one level.
-
-    ``cells`` (K,) flattened target cell indices. Returns (ref index (P,), cell position in ``cells`` (P,),
-    edge index (P,)) for the P existing pairs. Sort + binary search: O((E + N·K) log E), no N×pixels tensor.
-    """
-    device = cells.device
-    if edges.src.numel() == 0 or cells.numel() == 0 or num_ref == 0:
-        empty = torch.zeros(0, dtype=torch.long, device=device)
-        return empty, empty, empty
-    sorted_keys, order = torch.sort(edges.dst * num_ref + edges.src)
-    query = (cells[None, :] * num_ref + torch.arange(num_ref, device=device)[:, None]).reshape(-1)  # (N*K,)
-    pos = torch.searchsorted(sorted_keys, query).clamp(max=len(sorted_keys) - 1)
-    found = sorted_keys[pos] == query
-    ref_idx = torch.arange(num_ref, device=device)[:, None].expand(num_ref, len(cells)).reshape(-1)
-    cell_idx = torch.arange(len(cells), device=device)[None, :].expand(num_ref, len(cells)).reshape(-1)
-    return ref_idx[found], cell_idx[found], order[pos[found]]

@@ -16,29 +16,67 @@ Shapes: B images, D channels, G GT objects, N reference instances, M detection s
 
 from __future__ import annotations
 
-from typing import List, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
+from detectron2.config import configurable
 from torch import nn
 from torchvision.ops import box_iou
 
+from .association import ASSOCIATION_REGISTRY, Association, FrameInputs, PairInputs
 from .detection_head import conv_branch
+from .sync_free import gather_at_cells_static
 from .targets import CenterTargets, gather_at_cells
 
 __all__ = ["OffsetHead"]
 
 
-class OffsetHead(nn.Module):
-    """Per level [(B, D, H, W) target, (B, D, H, W) previous] -> (B, 2, H, W) displacement in cells."""
+@ASSOCIATION_REGISTRY.register()
+class OffsetHead(Association):
+    """Per level [(B, D, H, W) target, (B, D, H, W) previous] -> (B, 2, H, W) displacement in cells; the
+    ``offset`` association cue."""
 
-    def __init__(self, in_channels: int, num_convs: int = 1, conv_dim: int = 256):
+    cue, module_name = "offset", "offset_head"
+
+    @configurable
+    def __init__(self, in_channels: int, num_convs: int = 1, conv_dim: int = 256, *, min_iou: float = 0.5):
+        """``min_iou``: IoU of the displaced detection box with a reference box for a candidate."""
         super().__init__()
         self.layers = conv_branch(2 * in_channels, conv_dim, num_convs, 2)
         nn.init.zeros_(self.layers[-1].weight)
+        self.min_iou = min_iou
+
+    @classmethod
+    def from_config(cls, cfg, dim: int):
+        c = cfg.MODEL.VIS_STG
+        return {
+            "in_channels": dim,
+            "num_convs": c.TRACK.OFFSET_NUM_CONVS,
+            "conv_dim": c.DET.CONV_DIM,
+            "min_iou": c.TRACK.OFFSET_MIN_IOU,
+        }
 
     def forward(self, features_t: Sequence[torch.Tensor], features_prev: Sequence[torch.Tensor]) -> List[torch.Tensor]:
         return [self.layers(torch.cat([f, p.to(f.dtype)], dim=1)) for f, p in zip(features_t, features_prev)]
+
+    def training_losses(self, pair: PairInputs) -> Dict[str, torch.Tensor]:
+        maps = self(pair.heads_in, pair.feats_k)  # frame k plays frame t-1
+        return {"loss_track_offset": self.losses(maps, pair.targets_t, pair.targets_k, pair.level_strides)}
+
+    def frame_maps(
+        self, heads_in: Sequence[torch.Tensor], prev_features: Optional[Sequence[torch.Tensor]]
+    ) -> Optional[List[torch.Tensor]]:
+        return None if prev_features is None else self(heads_in, prev_features)
+
+    def pair_scores(self, frame: FrameInputs) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Box IoU of each reference with each detection moved by its displacement (zero without F_{t-1})."""
+        dets = frame.dets
+        displacement = dets.boxes.new_zeros(len(dets), 2)
+        if frame.maps is not None:  # cells of the detection's level -> input pixels
+            cells = gather_at_cells_static(frame.maps, dets.level, dets.cells)
+            displacement = cells * frame.level_strides[dets.level][:, None]
+        return self.match_scores(frame.refs.boxes, dets.boxes, displacement, self.min_iou)
 
     @staticmethod
     def losses(
