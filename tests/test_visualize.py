@@ -18,7 +18,7 @@ from projects.visualize.__main__ import main
 pytest.importorskip("imageio_ffmpeg")
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
 
-V, T, H, W = 2, 5, 97, 141  # odd sizes: the mp4 writer pads them by one pixel
+V, T, H, W = 2, 5, 193, 283  # odd sizes: the mp4 writer pads them by one pixel
 HEADER = 16
 
 
@@ -56,22 +56,27 @@ def _blend(image_rgb, color):
 
 
 def _assert_coloured(panel, image, mask, color, other):
-    """The mask's inner pixels are the image blended with ``color`` (not with ``other``)."""
+    """Most inner pixels of the mask are the image blended with ``color`` (none with ``other``); the rest are
+    the label's text."""
     inner = cv2.erode(mask.astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
     assert inner.sum() >= 10
     err = np.abs(panel[inner].astype(float) - _blend(image, color)[inner]).max(axis=1)
-    assert np.median(err) <= 3, np.median(err)
-    if other is not None and np.abs(np.asarray(color) - np.asarray(other)).max() > 0.1:
+    assert np.mean(err <= 3) >= 0.4, np.mean(err <= 3)
+    if other is not None:
         err_other = np.abs(panel[inner].astype(float) - _blend(image, other)[inner]).max(axis=1)
-        assert np.median(err_other) > 10
+        assert np.mean(err_other <= 3) <= 0.05
 
 
-def _first_visible(video, tracks):
-    for t in range(len(video.frames)):
-        for tr in tracks:
-            if tr.segmentations[t] is not None and decode_mask(tr.segmentations[t], H, W).sum() > 150:
-                return t, tr
-    raise AssertionError("no visible track")
+def _largest_visible(video, tracks):
+    """(frame, track) of the largest mask of ``tracks`` in ``video`` (its label covers the smallest share)."""
+    areas = [
+        (decode_mask(tr.segmentations[t], H, W).sum(), t, k)
+        for t in range(len(video.frames))
+        for k, tr in enumerate(tracks)
+        if tr.segmentations[t] is not None
+    ]
+    _, t, k = max(areas)
+    return t, tracks[k]
 
 
 def test_cli_writes_mp4_gif_png_with_gt(data, tmp_path, capsys):
@@ -93,7 +98,7 @@ def test_cli_writes_mp4_gif_png_with_gt(data, tmp_path, capsys):
         assert sheet.shape == (2 * (HEADER + H) + 4, 2 * panel_w + 4, 3)  # 3 frames in 2 columns
 
 
-def test_predicted_pixels_have_their_track_colour_and_png_is_lossless(data, tmp_path):
+def test_predicted_pixels_have_their_track_colour(data, tmp_path):
     json_file = data["gt"]
     dataset, videos = load_dataset(json_file, data["root"])
     preds = prediction_tracks(data["results"], dataset, json_file)
@@ -102,7 +107,7 @@ def test_predicted_pixels_have_their_track_colour_and_png_is_lossless(data, tmp_
     assert [p.track_id for p in video.predictions] == list(range(1, len(video.predictions) + 1))  # rank in file
     frames = list(render_frames(video, score_thresh=0.0))
     assert len(frames) == T and frames[0].shape == (HEADER + H, W, 3)
-    t, track = _first_visible(video, video.predictions)
+    t, track = _largest_visible(video, video.predictions)
     image = cv2.imread(video.frames[t])[:, :, ::-1]
     mask = decode_mask(track.segmentations[t], H, W)
     others = [p for p in video.predictions if p is not track]
@@ -110,7 +115,8 @@ def test_predicted_pixels_have_their_track_colour_and_png_is_lossless(data, tmp_
     for p in others:
         if p.segmentations[t] is not None and p.score > track.score:  # drawn over it
             overlap |= decode_mask(p.segmentations[t], H, W)
-    _assert_coloured(frames[t][HEADER:], image, mask & ~overlap, track_color(track.track_id), track_color(99))
+    colors = track_color(track.track_id), track_color(track.track_id + 1)
+    _assert_coloured(frames[t][HEADER:], image, mask & ~overlap, *colors)
     # a threshold above the track's score hides it: those pixels keep the frame's colour
     hidden = list(render_frames(video, score_thresh=track.score + 1e-6))[t][HEADER:]
     inner = cv2.erode(mask.astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool) & ~overlap
@@ -125,11 +131,11 @@ def test_polygon_ground_truth_is_drawn_in_its_track_colour(data, tmp_path, capsy
     poly = json.load(open(data["poly"]))
     _, videos = load_dataset(data["poly"], data["root"])
     anns = [a for a in poly["annotations"] if a["video_id"] == 2]
-    t, k = next(
-        (t, k)
+    _, t, k = max(
+        (decode_mask(a["segmentations"][t], H, W).sum(), t, k)
         for t in range(T)
         for k, a in enumerate(anns)
-        if a["segmentations"][t] and decode_mask(a["segmentations"][t], H, W).sum() > 150
+        if a["segmentations"][t]
     )
     a = anns[k]
     others = [decode_mask(b["segmentations"][t], H, W) for j, b in enumerate(anns) if j > k and b["segmentations"][t]]
