@@ -186,3 +186,28 @@ def test_bad_input_is_one_line_naming_the_file(data, tmp_path, capsys):
     assert data["gt"] in line and "9" in line
     line = _error(capsys, [data["results"], "--dataset", "no_such_dataset", "--out", str(tmp_path / "n")])
     assert "no_such_dataset" in line
+
+
+def test_dataset_by_registered_name_and_name_equals_spec(data):
+    from projects.data import register_json_dataset
+    from projects.visualize import resolve_dataset
+
+    register_json_dataset("viewer_test_val", data["gt"], data["root"])
+    assert resolve_dataset("viewer_test_val") == (data["gt"], data["root"])
+    assert resolve_dataset(f"x={data['gt']}:{data['root']}") == (data["gt"], data["root"])
+
+
+def test_all_tracks_below_threshold_is_a_warning_with_the_best_score(data, tmp_path, capsys):
+    args = [data["results"], "--dataset", f"{data['gt']}:{data['root']}", "--out", str(tmp_path), "--videos", "1"]
+    assert main(args + ["--format", "png", "--sheet-frames", "1", "--score-thresh", "0.95"]) == 0
+    err = capsys.readouterr().err
+    assert "warning: video 1: all" in err and "best 0.900" in err
+
+
+def test_gt_without_annotations_is_an_error(data, tmp_path, capsys):
+    gt = json.load(open(data["gt"]))
+    del gt["annotations"]
+    bare = tmp_path / "valid.json"
+    json.dump(gt, open(bare, "w"))
+    line = _error(capsys, [data["results"], "--dataset", f"{bare}:{data['root']}", "--out", str(tmp_path), "--gt"])
+    assert str(bare) in line and "annotations" in line
