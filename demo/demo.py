@@ -67,11 +67,13 @@ def no_track_hint(cfg) -> str:
 
 
 def write_json(path: str, tracks: List[dict], class_names: dict, video_id: int) -> None:
-    """YouTube-VIS results (dataset category ids), written atomically so the file is always valid JSON."""
+    """YouTube-VIS results (dataset category ids, plus each track's ``track_id``), written atomically (always
+    valid JSON)."""
     contiguous_to_dataset = {v: k for k, v in class_names["thing_dataset_id_to_contiguous_id"].items()}
     results = [
         {
             "video_id": video_id,
+            "track_id": t["track_id"],  # the id drawn in the video (projects.visualize colours by it)
             "category_id": contiguous_to_dataset.get(t["category_id"], t["category_id"] + 1),
             "score": t["score"],
             "segmentations": t["segmentations"],

@@ -182,6 +182,8 @@ def test_demo_with_the_training_output_config(assets):
     results = json.load(open(out_json))
     assert results and all(len(r["segmentations"]) == 7 and r["video_id"] == 1 for r in results)
     assert {r["category_id"] for r in results} <= {10, 20, 30, 40, 50}  # the user's dataset ids
+    ids = [r["track_id"] for r in results]  # the ids drawn in the video (the results viewer colours by them)
+    assert all(isinstance(i, int) for i in ids) and len(set(ids)) == len(ids)
     metrics = evaluate_ytvis(assets["gt_json"], results)
     assert 0.0 <= metrics["AP"] <= 1.0
 

@@ -193,7 +193,7 @@ def test_eval_forward_returns_video_results():
         "length": 3,
     }
     for track in result["tracks"]:
-        assert set(track) == {"score", "category_id", "segmentations"}
+        assert set(track) == {"track_id", "score", "category_id", "segmentations"}
         assert len(track["segmentations"]) == 3 and 0 <= track["category_id"] < 3
 
 

@@ -81,9 +81,14 @@ class VideoTrack:
         return None if counts is None else {"size": list(self.size), "counts": counts.decode("ascii")}
 
     def as_result(self, length: int) -> Dict[str, Any]:
-        """``{"score", "category_id", "segmentations": [RLE | None] * length}``."""
+        """``{"track_id", "score", "category_id", "segmentations": [RLE | None] * length}``."""
         segmentations = [self.mask(t) for t in range(length)]
-        return {"score": self.score, "category_id": self.category_id, "segmentations": segmentations}
+        return {
+            "track_id": self.track_id,
+            "score": self.score,
+            "category_id": self.category_id,
+            "segmentations": segmentations,
+        }
 
 
 class VideoTrackAccumulator:
@@ -155,7 +160,7 @@ def run_online_inference(model: Any, video: Dict[str, Any], max_tracks: int = 10
 
     ``video`` holds ``image`` (a sequence of (3, h, w) tensors, possibly lazy), ``height``, ``width``,
     ``length`` and ``video_id``. Returns ``{"video_id", "height", "width", "length", "tracks": [
-    {"score", "category_id" (contiguous), "segmentations": [RLE | None] * length}]}``.
+    {"track_id", "score", "category_id" (contiguous), "segmentations": [RLE | None] * length}]}``.
     """
     length = int(video["length"])
     state = model.init_video_state()

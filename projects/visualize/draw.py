@@ -1,7 +1,7 @@
 """Drawing of tracks on frames, panels side by side and contact sheets (RGB uint8 arrays throughout).
 
-Masks are drawn with detectron2's ``Visualizer.draw_binary_mask`` (alpha 0.5, label inside the mask, holes kept)
-in the demo's colour of their track id, so a track looks the same in ``demo/demo.py``'s video and here.
+Masks are drawn by the demo's own drawing (:mod:`projects.utils.track_drawing`), so a track looks the same in
+``demo/demo.py``'s video and here.
 """
 
 from __future__ import annotations
@@ -10,40 +10,36 @@ from typing import List, Optional, Sequence
 
 import cv2
 import numpy as np
-from detectron2.utils.visualizer import Visualizer
+
+from projects.utils.track_drawing import draw_tracks as draw_tracks_bgr
+from projects.utils.track_drawing import track_color
 
 __all__ = ["track_color", "draw_tracks", "with_header", "side_by_side", "contact_sheet"]
 
-MASK_ALPHA = 0.5
 _WHITE = 255
-
-
-def track_color(track_id: int) -> np.ndarray:
-    """The demo's colour of ``track_id`` (RGB in [0, 1]): one colour rule for the demo and the viewer."""
-    try:
-        from demo.demo import track_color as demo_track_color
-    except ImportError as e:  # demo/ is not part of the installed packages
-        raise ImportError(
-            f"the results viewer draws with the colours of demo/demo.py, which cannot be imported ({e}): run it "
-            "from the repository root"
-        ) from None
-    return demo_track_color(track_id)
 
 
 def draw_tracks(
     image_rgb: np.ndarray,
     masks: Sequence[np.ndarray],
     track_ids: Sequence[int],
-    labels: Sequence[Optional[str]],
+    class_names: Sequence[Optional[str]],
+    scores: Sequence[Optional[float]],
     scale: float = 1.0,
 ) -> np.ndarray:
-    """Draw (H, W) bool ``masks`` on an (H, W, 3) RGB uint8 image, each in ``track_color`` of its track id with
-    its label; later masks are drawn over earlier ones. Returns the (H*scale, W*scale, 3) RGB uint8 image."""
-    vis = Visualizer(image_rgb, scale=scale)
-    for mask, tid, label in zip(masks, track_ids, labels):
-        if mask.any():
-            vis.draw_binary_mask(mask, color=track_color(tid), text=label, alpha=MASK_ALPHA)
-    return vis.get_output().get_image()
+    """(H, W) bool ``masks`` on an (H, W, 3) RGB uint8 image, drawn exactly as the demo draws them
+    (:func:`projects.utils.track_drawing.draw_tracks`: track colours, outlines, non-overlapping ``#id class
+    score`` labels) after resizing by ``scale``. Returns the (H*scale, W*scale, 3) RGB uint8 image."""
+    h, w = image_rgb.shape[:2]
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    bgr = np.ascontiguousarray(image_rgb[:, :, ::-1])
+    if scale != 1.0:
+        bgr = cv2.resize(bgr, size, interpolation=cv2.INTER_LINEAR)
+        masks = [cv2.resize(m.astype(np.uint8), size, interpolation=cv2.INTER_NEAREST).astype(bool) for m in masks]
+    stacked = np.stack(masks) if len(masks) else np.zeros((0,) + bgr.shape[:2], bool)
+    has_score = any(s is not None for s in scores)
+    out = draw_tracks_bgr(bgr, stacked, list(track_ids), list(class_names), list(scores) if has_score else None)
+    return np.ascontiguousarray(out[:, :, ::-1])
 
 
 def with_header(image_rgb: np.ndarray, text: str, height: int = 16) -> np.ndarray:

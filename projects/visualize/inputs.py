@@ -28,11 +28,6 @@ class Track:
     score: Optional[float]  # None for ground truth
     segmentations: List[Optional[Dict[str, Any]]]
 
-    @property
-    def label(self) -> str:
-        """``#id class score`` as in the demo (``#id class`` for ground truth)."""
-        return f"#{self.track_id} {self.category}" + ("" if self.score is None else f" {self.score:.2f}")
-
 
 @dataclass
 class VideoView:

@@ -34,7 +34,8 @@ def draw_panel(image_rgb: np.ndarray, tracks: Sequence[Track], t: int, scale: fl
     h, w = image_rgb.shape[:2]
     present = [tr for tr in tracks if t < len(tr.segmentations) and tr.segmentations[t] is not None]
     masks = [decode_mask(tr.segmentations[t], h, w) for tr in present]
-    return draw_tracks(image_rgb, masks, [tr.track_id for tr in present], [tr.label for tr in present], scale)
+    ids, names, scores = [tr.track_id for tr in present], [tr.category for tr in present], [tr.score for tr in present]
+    return draw_tracks(image_rgb, masks, ids, names, scores, scale)
 
 
 def render_frames(
