@@ -71,6 +71,8 @@ WIDTHS = [
     "MODEL.RGNN.APPEARANCE.HIDDEN",
     "MODEL.RGNN.GNN.DIM",
 ]
+METHOD_KEYS = {"MODEL.VIS_STG.": ("VisSTG",), "MODEL.RGNN.": ("RGNNVIS", "YolactSegmenter")}
+NO_NETWORK = ("VideoGTOracle",)  # the GT oracle: a score parameter, no backbone
 # A 2-iteration model's scores sit below every shipped threshold: keep every detection, track and mask pixel so
 # that the tracking, mask and result-writing code after the detector runs on real data.
 KEEP_ALL = [
@@ -164,10 +166,15 @@ def data(tmp_path_factory):
 def _model_overrides(cfg: CfgNode) -> List[str]:
     """ResNet-18 instead of a deeper ResNet, FPN / head widths above ``MAX_WIDTH`` cut to it, and YOLACT's fixed
     550 x 550 test resize made small (still not a multiple of 8). Empty for a config that is small already."""
+    meta = cfg.MODEL.META_ARCHITECTURE
+    if meta in NO_NETWORK:
+        return []
     opts = []
     if cfg.MODEL.RESNETS.DEPTH > 34:
         opts += ["MODEL.RESNETS.DEPTH", "18", "MODEL.RESNETS.RES2_OUT_CHANNELS", "64"]
     for key in WIDTHS:
+        if any(key.startswith(prefix) and meta not in metas for prefix, metas in METHOD_KEYS.items()):
+            continue  # the other method's keys: unused by this model
         node = cfg
         for part in key.split("."):
             node = node[part]
