@@ -151,3 +151,15 @@ def test_evaluator_refuses_a_non_finite_score_naming_results_json(tmp_path):
     results_json = str(tmp_path / "out" / "results.json")
     with pytest.raises(ValueError, match=re.escape(f"{results_json}: entry 1 (video_id 5): score NaN is not a finite")):
         evaluator.evaluate()
+
+
+def test_evaluator_names_a_class_index_the_dataset_does_not_have(tmp_path):
+    """A model built for more classes than the dataset has (class index 2 of a 2-class set): one clear line,
+    not a bare KeyError."""
+    name = _register(tmp_path)
+    evaluator = YTVISEvaluator(name, output_dir=str(tmp_path / "out"), distributed=False)
+    evaluator.reset()
+    outputs = _outputs()
+    outputs[0]["tracks"][1]["category_id"] = 2
+    with pytest.raises(ValueError, match="predicted class index 2 but the dataset has 2 categories"):
+        evaluator.process([{"video_id": 5}], outputs)

@@ -99,3 +99,15 @@ def test_config_class_count_mismatch_and_bad_keys_fail_clearly(tiny, tmp_path):
     assert proc.returncode != 0 and "MODEL.NOT_A_KEY" in proc.stderr
     proc = _run(["--eval-only", "--dataset", "broken", *_oracle_args(tiny, tmp_path)], check=False)
     assert proc.returncode != 0 and "--dataset expects NAME=" in proc.stderr
+
+
+def test_gt_oracle_without_a_dataset_says_so():
+    from detectron2.modeling import build_model
+
+    from projects.config import get_project_cfg
+
+    cfg = get_project_cfg()
+    cfg.merge_from_file("configs/oracle/gt_oracle.yaml")
+    cfg.merge_from_list(["DATASETS.TEST", "()", "MODEL.ORACLE.DATASET", "", "MODEL.DEVICE", "cpu"])
+    with pytest.raises(ValueError, match="the GT oracle needs a dataset: set MODEL.ORACLE.DATASET or DATASETS.TEST"):
+        build_model(cfg)

@@ -79,6 +79,18 @@ def is_image_batch(batched_inputs: List[Dict[str, Any]]) -> bool:
     return isinstance(first, torch.Tensor) and first.dim() == 3
 
 
+def training_images(batched_inputs: List[Dict[str, Any]]) -> Tuple[List[torch.Tensor], List[Any]]:
+    """Every frame of a training batch as an independent image with its ``Instances``: detectron2 image dicts
+    (``image`` (3, h, w)) or this project's video clips (``image`` / ``instances``: lists of T), flattened
+    clip-major. Used by the segmenter's single-image training (stage 1, App. A.1; YOLACT)."""
+    if any("instances" not in x for x in batched_inputs):
+        raise ValueError("segmenter training needs 'instances' in every input dict")
+    if is_image_batch(batched_inputs):
+        return [x["image"] for x in batched_inputs], [x["instances"] for x in batched_inputs]
+    frames = [img for clip in batched_inputs for img in clip["image"]]
+    return frames, [inst for clip in batched_inputs for inst in clip["instances"]]
+
+
 def segment_images(model: Any, batched_inputs: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
     """Run ``model.backbone`` + ``model.detector.image_inference`` on image dicts. ``model.preprocess`` must map
     the list of images to an ImageList. Output size: the dict's (height, width), default the image's."""

@@ -28,7 +28,7 @@ from projects.modeling.online import VideoTrack, run_online_inference
 from .appearance import AppearanceNetwork
 from .detector import YolactDetector
 from .heads import exclusive_masks, mask_logits
-from .image_input import channel_flip, is_image_batch, prepare_images, segment_images
+from .image_input import channel_flip, is_image_batch, prepare_images, segment_images, training_images
 from .losses import MASK_LOSSES, FrameTargets, tracker_clip_losses
 from .segmenter import segmenter_size_divisibility
 from .targets import assign_detections, gt_masks_on_grid
@@ -262,8 +262,8 @@ class RGNNVIS(nn.Module):
 
     def forward_segmenter(self, batched_inputs: List[Dict[str, Any]]) -> Dict[str, torch.Tensor]:
         """Stage 1: every sampled frame is an independent training image (App. A.1)."""
-        frames = [img for video in batched_inputs for img in video["image"]]
-        gt = [inst.to(self.device) for video in batched_inputs for inst in video["instances"]]
+        frames, instances = training_images(batched_inputs)
+        gt = [inst.to(self.device) for inst in instances]
         images = self.preprocess(frames)
         fpn, _ = self.extract_features(images)
         return self.detector(fpn, images.image_sizes, gt, input_size=tuple(images.tensor.shape[-2:]))

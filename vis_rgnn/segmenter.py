@@ -17,7 +17,7 @@ from detectron2.structures import ImageList
 from torch import nn
 
 from .detector import YolactDetector
-from .image_input import channel_flip, prepare_images, segment_images
+from .image_input import channel_flip, prepare_images, segment_images, training_images
 from .yolact_fpn import YolactFPN
 
 __all__ = ["YolactSegmenter"]
@@ -75,10 +75,9 @@ class YolactSegmenter(nn.Module):
         """Training: dict of detector losses. Inference: ``[{"instances": Instances}]`` per image."""
         if not self.training:
             return segment_images(self, batched_inputs)
-        if any("instances" not in x for x in batched_inputs):
-            raise ValueError("YolactSegmenter training needs 'instances' in every input dict")
-        images = self.preprocess([x["image"] for x in batched_inputs])
-        gt = [x["instances"].to(self.device) for x in batched_inputs]
+        frames, instances = training_images(batched_inputs)  # images, or the frames of train_net's video clips
+        images = self.preprocess(frames)
+        gt = [x.to(self.device) for x in instances]
         features = self.backbone(images.tensor)
         return self.detector(features, images.image_sizes, gt, input_size=tuple(images.tensor.shape[-2:]))
 

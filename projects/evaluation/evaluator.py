@@ -90,7 +90,13 @@ class YTVISEvaluator(DatasetEvaluator):
         if self._contiguous_to_dataset_id is None:  # no mapping registered: GT category ids sorted
             cats = sorted(c["id"] for c in self._ground_truth()["categories"])
             self._contiguous_to_dataset_id = dict(enumerate(cats))
-        return self._contiguous_to_dataset_id[int(contiguous_id)]
+        mapping = self._contiguous_to_dataset_id
+        if int(contiguous_id) not in mapping:
+            raise ValueError(
+                f"{self._dataset_name}: the model predicted class index {int(contiguous_id)} but the dataset has "
+                f"{len(mapping)} categories: the model was built for another class list (MODEL.NUM_CLASSES)"
+            )
+        return mapping[int(contiguous_id)]
 
     def process(self, inputs: List[Dict[str, Any]], outputs: List[Dict[str, Any]]) -> None:
         """Convert each video's tracks (contiguous classes) to results entries (dataset category ids)."""

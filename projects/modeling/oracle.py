@@ -35,6 +35,8 @@ def add_oracle_config(cfg: CN) -> None:
 class VideoGTOracle(nn.Module):
     def __init__(self, cfg):
         super().__init__()
+        if not (cfg.MODEL.ORACLE.DATASET or cfg.DATASETS.TEST):
+            raise ValueError("the GT oracle needs a dataset: set MODEL.ORACLE.DATASET or DATASETS.TEST")
         self.dataset = cfg.MODEL.ORACLE.DATASET or cfg.DATASETS.TEST[0]
         self.drop_prob = cfg.MODEL.ORACLE.DROP_FRAME_PROB
         self.jitter = cfg.MODEL.ORACLE.MASK_JITTER
