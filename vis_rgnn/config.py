@@ -49,6 +49,16 @@ def add_rgnn_config(cfg: CN) -> None:
     # size * sqrt(aspect ratio), ANCHOR_GENERATOR.ASPECT_RATIOS in YOLACT's order [1, 0.5, 2].
     d.ANCHOR_LAYOUT = "detectron2"
     d.SQUARE_ANCHORS = True  # YOLACT's use_square_anchors quirk: height = width (ANCHOR_LAYOUT yolact only)
+    # ANCHOR_LAYOUT yolact: 0 = SIZES are pixels of the network input; > 0 = SIZES are relative to this many
+    # pixels of each input side (the authors' RGNN-VIS release: 500, anchors non-square in pixels at 480 x 864).
+    d.ANCHOR_REFERENCE_SIZE = 0.0
+    # Detection filter of the tracker's detections: "logit" keeps a detection when the log-odds of its best
+    # foreground probability >= SCORE_LOGIT_THRESH; "log_prob" (the release's RGNN._get_confident_detection_ids)
+    # when its best foreground log-probability > SCORE_LOGIT_THRESH.
+    d.SCORE_MODE = "logit"
+    # "image": boxes clamped to [0, W] x [0, H], empty boxes dropped; "release": the release's project_boxes
+    # (x1, y1 >= 0, x2 <= W - 1, y2 <= H - 1, no box dropped for its size).
+    d.BOX_CLAMP = "image"
     # Single-image test-time post-processing (the detectron2 image call, COCOEvaluator): YOLACT's values.
     d.IMAGE_TEST = CN()
     d.IMAGE_TEST.CONF_THRESH = 0.05  # candidates: best foreground probability > this
