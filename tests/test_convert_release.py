@@ -67,7 +67,7 @@ class _Trap:
         return (open, (self.marker, "w"))
 
 
-def save_release_checkpoint(path, net, marker):
+def save_release_checkpoint(path, net, marker, zipfile=True):
     """torch.save the way rgnnvis/engines/vis_trainer.py does, with ``stats`` holding an object of a class that
     exists only while saving (``rgnnvis.utils.stats.AverageMeter``) and a trap that would run on unpickling."""
     names = ["rgnnvis", "rgnnvis.utils", "rgnnvis.utils.stats"]
@@ -88,6 +88,7 @@ def save_release_checkpoint(path, net, marker):
                 "device": torch.device("cpu"),
             },
             path,
+            _use_new_zipfile_serialization=zipfile,
         )
     finally:
         for n in names:
@@ -108,10 +109,11 @@ def shapes(release_model):
     return {k: tuple(v.shape) for k, v in release_model.state_dict().items()}
 
 
-def test_reader_never_runs_foreign_pickles(tmp_path):
+@pytest.mark.parametrize("zipfile", [True, False], ids=["zip", "legacy"])
+def test_reader_never_runs_foreign_pickles(tmp_path, zipfile):
     marker = tmp_path / "executed"
     net = {"backbone.conv1.weight": torch.randn(64, 3, 7, 7)}
-    save_release_checkpoint(tmp_path / "ck.pth.tar", net, marker)
+    save_release_checkpoint(tmp_path / "ck.pth.tar", net, marker, zipfile=zipfile)
     with pytest.raises(pickle.UnpicklingError):  # weights_only refuses the release's classes
         torch.load(tmp_path / "ck.pth.tar", weights_only=True)
     got, meta = read_release_checkpoint(str(tmp_path / "ck.pth.tar"))
