@@ -186,6 +186,18 @@ def test_full_checkpoint_refused_naming_tracker_modules(shapes):
     assert summary["tracker_dropped"] == 138 and summary["tensors"] == 354
 
 
+def test_cli_full_checkpoint(tmp_path, caplog):
+    """A checkpoint with the tracker is refused naming its modules; --segmenter-only converts the rest."""
+    save_release_checkpoint(tmp_path / "full.pth.tar", fake_net(), tmp_path / "executed")
+    with pytest.raises(SystemExit, match="track_detection_matcher"):
+        main([str(tmp_path / "full.pth.tar"), str(tmp_path / "out.pkl")])
+    assert not (tmp_path / "out.pkl").exists()
+    with caplog.at_level(logging.INFO, logger="vis_rgnn.convert_release"):
+        assert main([str(tmp_path / "full.pth.tar"), str(tmp_path / "out.pkl"), "--segmenter-only"]) == 0
+    assert "138 release tracker tensors dropped" in caplog.records[-1].getMessage()
+    assert not (tmp_path / "executed").exists()
+
+
 def test_shape_mismatch_and_unknown_key_are_named(shapes):
     net = fake_net(segmenter_only=True)
     net["detector.proto_net.10.weight"] = torch.zeros(16, 256, 1, 1)

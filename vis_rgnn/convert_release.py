@@ -184,7 +184,7 @@ def main(argv=None) -> int:
     parser.add_argument(
         "--segmenter-only", action="store_true", help="convert backbone + detector and drop the tracker modules"
     )
-    parser.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides (KEY VALUE ...)")
+    parser.add_argument("--opts", nargs="*", default=[], help="config overrides of --config-file: KEY VALUE ...")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
