@@ -118,6 +118,12 @@ def add_rgnn_config(cfg: CN) -> None:
     h.SCORE_THRESH = 0.1  # detections below this confidence are ignored by the heuristic
 
     r.MAX_TRACKS = 24
+    # When all MAX_TRACKS slots are taken, a new track evicts the least confident inactive one (True, ours); the
+    # authors' release never evicts nor re-uses a slot (False). See vis_rgnn/slots.py.
+    r.SLOT_EVICTION = True
+    # Order in which new tracks take the free slots (and get their ids): "logit" = best new-track logit first
+    # (ours); "detection" = detection order, i.e. decreasing detection score (the release).
+    r.NEW_TRACK_ORDER = "logit"
     r.INIT_THRESHOLD = -2.0  # new-track logit needed to start a track at inference
     r.TRAIN_INIT_THRESHOLD = -2.0  # the same during stage-2 training
     r.INACTIVE_THRESHOLD = 0.0  # a track without a detection matching above this logit is inactive

@@ -67,8 +67,13 @@ class RGNNTracker(nn.Module):
         mask_residual: bool = True,
         mask_stride: int = 4,
         scoring_evidence: bool = False,
+        slot_eviction: bool = True,
+        new_track_order: str = "logit",
     ):
         super().__init__()
+        if new_track_order not in ("logit", "detection"):
+            raise ValueError(f"MODEL.RGNN.NEW_TRACK_ORDER must be 'logit' or 'detection', got {new_track_order!r}")
+        self.slot_eviction, self.new_track_order = slot_eviction, new_track_order
         self.num_classes, self.dim, self.appearance_dim = num_classes, dim, appearance_dim
         self.use_appearance, self.association, self.heuristic = use_appearance, association, heuristic or {}
         if association not in ("gnn", "heuristic"):
@@ -127,6 +132,8 @@ class RGNNTracker(nn.Module):
             "mask_residual": r.MASK_RESIDUAL,
             "mask_stride": mask_stride,
             "scoring_evidence": r.SCORING_EVIDENCE,
+            "slot_eviction": r.SLOT_EVICTION,
+            "new_track_order": r.NEW_TRACK_ORDER,
         }
 
     def init_state(self, batch_size: int, device: torch.device) -> TrackState:
@@ -270,7 +277,9 @@ class RGNNTracker(nn.Module):
         Returns ``holder`` (B, N) updated with the initialising detections."""
         if new.shape[1] == 0:
             return holder
-        slot_det, slot_rank = allocate_slots(state.alive, state.confidence, new, new_logits, holder >= 0)
+        slot_det, slot_rank = allocate_slots(
+            state.alive, state.confidence, new, new_logits, holder >= 0, self.slot_eviction, self.new_track_order
+        )
         starts = slot_det >= 0  # (B, N)
         det = slot_det.clamp(min=0)
 
