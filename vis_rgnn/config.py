@@ -124,6 +124,10 @@ def add_rgnn_config(cfg: CN) -> None:
     # Order in which new tracks take the free slots (and get their ids): "logit" = best new-track logit first
     # (ours); "detection" = detection order, i.e. decreasing detection score (the release).
     r.NEW_TRACK_ORDER = "logit"
+    # What a new track's embedding starts from (passed through the recurrent gate from a zero state):
+    # "new_track_edge" = the GNN's new-track edge embedding n_j (ours); "detection" = the detection's final GNN
+    # vertex (the release's rgnn.py and the paper §3.1; the last GNN block then also updates the detections).
+    r.NEW_TRACK_INIT = "new_track_edge"
     r.INIT_THRESHOLD = -2.0  # new-track logit needed to start a track at inference
     r.TRAIN_INIT_THRESHOLD = -2.0  # the same during stage-2 training
     r.INACTIVE_THRESHOLD = 0.0  # a track without a detection matching above this logit is inactive

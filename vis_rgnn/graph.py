@@ -185,10 +185,17 @@ class GNNBlock(nn.Module):
     but no head reads them, so they are omitted (unused parameters would also break DistributedDataParallel)."""
 
     def __init__(
-        self, dim: int, gate_hidden: int, residual_hidden: int, first: bool, last: bool, raw_dims: Dict[str, int]
+        self,
+        dim: int,
+        gate_hidden: int,
+        residual_hidden: int,
+        first: bool,
+        last: bool,
+        raw_dims: Dict[str, int],
+        last_updates_dets: bool = False,
     ):
         super().__init__()
-        self.first, self.last = first, last
+        self.first, self.last, self.last_updates_dets = first, last, last_updates_dets
         if first:
             self.edge = nn.Sequential(nn.Linear(raw_dims["edge"], dim), nn.ReLU(), ResidualMLP(dim, residual_hidden))
             self.empty_edge = nn.Sequential(
@@ -200,6 +207,7 @@ class GNNBlock(nn.Module):
         self.track_node = GatedAccumulation(dim, dim, gate_hidden)
         if not last:  # in the last block these would feed no output (the heads read e, n and t only)
             self.empty_node = GatedAccumulation(dim, dim, gate_hidden)
+        if not last or last_updates_dets:  # the last block's detections feed new tracks (NEW_TRACK_INIT detection)
             self.det_node = GatedAccumulation(raw_dims["det"] if first else dim, dim, gate_hidden)
 
     def forward(self, g: Dict[str, torch.Tensor], layout: DenseLayout) -> Dict[str, torch.Tensor]:
@@ -211,10 +219,12 @@ class GNNBlock(nn.Module):
             e = self.edge(torch.cat([g["edges"], layout.track_to_edge(t), layout.det_to_edge(d)], dim=-1))
             n = self.empty_edge(torch.cat([g["empty_edges"], layout.empty_to_det(t0), d], dim=-1))
         t = self.track_node(t, layout.sum_to_tracks(self.track_node.message(e)))
-        if self.last:
+        if self.last and not self.last_updates_dets:
             return {"tracks": t, "edges": e, "empty_edges": n}
-        t0 = self.empty_node(t0, layout.sum_to_empty(self.empty_node.message(n)))
         d = self.det_node(d, layout.sum_to_dets(self.det_node.message(e)) + self.det_node.message(n))
+        if self.last:
+            return {"tracks": t, "dets": d, "edges": e, "empty_edges": n}
+        t0 = self.empty_node(t0, layout.sum_to_empty(self.empty_node.message(n)))
         return {"tracks": t, "dets": d, "edges": e, "empty_edges": n, "empty": t0}
 
 
@@ -228,6 +238,10 @@ class TrackDetectionGNN(nn.Module):
     This module appends the track embedding to ``edges`` and t_0 to ``empty_edges`` (Table 3's 175 / 174).
     Outputs are dense: edges (B, N, M, D), empty_edges (B, M, D), tracks (B, N, D) -- rows of inactive elements are
     unspecified (zero for "scatter").
+
+    ``new_track_init`` "detection" (``MODEL.RGNN.NEW_TRACK_INIT``; the authors' release, ``rgnn.py`` starts a
+    track from ``det_vertices``, and the paper, "we initialize a new track with the embedding of that
+    detection"): the last block and its residual also update the detections, output as dets (B, M, D).
     """
 
     def __init__(
@@ -239,19 +253,36 @@ class TrackDetectionGNN(nn.Module):
         num_blocks: int = 2,
         residual_blocks: bool = True,
         aggregation: str = "dense",
+        new_track_init: str = "new_track_edge",
     ):
         super().__init__()
+        if new_track_init not in ("new_track_edge", "detection"):
+            raise ValueError(
+                f"MODEL.RGNN.NEW_TRACK_INIT must be 'new_track_edge' or 'detection', got {new_track_init!r}"
+            )
+        self.new_track_init = new_track_init
+        dets_out = new_track_init == "detection"
         k = num_classes + 1
         raw = {"edge": k + 4 + 2 + dim, "empty_edge": k + 4 + 1 + dim, "det": k + 4}
         self.dim, self.aggregation = dim, aggregation
         self.empty_track = nn.Parameter(torch.zeros(dim))
         self.blocks = nn.ModuleList(
             [
-                GNNBlock(dim, gate_hidden, residual_hidden, first=i == 0, last=i == num_blocks - 1, raw_dims=raw)
+                GNNBlock(
+                    dim,
+                    gate_hidden,
+                    residual_hidden,
+                    first=i == 0,
+                    last=i == num_blocks - 1,
+                    raw_dims=raw,
+                    last_updates_dets=dets_out,
+                )
                 for i in range(num_blocks)
             ]
         )
         every, last = ("tracks", "dets", "edges", "empty_edges", "empty"), ("tracks", "edges", "empty_edges")
+        if dets_out:
+            last = last + ("dets",)
         self.residuals = nn.ModuleList(
             [
                 nn.ModuleDict(
@@ -287,8 +318,11 @@ class TrackDetectionGNN(nn.Module):
         for block, residual in zip(self.blocks, self.residuals):
             g = block(g, layout)
             g = {kind: residual[kind](x) if kind in residual else x for kind, x in g.items()}
-        return {
+        out = {
             "tracks": layout.tracks_out(g["tracks"]),
             "edges": layout.edges_out(g["edges"]),
             "empty_edges": layout.dets_out(g["empty_edges"]),
         }
+        if "dets" in g and self.new_track_init == "detection":
+            out["dets"] = layout.dets_out(g["dets"])  # (B, M, D) final detection vertices
+        return out
