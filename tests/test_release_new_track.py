@@ -83,3 +83,25 @@ def test_new_track_starts_from_the_detection_vertex():
 def test_bad_value_is_an_error():
     with pytest.raises(ValueError, match="NEW_TRACK_INIT"):
         _gnn("vertex")
+
+
+def test_detection_update_with_its_own_new_track_edge_gate():
+    """DET_EMPTY_GATE: a detection gates its new-track edge with its own gate (the release's DetFanatic); with
+    that gate's weights copied from the track-edge gate the result is the shared-gate one."""
+    shared = _gnn("detection")
+    torch.manual_seed(0)
+    own = TrackDetectionGNN(NUM_CLASSES, DIM, 8, 8, 2, True, "dense", "detection", True).eval()
+    extra = set(own.state_dict()) - set(shared.state_dict())
+    assert extra and all(".det_node.empty_gate." in k for k in extra)
+    assert {k.split(".det_node")[0] for k in extra} == {"blocks.0", "blocks.1"}
+    own.load_state_dict(shared.state_dict(), strict=False)
+    x = _inputs()
+    with torch.no_grad():
+        for block in own.blocks:
+            block.det_node.empty_gate.load_state_dict(block.det_node.gate.state_dict())
+        torch.testing.assert_close(own(*x)["dets"], shared(*x)["dets"])
+        own.blocks[1].det_node.empty_gate[2].bias.add_(3.0)
+        changed = own(*x)
+    reference = shared(*x)
+    assert not torch.allclose(changed["dets"], reference["dets"])
+    torch.testing.assert_close(changed["tracks"], reference["tracks"])  # only the detections read that gate

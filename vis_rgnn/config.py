@@ -99,6 +99,9 @@ def add_rgnn_config(cfg: CN) -> None:
     # projects.graph.scatter_sum. Same result; see benchmarks/bench_vis_rgnn.py for the speed comparison.
     g.AGGREGATION = "dense"
     g.LOGIT_BIAS_INIT = -2.1  # match / new-track logistic models
+    # A detection's update gates its new-track edge with its own gate (True: the release's DetFanatic, separate
+    # bkgdet / trkdet sigmoids) or with the track-edge gate (False, ours).
+    g.DET_EMPTY_GATE = False
 
     r.GATING = "lstm"  # lstm (eq. 3) | simple (one gate + tanh, Table 1) | none (diverges in the paper)
     r.ASSOCIATION = "gnn"  # gnn | heuristic (MaskTrack R-CNN rule, Table 1 "Association from [31]")

@@ -167,13 +167,24 @@ def build_layout(kind: str, track_mask: torch.Tensor, det_mask: torch.Tensor) ->
 class GatedAccumulation(nn.Module):
     """Node update of eq. (1b)/(1c): node <- ReLU(W [node, sum_k g(e_k) * e_k]), g: D -> hidden -> D -> sigmoid."""
 
-    def __init__(self, node_dim: int, dim: int, gate_hidden: int):
+    def __init__(self, node_dim: int, dim: int, gate_hidden: int, empty_gate: bool = False):
         super().__init__()
         self.gate = nn.Sequential(nn.Linear(dim, gate_hidden), nn.ReLU(), nn.Linear(gate_hidden, dim), nn.Sigmoid())
         self.update = nn.Linear(node_dim + dim, dim)
+        # A detection's own gate for its new-track edge (the release's DetFanatic: bkgdet_sigmoid next to
+        # trkdet_sigmoid); without it the track-edge gate is shared.
+        if empty_gate:
+            self.empty_gate = nn.Sequential(
+                nn.Linear(dim, gate_hidden), nn.ReLU(), nn.Linear(gate_hidden, dim), nn.Sigmoid()
+            )
 
     def message(self, edges: torch.Tensor) -> torch.Tensor:
         return self.gate(edges) * edges
+
+    def empty_message(self, empty_edges: torch.Tensor) -> torch.Tensor:
+        """Gated new-track edge n_j for its detection's update (own gate when ``empty_gate``)."""
+        gate = self.empty_gate if hasattr(self, "empty_gate") else self.gate
+        return gate(empty_edges) * empty_edges
 
     def forward(self, node: torch.Tensor, accumulated: torch.Tensor) -> torch.Tensor:
         return F.relu(self.update(torch.cat([node, accumulated], dim=-1)))
@@ -193,6 +204,7 @@ class GNNBlock(nn.Module):
         last: bool,
         raw_dims: Dict[str, int],
         last_updates_dets: bool = False,
+        det_empty_gate: bool = False,
     ):
         super().__init__()
         self.first, self.last, self.last_updates_dets = first, last, last_updates_dets
@@ -208,7 +220,7 @@ class GNNBlock(nn.Module):
         if not last:  # in the last block these would feed no output (the heads read e, n and t only)
             self.empty_node = GatedAccumulation(dim, dim, gate_hidden)
         if not last or last_updates_dets:  # the last block's detections feed new tracks (NEW_TRACK_INIT detection)
-            self.det_node = GatedAccumulation(raw_dims["det"] if first else dim, dim, gate_hidden)
+            self.det_node = GatedAccumulation(raw_dims["det"] if first else dim, dim, gate_hidden, det_empty_gate)
 
     def forward(self, g: Dict[str, torch.Tensor], layout: DenseLayout) -> Dict[str, torch.Tensor]:
         """``g``: tracks, dets, edges, empty_edges, empty (each in ``layout``'s representation)."""
@@ -221,7 +233,7 @@ class GNNBlock(nn.Module):
         t = self.track_node(t, layout.sum_to_tracks(self.track_node.message(e)))
         if self.last and not self.last_updates_dets:
             return {"tracks": t, "edges": e, "empty_edges": n}
-        d = self.det_node(d, layout.sum_to_dets(self.det_node.message(e)) + self.det_node.message(n))
+        d = self.det_node(d, layout.sum_to_dets(self.det_node.message(e)) + self.det_node.empty_message(n))
         if self.last:
             return {"tracks": t, "dets": d, "edges": e, "empty_edges": n}
         t0 = self.empty_node(t0, layout.sum_to_empty(self.empty_node.message(n)))
@@ -242,6 +254,8 @@ class TrackDetectionGNN(nn.Module):
     ``new_track_init`` "detection" (``MODEL.RGNN.NEW_TRACK_INIT``; the authors' release, ``rgnn.py`` starts a
     track from ``det_vertices``, and the paper, "we initialize a new track with the embedding of that
     detection"): the last block and its residual also update the detections, output as dets (B, M, D).
+    ``det_empty_gate`` (``MODEL.RGNN.GNN.DET_EMPTY_GATE``; the release): a detection's update gates its new-track
+    edge with its own gate instead of the track-edge gate.
     """
 
     def __init__(
@@ -254,6 +268,7 @@ class TrackDetectionGNN(nn.Module):
         residual_blocks: bool = True,
         aggregation: str = "dense",
         new_track_init: str = "new_track_edge",
+        det_empty_gate: bool = False,
     ):
         super().__init__()
         if new_track_init not in ("new_track_edge", "detection"):
@@ -276,6 +291,7 @@ class TrackDetectionGNN(nn.Module):
                     last=i == num_blocks - 1,
                     raw_dims=raw,
                     last_updates_dets=dets_out,
+                    det_empty_gate=det_empty_gate,
                 )
                 for i in range(num_blocks)
             ]

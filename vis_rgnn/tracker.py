@@ -70,6 +70,7 @@ class RGNNTracker(nn.Module):
         slot_eviction: bool = True,
         new_track_order: str = "logit",
         new_track_init: str = "new_track_edge",
+        det_empty_gate: bool = False,
     ):
         super().__init__()
         if new_track_order not in ("logit", "detection"):
@@ -83,7 +84,15 @@ class RGNNTracker(nn.Module):
         self.init_threshold, self.train_init_threshold = init_threshold, train_init_threshold
         self.inactive_threshold, self.init_log_var = inactive_threshold, init_log_var
         self.gnn = TrackDetectionGNN(
-            num_classes, dim, gate_hidden, residual_hidden, num_blocks, residual_blocks, aggregation, new_track_init
+            num_classes,
+            dim,
+            gate_hidden,
+            residual_hidden,
+            num_blocks,
+            residual_blocks,
+            aggregation,
+            new_track_init,
+            det_empty_gate,
         )
         self.new_track_init = new_track_init
         self.gate = build_gate(gating, dim)
@@ -137,6 +146,7 @@ class RGNNTracker(nn.Module):
             "slot_eviction": r.SLOT_EVICTION,
             "new_track_order": r.NEW_TRACK_ORDER,
             "new_track_init": r.NEW_TRACK_INIT,
+            "det_empty_gate": r.GNN.DET_EMPTY_GATE,
         }
 
     def init_state(self, batch_size: int, device: torch.device) -> TrackState:
