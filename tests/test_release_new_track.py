@@ -7,6 +7,7 @@ import torch
 
 from tests.test_vis_rgnn_model import _synthetic_detections, _tracker
 from vis_rgnn.graph import TrackDetectionGNN
+from vis_rgnn.losses import tracker_clip_losses
 
 torch.set_num_threads(1)
 NUM_CLASSES, DIM = 3, 16
@@ -105,3 +106,23 @@ def test_detection_update_with_its_own_new_track_edge_gate():
     reference = shared(*x)
     assert not torch.allclose(changed["dets"], reference["dets"])
     torch.testing.assert_close(changed["tracks"], reference["tracks"])  # only the detections read that gate
+
+
+def test_release_tracker_switches_train_every_parameter():
+    """Stage-2 losses with the release's switches reach every tracker parameter (DistributedDataParallel needs
+    no unused parameter), the new detection updates included."""
+    torch.manual_seed(0)
+    tracker = _tracker(
+        new_track_init="detection",
+        det_empty_gate=True,
+        slot_eviction=False,
+        new_track_order="detection",
+        train_init_threshold=-50.0,
+    ).train()
+    frames, identities, targets = _synthetic_detections(b=2, length=3, seed=1)
+    weights = {"loss_class": 1.0, "loss_mask": 1.0, "loss_match": 4.0, "loss_new_track": 1.0}
+    losses = tracker_clip_losses(tracker, frames, identities, targets, frame_decay=0.8, loss_weights=weights)
+    sum(losses.values()).backward()
+    missing = [n for n, p in tracker.named_parameters() if p.grad is None]
+    assert not missing, missing
+    assert tracker.gnn.blocks[1].det_node.update.weight.grad.abs().sum() > 0
