@@ -49,6 +49,16 @@ def add_rgnn_config(cfg: CN) -> None:
     # size * sqrt(aspect ratio), ANCHOR_GENERATOR.ASPECT_RATIOS in YOLACT's order [1, 0.5, 2].
     d.ANCHOR_LAYOUT = "detectron2"
     d.SQUARE_ANCHORS = True  # YOLACT's use_square_anchors quirk: height = width (ANCHOR_LAYOUT yolact only)
+    # ANCHOR_LAYOUT yolact: 0 = SIZES are pixels of the network input; > 0 = SIZES are relative to this many
+    # pixels of each input side (the authors' RGNN-VIS release: 500, anchors non-square in pixels at 480 x 864).
+    d.ANCHOR_REFERENCE_SIZE = 0.0
+    # Detection filter of the tracker's detections: "logit" keeps a detection when the log-odds of its best
+    # foreground probability >= SCORE_LOGIT_THRESH; "log_prob" (the release's RGNN._get_confident_detection_ids)
+    # when its best foreground log-probability > SCORE_LOGIT_THRESH.
+    d.SCORE_MODE = "logit"
+    # "image": boxes clamped to [0, W] x [0, H], empty boxes dropped; "release": the release's project_boxes
+    # (x1, y1 >= 0, x2 <= W - 1, y2 <= H - 1, no box dropped for its size).
+    d.BOX_CLAMP = "image"
     # Single-image test-time post-processing (the detectron2 image call, COCOEvaluator): YOLACT's values.
     d.IMAGE_TEST = CN()
     d.IMAGE_TEST.CONF_THRESH = 0.05  # candidates: best foreground probability > this
@@ -89,6 +99,9 @@ def add_rgnn_config(cfg: CN) -> None:
     # projects.graph.scatter_sum. Same result; see benchmarks/bench_vis_rgnn.py for the speed comparison.
     g.AGGREGATION = "dense"
     g.LOGIT_BIAS_INIT = -2.1  # match / new-track logistic models
+    # A detection's update gates its new-track edge with its own gate (True: the release's DetFanatic, separate
+    # bkgdet / trkdet sigmoids) or with the track-edge gate (False, ours).
+    g.DET_EMPTY_GATE = False
 
     r.GATING = "lstm"  # lstm (eq. 3) | simple (one gate + tanh, Table 1) | none (diverges in the paper)
     r.ASSOCIATION = "gnn"  # gnn | heuristic (MaskTrack R-CNN rule, Table 1 "Association from [31]")
@@ -108,6 +121,16 @@ def add_rgnn_config(cfg: CN) -> None:
     h.SCORE_THRESH = 0.1  # detections below this confidence are ignored by the heuristic
 
     r.MAX_TRACKS = 24
+    # When all MAX_TRACKS slots are taken, a new track evicts the least confident inactive one (True, ours); the
+    # authors' release never evicts nor re-uses a slot (False). See vis_rgnn/slots.py.
+    r.SLOT_EVICTION = True
+    # Order in which new tracks take the free slots (and get their ids): "logit" = best new-track logit first
+    # (ours); "detection" = detection order, i.e. decreasing detection score (the release).
+    r.NEW_TRACK_ORDER = "logit"
+    # What a new track's embedding starts from (passed through the recurrent gate from a zero state):
+    # "new_track_edge" = the GNN's new-track edge embedding n_j (ours); "detection" = the detection's final GNN
+    # vertex (the release's rgnn.py and the paper §3.1; the last GNN block then also updates the detections).
+    r.NEW_TRACK_INIT = "new_track_edge"
     r.INIT_THRESHOLD = -2.0  # new-track logit needed to start a track at inference
     r.TRAIN_INIT_THRESHOLD = -2.0  # the same during stage-2 training
     r.INACTIVE_THRESHOLD = 0.0  # a track without a detection matching above this logit is inactive

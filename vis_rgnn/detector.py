@@ -154,6 +154,8 @@ class YolactDetector(nn.Module):
         loss_weights: Dict[str, float],
         anchor_layout: str = "detectron2",
         image_test: Optional[ImagePostprocessParams] = None,
+        score_mode: str = "logit",
+        box_clamp: str = "image",
     ):
         super().__init__()
         if num_classes <= 0:
@@ -185,6 +187,11 @@ class YolactDetector(nn.Module):
         self.neg_pos_ratio, self.masks_per_image = neg_pos_ratio, masks_per_image
         self.pre_nms_topk, self.score_thresh = pre_nms_topk, 1.0 / (1.0 + math.exp(-score_logit_thresh))
         self.nms_thresh, self.max_detections = nms_thresh, max_detections
+        if score_mode not in ("logit", "log_prob"):
+            raise ValueError(f"MODEL.RGNN.DETECTOR.SCORE_MODE must be 'logit' or 'log_prob', got {score_mode!r}")
+        if box_clamp not in ("image", "release"):
+            raise ValueError(f"MODEL.RGNN.DETECTOR.BOX_CLAMP must be 'image' or 'release', got {box_clamp!r}")
+        self.score_mode, self.score_logit_thresh, self.box_clamp = score_mode, score_logit_thresh, box_clamp
         self.loss_weights = loss_weights
 
     @classmethod
@@ -192,12 +199,16 @@ class YolactDetector(nn.Module):
         d = cfg.MODEL.RGNN.DETECTOR
         if d.ANCHOR_LAYOUT == "yolact":
             a = cfg.MODEL.ANCHOR_GENERATOR
-            anchor_generator = YolactAnchorGenerator(a.SIZES, a.ASPECT_RATIOS, square=d.SQUARE_ANCHORS)
+            anchor_generator = YolactAnchorGenerator(
+                a.SIZES, a.ASPECT_RATIOS, square=d.SQUARE_ANCHORS, reference_size=d.ANCHOR_REFERENCE_SIZE
+            )
         else:
             anchor_generator = build_anchor_generator(cfg, [input_shape[f] for f in d.IN_FEATURES])
         t = d.IMAGE_TEST
         return {
             "anchor_layout": d.ANCHOR_LAYOUT,
+            "score_mode": d.SCORE_MODE,
+            "box_clamp": d.BOX_CLAMP,
             "image_test": ImagePostprocessParams(
                 conf_thresh=t.CONF_THRESH,
                 nms_thresh=t.NMS_THRESH,
@@ -405,15 +416,28 @@ class YolactDetector(nn.Module):
         """
         k = self.num_classes
         probs = cls_logits.softmax(dim=-1)
-        scores = probs[:, :k].max(dim=1).values
+        if self.score_mode == "log_prob":  # the release: max foreground log-probability > threshold
+            scores = cls_logits.log_softmax(dim=-1)[:, :k].max(dim=1).values
+        else:
+            scores = probs[:, :k].max(dim=1).values
         top_scores, top = scores.topk(min(self.pre_nms_topk, scores.shape[0]))  # sorted, decreasing
         boxes = self.box2box.apply_deltas(deltas[top], anchors.tensor[top])
         h, w = image_size
-        boxes = torch.stack(
-            [boxes[:, 0].clamp(0, w), boxes[:, 1].clamp(0, h), boxes[:, 2].clamp(0, w), boxes[:, 3].clamp(0, h)], dim=1
-        )
-        size = boxes[:, 2:] - boxes[:, :2]
-        valid = (top_scores >= self.score_thresh) & (size > 1e-3).all(dim=1) & torch.isfinite(boxes).all(dim=1)
+        if self.score_mode == "log_prob":
+            valid = top_scores > self.score_logit_thresh
+            top_scores = top_scores.exp()  # reported as probabilities in both modes
+        else:
+            valid = top_scores >= self.score_thresh
+        if self.box_clamp == "release":  # the release's project_boxes: x1, y1 >= 0; x2 <= W - 1, y2 <= H - 1
+            x1, y1 = boxes[:, 0].clamp(min=0), boxes[:, 1].clamp(min=0)
+            boxes = torch.stack([x1, y1, boxes[:, 2].clamp(max=w - 1), boxes[:, 3].clamp(max=h - 1)], dim=1)
+        else:  # clamped to the image; empty boxes are dropped
+            boxes = torch.stack(
+                [boxes[:, 0].clamp(0, w), boxes[:, 1].clamp(0, h), boxes[:, 2].clamp(0, w), boxes[:, 3].clamp(0, h)],
+                dim=1,
+            )
+            valid = valid & ((boxes[:, 2:] - boxes[:, :2]) > 1e-3).all(dim=1)
+        valid = valid & torch.isfinite(boxes).all(dim=1)
         keep = fast_nms_keep(boxes, valid, self.nms_thresh)
         ranked = torch.where(keep, top_scores, torch.full_like(top_scores, -1.0))
         sel = ranked.topk(min(self.max_detections, ranked.shape[0])).indices  # kept first, by decreasing score

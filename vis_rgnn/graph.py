@@ -167,13 +167,24 @@ def build_layout(kind: str, track_mask: torch.Tensor, det_mask: torch.Tensor) ->
 class GatedAccumulation(nn.Module):
     """Node update of eq. (1b)/(1c): node <- ReLU(W [node, sum_k g(e_k) * e_k]), g: D -> hidden -> D -> sigmoid."""
 
-    def __init__(self, node_dim: int, dim: int, gate_hidden: int):
+    def __init__(self, node_dim: int, dim: int, gate_hidden: int, empty_gate: bool = False):
         super().__init__()
         self.gate = nn.Sequential(nn.Linear(dim, gate_hidden), nn.ReLU(), nn.Linear(gate_hidden, dim), nn.Sigmoid())
         self.update = nn.Linear(node_dim + dim, dim)
+        # A detection's own gate for its new-track edge (the release's DetFanatic: bkgdet_sigmoid next to
+        # trkdet_sigmoid); without it the track-edge gate is shared.
+        if empty_gate:
+            self.empty_gate = nn.Sequential(
+                nn.Linear(dim, gate_hidden), nn.ReLU(), nn.Linear(gate_hidden, dim), nn.Sigmoid()
+            )
 
     def message(self, edges: torch.Tensor) -> torch.Tensor:
         return self.gate(edges) * edges
+
+    def empty_message(self, empty_edges: torch.Tensor) -> torch.Tensor:
+        """Gated new-track edge n_j for its detection's update (own gate when ``empty_gate``)."""
+        gate = self.empty_gate if hasattr(self, "empty_gate") else self.gate
+        return gate(empty_edges) * empty_edges
 
     def forward(self, node: torch.Tensor, accumulated: torch.Tensor) -> torch.Tensor:
         return F.relu(self.update(torch.cat([node, accumulated], dim=-1)))
@@ -185,10 +196,18 @@ class GNNBlock(nn.Module):
     but no head reads them, so they are omitted (unused parameters would also break DistributedDataParallel)."""
 
     def __init__(
-        self, dim: int, gate_hidden: int, residual_hidden: int, first: bool, last: bool, raw_dims: Dict[str, int]
+        self,
+        dim: int,
+        gate_hidden: int,
+        residual_hidden: int,
+        first: bool,
+        last: bool,
+        raw_dims: Dict[str, int],
+        last_updates_dets: bool = False,
+        det_empty_gate: bool = False,
     ):
         super().__init__()
-        self.first, self.last = first, last
+        self.first, self.last, self.last_updates_dets = first, last, last_updates_dets
         if first:
             self.edge = nn.Sequential(nn.Linear(raw_dims["edge"], dim), nn.ReLU(), ResidualMLP(dim, residual_hidden))
             self.empty_edge = nn.Sequential(
@@ -200,7 +219,8 @@ class GNNBlock(nn.Module):
         self.track_node = GatedAccumulation(dim, dim, gate_hidden)
         if not last:  # in the last block these would feed no output (the heads read e, n and t only)
             self.empty_node = GatedAccumulation(dim, dim, gate_hidden)
-            self.det_node = GatedAccumulation(raw_dims["det"] if first else dim, dim, gate_hidden)
+        if not last or last_updates_dets:  # the last block's detections feed new tracks (NEW_TRACK_INIT detection)
+            self.det_node = GatedAccumulation(raw_dims["det"] if first else dim, dim, gate_hidden, det_empty_gate)
 
     def forward(self, g: Dict[str, torch.Tensor], layout: DenseLayout) -> Dict[str, torch.Tensor]:
         """``g``: tracks, dets, edges, empty_edges, empty (each in ``layout``'s representation)."""
@@ -211,10 +231,12 @@ class GNNBlock(nn.Module):
             e = self.edge(torch.cat([g["edges"], layout.track_to_edge(t), layout.det_to_edge(d)], dim=-1))
             n = self.empty_edge(torch.cat([g["empty_edges"], layout.empty_to_det(t0), d], dim=-1))
         t = self.track_node(t, layout.sum_to_tracks(self.track_node.message(e)))
-        if self.last:
+        if self.last and not self.last_updates_dets:
             return {"tracks": t, "edges": e, "empty_edges": n}
+        d = self.det_node(d, layout.sum_to_dets(self.det_node.message(e)) + self.det_node.empty_message(n))
+        if self.last:
+            return {"tracks": t, "dets": d, "edges": e, "empty_edges": n}
         t0 = self.empty_node(t0, layout.sum_to_empty(self.empty_node.message(n)))
-        d = self.det_node(d, layout.sum_to_dets(self.det_node.message(e)) + self.det_node.message(n))
         return {"tracks": t, "dets": d, "edges": e, "empty_edges": n, "empty": t0}
 
 
@@ -228,6 +250,12 @@ class TrackDetectionGNN(nn.Module):
     This module appends the track embedding to ``edges`` and t_0 to ``empty_edges`` (Table 3's 175 / 174).
     Outputs are dense: edges (B, N, M, D), empty_edges (B, M, D), tracks (B, N, D) -- rows of inactive elements are
     unspecified (zero for "scatter").
+
+    ``new_track_init`` "detection" (``MODEL.RGNN.NEW_TRACK_INIT``; the authors' release, ``rgnn.py`` starts a
+    track from ``det_vertices``, and the paper, "we initialize a new track with the embedding of that
+    detection"): the last block and its residual also update the detections, output as dets (B, M, D).
+    ``det_empty_gate`` (``MODEL.RGNN.GNN.DET_EMPTY_GATE``; the release): a detection's update gates its new-track
+    edge with its own gate instead of the track-edge gate.
     """
 
     def __init__(
@@ -239,19 +267,38 @@ class TrackDetectionGNN(nn.Module):
         num_blocks: int = 2,
         residual_blocks: bool = True,
         aggregation: str = "dense",
+        new_track_init: str = "new_track_edge",
+        det_empty_gate: bool = False,
     ):
         super().__init__()
+        if new_track_init not in ("new_track_edge", "detection"):
+            raise ValueError(
+                f"MODEL.RGNN.NEW_TRACK_INIT must be 'new_track_edge' or 'detection', got {new_track_init!r}"
+            )
+        self.new_track_init = new_track_init
+        dets_out = new_track_init == "detection"
         k = num_classes + 1
         raw = {"edge": k + 4 + 2 + dim, "empty_edge": k + 4 + 1 + dim, "det": k + 4}
         self.dim, self.aggregation = dim, aggregation
         self.empty_track = nn.Parameter(torch.zeros(dim))
         self.blocks = nn.ModuleList(
             [
-                GNNBlock(dim, gate_hidden, residual_hidden, first=i == 0, last=i == num_blocks - 1, raw_dims=raw)
+                GNNBlock(
+                    dim,
+                    gate_hidden,
+                    residual_hidden,
+                    first=i == 0,
+                    last=i == num_blocks - 1,
+                    raw_dims=raw,
+                    last_updates_dets=dets_out,
+                    det_empty_gate=det_empty_gate,
+                )
                 for i in range(num_blocks)
             ]
         )
         every, last = ("tracks", "dets", "edges", "empty_edges", "empty"), ("tracks", "edges", "empty_edges")
+        if dets_out:
+            last = last + ("dets",)
         self.residuals = nn.ModuleList(
             [
                 nn.ModuleDict(
@@ -287,8 +334,11 @@ class TrackDetectionGNN(nn.Module):
         for block, residual in zip(self.blocks, self.residuals):
             g = block(g, layout)
             g = {kind: residual[kind](x) if kind in residual else x for kind, x in g.items()}
-        return {
+        out = {
             "tracks": layout.tracks_out(g["tracks"]),
             "edges": layout.edges_out(g["edges"]),
             "empty_edges": layout.dets_out(g["empty_edges"]),
         }
+        if "dets" in g and self.new_track_init == "detection":
+            out["dets"] = layout.dets_out(g["dets"])  # (B, M, D) final detection vertices
+        return out

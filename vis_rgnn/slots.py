@@ -15,19 +15,35 @@ __all__ = ["allocate_slots"]
 
 
 def allocate_slots(
-    alive: torch.Tensor, confidence: torch.Tensor, new: torch.Tensor, new_logits: torch.Tensor, active: torch.Tensor
+    alive: torch.Tensor,
+    confidence: torch.Tensor,
+    new: torch.Tensor,
+    new_logits: torch.Tensor,
+    active: torch.Tensor,
+    evict: bool = True,
+    order: str = "logit",
 ) -> Tuple[torch.Tensor, torch.Tensor]:
-    """Slots for the new tracks (B, M) ``new``, best new-track logit first: free slots in index order, then,
-    when all N slots are taken, the inactive (not ``active``) tracks by increasing ``confidence`` (evicted); a
-    new track that finds no slot is dropped. alive, confidence, active: (B, N); new, new_logits: (B, M).
+    """Slots for the new tracks (B, M) ``new``, best new-track logit first (``order`` "logit") or in detection
+    order (``order`` "detection", the authors' release: detections come sorted by decreasing score): free slots
+    in index order, then, when all N slots are taken and ``evict``, the inactive (not ``active``) tracks by
+    increasing ``confidence`` (evicted); a new track that finds no slot is dropped. ``evict`` False is the
+    release (``MODEL.RGNN.SLOT_EVICTION``): a started track keeps its slot for the whole video, inactive or not.
+    alive, confidence, active: (B, N); new, new_logits: (B, M).
 
     Returns slot_det (B, N): the detection starting a track in each slot or -1, and slot_rank (B, N): its
     rank among the video's new tracks of this frame (0 = best logit) or -1."""
     b_size, n_slots = alive.shape
     m = new.shape[1]
-    key = torch.where(new, new_logits.detach(), float("-inf"))
+    if order == "logit":
+        key = torch.where(new, new_logits.detach(), float("-inf"))
+    elif order == "detection":
+        index = torch.arange(m, device=new.device, dtype=new_logits.dtype)
+        key = torch.where(new, -index, float("-inf"))
+    else:
+        raise ValueError(f"MODEL.RGNN.NEW_TRACK_ORDER must be 'logit' or 'detection', got {order!r}")
     cand_order = key.argsort(dim=1, descending=True, stable=True)  # (B, M) candidates first
-    free, evictable = ~alive, alive & ~active
+    free = ~alive
+    evictable = alive & ~active if evict else torch.zeros_like(alive)
     # Slot priority: free by index, then evictable by confidence (two stable sorts = lexicographic order).
     index = torch.arange(n_slots, device=alive.device)
     within = torch.where(free, index.to(confidence.dtype), confidence.detach())

@@ -67,8 +67,15 @@ class RGNNTracker(nn.Module):
         mask_residual: bool = True,
         mask_stride: int = 4,
         scoring_evidence: bool = False,
+        slot_eviction: bool = True,
+        new_track_order: str = "logit",
+        new_track_init: str = "new_track_edge",
+        det_empty_gate: bool = False,
     ):
         super().__init__()
+        if new_track_order not in ("logit", "detection"):
+            raise ValueError(f"MODEL.RGNN.NEW_TRACK_ORDER must be 'logit' or 'detection', got {new_track_order!r}")
+        self.slot_eviction, self.new_track_order = slot_eviction, new_track_order
         self.num_classes, self.dim, self.appearance_dim = num_classes, dim, appearance_dim
         self.use_appearance, self.association, self.heuristic = use_appearance, association, heuristic or {}
         if association not in ("gnn", "heuristic"):
@@ -77,8 +84,17 @@ class RGNNTracker(nn.Module):
         self.init_threshold, self.train_init_threshold = init_threshold, train_init_threshold
         self.inactive_threshold, self.init_log_var = inactive_threshold, init_log_var
         self.gnn = TrackDetectionGNN(
-            num_classes, dim, gate_hidden, residual_hidden, num_blocks, residual_blocks, aggregation
+            num_classes,
+            dim,
+            gate_hidden,
+            residual_hidden,
+            num_blocks,
+            residual_blocks,
+            aggregation,
+            new_track_init,
+            det_empty_gate,
         )
+        self.new_track_init = new_track_init
         self.gate = build_gate(gating, dim)
         self.association_heads = AssociationHeads(dim, logit_bias_init)
         self.scoring = TrackScoringHead(dim, num_classes, scoring_evidence)
@@ -127,6 +143,10 @@ class RGNNTracker(nn.Module):
             "mask_residual": r.MASK_RESIDUAL,
             "mask_stride": mask_stride,
             "scoring_evidence": r.SCORING_EVIDENCE,
+            "slot_eviction": r.SLOT_EVICTION,
+            "new_track_order": r.NEW_TRACK_ORDER,
+            "new_track_init": r.NEW_TRACK_INIT,
+            "det_empty_gate": r.GNN.DET_EMPTY_GATE,
         }
 
     def init_state(self, batch_size: int, device: torch.device) -> TrackState:
@@ -180,7 +200,8 @@ class RGNNTracker(nn.Module):
                 **self.heuristic,
             )
         holder = self._update_tracks(state, dets, h, c, assigned, prev_alive)
-        holder = self._start_tracks(state, dets, g["empty_edges"], new, new_logits, holder, det_identity)
+        init = g["dets"] if self.new_track_init == "detection" else g["empty_edges"]
+        holder = self._start_tracks(state, dets, init, new, new_logits, holder, det_identity)
         class_logits = self.scoring(state.h, state.class_log_prob_sum / state.held_count.clamp(min=1)[..., None])
         state.confidence = torch.where(state.alive, 1 - class_logits.detach().softmax(-1)[..., -1], 0.0)
 
@@ -263,14 +284,17 @@ class RGNNTracker(nn.Module):
         holder: torch.Tensor,
         det_identity: Optional[torch.Tensor],
     ) -> torch.Tensor:
-        """Start a track for every detection with ``new`` (B, M) set (§3.1): its embedding is the new-track
-        embedding n_j (``empty_edges`` (B, M, D)) passed through the gate from a zero state; its appearance
+        """Start a track for every detection with ``new`` (B, M) set (§3.1): its embedding is ``empty_edges``
+        (B, M, D) -- the new-track embedding n_j, or the final detection vertex with ``NEW_TRACK_INIT``
+        "detection" -- passed through the gate from a zero state; its appearance
         Gaussian is centred on the detection with the fixed initial variance (§3.4); its id is the video's next
         one, in the order of decreasing new-track logit. Dense writes over the (B, N) slots, no host syncs.
         Returns ``holder`` (B, N) updated with the initialising detections."""
         if new.shape[1] == 0:
             return holder
-        slot_det, slot_rank = allocate_slots(state.alive, state.confidence, new, new_logits, holder >= 0)
+        slot_det, slot_rank = allocate_slots(
+            state.alive, state.confidence, new, new_logits, holder >= 0, self.slot_eviction, self.new_track_order
+        )
         starts = slot_det >= 0  # (B, N)
         det = slot_det.clamp(min=0)
 

@@ -10,6 +10,11 @@ location, one anchor per aspect ratio in the configured order (YOLACT: 1, 1/2, 2
 
 YOLACT states sizes relative to its 550-pixel input (``use_pixel_scales``); here they are pixels of the network
 input, which is the same at 550 x 550 and keeps anchors square in pixels for other input sizes.
+
+``reference_size`` > 0 (``MODEL.RGNN.DETECTOR.ANCHOR_REFERENCE_SIZE``) is the authors' RGNN-VIS release
+(``rgnnvis/models/yolact/yolact.py``, ``make_priors_sa`` with ``max_size=500``): width and height are
+``size * sqrt(ar) / reference_size`` and ``size / sqrt(ar) / reference_size`` *of the input* (normalised, so
+non-square in pixels when the input is not square, e.g. 480 x 864), independent of the input size.
 """
 
 from __future__ import annotations
@@ -27,8 +32,17 @@ __all__ = ["YolactAnchorGenerator"]
 class YolactAnchorGenerator(nn.Module):
     """``sizes[l]``: anchor sizes of level l (one per level in YOLACT); ``aspect_ratios[l]``: width / height."""
 
-    def __init__(self, sizes: Sequence[Sequence[float]], aspect_ratios: Sequence[Sequence[float]], square: bool = True):
+    def __init__(
+        self,
+        sizes: Sequence[Sequence[float]],
+        aspect_ratios: Sequence[Sequence[float]],
+        square: bool = True,
+        reference_size: float = 0.0,
+    ):
         super().__init__()
+        if reference_size < 0:
+            raise ValueError(f"ANCHOR_REFERENCE_SIZE must be >= 0 (0: pixels of the input), got {reference_size}")
+        self.reference_size = float(reference_size)
         if len(aspect_ratios) == 1:
             aspect_ratios = list(aspect_ratios) * len(sizes)
         if len(aspect_ratios) != len(sizes):
@@ -66,7 +80,8 @@ class YolactAnchorGenerator(nn.Module):
         cx = (torch.arange(w, dtype=f64, device=device) + 0.5) / w
         cy, cx = torch.meshgrid(cy, cx, indexing="ij")  # row-major: j then i
         centres = torch.stack([cx, cy], dim=-1).reshape(-1, 1, 2).expand(-1, a, 2)
-        wh = (shapes / torch.tensor([width, height], dtype=f64, device=device)).expand(h * w, a, 2)
+        ref = [self.reference_size] * 2 if self.reference_size > 0 else [width, height]
+        wh = (shapes / torch.tensor(ref, dtype=f64, device=device)).expand(h * w, a, 2)
         return torch.cat([centres, wh], dim=-1).reshape(-1, 4).float().to(target)
 
     def normalized_priors(

@@ -1,0 +1,128 @@
+"""New-track initialisation of the authors' RGNN-VIS release (rgnnvis/models/rgnn.py: a new track's embedding is
+the matcher's final detection vertex passed through the track LSTM from a zero state; paper §3.1 "we initialize a
+new track with the embedding of that detection"): ``MODEL.RGNN.NEW_TRACK_INIT detection``."""
+
+import pytest
+import torch
+
+from tests.test_vis_rgnn_model import _synthetic_detections, _tracker
+from vis_rgnn.graph import TrackDetectionGNN
+from vis_rgnn.losses import tracker_clip_losses
+
+torch.set_num_threads(1)
+NUM_CLASSES, DIM = 3, 16
+K = NUM_CLASSES + 1
+
+
+def _gnn(new_track_init, aggregation="dense", num_blocks=2):
+    torch.manual_seed(0)
+    return TrackDetectionGNN(NUM_CLASSES, DIM, 8, 8, num_blocks, True, aggregation, new_track_init).eval()
+
+
+def _inputs(b=2, n=5, m=4, seed=1):
+    g = torch.Generator().manual_seed(seed)
+    track_mask = torch.ones(b, n, dtype=torch.bool)
+    track_mask[1, 3:] = False
+    det_mask = torch.ones(b, m, dtype=torch.bool)
+    det_mask[0, 2:] = False
+    return (
+        torch.randn(b, n, DIM, generator=g),
+        torch.randn(b, m, K + 4, generator=g),
+        torch.randn(b, n, m, K + 6, generator=g),
+        torch.randn(b, m, K + 5, generator=g),
+        track_mask,
+        det_mask,
+    )
+
+
+def test_detection_mode_adds_only_the_last_blocks_detection_update():
+    default, release = _gnn("new_track_edge"), _gnn("detection")
+    extra = set(release.state_dict()) - set(default.state_dict())
+    assert set(default.state_dict()) <= set(release.state_dict())
+    assert extra and all(k.startswith(("blocks.1.det_node.", "residuals.1.dets.")) for k in extra)
+    release.load_state_dict(default.state_dict(), strict=False)
+    x = _inputs()
+    with torch.no_grad():
+        a, b = default(*x), release(*x)
+    assert "dets" not in a and b["dets"].shape == (2, 4, DIM)
+    for key in ("tracks", "edges", "empty_edges"):  # the extra update feeds nothing else
+        torch.testing.assert_close(a[key], b[key])
+
+
+@pytest.mark.parametrize("num_blocks", [1, 2])
+def test_detection_vertices_dense_equals_scatter(num_blocks):
+    dense, scatter = _gnn("detection", "dense", num_blocks), _gnn("detection", "scatter", num_blocks)
+    scatter.load_state_dict(dense.state_dict())
+    x = _inputs()
+    with torch.no_grad():
+        d, s = dense(*x)["dets"], scatter(*x)["dets"]
+    det_mask = x[-1]
+    torch.testing.assert_close(d[det_mask], s[det_mask])
+
+
+def test_new_track_starts_from_the_detection_vertex():
+    tracker = _tracker(new_track_init="detection", init_threshold=-50.0).eval()
+    frames, _, _ = _synthetic_detections(b=2, length=1, seed=0)
+    outputs = {}
+    tracker.gnn.register_forward_hook(lambda _m, _i, out: outputs.update(out))
+    state = tracker.init_state(2, torch.device("cpu"))
+    with torch.no_grad():
+        tracker.step(state, frames[0])
+        zeros = torch.zeros(2, 4, DIM)
+        want_dets, _ = tracker.gate(outputs["dets"], zeros, zeros)
+        want_edges, _ = tracker.gate(outputs["empty_edges"], zeros, zeros)
+    # every detection starts a track (threshold -50): slot s holds a track started by some detection j
+    assert bool(state.alive[:, :4].all())
+    for b in range(2):
+        for s in range(4):
+            h = state.h[b, s]
+            match = [(h - want_dets[b, j]).abs().max() < 1e-5 for j in range(4)]
+            assert sum(match) == 1
+            assert not any((h - want_edges[b, j]).abs().max() < 1e-5 for j in range(4))
+
+
+def test_bad_value_is_an_error():
+    with pytest.raises(ValueError, match="NEW_TRACK_INIT"):
+        _gnn("vertex")
+
+
+def test_detection_update_with_its_own_new_track_edge_gate():
+    """DET_EMPTY_GATE: a detection gates its new-track edge with its own gate (the release's DetFanatic); with
+    that gate's weights copied from the track-edge gate the result is the shared-gate one."""
+    shared = _gnn("detection")
+    torch.manual_seed(0)
+    own = TrackDetectionGNN(NUM_CLASSES, DIM, 8, 8, 2, True, "dense", "detection", True).eval()
+    extra = set(own.state_dict()) - set(shared.state_dict())
+    assert extra and all(".det_node.empty_gate." in k for k in extra)
+    assert {k.split(".det_node")[0] for k in extra} == {"blocks.0", "blocks.1"}
+    own.load_state_dict(shared.state_dict(), strict=False)
+    x = _inputs()
+    with torch.no_grad():
+        for block in own.blocks:
+            block.det_node.empty_gate.load_state_dict(block.det_node.gate.state_dict())
+        torch.testing.assert_close(own(*x)["dets"], shared(*x)["dets"])
+        own.blocks[1].det_node.empty_gate[2].bias.add_(3.0)
+        changed = own(*x)
+    reference = shared(*x)
+    assert not torch.allclose(changed["dets"], reference["dets"])
+    torch.testing.assert_close(changed["tracks"], reference["tracks"])  # only the detections read that gate
+
+
+def test_release_tracker_switches_train_every_parameter():
+    """Stage-2 losses with the release's switches reach every tracker parameter (DistributedDataParallel needs
+    no unused parameter), the new detection updates included."""
+    torch.manual_seed(0)
+    tracker = _tracker(
+        new_track_init="detection",
+        det_empty_gate=True,
+        slot_eviction=False,
+        new_track_order="detection",
+        train_init_threshold=-50.0,
+    ).train()
+    frames, identities, targets = _synthetic_detections(b=2, length=3, seed=1)
+    weights = {"loss_class": 1.0, "loss_mask": 1.0, "loss_match": 4.0, "loss_new_track": 1.0}
+    losses = tracker_clip_losses(tracker, frames, identities, targets, frame_decay=0.8, loss_weights=weights)
+    sum(losses.values()).backward()
+    missing = [n for n, p in tracker.named_parameters() if p.grad is None]
+    assert not missing, missing
+    assert tracker.gnn.blocks[1].det_node.update.weight.grad.abs().sum() > 0

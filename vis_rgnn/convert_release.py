@@ -1,0 +1,218 @@
+"""Convert a checkpoint of the authors' RGNN-VIS release (github joakimjohnander/RGNNVIS; written by
+``rgnnvis/engines/vis_trainer.py``, model built by ``runfiles/w49/rgnnvis_resnet50.py``) to a detectron2 checkpoint
+for ``configs/vis_rgnn/release_R50_ytvis19.yaml``::
+
+    python -m vis_rgnn.convert_release vps063_v4_ep0120.pth.tar release_r50_stage1.pkl
+
+The file is read without executing its pickle (``vis_rgnn/release_checkpoint.py``). Every tensor of its ``net``
+dict is mapped or the conversion stops with an error naming the key; converted shapes are checked against the
+model the config builds. The released weights hold ``backbone.*`` (torchvision ResNet-50) and ``detector.*``
+(their YOLACT: 41 classes, background first, re-ordered here to this project's background-last layout as in
+``vis_rgnn/convert_yolact.py``, whose key mapping is reused): the output is a stage-1 checkpoint (``rgnn_stage`` =
+1), so stage 2 trains the tracker from it as the release's runfile does. The release's tracker modules
+(``appnet``, ``detection_descriptor_extractor``, ``track_detection_matcher``, ``track_descriptor``,
+``track_module``) are not ported yet (docs/rgnn_release_port.md): a checkpoint holding them is an error listing
+them, unless ``--segmenter-only`` asks explicitly for its backbone + detector.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import pickle
+import re
+import sys
+from typing import Dict, Mapping, Optional, Tuple
+
+import numpy as np
+import torch
+
+from .convert_yolact import _background_last, convert_key
+from .release_checkpoint import read_release_checkpoint
+
+__all__ = [
+    "RELEASE_CONFIG",
+    "SEGMENTER_PREFIXES",
+    "TRACKER_PREFIXES",
+    "release_key",
+    "convert_release_state_dict",
+    "target_shapes_from_config",
+    "main",
+]
+logger = logging.getLogger(__name__)
+
+RELEASE_CONFIG = os.path.join(os.path.dirname(os.path.dirname(__file__)), "configs/vis_rgnn/release_R50_ytvis19.yaml")
+SEGMENTER_PREFIXES = ("backbone.", "detector.")
+# Top-level modules of the release's RGNN (rgnnvis/models/rgnn.py ``RGNN.__init__``) beyond the segmenter.
+TRACKER_PREFIXES = (
+    "appnet.",
+    "detection_descriptor_extractor.",
+    "track_detection_matcher.",
+    "track_descriptor.",
+    "track_module.",
+)
+NUM_ANCHORS = 3  # the release's YOLACT: aspect ratios {1, 1/2, 2} / 1.8, one scale per level
+STAGE_KEY = "rgnn_stage"  # vis_rgnn.meta_arch.STAGE_KEY (not imported: the converter must not build the model)
+
+# Why each release tracker module has no counterpart yet (the computation differs; see docs/rgnn_release_port.md).
+_TRACKER_PENDING = {
+    "appnet.": "its 1x1 convs on layer3 / layer4 are ours (appearance.convs), but they feed the release's "
+    "descriptor and are ported with detection_descriptor_extractor",
+    "detection_descriptor_extractor.": "3-layer residual (512-128-128-512); ours has 2 layers (512-128-512)",
+    "track_detection_matcher.": "GNN inputs differ (raw logits, boxes in [-1, 1], -4 + 0.01 ll, 2 IoU - 1) and "
+    "blocks 2 / 4 update the empty track and detections, which ours drop",
+    "track_descriptor.": "empty track's own LSTM and Gaussian, LSTM gate order (f, i, o, g) with two biases, "
+    "softplus sample variance and the release's variance update",
+    "track_module.": "re-weighting CNN input: uncropped mask logits + 0/1 box channel",
+}
+
+
+def release_key(key: str) -> str:
+    """Release segmenter key -> this project's name. The release's backbone is torchvision's ResNet
+    (``layer1``..``layer4``) and its detector a YOLACT whose names are dbolya's under ``detector.``; both are
+    rewritten to dbolya's layout and mapped by :func:`vis_rgnn.convert_yolact.convert_key`. Raises KeyError for
+    a tracker key (with the reason it is not ported) or an unknown key."""
+    for prefix, reason in _TRACKER_PENDING.items():
+        if key.startswith(prefix):
+            raise KeyError(f"release tracker key {key!r} is not ported yet ({reason})")
+    m = re.fullmatch(r"backbone\.layer([1-4])\.(.+)", key)
+    if m:
+        return convert_key(f"backbone.layers.{int(m.group(1)) - 1}.{m.group(2)}")
+    if re.fullmatch(r"backbone\.(conv1\.weight|bn1\.\w+)", key):
+        return convert_key(key)
+    if key.startswith("detector."):
+        try:
+            return convert_key(key[len("detector.") :])
+        except KeyError:
+            pass
+    raise KeyError(f"unexpected release checkpoint key {key!r} (not part of the release's RGNN)")
+
+
+def convert_release_state_dict(
+    net: Mapping[str, torch.Tensor],
+    target_shapes: Optional[Mapping[str, Tuple[int, ...]]] = None,
+    segmenter_only: bool = False,
+) -> Tuple[Dict[str, np.ndarray], Dict[str, int]]:
+    """Returns ``{name: ndarray}`` (plus ``rgnn_stage`` = 1) and a summary. ``target_shapes``: the state-dict
+    shapes of the model that will load the result; every converted tensor must exist there with the same shape.
+    ``segmenter_only``: drop the tracker modules instead of refusing them. Raises KeyError / ValueError naming
+    the offending keys (all of them)."""
+    tracker = [k for k in net if k.startswith(TRACKER_PREFIXES)]
+    if tracker and not segmenter_only:
+        modules = sorted({k.split(".")[0] for k in tracker})
+        raise KeyError(
+            f"{len(tracker)} release tracker tensors ({', '.join(modules)}) cannot be converted yet: "
+            + "; ".join(f"{p[:-1]}: {r}" for p, r in _TRACKER_PENDING.items() if p[:-1] in modules)
+            + ". Pass --segmenter-only to convert the backbone and detector alone (a stage-1 checkpoint)."
+        )
+    out: Dict[str, np.ndarray] = {}
+    errors = []
+    for key, value in net.items():
+        if key.startswith(TRACKER_PREFIXES):
+            continue
+        try:
+            name = release_key(key)
+        except KeyError as e:
+            errors.append(str(e.args[0]))
+            continue
+        if name in out:
+            errors.append(f"two release keys map to {name!r} (second: {key!r})")
+            continue
+        t = value.detach().cpu()
+        if name == "detector.head.cls.weight" or name == "detector.head.cls.bias":
+            try:
+                t = _background_last(t, NUM_ANCHORS)
+            except ValueError as e:
+                errors.append(f"{key}: {e}")
+                continue
+        if target_shapes is not None:
+            want = target_shapes.get(name)
+            if want is None:
+                errors.append(f"{key} -> {name}: the model built from the config has no such parameter")
+                continue
+            if tuple(t.shape) != tuple(want):
+                errors.append(f"{key} -> {name}: shape {tuple(t.shape)} in the checkpoint, {tuple(want)} in the model")
+                continue
+        out[name] = t.numpy()
+    if errors:
+        raise KeyError("; ".join(errors))
+    if not any(k.startswith("backbone.") for k in out) or not any(k.startswith("detector.") for k in out):
+        raise KeyError("the checkpoint has no backbone.* or no detector.* tensors: not an RGNN-VIS release model")
+    if target_shapes is not None:
+        missing = sorted(
+            k for k in target_shapes if k.startswith(("backbone.", "detector.")) and k not in out and k != STAGE_KEY
+        )
+        if missing:
+            raise KeyError(f"the release checkpoint lacks {len(missing)} segmenter tensors of the model: {missing[:8]}")
+    out[STAGE_KEY] = np.array(1, dtype=np.int64)
+    conf = net["detector.prediction_layers.0.conf_layer.weight"]
+    summary = {
+        "tensors": len(out) - 1,
+        "backbone": sum(k.startswith("backbone.bottom_up.") for k in out),
+        "fpn": sum(k.startswith("backbone.") and not k.startswith("backbone.bottom_up.") for k in out),
+        "detector": sum(k.startswith("detector.") for k in out),
+        "tracker_dropped": len(tracker),
+        "classes": conf.shape[0] // NUM_ANCHORS,
+    }
+    return out, summary
+
+
+def target_shapes_from_config(config_file: str, opts=()) -> Dict[str, Tuple[int, ...]]:
+    """State-dict shapes of the model ``config_file`` builds (on the CPU)."""
+    from detectron2.config import get_cfg
+    from detectron2.modeling import build_model
+
+    from . import meta_arch  # noqa: F401  (registers RGNNVIS)
+    from .config import add_rgnn_config
+
+    cfg = get_cfg()
+    add_rgnn_config(cfg)
+    cfg.merge_from_file(config_file)
+    cfg.merge_from_list(list(opts))
+    cfg.MODEL.DEVICE = "cpu"
+    cfg.MODEL.WEIGHTS = ""
+    model = build_model(cfg)
+    return {k: tuple(v.shape) for k, v in model.state_dict().items()}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("source", help="release checkpoint (.pth.tar, torch.save({'net': ..., ...}))")
+    parser.add_argument("output", help="detectron2 checkpoint to write (.pkl)")
+    parser.add_argument("--config-file", default=RELEASE_CONFIG, help="config whose model checks the shapes")
+    parser.add_argument(
+        "--segmenter-only", action="store_true", help="convert backbone + detector and drop the tracker modules"
+    )
+    parser.add_argument("--opts", nargs="*", default=[], help="config overrides of --config-file: KEY VALUE ...")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    try:
+        net, meta = read_release_checkpoint(args.source)
+    except ValueError as e:
+        raise SystemExit(str(e)) from e
+    shapes = target_shapes_from_config(args.config_file, args.opts)
+    try:
+        converted, summary = convert_release_state_dict(net, shapes, segmenter_only=args.segmenter_only)
+    except KeyError as e:
+        raise SystemExit(f"{args.source}: {e.args[0]}") from e
+    with open(args.output, "wb") as f:
+        pickle.dump({"model": converted, "__author__": "vis_rgnn.convert_release", "matching_heuristics": False}, f)
+    logger.info(
+        "%s (epoch %s) -> %s: stage-1 checkpoint, %d tensors (backbone %d, FPN %d, detector %d), %d classes "
+        "(background first -> last); %d release tracker tensors dropped",
+        args.source,
+        meta.get("epoch", "?"),
+        args.output,
+        summary["tensors"],
+        summary["backbone"],
+        summary["fpn"],
+        summary["detector"],
+        summary["classes"],
+        summary["tracker_dropped"],
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
