@@ -15,11 +15,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import warnings
 from typing import List, Optional
 
+from .cli_report import run_reporting
 from .ytvis_eval import evaluate_ytvis
-from .ytvis_format import YTVISInputWarning
 
 CLI_KEYS = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10")
 
@@ -39,25 +38,16 @@ def main(argv: Optional[List[str]] = None) -> int:
         "predictions, ids that are booleans or floats)",
     )
     args = parser.parse_args(argv)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", YTVISInputWarning)
-        try:
-            metrics = evaluate_ytvis(args.gt, args.results, log=sys.stderr, strict=args.strict)
-        except (OSError, ValueError, KeyError, TypeError, OverflowError) as e:
-            message = " ".join(str(e).split()) or type(e).__name__
-            print(f"error: {message}", file=sys.stderr)
-            return 1
-        finally:
-            for w in caught:
-                if issubclass(w.category, YTVISInputWarning):
-                    print(f"warning: {w.message}", file=sys.stderr)
-                else:
-                    warnings.showwarning(w.message, w.category, w.filename, w.lineno)
-    out = {k: metrics[k] for k in CLI_KEYS}
-    if args.per_class:
-        out["per_class"] = metrics["per_class"]
-    print(json.dumps(out))
-    return 0
+
+    def run() -> int:
+        metrics = evaluate_ytvis(args.gt, args.results, log=sys.stderr, strict=args.strict)
+        out = {k: metrics[k] for k in CLI_KEYS}
+        if args.per_class:
+            out["per_class"] = metrics["per_class"]
+        print(json.dumps(out))
+        return 0
+
+    return run_reporting(run, exit_code=1)
 
 
 if __name__ == "__main__":

@@ -12,10 +12,9 @@ from __future__ import annotations
 
 import argparse
 import sys
-import warnings
 from typing import List, Optional
 
-from projects.evaluation.ytvis_format import YTVISInputWarning
+from projects.evaluation.cli_report import run_reporting
 
 from .inputs import ground_truth_tracks, load_dataset, prediction_tracks, resolve_dataset
 from .render import FORMATS, render_video
@@ -87,22 +86,7 @@ def run(args) -> int:
 
 def main(argv: Optional[List[str]] = None) -> int:
     args = get_parser().parse_args(argv)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", YTVISInputWarning)
-        try:
-            return run(args)
-        except Exception as e:  # one clear line per error; --traceback for the details
-            if args.traceback:
-                raise
-            message = " ".join(str(e).split()) or type(e).__name__
-            print(f"error: {message}", file=sys.stderr)
-            return 2
-        finally:
-            for w in caught:
-                if issubclass(w.category, YTVISInputWarning):
-                    print(f"warning: {w.message}", file=sys.stderr)
-                else:
-                    warnings.showwarning(w.message, w.category, w.filename, w.lineno)
+    return run_reporting(lambda: run(args), exit_code=2, reraise=args.traceback)
 
 
 if __name__ == "__main__":
