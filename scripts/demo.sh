@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The main job (`make demo`): synthetic data -> oracle check of the evaluator -> train each model on CPU ->
-# evaluate on synthetic_vis_val (results.json + results.zip) -> demo video with track-coloured masks.
+# evaluate on synthetic_vis_val (results.json + results.zip) -> demo video with track-coloured masks and the
+# README picture (a 4-frame contact sheet of it, drawn by projects.visualize).
 # Environment:
 #   MODELS      which models to train, in order (default "vis_stg"; "vis_stg vis_rgnn" also trains both
 #               RGNN-VIS stages, ~20 more minutes on 2 cores)
@@ -57,4 +58,9 @@ for run in "${DEMO_RUNS[@]}"; do
   $PY demo/demo.py --config-file "$config" --video-input "$OUT"/demo_video/demo/videos/vid_0001.mp4 \
     --output "$OUT/demo_$name.mp4" --json "$OUT/demo_$name.json" MODEL.WEIGHTS "$weights"
   echo "demo video: $OUT/demo_$name.mp4 (results JSON: $OUT/demo_$name.json)"
+  # The README picture (docs/demo_<model>.png): 4 frames of the same tracks, drawn by the results viewer.
+  $PY -m projects.visualize "$OUT/demo_$name.json" --out "$OUT/picture_$name" --format png --sheet-frames 4 \
+    --dataset "$OUT/demo_video/demo.json:$OUT/demo_video/demo/JPEGImages" > /dev/null
+  mv "$OUT/picture_$name/vid_0001.png" "$OUT/demo_$name.png" && rm -r "$OUT/picture_$name"
+  echo "demo picture: $OUT/demo_$name.png (the README's: cp $OUT/demo_$name.png docs/)"
 done
