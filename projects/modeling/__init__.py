@@ -1,3 +1,4 @@
+from . import backbone  # noqa: F401  (registers the basic ResNet backbones)
 from .online import (
     OnlineVideoModel,
     VideoTrack,
