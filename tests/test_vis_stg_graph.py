@@ -14,8 +14,17 @@ def _cells(dst, h, w):
     return {(int(d) // (h * w), int(d) % (h * w) // w, int(d) % w) for d in dst}
 
 
+def clipped_window_edges(centers, batch_idx, height, width, window):
+    """The valid edges of :func:`window_edges`, cells indexed in the batch flattened as (B, H, W) (the training
+    path of ``SpatialTemporalGraph.forward``)."""
+    src, dst, valid = window_edges(centers, height, width, window)
+    assert len(src) == len(centers) * window**2  # fixed size: all N·w² pairs
+    dst = dst + batch_idx[src] * (height * width)
+    return src[valid], dst[valid]
+
+
 def test_window_edges_interior_count_and_positions():
-    src, dst = window_edges(torch.tensor([[5, 4]]), torch.tensor([0]), height=10, width=12, window=3)
+    src, dst = clipped_window_edges(torch.tensor([[5, 4]]), torch.tensor([0]), height=10, width=12, window=3)
     assert len(src) == 9 and (src == 0).all()
     assert _cells(dst, 10, 12) == {(0, y, x) for y in (3, 4, 5) for x in (4, 5, 6)}
 
@@ -26,7 +35,7 @@ def test_window_edges_interior_count_and_positions():
 )
 def test_window_edges_clipped_at_borders(center, expected):
     # 5x5 window on a 10x12 grid: 3x3 at a corner, 3x5 on a border, 4x4 one cell in, full inside.
-    src, dst = window_edges(torch.tensor([center]), torch.tensor([0]), height=10, width=12, window=5)
+    src, dst = clipped_window_edges(torch.tensor([center]), torch.tensor([0]), height=10, width=12, window=5)
     assert len(dst) == expected
     cx, cy = center
     assert _cells(dst, 10, 12) == {
@@ -36,11 +45,11 @@ def test_window_edges_clipped_at_borders(center, expected):
 
 def test_window_edges_batches_and_window_one():
     centers = torch.tensor([[1, 1], [3, 2], [0, 0]])
-    src, dst = window_edges(centers, torch.tensor([0, 1, 1]), height=4, width=5, window=1)
+    src, dst = clipped_window_edges(centers, torch.tensor([0, 1, 1]), height=4, width=5, window=1)
     assert src.tolist() == [0, 1, 2]
     assert _cells(dst, 4, 5) == {(0, 1, 1), (1, 2, 3), (1, 0, 0)}
     with pytest.raises(ValueError):
-        window_edges(centers, torch.tensor([0, 1, 1]), 4, 5, window=4)
+        window_edges(centers, 4, 5, window=4)
 
 
 def _random_graph(n=4, m=30, e=50, d=8, seed=0):
@@ -165,7 +174,7 @@ def test_graph_without_reference_instances_returns_features_unchanged():
 
 
 def test_edge_lookup_finds_exactly_the_existing_pairs():
-    src, dst = window_edges(torch.tensor([[2, 2], [6, 3]]), torch.tensor([0, 0]), height=6, width=8, window=3)
+    src, dst = clipped_window_edges(torch.tensor([[2, 2], [6, 3]]), torch.tensor([0, 0]), height=6, width=8, window=3)
     edges = GraphEdges(src, dst, torch.arange(len(src)).float()[:, None])
     cells = torch.tensor([2 * 8 + 2, 3 * 8 + 6, 0, 2 * 8 + 3])  # centre of 0, centre of 1, far away, near 0
     ref_idx, cell_idx, edge_idx = edge_lookup(edges, 2, cells)
@@ -196,9 +205,9 @@ def test_online_fixed_layout_equals_the_edge_list_graph(aggregation):
         torch.testing.assert_close(o.features[o.valid], e.features, atol=1e-5, rtol=1e-5)
 
 
-def test_cached_fused_weights_follow_parameter_updates():
-    """Without autograd the composed weights are cached; an in-place update (optimizer step, load_state_dict)
-    must invalidate them."""
+def test_composed_weights_follow_parameter_updates():
+    """The composed weights of the update are not stale after an in-place update (optimizer step,
+    load_state_dict) without autograd."""
     torch.manual_seed(4)
     update = GraphUpdate(dim=8, hidden_dim=16, num_iters=2)
     for p in update.parameters():

@@ -32,7 +32,6 @@ from projects.graph import scatter_sum
 
 __all__ = [
     "window_edges",
-    "window_edges_padded",
     "InstanceNodeEncoder",
     "GraphUpdate",
     "GraphEdges",
@@ -41,27 +40,26 @@ __all__ = [
 
 
 def window_edges(
-    centers: torch.Tensor, batch_idx: torch.Tensor, height: int, width: int, window: int
-) -> Tuple[torch.Tensor, torch.Tensor]:
-    """Cross-frame edges from each instance to the target cells of a ``window``×``window`` square (§3.2).
+    centers: torch.Tensor, height: int, width: int, window: int
+) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Cross-frame edges from each instance to the target cells of a ``window``×``window`` square (§3.2), as a
+    fixed-size list: all N·w² (instance, window cell) pairs, instance-major then raster order.
 
-    ``centers`` (N, 2) integer (x, y) cells of the instance centres on this level; ``batch_idx`` (N,) image of
-    each instance. Windows are clipped at the borders (fewer edges there). Returns ``src`` (E,) instance index
-    and ``dst`` (E,) target cell index in the level flattened as (B, H, W); edges are grouped by instance,
-    cells in raster order.
+    ``centers`` (N, 2) integer (x, y) cells of the instance centres on this level. Returns ``src`` (N·w²,)
+    instance index, ``dst`` (N·w²,) cell index in the level flattened as (H, W), and ``valid`` (N·w²,): the cell
+    is inside the map (the window is clipped at the borders; the cells outside are clamped to the map).
     """
     if window < 1 or window % 2 == 0:
         raise ValueError(f"window sizes must be odd and positive, got {window}")
     half = window // 2
-    device = centers.device
-    d = torch.arange(-half, half + 1, device=device)
+    d = torch.arange(-half, half + 1, device=centers.device)
     dy, dx = torch.meshgrid(d, d, indexing="ij")
     xs = centers[:, 0:1] + dx.reshape(1, -1)  # (N, w*w)
     ys = centers[:, 1:2] + dy.reshape(1, -1)
     valid = (xs >= 0) & (xs < width) & (ys >= 0) & (ys < height)
-    dst = batch_idx[:, None] * (height * width) + ys * width + xs
-    src = torch.arange(centers.shape[0], device=device)[:, None].expand_as(dst)
-    return src[valid], dst[valid]
+    dst = ys.clamp(0, height - 1) * width + xs.clamp(0, width - 1)
+    src = torch.arange(centers.shape[0], device=centers.device)[:, None].expand_as(dst)
+    return src.reshape(-1), dst.reshape(-1), valid.reshape(-1)
 
 
 class InstanceNodeEncoder(nn.Module):
@@ -118,16 +116,10 @@ class GraphUpdate(nn.Module):
         nn.init.zeros_(self.node_mlp[-1].bias)
 
     def _fused_weights(self) -> Tuple[torch.Tensor, ...]:
-        """The weight blocks and compositions of :meth:`forward` (shapes in ``forward``'s comments). Without
-        autograd they are cached until a parameter changes (its version counter or storage), so online
-        inference does not recompute them every frame."""
-        params = (self.edge_mlp[0].weight, self.edge_mlp[0].bias, self.edge_mlp[2].weight, self.edge_mlp[2].bias)
-        params += (self.node_mlp[0].weight, self.node_mlp[0].bias, self.node_mlp[2].weight, self.node_mlp[2].bias)
-        key = tuple((p.data_ptr(), p._version, p.dtype, p.device) for p in params)
-        cache = getattr(self, "_fused_cache", None)
-        if not torch.is_grad_enabled() and cache is not None and cache[0] == key:
-            return cache[1]
-        e_w, e_b, el_w, el_b, v_w, v_b, vl_w, vl_b = params
+        """The weight blocks and compositions of :meth:`forward` (shapes in ``forward``'s comments), recomputed on
+        every call: caching them saved 0.3 % of the R50 online step (``benchmarks/bench_overhead.py`` setup)."""
+        (e_w, e_b), (el_w, el_b) = [(m.weight, m.bias) for m in self.edge_mlp[::2]]
+        (v_w, v_b), (vl_w, vl_b) = [(m.weight, m.bias) for m in self.node_mlp[::2]]
         dim = (e_w.shape[1]) // 3
         we_edge, we_ref, we_pix = e_w.split(dim, dim=1)
         wv_edge, wv_node = v_w.split(dim, dim=1)
@@ -136,9 +128,7 @@ class GraphUpdate(nn.Module):
             next_w = torch.cat([we_edge, wv_edge]) @ el_w  # (2·hidden, hidden): N_e's output layer composed in
             next_b = torch.cat([we_edge @ el_b + e_b, wv_edge @ el_b + v_b])
             msg_w_pix, msg_b_pix = node_w_pix @ vl_w, node_w_pix @ vl_b  # the pixel blocks of a message
-        fused = (we_edge, wv_edge, node_w_ref, node_w_pix, next_w, next_b, msg_w_pix, msg_b_pix)
-        self._fused_cache = None if torch.is_grad_enabled() else (key, fused)
-        return fused
+        return we_edge, wv_edge, node_w_ref, node_w_pix, next_w, next_b, msg_w_pix, msg_b_pix
 
     def forward(
         self,
@@ -279,7 +269,9 @@ class SpatialTemporalGraph(nn.Module):
             cells = (ref_centers / stride).floor().long()
             cells[:, 0].clamp_(0, w - 1)
             cells[:, 1].clamp_(0, h - 1)
-            src, dst = window_edges(cells, ref_batch, h, w, window)
+            src, dst, valid = window_edges(cells, h, w, window)
+            dst = dst + ref_batch[src] * (h * w)  # cell index in the level flattened as (B, H, W)
+            src, dst = src[valid], dst[valid]  # training: only the edges inside the map
             flat = feat.permute(0, 2, 3, 1).reshape(b * h * w, d)
             # Only pixels with an edge take part; their local index replaces the global one.
             active, dst_local = torch.unique(dst, return_inverse=True)
@@ -293,7 +285,7 @@ class SpatialTemporalGraph(nn.Module):
         self, ref_nodes: Sequence[torch.Tensor], ref_centers: torch.Tensor, features_t: Sequence[torch.Tensor]
     ) -> Tuple[List[torch.Tensor], List[GraphEdges]]:
         """:meth:`forward` for one target frame (B = 1) without data-dependent shapes (no host sync): every
-        instance keeps all w² window edges (those outside the map masked, :func:`window_edges_padded`) and the
+        instance keeps all w² window edges (those outside the map masked, :func:`window_edges`) and the
         node update runs on the pixels they reach (E slots, distinct pixels found by sorting; all other pixels
         keep F̂_t = F_t, as in :meth:`forward`). Returns F̂_t and the levels' edges in the fixed layout."""
         # All levels form one edge list (N_e, N_v are shared by the levels): one matrix product per layer and
@@ -308,7 +300,7 @@ class SpatialTemporalGraph(nn.Module):
             stride, window = self.strides[lvl], self.window_sizes[lvl]
             cells = (ref_centers / stride).floor().long()
             cells = torch.stack([cells[:, 0].clamp(0, w - 1), cells[:, 1].clamp(0, h - 1)], dim=1)
-            src, dst, valid = window_edges_padded(cells, h, w, window)
+            src, dst, valid = window_edges(cells, h, w, window)
             # Pixel nodes: one slot per distinct target pixel (sort + first occurrence, the fixed-size form of
             # torch.unique), E slots allocated of which the first U are used; only those take part.
             sorted_dst, order = dst.sort()
@@ -341,22 +333,3 @@ class SpatialTemporalGraph(nn.Module):
             fused.append(out.view(1, d, *features_t[len(fused)].shape[-2:]))
             edges.append(GraphEdges(src, dst, h_edge[offset : offset + dst.numel()], valid, cells, window))
         return fused, edges
-
-
-def window_edges_padded(
-    centers: torch.Tensor, height: int, width: int, window: int
-) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """:func:`window_edges` of one image as a fixed-size list: all N·w² (instance, window cell) pairs, the
-    cells outside the map clamped to it and marked invalid. Returns ``src``, ``dst`` (flattened H·W index),
-    ``valid``, each (N·w²,), instance-major then raster order (the order of :func:`window_edges`)."""
-    if window < 1 or window % 2 == 0:
-        raise ValueError(f"window sizes must be odd and positive, got {window}")
-    half = window // 2
-    d = torch.arange(-half, half + 1, device=centers.device)
-    dy, dx = torch.meshgrid(d, d, indexing="ij")
-    xs = centers[:, 0:1] + dx.reshape(1, -1)  # (N, w*w)
-    ys = centers[:, 1:2] + dy.reshape(1, -1)
-    valid = (xs >= 0) & (xs < width) & (ys >= 0) & (ys < height)
-    dst = ys.clamp(0, height - 1) * width + xs.clamp(0, width - 1)
-    src = torch.arange(centers.shape[0], device=centers.device)[:, None].expand_as(dst)
-    return src.reshape(-1), dst.reshape(-1), valid.reshape(-1)

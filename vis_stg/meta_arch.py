@@ -35,7 +35,6 @@ from .build import vis_stg_arguments
 from .concat_fusion import ConcatFusion
 from .detection_head import CenterNetHead, DetectionLossSettings
 from .graph import SpatialTemporalGraph
-from .init_summary import install_init_summary
 from .kernel_warp import KernelWarp
 from .mask_head import Controller, DynamicMaskHead, MaskBranch
 from .online_step import DecodeSettings, FrameHeads, TrackSettings, frame_to_host, track_frame
@@ -97,7 +96,6 @@ class VisSTG(nn.Module):
                 f"building VisSTG (got {self.num_classes}); train_net.py does this from the dataset"
             )
         self.backbone = backbone  # COCO-pretrained when MODEL.WEIGHTS says so (README "Initialisation")
-        install_init_summary(self)  # one log line after loading weights: what was loaded, what stays random
         self.in_features = list(in_features)  # checked against the backbone by from_config
         self.strides = [self.backbone.output_shape()[f].stride for f in self.in_features]
         self.sizes_of_interest, self.level_assignment = list(sizes_of_interest), level_assignment
