@@ -62,6 +62,8 @@ def add_vis_stg_config(cfg: CN) -> None:
     # "mean" (three runs), and on val videos its |F̂_t| / |F_t| at the touched pixels was 2-5x on most frames
     # with spikes to 37-82x where many reference windows overlap (the heat maps saturate there).
     _C.GRAPH.AGGREGATION = "mean"
+    # "sum_scaled": eq. (2)'s sum times this constant (a reparametrisation of N_v's output layer, see graph.py).
+    _C.GRAPH.SUM_SCALE = 0.0625
 
     # §3.3 CenterNet detection head (shared over levels).
     _C.DET = CN()

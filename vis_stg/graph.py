@@ -12,7 +12,9 @@ Choices the paper leaves open (documented, configurable where it matters): the M
 classifier are shared by all levels and all iterations (eq. (1)(2) carry no level/iteration index); the edge
 is undirected but its feature orders the endpoints as [instance, pixel]; eq. (2) is read as
 h^(l) = h^(l-1) + Σ N_v(...) for both endpoint types, with messages computed from the (l-1) features; the last
-layer of N_v starts at zero so F̂_t = F_t at initialisation.
+layer of N_v starts at zero so F̂_t = F_t at initialisation. ``GRAPH.AGGREGATION``: "sum" (eq. (2)), "sum_scaled"
+(the sum times the constant ``GRAPH.SUM_SCALE``: eq. (2) with N_v's output layer scaled), "mean" (÷ each node's
+degree: not eq. (2)); a sum grows with a pixel's degree, ~1 in training, more at test (vis_stg/README.md).
 
 Shapes: N reference instances, D feature dim, per level w² window edges per instance, E edges (all levels
 concatenated online), M pixel nodes touched by an edge.
@@ -31,12 +33,17 @@ from torchvision.ops import roi_align
 from projects.graph import scatter_sum
 
 __all__ = [
+    "AGGREGATIONS",
     "window_edges",
     "InstanceNodeEncoder",
     "GraphUpdate",
     "GraphEdges",
     "SpatialTemporalGraph",
 ]
+
+
+#: ``GRAPH.AGGREGATION``: eq. (2)'s sum, the sum times the constant ``GRAPH.SUM_SCALE``, the per-node mean.
+AGGREGATIONS = ("sum", "sum_scaled", "mean")
 
 
 def window_edges(
@@ -105,11 +112,14 @@ def _mlp(in_dim: int, hidden_dim: int, out_dim: int) -> nn.Sequential:
 class GraphUpdate(nn.Module):
     """L iterations of eq. (1) (edge update N_e) and eq. (2) (node update N_v) on a bipartite graph."""
 
-    def __init__(self, dim: int, hidden_dim: int, num_iters: int, aggregation: str = "sum"):
+    def __init__(self, dim: int, hidden_dim: int, num_iters: int, aggregation: str = "sum", sum_scale: float = 1.0):
         super().__init__()
-        if aggregation not in ("sum", "mean"):
-            raise ValueError(f"GRAPH.AGGREGATION must be 'sum' or 'mean', got {aggregation!r}")
+        if aggregation not in AGGREGATIONS:
+            raise ValueError(f"GRAPH.AGGREGATION must be one of {AGGREGATIONS}, got {aggregation!r}")
+        if not sum_scale > 0:
+            raise ValueError(f"GRAPH.SUM_SCALE must be positive, got {sum_scale}")
         self.num_iters, self.aggregation = num_iters, aggregation
+        self.sum_scale = float(sum_scale) if aggregation == "sum_scaled" else 1.0
         self.edge_mlp = _mlp(3 * dim, hidden_dim, dim)  # N_e
         self.node_mlp = _mlp(2 * dim, hidden_dim, dim)  # N_v
         nn.init.zeros_(self.node_mlp[-1].weight)
@@ -151,9 +161,13 @@ class GraphUpdate(nn.Module):
         size = {"ref": num_ref + 1, "pix": num_pix + 1}
         ones = h_ref.new_ones(len(src), 1)
         degree = {k: scatter_sum(ones, into[k], size[k]) for k in into}  # (N+1 | M+1, 1)
-        scale = {k: 1 / v.clamp(min=1) for k, v in degree.items()} if self.aggregation == "mean" else None
-        if scale is not None:
+        scale = None  # "sum": eq. (2) as written
+        if self.aggregation == "mean":  # per-node 1 / degree (not eq. (2))
+            scale = {k: 1 / v.clamp(min=1) for k, v in degree.items()}
             degree = {k: (v > 0).to(v.dtype) for k, v in degree.items()}
+        elif self.aggregation == "sum_scaled":  # eq. (2) times one constant (absorbed by N_v's output layer)
+            scale = {k: self.sum_scale for k in degree}
+            degree = {k: v * self.sum_scale for k, v in degree.items()}
 
         def aggregate_hidden(hidden: torch.Tensor, node: str) -> torch.Tensor:
             """Σ (or mean) of N_v's hidden activations u_e over each node's edges, (N+1 | M+1, hidden). The
@@ -240,13 +254,14 @@ class SpatialTemporalGraph(nn.Module):
         pooler_resolution: int = 7,
         pooler_sampling_ratio: int = 0,
         node_pool: str = "avg",
+        sum_scale: float = 1.0,
     ):
         super().__init__()
         if len(window_sizes) != len(strides):
             raise ValueError(f"GRAPH.WINDOW_SIZES needs one size per level ({len(strides)}), got {window_sizes}")
         self.strides, self.window_sizes = list(strides), list(window_sizes)
         self.node_encoder = InstanceNodeEncoder(dim, pooler_resolution, pooler_sampling_ratio, node_pool)
-        self.update = GraphUpdate(dim, hidden_dim, num_iters, aggregation)
+        self.update = GraphUpdate(dim, hidden_dim, num_iters, aggregation, sum_scale)
 
     def encode_nodes(self, features_k: Sequence[torch.Tensor], boxes: Sequence[torch.Tensor]) -> List[torch.Tensor]:
         """Reference nodes of frame k: per level (N, D) from per-image (N_b, 4) boxes."""
