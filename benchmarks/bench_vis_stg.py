@@ -183,7 +183,8 @@ def level_edges(graph: SpatialTemporalGraph, centers: torch.Tensor, lvl: int, h:
     cells = (centers / graph.strides[lvl]).floor().long()
     cells[:, 0].clamp_(0, w - 1)
     cells[:, 1].clamp_(0, h - 1)
-    return window_edges(cells, torch.zeros_like(cells[:, 0]), h, w, graph.window_sizes[lvl])
+    src, dst, valid = window_edges(cells, h, w, graph.window_sizes[lvl])
+    return src[valid], dst[valid]
 
 
 @torch.no_grad()

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from tests.vis_stg_graph_reference import dense_graph_update, edge_lookup
-from vis_stg.graph import GraphEdges, GraphUpdate, SpatialTemporalGraph, window_edges
+from vis_stg.graph import AGGREGATIONS, GraphEdges, GraphUpdate, SpatialTemporalGraph, window_edges
 
 torch.set_num_threads(1)
 
@@ -14,8 +14,17 @@ def _cells(dst, h, w):
     return {(int(d) // (h * w), int(d) % (h * w) // w, int(d) % w) for d in dst}
 
 
+def clipped_window_edges(centers, batch_idx, height, width, window):
+    """The valid edges of :func:`window_edges`, cells indexed in the batch flattened as (B, H, W) (the training
+    path of ``SpatialTemporalGraph.forward``)."""
+    src, dst, valid = window_edges(centers, height, width, window)
+    assert len(src) == len(centers) * window**2  # fixed size: all N·w² pairs
+    dst = dst + batch_idx[src] * (height * width)
+    return src[valid], dst[valid]
+
+
 def test_window_edges_interior_count_and_positions():
-    src, dst = window_edges(torch.tensor([[5, 4]]), torch.tensor([0]), height=10, width=12, window=3)
+    src, dst = clipped_window_edges(torch.tensor([[5, 4]]), torch.tensor([0]), height=10, width=12, window=3)
     assert len(src) == 9 and (src == 0).all()
     assert _cells(dst, 10, 12) == {(0, y, x) for y in (3, 4, 5) for x in (4, 5, 6)}
 
@@ -26,7 +35,7 @@ def test_window_edges_interior_count_and_positions():
 )
 def test_window_edges_clipped_at_borders(center, expected):
     # 5x5 window on a 10x12 grid: 3x3 at a corner, 3x5 on a border, 4x4 one cell in, full inside.
-    src, dst = window_edges(torch.tensor([center]), torch.tensor([0]), height=10, width=12, window=5)
+    src, dst = clipped_window_edges(torch.tensor([center]), torch.tensor([0]), height=10, width=12, window=5)
     assert len(dst) == expected
     cx, cy = center
     assert _cells(dst, 10, 12) == {
@@ -36,11 +45,11 @@ def test_window_edges_clipped_at_borders(center, expected):
 
 def test_window_edges_batches_and_window_one():
     centers = torch.tensor([[1, 1], [3, 2], [0, 0]])
-    src, dst = window_edges(centers, torch.tensor([0, 1, 1]), height=4, width=5, window=1)
+    src, dst = clipped_window_edges(centers, torch.tensor([0, 1, 1]), height=4, width=5, window=1)
     assert src.tolist() == [0, 1, 2]
     assert _cells(dst, 4, 5) == {(0, 1, 1), (1, 2, 3), (1, 0, 0)}
     with pytest.raises(ValueError):
-        window_edges(centers, torch.tensor([0, 1, 1]), 4, 5, window=4)
+        window_edges(centers, 4, 5, window=4)
 
 
 def _random_graph(n=4, m=30, e=50, d=8, seed=0):
@@ -50,11 +59,11 @@ def _random_graph(n=4, m=30, e=50, d=8, seed=0):
     return torch.randn(n, d, generator=g), torch.randn(m, d, generator=g), src, dst
 
 
-@pytest.mark.parametrize("aggregation", ["sum", "mean"])
+@pytest.mark.parametrize("aggregation", AGGREGATIONS)
 @pytest.mark.parametrize("num_iters", [0, 1, 3])
 def test_scatter_update_equals_dense_reference(aggregation, num_iters):
     torch.manual_seed(0)
-    update = GraphUpdate(dim=8, hidden_dim=16, num_iters=num_iters, aggregation=aggregation).double()
+    update = GraphUpdate(8, 16, num_iters, aggregation, sum_scale=0.25).double()
     for p in update.parameters():  # non-zero N_v so that the nodes actually change
         torch.nn.init.normal_(p, std=0.3)
     h_ref, h_pix, src, dst = (t.double() if t.is_floating_point() else t for t in _random_graph())
@@ -69,10 +78,10 @@ def test_scatter_update_equals_dense_reference(aggregation, num_iters):
         assert not torch.allclose(pix_s, h_pix)
 
 
-@pytest.mark.parametrize("aggregation", ["sum", "mean"])
+@pytest.mark.parametrize("aggregation", AGGREGATIONS)
 def test_masked_edges_send_nothing_and_final_ref_only_skips_the_last_instance_update(aggregation):
     torch.manual_seed(2)
-    update = GraphUpdate(dim=8, hidden_dim=12, num_iters=3, aggregation=aggregation).double()
+    update = GraphUpdate(8, 12, 3, aggregation, sum_scale=0.25).double()
     for p in update.parameters():
         torch.nn.init.normal_(p, std=0.3)
     h_ref, h_pix, src, dst = (t.double() if t.is_floating_point() else t for t in _random_graph(seed=5))
@@ -89,6 +98,47 @@ def test_masked_edges_send_nothing_and_final_ref_only_skips_the_last_instance_up
     update.num_iters = 2
     ref_2, _, _ = update(h_ref, h_pix, src, dst, edge_mask=keep)
     torch.testing.assert_close(ref_f, ref_2, atol=1e-9, rtol=0)
+
+
+def test_sum_scaled_is_eq2_with_the_constant_in_n_v_output_layer():
+    """Eq. (2) with a constant c on the sum = eq. (2) with N_v's output layer (W, b) replaced by (cW, cb): the
+    constant is a reparametrisation of N_v, unlike the mean's per-node 1 / degree."""
+    torch.manual_seed(3)
+    scaled = GraphUpdate(8, 16, 3, "sum_scaled", sum_scale=0.125).double()
+    for p in scaled.parameters():
+        torch.nn.init.normal_(p, std=0.3)
+    plain = GraphUpdate(8, 16, 3, "sum").double()
+    plain.load_state_dict(scaled.state_dict())
+    with torch.no_grad():
+        plain.node_mlp[2].weight.mul_(0.125), plain.node_mlp[2].bias.mul_(0.125)
+    h_ref, h_pix, src, dst = (t.double() if t.is_floating_point() else t for t in _random_graph(seed=7))
+    for a, b in zip(scaled(h_ref, h_pix, src, dst), plain(h_ref, h_pix, src, dst)):
+        torch.testing.assert_close(a, b, atol=1e-9, rtol=0)
+    mean = GraphUpdate(8, 16, 3, "mean").double()
+    mean.load_state_dict(plain.state_dict())
+    assert not torch.allclose(mean(h_ref, h_pix, src, dst)[1], plain(h_ref, h_pix, src, dst)[1])
+    with pytest.raises(ValueError, match="SUM_SCALE"):
+        GraphUpdate(8, 16, 1, "sum_scaled", sum_scale=0.0)
+    with pytest.raises(ValueError, match="AGGREGATION"):
+        GraphUpdate(8, 16, 1, "max")
+
+
+@pytest.mark.parametrize("aggregation", AGGREGATIONS)
+def test_pixel_message_grows_with_duplicate_references_only_for_sums(aggregation):
+    """One iteration, one pixel, k identical reference instances (duplicate detections of one object): the sums
+    of eq. (2) send k times the message of one reference, the mean the same message (the test-time degree
+    effect that the aggregation choice is about)."""
+    torch.manual_seed(5)
+    update = GraphUpdate(8, 16, 1, aggregation, sum_scale=0.25).double()
+    for p in update.parameters():
+        torch.nn.init.normal_(p, std=0.3)
+    h_ref, h_pix = torch.randn(1, 8, dtype=torch.double), torch.randn(1, 8, dtype=torch.double)
+    deltas = []
+    for k in (1, 4):
+        src, dst = torch.arange(k), torch.zeros(k, dtype=torch.long)
+        _, pix, _ = update(h_ref.expand(k, 8), h_pix, src, dst)
+        deltas.append(pix - h_pix)
+    torch.testing.assert_close(deltas[1], deltas[0] * (1 if aggregation == "mean" else 4), atol=1e-9, rtol=0)
 
 
 def test_scatter_update_float32_matches_dense_and_is_edge_order_invariant():
@@ -165,7 +215,7 @@ def test_graph_without_reference_instances_returns_features_unchanged():
 
 
 def test_edge_lookup_finds_exactly_the_existing_pairs():
-    src, dst = window_edges(torch.tensor([[2, 2], [6, 3]]), torch.tensor([0, 0]), height=6, width=8, window=3)
+    src, dst = clipped_window_edges(torch.tensor([[2, 2], [6, 3]]), torch.tensor([0, 0]), height=6, width=8, window=3)
     edges = GraphEdges(src, dst, torch.arange(len(src)).float()[:, None])
     cells = torch.tensor([2 * 8 + 2, 3 * 8 + 6, 0, 2 * 8 + 3])  # centre of 0, centre of 1, far away, near 0
     ref_idx, cell_idx, edge_idx = edge_lookup(edges, 2, cells)
@@ -175,10 +225,10 @@ def test_edge_lookup_finds_exactly_the_existing_pairs():
     assert all(len(x) == 0 for x in empty)
 
 
-@pytest.mark.parametrize("aggregation", ["sum", "mean"])
+@pytest.mark.parametrize("aggregation", AGGREGATIONS)
 def test_online_fixed_layout_equals_the_edge_list_graph(aggregation):
     torch.manual_seed(0)
-    graph = SpatialTemporalGraph(8, [8, 16], [5, 3], hidden_dim=16, num_iters=2, aggregation=aggregation)
+    graph = SpatialTemporalGraph(8, [8, 16], [5, 3], 16, 2, aggregation, sum_scale=0.25)
     with torch.no_grad():
         for p in graph.parameters():
             p.add_(torch.randn_like(p) * 0.1)  # N_v starts at zero: make the fusion non-trivial
@@ -196,9 +246,9 @@ def test_online_fixed_layout_equals_the_edge_list_graph(aggregation):
         torch.testing.assert_close(o.features[o.valid], e.features, atol=1e-5, rtol=1e-5)
 
 
-def test_cached_fused_weights_follow_parameter_updates():
-    """Without autograd the composed weights are cached; an in-place update (optimizer step, load_state_dict)
-    must invalidate them."""
+def test_composed_weights_follow_parameter_updates():
+    """The composed weights of the update are not stale after an in-place update (optimizer step,
+    load_state_dict) without autograd."""
     torch.manual_seed(4)
     update = GraphUpdate(dim=8, hidden_dim=16, num_iters=2)
     for p in update.parameters():

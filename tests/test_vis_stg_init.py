@@ -8,16 +8,15 @@ import numpy as np
 import pytest
 import torch
 from detectron2 import model_zoo
-from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.config import get_cfg
 from detectron2.modeling import build_model
 from detectron2.modeling.backbone import FPN, build_resnet_backbone
 from detectron2.modeling.backbone.fpn import LastLevelP6P7
 
 from projects.config import add_video_config
+from projects.engine.checkpoint import FaultTolerantCheckpointer, summarize_loaded
 from vis_stg import add_vis_stg_config
 from vis_stg.convert_condinst import main as convert_main
-from vis_stg.init_summary import summarize_loaded
 
 torch.set_num_threads(1)
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -41,8 +40,8 @@ def backbone_keys(model):
 
 
 def load(model, path, caplog):
-    with caplog.at_level(logging.INFO, logger="vis_stg.init_summary"):
-        DetectionCheckpointer(model).load(str(path))
+    with caplog.at_level(logging.INFO, logger="projects.engine.checkpoint"):
+        FaultTolerantCheckpointer(model).load(str(path))  # the trainer's checkpointer logs the summary
     lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("VisSTG initialisation")]
     assert len(lines) == 1
     return lines[0]
@@ -177,6 +176,6 @@ def test_summary_groups():
         "det_head.a.weight",
         "det_head.b.weight",
     ]
-    line, counts = summarize_loaded(keys, missing_keys=["det_head.b.weight", "backbone.top_block.p6.weight"])
+    line, counts = summarize_loaded(keys, ["det_head.b.weight", "backbone.top_block.p6.weight"], model="VisSTG")
     assert counts == {"ResNet": (1, 1), "FPN": (1, 1), "P6/P7": (0, 1), "det_head": (1, 2)}
     assert "loaded ResNet 1/1, FPN 1/1, det_head 1/2 tensors" in line and "P6/P7 (1), det_head (1)" in line

@@ -33,6 +33,8 @@ def dense_graph_update(
         msg_pix = (update.node_mlp(torch.cat([h_edge, hj], dim=-1)) * mask).sum(0)
         if update.aggregation == "mean":
             msg_ref, msg_pix = msg_ref / deg_ref, msg_pix / deg_pix
+        elif update.aggregation == "sum_scaled":
+            msg_ref, msg_pix = msg_ref * update.sum_scale, msg_pix * update.sum_scale
         h_ref, h_pix = h_ref + msg_ref, h_pix + msg_pix
     return h_ref, h_pix, h_edge
 

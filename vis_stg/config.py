@@ -55,13 +55,13 @@ def add_vis_stg_config(cfg: CN) -> None:
     _C.GRAPH.POOLER_SAMPLING_RATIO = 0
     _C.GRAPH.NODE_POOL = "avg"
     _C.GRAPH.HIDDEN_DIM = 256  # hidden width of the MLPs N_e, N_v
-    # Eq. (2) sums messages over a node's edges ("sum"); "mean" divides by the node degree (a degree-normalised
-    # sum). Default "mean", in the paper configs too, measured: at test time a pixel's degree grows with the
-    # number of overlapping reference instances (detections of frame t-1 + memory), unlike training with GT
-    # references. A synthetic model trained with "sum" (one run, 700 it) scored 7.4 AP against 14.0-20.3 for
-    # "mean" (three runs), and on val videos its |F̂_t| / |F_t| at the touched pixels was 2-5x on most frames
-    # with spikes to 37-82x where many reference windows overlap (the heat maps saturate there).
+    # Eq. (2) sums messages over a node's edges ("sum"); "sum_scaled" is the sum times GRAPH.SUM_SCALE (eq. (2) with
+    # N_v's output layer scaled); "mean" divides by the node degree (not eq. (2)). Default "mean", in the paper
+    # configs too: at test time a pixel's degree (reference windows covering it) is ~3.5x that of training with GT
+    # references (measured, vis_stg/README.md "Aggregation"), and the sum's message grows with it.
     _C.GRAPH.AGGREGATION = "mean"
+    # "sum_scaled": the constant on the sum; 1/16 = the 99th percentile of a pixel's degree at test time (synthetic).
+    _C.GRAPH.SUM_SCALE = 0.0625
 
     # §3.3 CenterNet detection head (shared over levels).
     _C.DET = CN()

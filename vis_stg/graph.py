@@ -12,7 +12,9 @@ Choices the paper leaves open (documented, configurable where it matters): the M
 classifier are shared by all levels and all iterations (eq. (1)(2) carry no level/iteration index); the edge
 is undirected but its feature orders the endpoints as [instance, pixel]; eq. (2) is read as
 h^(l) = h^(l-1) + Σ N_v(...) for both endpoint types, with messages computed from the (l-1) features; the last
-layer of N_v starts at zero so F̂_t = F_t at initialisation.
+layer of N_v starts at zero so F̂_t = F_t at initialisation. ``GRAPH.AGGREGATION``: "sum" (eq. (2)), "sum_scaled"
+(the sum times the constant ``GRAPH.SUM_SCALE``: eq. (2) with N_v's output layer scaled), "mean" (÷ each node's
+degree: not eq. (2)); a sum grows with a pixel's degree, ~1 in training, more at test (vis_stg/README.md).
 
 Shapes: N reference instances, D feature dim, per level w² window edges per instance, E edges (all levels
 concatenated online), M pixel nodes touched by an edge.
@@ -31,8 +33,8 @@ from torchvision.ops import roi_align
 from projects.graph import scatter_sum
 
 __all__ = [
+    "AGGREGATIONS",
     "window_edges",
-    "window_edges_padded",
     "InstanceNodeEncoder",
     "GraphUpdate",
     "GraphEdges",
@@ -40,28 +42,31 @@ __all__ = [
 ]
 
 
-def window_edges(
-    centers: torch.Tensor, batch_idx: torch.Tensor, height: int, width: int, window: int
-) -> Tuple[torch.Tensor, torch.Tensor]:
-    """Cross-frame edges from each instance to the target cells of a ``window``×``window`` square (§3.2).
+#: ``GRAPH.AGGREGATION``: eq. (2)'s sum, the sum times the constant ``GRAPH.SUM_SCALE``, the per-node mean.
+AGGREGATIONS = ("sum", "sum_scaled", "mean")
 
-    ``centers`` (N, 2) integer (x, y) cells of the instance centres on this level; ``batch_idx`` (N,) image of
-    each instance. Windows are clipped at the borders (fewer edges there). Returns ``src`` (E,) instance index
-    and ``dst`` (E,) target cell index in the level flattened as (B, H, W); edges are grouped by instance,
-    cells in raster order.
+
+def window_edges(
+    centers: torch.Tensor, height: int, width: int, window: int
+) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Cross-frame edges from each instance to the target cells of a ``window``×``window`` square (§3.2), as a
+    fixed-size list: all N·w² (instance, window cell) pairs, instance-major then raster order.
+
+    ``centers`` (N, 2) integer (x, y) cells of the instance centres on this level. Returns ``src`` (N·w²,)
+    instance index, ``dst`` (N·w²,) cell index in the level flattened as (H, W), and ``valid`` (N·w²,): the cell
+    is inside the map (the window is clipped at the borders; the cells outside are clamped to the map).
     """
     if window < 1 or window % 2 == 0:
         raise ValueError(f"window sizes must be odd and positive, got {window}")
     half = window // 2
-    device = centers.device
-    d = torch.arange(-half, half + 1, device=device)
+    d = torch.arange(-half, half + 1, device=centers.device)
     dy, dx = torch.meshgrid(d, d, indexing="ij")
     xs = centers[:, 0:1] + dx.reshape(1, -1)  # (N, w*w)
     ys = centers[:, 1:2] + dy.reshape(1, -1)
     valid = (xs >= 0) & (xs < width) & (ys >= 0) & (ys < height)
-    dst = batch_idx[:, None] * (height * width) + ys * width + xs
-    src = torch.arange(centers.shape[0], device=device)[:, None].expand_as(dst)
-    return src[valid], dst[valid]
+    dst = ys.clamp(0, height - 1) * width + xs.clamp(0, width - 1)
+    src = torch.arange(centers.shape[0], device=centers.device)[:, None].expand_as(dst)
+    return src.reshape(-1), dst.reshape(-1), valid.reshape(-1)
 
 
 class InstanceNodeEncoder(nn.Module):
@@ -107,27 +112,24 @@ def _mlp(in_dim: int, hidden_dim: int, out_dim: int) -> nn.Sequential:
 class GraphUpdate(nn.Module):
     """L iterations of eq. (1) (edge update N_e) and eq. (2) (node update N_v) on a bipartite graph."""
 
-    def __init__(self, dim: int, hidden_dim: int, num_iters: int, aggregation: str = "sum"):
+    def __init__(self, dim: int, hidden_dim: int, num_iters: int, aggregation: str = "sum", sum_scale: float = 1.0):
         super().__init__()
-        if aggregation not in ("sum", "mean"):
-            raise ValueError(f"GRAPH.AGGREGATION must be 'sum' or 'mean', got {aggregation!r}")
+        if aggregation not in AGGREGATIONS:
+            raise ValueError(f"GRAPH.AGGREGATION must be one of {AGGREGATIONS}, got {aggregation!r}")
+        if not sum_scale > 0:
+            raise ValueError(f"GRAPH.SUM_SCALE must be positive, got {sum_scale}")
         self.num_iters, self.aggregation = num_iters, aggregation
+        self.sum_scale = float(sum_scale) if aggregation == "sum_scaled" else 1.0
         self.edge_mlp = _mlp(3 * dim, hidden_dim, dim)  # N_e
         self.node_mlp = _mlp(2 * dim, hidden_dim, dim)  # N_v
         nn.init.zeros_(self.node_mlp[-1].weight)
         nn.init.zeros_(self.node_mlp[-1].bias)
 
     def _fused_weights(self) -> Tuple[torch.Tensor, ...]:
-        """The weight blocks and compositions of :meth:`forward` (shapes in ``forward``'s comments). Without
-        autograd they are cached until a parameter changes (its version counter or storage), so online
-        inference does not recompute them every frame."""
-        params = (self.edge_mlp[0].weight, self.edge_mlp[0].bias, self.edge_mlp[2].weight, self.edge_mlp[2].bias)
-        params += (self.node_mlp[0].weight, self.node_mlp[0].bias, self.node_mlp[2].weight, self.node_mlp[2].bias)
-        key = tuple((p.data_ptr(), p._version, p.dtype, p.device) for p in params)
-        cache = getattr(self, "_fused_cache", None)
-        if not torch.is_grad_enabled() and cache is not None and cache[0] == key:
-            return cache[1]
-        e_w, e_b, el_w, el_b, v_w, v_b, vl_w, vl_b = params
+        """The weight blocks and compositions of :meth:`forward` (shapes in ``forward``'s comments), recomputed on
+        every call: caching them saved 0.3 % of the R50 online step (``benchmarks/bench_overhead.py`` setup)."""
+        (e_w, e_b), (el_w, el_b) = [(m.weight, m.bias) for m in self.edge_mlp[::2]]
+        (v_w, v_b), (vl_w, vl_b) = [(m.weight, m.bias) for m in self.node_mlp[::2]]
         dim = (e_w.shape[1]) // 3
         we_edge, we_ref, we_pix = e_w.split(dim, dim=1)
         wv_edge, wv_node = v_w.split(dim, dim=1)
@@ -136,9 +138,7 @@ class GraphUpdate(nn.Module):
             next_w = torch.cat([we_edge, wv_edge]) @ el_w  # (2·hidden, hidden): N_e's output layer composed in
             next_b = torch.cat([we_edge @ el_b + e_b, wv_edge @ el_b + v_b])
             msg_w_pix, msg_b_pix = node_w_pix @ vl_w, node_w_pix @ vl_b  # the pixel blocks of a message
-        fused = (we_edge, wv_edge, node_w_ref, node_w_pix, next_w, next_b, msg_w_pix, msg_b_pix)
-        self._fused_cache = None if torch.is_grad_enabled() else (key, fused)
-        return fused
+        return we_edge, wv_edge, node_w_ref, node_w_pix, next_w, next_b, msg_w_pix, msg_b_pix
 
     def forward(
         self,
@@ -161,9 +161,13 @@ class GraphUpdate(nn.Module):
         size = {"ref": num_ref + 1, "pix": num_pix + 1}
         ones = h_ref.new_ones(len(src), 1)
         degree = {k: scatter_sum(ones, into[k], size[k]) for k in into}  # (N+1 | M+1, 1)
-        scale = {k: 1 / v.clamp(min=1) for k, v in degree.items()} if self.aggregation == "mean" else None
-        if scale is not None:
+        scale = None  # "sum": eq. (2) as written
+        if self.aggregation == "mean":  # per-node 1 / degree (not eq. (2))
+            scale = {k: 1 / v.clamp(min=1) for k, v in degree.items()}
             degree = {k: (v > 0).to(v.dtype) for k, v in degree.items()}
+        elif self.aggregation == "sum_scaled":  # eq. (2) times one constant (absorbed by N_v's output layer)
+            scale = {k: self.sum_scale for k in degree}
+            degree = {k: v * self.sum_scale for k, v in degree.items()}
 
         def aggregate_hidden(hidden: torch.Tensor, node: str) -> torch.Tensor:
             """Σ (or mean) of N_v's hidden activations u_e over each node's edges, (N+1 | M+1, hidden). The
@@ -250,13 +254,14 @@ class SpatialTemporalGraph(nn.Module):
         pooler_resolution: int = 7,
         pooler_sampling_ratio: int = 0,
         node_pool: str = "avg",
+        sum_scale: float = 1.0,
     ):
         super().__init__()
         if len(window_sizes) != len(strides):
             raise ValueError(f"GRAPH.WINDOW_SIZES needs one size per level ({len(strides)}), got {window_sizes}")
         self.strides, self.window_sizes = list(strides), list(window_sizes)
         self.node_encoder = InstanceNodeEncoder(dim, pooler_resolution, pooler_sampling_ratio, node_pool)
-        self.update = GraphUpdate(dim, hidden_dim, num_iters, aggregation)
+        self.update = GraphUpdate(dim, hidden_dim, num_iters, aggregation, sum_scale)
 
     def encode_nodes(self, features_k: Sequence[torch.Tensor], boxes: Sequence[torch.Tensor]) -> List[torch.Tensor]:
         """Reference nodes of frame k: per level (N, D) from per-image (N_b, 4) boxes."""
@@ -279,7 +284,9 @@ class SpatialTemporalGraph(nn.Module):
             cells = (ref_centers / stride).floor().long()
             cells[:, 0].clamp_(0, w - 1)
             cells[:, 1].clamp_(0, h - 1)
-            src, dst = window_edges(cells, ref_batch, h, w, window)
+            src, dst, valid = window_edges(cells, h, w, window)
+            dst = dst + ref_batch[src] * (h * w)  # cell index in the level flattened as (B, H, W)
+            src, dst = src[valid], dst[valid]  # training: only the edges inside the map
             flat = feat.permute(0, 2, 3, 1).reshape(b * h * w, d)
             # Only pixels with an edge take part; their local index replaces the global one.
             active, dst_local = torch.unique(dst, return_inverse=True)
@@ -293,7 +300,7 @@ class SpatialTemporalGraph(nn.Module):
         self, ref_nodes: Sequence[torch.Tensor], ref_centers: torch.Tensor, features_t: Sequence[torch.Tensor]
     ) -> Tuple[List[torch.Tensor], List[GraphEdges]]:
         """:meth:`forward` for one target frame (B = 1) without data-dependent shapes (no host sync): every
-        instance keeps all w² window edges (those outside the map masked, :func:`window_edges_padded`) and the
+        instance keeps all w² window edges (those outside the map masked, :func:`window_edges`) and the
         node update runs on the pixels they reach (E slots, distinct pixels found by sorting; all other pixels
         keep F̂_t = F_t, as in :meth:`forward`). Returns F̂_t and the levels' edges in the fixed layout."""
         # All levels form one edge list (N_e, N_v are shared by the levels): one matrix product per layer and
@@ -308,7 +315,7 @@ class SpatialTemporalGraph(nn.Module):
             stride, window = self.strides[lvl], self.window_sizes[lvl]
             cells = (ref_centers / stride).floor().long()
             cells = torch.stack([cells[:, 0].clamp(0, w - 1), cells[:, 1].clamp(0, h - 1)], dim=1)
-            src, dst, valid = window_edges_padded(cells, h, w, window)
+            src, dst, valid = window_edges(cells, h, w, window)
             # Pixel nodes: one slot per distinct target pixel (sort + first occurrence, the fixed-size form of
             # torch.unique), E slots allocated of which the first U are used; only those take part.
             sorted_dst, order = dst.sort()
@@ -341,22 +348,3 @@ class SpatialTemporalGraph(nn.Module):
             fused.append(out.view(1, d, *features_t[len(fused)].shape[-2:]))
             edges.append(GraphEdges(src, dst, h_edge[offset : offset + dst.numel()], valid, cells, window))
         return fused, edges
-
-
-def window_edges_padded(
-    centers: torch.Tensor, height: int, width: int, window: int
-) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """:func:`window_edges` of one image as a fixed-size list: all N·w² (instance, window cell) pairs, the
-    cells outside the map clamped to it and marked invalid. Returns ``src``, ``dst`` (flattened H·W index),
-    ``valid``, each (N·w²,), instance-major then raster order (the order of :func:`window_edges`)."""
-    if window < 1 or window % 2 == 0:
-        raise ValueError(f"window sizes must be odd and positive, got {window}")
-    half = window // 2
-    d = torch.arange(-half, half + 1, device=centers.device)
-    dy, dx = torch.meshgrid(d, d, indexing="ij")
-    xs = centers[:, 0:1] + dx.reshape(1, -1)  # (N, w*w)
-    ys = centers[:, 1:2] + dy.reshape(1, -1)
-    valid = (xs >= 0) & (xs < width) & (ys >= 0) & (ys < height)
-    dst = ys.clamp(0, height - 1) * width + xs.clamp(0, width - 1)
-    src = torch.arange(centers.shape[0], device=centers.device)[:, None].expand_as(dst)
-    return src.reshape(-1), dst.reshape(-1), valid.reshape(-1)

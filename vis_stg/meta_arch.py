@@ -23,18 +23,18 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import torch
 import torch.nn.functional as F
 from detectron2.config import CfgNode, configurable
-from detectron2.modeling import META_ARCH_REGISTRY, Backbone, build_backbone
+from detectron2.modeling import META_ARCH_REGISTRY, Backbone
 from detectron2.structures import ImageList, Instances
 from torch import nn
 
 from projects.modeling.online import run_online_inference
 
 from . import box_iou_association, edge_classifier, embedding_head, offset_head  # noqa: F401 (register the cues)
-from .association import Association, PairInputs, association_class, build_association
+from .association import Association, PairInputs, association_class
+from .build import vis_stg_arguments
 from .concat_fusion import ConcatFusion
 from .detection_head import CenterNetHead, DetectionLossSettings
 from .graph import SpatialTemporalGraph
-from .init_summary import install_init_summary
 from .kernel_warp import KernelWarp
 from .mask_head import Controller, DynamicMaskHead, MaskBranch
 from .online_step import DecodeSettings, FrameHeads, TrackSettings, frame_to_host, track_frame
@@ -96,7 +96,6 @@ class VisSTG(nn.Module):
                 f"building VisSTG (got {self.num_classes}); train_net.py does this from the dataset"
             )
         self.backbone = backbone  # COCO-pretrained when MODEL.WEIGHTS says so (README "Initialisation")
-        install_init_summary(self)  # one log line after loading weights: what was loaded, what stays random
         self.in_features = list(in_features)  # checked against the backbone by from_config
         self.strides = [self.backbone.output_shape()[f].stride for f in self.in_features]
         self.sizes_of_interest, self.level_assignment = list(sizes_of_interest), level_assignment
@@ -141,69 +140,7 @@ class VisSTG(nn.Module):
 
     @classmethod
     def from_config(cls, cfg: CfgNode) -> Dict[str, Any]:
-        c = cfg.MODEL.VIS_STG
-        g, m, w, t, i = c.GRAPH, c.MASK, c.WARP, c.TRACK, c.INFERENCE
-        backbone = build_backbone(cfg)
-        shapes = backbone.output_shape()
-        missing = [f for f in c.IN_FEATURES if f not in shapes]
-        if missing:
-            raise ValueError(f"VIS_STG.IN_FEATURES {missing} not produced by the backbone ({sorted(shapes)})")
-        strides = [shapes[f].stride for f in c.IN_FEATURES]
-        dim = shapes[c.IN_FEATURES[0]].channels
-        if any(shapes[f].channels != dim for f in c.IN_FEATURES):
-            raise ValueError("all VIS_STG.IN_FEATURES must have the same number of channels")
-        num_classes = int(cfg.MODEL.NUM_CLASSES)
-        # TRACK.JOINT_EMBEDDING trains the edge classifier and the embedding head together (the latter on
-        # detached features); TRACK.ASSOCIATION picks the one used at test time.
-        cues = [t.ASSOCIATION] + (["edge", "embedding"] if t.JOINT_EMBEDDING else [])
-        cues += ["box_iou"] if i.BASELINE == "iou" else []
-        reads_edges = any(association_class(cue).reads_edges for cue in cues)
-        mask_head = DynamicMaskHead(m.BRANCH_CHANNELS, m.HEAD_CHANNELS, m.HEAD_NUM_LAYERS, strides[0], m.OUT_STRIDE)
-        # Construction order (= initial weights for a SEED) as before the registry: the graph always (dropped
-        # when unused), heads, warp, edge / embedding cues, concat fusion, the other cues. So every module starts
-        # from the same weights whatever the ablation switches say.
-        graph = SpatialTemporalGraph(
-            dim, strides, g.WINDOW_SIZES, g.HIDDEN_DIM, g.NUM_ITERS, g.AGGREGATION, g.POOLER_RESOLUTION,
-            g.POOLER_SAMPLING_RATIO, g.NODE_POOL,
-        )  # fmt: skip
-        det_head = CenterNetHead(dim, max(num_classes, 1), c.DET.NUM_CONVS, c.DET.CONV_DIM, c.DET.PRIOR_PROB)
-        mask_branch = MaskBranch(dim, m.BRANCH_CHANNELS, m.BRANCH_NUM_CONVS, m.BRANCH_CONV_DIM)
-        controller = Controller(dim, mask_head.num_params, m.CONTROLLER_NUM_CONVS, m.CONTROLLER_CONV_DIM)
-        warp = KernelWarp(dim, mask_head.num_params, w.NUM_CONVS, w.CONV_DIM, w.KERNEL_SIZE, w.DEPTHWISE, w.IMPL)
-        associations = {cue: build_association(cue, cfg, dim) for cue in ("edge", "embedding") if cue in cues}
-        concat = ConcatFusion(dim, g.HIDDEN_DIM) if g.FUSION and g.FUSION_TYPE == "concat" else None
-        associations.update({cue: build_association(cue, cfg, dim) for cue in cues if cue not in associations})
-        return {
-            "backbone": backbone,
-            "graph": graph if (g.FUSION and g.FUSION_TYPE == "relation") or reads_edges else None,
-            "det_head": det_head,
-            "mask_branch": mask_branch,
-            "mask_head": mask_head,
-            "controller": controller,
-            "kernel_warp": warp if w.ENABLED else None,
-            "associations": list(associations.values()),
-            "concat_fusion": concat,
-            "num_classes": num_classes,
-            "in_features": list(c.IN_FEATURES),
-            "sizes_of_interest": list(c.SIZES_OF_INTEREST),
-            "level_assignment": c.LEVEL_ASSIGNMENT,
-            "size_divisibility": c.SIZE_DIVISIBILITY,
-            "fusion": g.FUSION,
-            "fusion_type": g.FUSION_TYPE,
-            "association": t.ASSOCIATION,
-            "baseline": i.BASELINE,
-            "decode": DecodeSettings.from_config(cfg),
-            "track": TrackSettings.from_config(cfg),
-            "video_score": t.VIDEO_SCORE,
-            "loss_weights": (c.LOSS_WEIGHT_DET, c.LOSS_WEIGHT_MASK, c.LOSS_WEIGHT_EDGE),
-            "det_loss": DetectionLossSettings.from_config(cfg),
-            "mask_pos_radius": m.POS_RADIUS,
-            "fuse_test": m.FUSE_TEST,
-            "mask_threshold": cfg.TEST.VIDEO.MASK_THRESHOLD,
-            "max_tracks": cfg.TEST.VIDEO.MAX_TRACKS,
-            "pixel_mean": tuple(cfg.MODEL.PIXEL_MEAN),
-            "pixel_std": tuple(cfg.MODEL.PIXEL_STD),
-        }
+        return vis_stg_arguments(cfg)  # the modules and settings of cfg.MODEL.VIS_STG (:mod:`.build`)
 
     @property
     def device(self) -> torch.device:

@@ -9,6 +9,9 @@
 * :func:`load_weights` loads a trained model for inference (``train_net.py --eval-only``, ``demo/predictor.py``)
   strictly: a missing file, or a checkpoint that does not fill the model exactly (a parameter missing, unexpected
   or of another shape), is an error naming the file instead of detectron2's warning and a random layer.
+* Every load logs one line of what the checkpoint initialised and what stays random (:func:`summarize_loaded`),
+  e.g. ``VisSTG initialisation: loaded ResNet 265/265, FPN 12/12, P6/P7 4/4 tensors ...; random: det_head (12),
+  graph (10), ...``: detectron2 lists unmatched keys one by one (and drops shape mismatches, counted as random).
 """
 
 from __future__ import annotations
@@ -16,7 +19,8 @@ from __future__ import annotations
 import logging
 import os
 import re
-from typing import Any, Dict, List, Optional
+from collections import OrderedDict
+from typing import Any, Dict, Iterable, List, Optional, Tuple
 
 from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.utils import comm
@@ -29,11 +33,45 @@ __all__ = [
     "WeightsMismatchError",
     "checkpoint_order_key",
     "load_weights",
+    "summarize_loaded",
+    "tensor_group",
 ]
 
 logger = logging.getLogger(__name__)
 
 _PERIODIC_RE = re.compile(r"^model_(\d+)\.pth$")
+
+_BACKBONE_GROUPS = (("backbone.bottom_up.", "ResNet"), ("backbone.fpn_", "FPN"), ("backbone.top_block.", "P6/P7"))
+
+
+def tensor_group(key: str) -> str:
+    """Group of a state-dict key: a part of a detectron2 ResNet-FPN backbone or the top-level module name."""
+    for prefix, name in _BACKBONE_GROUPS:
+        if key.startswith(prefix):
+            return name
+    return key.split(".", 1)[0]
+
+
+def summarize_loaded(
+    model_keys: Iterable[str], missing_keys: Iterable[str], unexpected_keys: Iterable[str] = (), model: str = "model"
+) -> Tuple[str, Dict[str, Tuple[int, int]]]:
+    """``(log line, {group: (loaded, total)})`` for a load of ``model`` that left ``missing_keys`` uninitialised."""
+    missing = set(missing_keys)
+    counts: OrderedDict[str, List[int]] = OrderedDict()
+    for key in model_keys:
+        loaded_total = counts.setdefault(tensor_group(key), [0, 0])
+        loaded_total[0] += key not in missing
+        loaded_total[1] += 1
+    loaded = [f"{g} {n}/{t}" for g, (n, t) in counts.items() if n > 0]
+    random = [f"{g} ({t - n})" for g, (n, t) in counts.items() if n < t]
+    unexpected = list(unexpected_keys)
+    line = (
+        f"{model} initialisation: loaded {', '.join(loaded) or 'nothing'} tensors from the checkpoint; "
+        f"random (not in the checkpoint or of another shape): {', '.join(random) or 'none'}"
+    )
+    if unexpected:
+        line += f"; {len(unexpected)} checkpoint tensors not used by {model}"
+    return line, {g: (n, t) for g, (n, t) in counts.items()}
 
 
 class CorruptCheckpointError(RuntimeError):
@@ -86,6 +124,17 @@ class FaultTolerantCheckpointer(DetectionCheckpointer):
             return super().load(path, *args, **kwargs)
         finally:  # DetectionCheckpointer.load leaves this set when loading raises; the next load asserts on it
             self._parsed_url_during_load = None
+
+    def _load_model(self, checkpoint: Dict[str, Any]):
+        incompatible = super()._load_model(checkpoint)
+        line, _ = summarize_loaded(
+            self.model.state_dict().keys(),
+            incompatible.missing_keys,
+            incompatible.unexpected_keys,
+            type(self.model).__name__,
+        )
+        logger.info(line)
+        return incompatible
 
     def _load_file(self, filename: str) -> Dict[str, Any]:
         if os.path.isfile(filename) and os.path.getsize(filename) == 0:
