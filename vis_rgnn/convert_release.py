@@ -9,10 +9,12 @@ dict is mapped or the conversion stops with an error naming the key; converted s
 model the config builds. The released weights hold ``backbone.*`` (torchvision ResNet-50) and ``detector.*``
 (their YOLACT: 41 classes, background first, re-ordered here to this project's background-last layout as in
 ``vis_rgnn/convert_yolact.py``, whose key mapping is reused): the output is a stage-1 checkpoint (``rgnn_stage`` =
-1), so stage 2 trains the tracker from it as the release's runfile does. The release's tracker modules
-(``appnet``, ``detection_descriptor_extractor``, ``track_detection_matcher``, ``track_descriptor``,
-``track_module``) are not ported yet (docs/rgnn_release_port.md): a checkpoint holding them is an error listing
-them, unless ``--segmenter-only`` asks explicitly for its backbone + detector.
+1), so stage 2 trains the tracker from it as the release's runfile does. Of the release's tracker modules, the GNN
+and memory (``track_detection_matcher``, ``track_descriptor.memory_layers``, ``init_var_background``) are mapped
+(:func:`release_tracker_key`, for ``MODEL.RGNN.GNN.RELEASE_BLOCKS`` / ``EMPTY_TRACK recurrent``); the others
+(``appnet``, ``detection_descriptor_extractor``, ``track_module``, the rest of ``track_descriptor``) are not ported
+yet (docs/rgnn_release_port.md): a checkpoint holding them is an error listing them, unless ``--segmenter-only``
+asks explicitly for its backbone + detector. A checkpoint whose tracker is mapped entirely converts as stage 2.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ __all__ = [
     "SEGMENTER_PREFIXES",
     "TRACKER_PREFIXES",
     "release_key",
+    "release_tracker_key",
     "convert_release_state_dict",
     "target_shapes_from_config",
     "main",
