@@ -190,3 +190,36 @@ def test_synthetic_configs_keep_our_tracker():
         "detection",
     )
     assert math.isclose(r.INACTIVE_THRESHOLD, 0.0)
+
+
+def test_release_tracker_step_at_most_4_host_syncs_per_frame(monkeypatch):
+    """The release switches keep the online step GPU-minded (same budget as tests/test_host_syncs_rgnn.py)."""
+    import tests.test_rgnn_step_regression as reg
+    from projects.utils.host_syncs import count_host_syncs
+
+    release = {
+        "STAGE": 2,
+        "INIT_THRESHOLD": -20.0,  # random weights: every detection starts a track, every track holds one
+        "INACTIVE_THRESHOLD": -20.0,
+        "GNN__INPUTS": "release",
+        "GNN__RELEASE_BLOCKS": True,
+        "GNN__DET_EMPTY_GATE": True,
+        "EMPTY_TRACK": "recurrent",
+        "INACTIVE_BOXES": "zero",
+        "NEW_TRACK_APPEARANCE": "blend",
+        "NEW_TRACK_INIT": "detection",
+        "SLOT_EVICTION": False,
+        "NEW_TRACK_ORDER": "detection",
+    }
+    monkeypatch.setitem(reg.VARIANTS, "release_tracker", release)
+    model, v = reg.build("release_tracker"), reg.video()
+    state = model.init_video_state()
+    counts, outputs = [], 0
+    for t, image in enumerate(v["image"][:4]):
+        frame = {"image": image, "height": reg.OUT_H, "width": reg.OUT_W, "frame_idx": t}
+        inst, ops = count_host_syncs(lambda frame=frame: model.step(frame, state))
+        outputs += len(inst)
+        if t > 0:
+            counts.append(sum(ops.values()))
+    assert outputs > 0
+    assert max(counts) <= 4, counts
