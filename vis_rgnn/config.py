@@ -102,6 +102,15 @@ def add_rgnn_config(cfg: CN) -> None:
     # A detection's update gates its new-track edge with its own gate (True: the release's DetFanatic, separate
     # bkgdet / trkdet sigmoids) or with the track-edge gate (False, ours).
     g.DET_EMPTY_GATE = False
+    # Raw inputs of the first block (vis_rgnn/graph_inputs.py): "ours" = class log-probabilities, box offsets
+    # w.r.t. the track's box, IoU and the channel-averaged appearance log-likelihood; "release" = the release's
+    # TrackDetectionMatcher: raw class logits (padding -100), the detection box scaled to [-1, 1] by 864 x 480,
+    # -4 + 0.01 x the summed log-likelihood (log 2 pi written 1.8379) and 2 IoU - 1.
+    g.INPUTS = "ours"
+    # True (the release's GraphNet): every block and residual block updates all five element types (empty track
+    # and detections included) and the residual blocks end with a ReLU (cm.Residual); False (ours): the last
+    # block and residual skip the empty track (and the detections unless NEW_TRACK_INIT is "detection").
+    g.RELEASE_BLOCKS = False
 
     r.GATING = "lstm"  # lstm (eq. 3) | simple (one gate + tanh, Table 1) | none (diverges in the paper)
     r.ASSOCIATION = "gnn"  # gnn | heuristic (MaskTrack R-CNN rule, Table 1 "Association from [31]")
@@ -131,6 +140,17 @@ def add_rgnn_config(cfg: CN) -> None:
     # "new_track_edge" = the GNN's new-track edge embedding n_j (ours); "detection" = the detection's final GNN
     # vertex (the release's rgnn.py and the paper §3.1; the last GNN block then also updates the detections).
     r.NEW_TRACK_INIT = "new_track_edge"
+    # The empty track t_0 (§3.1): "learned" = a constant learned vector and a static learned appearance Gaussian
+    # (ours); "recurrent" = the release's TrackDescriptor: its own LSTM memory (input: its final GNN vertex)
+    # and Gaussian (mean: frame 0's background descriptor, variance softplus(init), updated every frame).
+    r.EMPTY_TRACK = "learned"
+    # Boxes of tracks without a detection this frame: "last" keeps the last held box (ours); "zero" = the release
+    # (TrackModule: zeros, so their IoU edge to any detection is 0).
+    r.INACTIVE_BOXES = "last"
+    # A new track's appearance Gaussian: "detection" = centred on its detection with the initial variance (ours);
+    # "blend" = the release: the placeholder (mean 0, initial variance) updated by the appearance update with
+    # the new track's embedding, like a held track (mean = eta x).
+    r.NEW_TRACK_APPEARANCE = "detection"
     r.INIT_THRESHOLD = -2.0  # new-track logit needed to start a track at inference
     r.TRAIN_INIT_THRESHOLD = -2.0  # the same during stage-2 training
     r.INACTIVE_THRESHOLD = 0.0  # a track without a detection matching above this logit is inactive

@@ -9,10 +9,12 @@ dict is mapped or the conversion stops with an error naming the key; converted s
 model the config builds. The released weights hold ``backbone.*`` (torchvision ResNet-50) and ``detector.*``
 (their YOLACT: 41 classes, background first, re-ordered here to this project's background-last layout as in
 ``vis_rgnn/convert_yolact.py``, whose key mapping is reused): the output is a stage-1 checkpoint (``rgnn_stage`` =
-1), so stage 2 trains the tracker from it as the release's runfile does. The release's tracker modules
-(``appnet``, ``detection_descriptor_extractor``, ``track_detection_matcher``, ``track_descriptor``,
-``track_module``) are not ported yet (docs/rgnn_release_port.md): a checkpoint holding them is an error listing
-them, unless ``--segmenter-only`` asks explicitly for its backbone + detector.
+1), so stage 2 trains the tracker from it as the release's runfile does. Of the release's tracker modules, the GNN
+and memory (``track_detection_matcher``, ``track_descriptor.memory_layers``, ``init_var_background``) are mapped
+(:func:`release_tracker_key`, for ``MODEL.RGNN.GNN.RELEASE_BLOCKS`` / ``EMPTY_TRACK recurrent``); the others
+(``appnet``, ``detection_descriptor_extractor``, ``track_module``, the rest of ``track_descriptor``) are not ported
+yet (docs/rgnn_release_port.md): a checkpoint holding them is an error listing them, unless ``--segmenter-only``
+asks explicitly for its backbone + detector. A checkpoint whose tracker is mapped entirely converts as stage 2.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import os
 import pickle
 import re
 import sys
-from typing import Dict, Mapping, Optional, Tuple
+from typing import Callable, Dict, Mapping, Optional, Tuple
 
 import numpy as np
 import torch
@@ -36,6 +38,7 @@ __all__ = [
     "SEGMENTER_PREFIXES",
     "TRACKER_PREFIXES",
     "release_key",
+    "release_tracker_key",
     "convert_release_state_dict",
     "target_shapes_from_config",
     "main",
@@ -60,19 +63,138 @@ _TRACKER_PENDING = {
     "appnet.": "its 1x1 convs on layer3 / layer4 are ours (appearance.convs), but they feed the release's "
     "descriptor and are ported with detection_descriptor_extractor",
     "detection_descriptor_extractor.": "3-layer residual (512-128-128-512); ours has 2 layers (512-128-512)",
-    "track_detection_matcher.": "GNN inputs differ (raw logits, boxes in [-1, 1], -4 + 0.01 ll, 2 IoU - 1) and "
-    "blocks 2 / 4 update the empty track and detections, which ours drop",
-    "track_descriptor.": "empty track's own LSTM and Gaussian, LSTM gate order (f, i, o, g) with two biases, "
+    "track_descriptor.": "out_layers (lbscores, mean_eta, var_eta, var_new) and init_var: track scoring, "
     "softplus sample variance and the release's variance update",
     "track_module.": "re-weighting CNN input: uncropped mask logits + 0/1 box channel",
 }
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The tracker's GNN and recurrent memory (track_detection_matcher, track_descriptor.memory_layers and
+# init_var_background; docs/rgnn_release_port.md items 1, 2, 4, 5): the release's GraphNets layers.0..3 are our
+# gnn.blocks.0 / residuals.0 / blocks.1 / residuals.1 (MODEL.RGNN.GNN.NUM_BLOCKS 2, RELEASE_BLOCKS True).
+_GNN_ELEMENT = {  # release GraphNet entry -> (our GNNBlock submodule, our residual ModuleDict key)
+    "bkgdet": ("empty_edge", "empty_edges"),
+    "trkdet": ("edge", "edges"),
+    "bkg": ("empty_node", "empty"),
+    "trk": ("track_node", "tracks"),
+    "det": ("det_node", "dets"),
+}
+_GNN_GATE = {("bkg", "bkgdet"): "gate", ("trk", "trkdet"): "gate", ("det", "trkdet"): "gate"}
+_GNN_GATE[("det", "bkgdet")] = "empty_gate"  # MODEL.RGNN.GNN.DET_EMPTY_GATE True
+_LSTM = {"tracks": "gate", "background": "empty_gate"}
+
+
+def _class_columns(k1: int) -> list:
+    """Columns of the release's K+1 class logits (background first) in this project's order (background last)."""
+    return list(range(1, k1)) + [0]
+
+
+def _first_block_columns(kind: str, n_in: int, dim: int) -> list:
+    """Input columns of the release's first-block Linear layers, in the order of our concatenations
+    (vis_rgnn.graph_inputs.release_graph_inputs + graph.TrackDetectionGNN): the release concatenates
+    [track or empty-track vertex (D), detection vertex (K+1 logits, 4 box), edge features] ("trkdet" /
+    "bkgdet") and [detection vertex, aggregated edges (D)] ("det"); ours [detection vertex, edge features,
+    vertex] and [detection vertex, aggregated edges], with the classes background last."""
+    if kind == "det":
+        k1 = n_in - 4 - dim
+        return _class_columns(k1) + list(range(k1, n_in))
+    n_edge = 2 if kind == "trkdet" else 1
+    k1 = n_in - dim - 4 - n_edge
+    return [dim + c for c in _class_columns(k1)] + list(range(dim + k1, n_in)) + list(range(dim))
+
+
+def _later_block_columns(kind: str, dim: int) -> list:
+    """The release's [vertex, detection, edge] (3 D) -> ours [edge, vertex, detection] (``GNNBlock.forward``)."""
+    return list(range(2 * dim, 3 * dim)) + list(range(2 * dim))
+
+
+def _lstm_rows(t: torch.Tensor) -> torch.Tensor:
+    """The release's gate order (forget, input, output, candidate) -> ours (input, forget, output, candidate)
+    (vis_rgnn.recurrent.LSTMGate); rows of a (4 D, ...) weight or a (4 D,) bias."""
+    f, i, o, g = t.chunk(4, dim=0)
+    return torch.cat([i, f, o, g], dim=0)
+
+
+def release_tracker_key(key: str) -> Optional[Tuple[str, Callable[[Mapping[str, torch.Tensor]], torch.Tensor]]]:
+    """Release key of the GNN / track-memory modules -> (our name, function of the release's ``net`` giving
+    the converted tensor), or None for a key of another module. ``memory_layers.*.prev_out.bias`` maps to
+    no tensor of its own: ours has one bias, ``input.bias`` = ``x.bias`` + ``prev_out.bias`` (returned with
+    name "" to mark it consumed)."""
+    m = re.fullmatch(r"track_detection_matcher\.layers\.(\d+)\.(bkgdet|trkdet|bkg|trk|det)\.(.+)", key)
+    if m:
+        layer, element, rest = int(m.group(1)), m.group(2), m.group(3)
+        block, residual = divmod(layer, 2)
+        sub, res_key = _GNN_ELEMENT[element]
+        if residual:
+            r = re.fullmatch(r"out\.layers\.([02])\.(weight|bias)", rest)
+            if r is None:
+                return None
+            fc = "fc1" if r.group(1) == "0" else "fc2"
+            return f"tracker.gnn.residuals.{block}.{res_key}.{fc}.{r.group(2)}", lambda net: net[key]
+        r = re.fullmatch(r"(bkgdet|trkdet)_sigmoid\.([02])\.(weight|bias)", rest)
+        if r:
+            gate = _GNN_GATE.get((element, r.group(1)))
+            if gate is None:
+                return None
+            return f"tracker.gnn.blocks.{block}.{sub}.{gate}.{r.group(2)}.{r.group(3)}", lambda net: net[key]
+        r = re.fullmatch(r"out\.(0|2\.layers\.0|2\.layers\.2)\.(weight|bias)", rest)
+        if r is None:
+            return None
+        part, param = r.group(1), r.group(2)
+        if part != "0":  # the first block's edge MLP: Linear, ReLU, Residual
+            if element not in ("bkgdet", "trkdet"):
+                return None
+            fc = "fc1" if part.endswith("0") else "fc2"
+            return f"tracker.gnn.blocks.{block}.{sub}.2.{fc}.{param}", lambda net: net[key]
+        name = f"tracker.gnn.blocks.{block}.{sub}.0.{param}" if element in ("bkgdet", "trkdet") else None
+        if name is None:
+            name = f"tracker.gnn.blocks.{block}.{sub}.update.{param}"
+        if param == "bias" or element in ("bkg", "trk"):
+            return name, lambda net: net[key]
+
+        def permuted(net: Mapping[str, torch.Tensor]) -> torch.Tensor:
+            w = net[key]
+            dim = w.shape[0]
+            if block == 0:
+                cols = _first_block_columns(element, w.shape[1], dim)
+            else:
+                cols = _later_block_columns(element, dim) if element != "det" else list(range(w.shape[1]))
+            if len(cols) != w.shape[1] or sorted(cols) != list(range(w.shape[1])):
+                raise ValueError(f"{key}: unexpected input width {w.shape[1]}")
+            return w[:, cols]
+
+        return name, permuted
+    m = re.fullmatch(r"track_detection_matcher\.score_layers\.(trkdet|bkgdet)\.(weight|bias)", key)
+    if m:
+        head = "match" if m.group(1) == "trkdet" else "new_track"
+        return f"tracker.association_heads.{head}.{m.group(2)}", lambda net: net[key]
+    m = re.fullmatch(r"track_descriptor\.memory_layers\.(tracks|background)\.(x|prev_out)\.(weight|bias)", key)
+    if m:
+        gate, layer, param = _LSTM[m.group(1)], m.group(2), m.group(3)
+        base = f"track_descriptor.memory_layers.{m.group(1)}"
+        if param == "weight":
+            ours = "input" if layer == "x" else "hidden"
+            return f"tracker.{gate}.{ours}.weight", lambda net: _lstm_rows(net[key])
+        if layer == "prev_out":
+            return "", lambda net: net[key]
+        return f"tracker.{gate}.input.bias", lambda net: _lstm_rows(
+            net[f"{base}.x.bias"] + net[f"{base}.prev_out.bias"]
+        )
+    if key == "track_descriptor.init_var_background":
+        return "tracker.empty_init_var", lambda net: net[key]
+    return None
 
 
 def release_key(key: str) -> str:
     """Release segmenter key -> this project's name. The release's backbone is torchvision's ResNet
     (``layer1``..``layer4``) and its detector a YOLACT whose names are dbolya's under ``detector.``; both are
     rewritten to dbolya's layout and mapped by :func:`vis_rgnn.convert_yolact.convert_key`. Raises KeyError for
-    a tracker key (with the reason it is not ported) or an unknown key."""
+    a tracker key (with the reason it is not ported) or an unknown key. Tracker keys of the GNN / memory:
+    :func:`release_tracker_key`."""
+    mapped = release_tracker_key(key)
+    if mapped is not None:
+        return mapped[0]
     for prefix, reason in _TRACKER_PENDING.items():
         if key.startswith(prefix):
             raise KeyError(f"release tracker key {key!r} is not ported yet ({reason})")
@@ -99,27 +221,39 @@ def convert_release_state_dict(
     ``segmenter_only``: drop the tracker modules instead of refusing them. Raises KeyError / ValueError naming
     the offending keys (all of them)."""
     tracker = [k for k in net if k.startswith(TRACKER_PREFIXES)]
-    if tracker and not segmenter_only:
-        modules = sorted({k.split(".")[0] for k in tracker})
+    pending = [k for k in tracker if release_tracker_key(k) is None]
+    if pending and not segmenter_only:
+        modules = sorted({k.split(".")[0] for k in pending})
         raise KeyError(
-            f"{len(tracker)} release tracker tensors ({', '.join(modules)}) cannot be converted yet: "
+            f"{len(pending)} release tracker tensors ({', '.join(modules)}) cannot be converted yet: "
             + "; ".join(f"{p[:-1]}: {r}" for p, r in _TRACKER_PENDING.items() if p[:-1] in modules)
             + ". Pass --segmenter-only to convert the backbone and detector alone (a stage-1 checkpoint)."
         )
     out: Dict[str, np.ndarray] = {}
     errors = []
     for key, value in net.items():
-        if key.startswith(TRACKER_PREFIXES):
+        tracker_entry = release_tracker_key(key) if key.startswith(TRACKER_PREFIXES) else None
+        if key.startswith(TRACKER_PREFIXES) and (segmenter_only or tracker_entry is None):
             continue
-        try:
-            name = release_key(key)
-        except KeyError as e:
-            errors.append(str(e.args[0]))
-            continue
+        if tracker_entry is not None:
+            name, make = tracker_entry
+            if not name:  # consumed by another key's tensor (the LSTM's second bias)
+                continue
+            try:
+                t = make(net).detach().cpu()
+            except (KeyError, ValueError) as e:
+                errors.append(f"{key}: {e}")
+                continue
+        else:
+            try:
+                name = release_key(key)
+            except KeyError as e:
+                errors.append(str(e.args[0]))
+                continue
+            t = value.detach().cpu()
         if name in out:
             errors.append(f"two release keys map to {name!r} (second: {key!r})")
             continue
-        t = value.detach().cpu()
         if name == "detector.head.cls.weight" or name == "detector.head.cls.bias":
             try:
                 t = _background_last(t, NUM_ANCHORS)
@@ -139,20 +273,23 @@ def convert_release_state_dict(
         raise KeyError("; ".join(errors))
     if not any(k.startswith("backbone.") for k in out) or not any(k.startswith("detector.") for k in out):
         raise KeyError("the checkpoint has no backbone.* or no detector.* tensors: not an RGNN-VIS release model")
+    # With its tracker converted the checkpoint is a whole stage-2 model (every tracker tensor must be there).
+    full = bool(tracker) and not segmenter_only
     if target_shapes is not None:
-        missing = sorted(
-            k for k in target_shapes if k.startswith(("backbone.", "detector.")) and k not in out and k != STAGE_KEY
-        )
+        parts = ("backbone.", "detector.", "tracker.") if full else ("backbone.", "detector.")
+        missing = sorted(k for k in target_shapes if k.startswith(parts) and k not in out and k != STAGE_KEY)
         if missing:
-            raise KeyError(f"the release checkpoint lacks {len(missing)} segmenter tensors of the model: {missing[:8]}")
-    out[STAGE_KEY] = np.array(1, dtype=np.int64)
+            what = "model" if full else "segmenter"
+            raise KeyError(f"the release checkpoint lacks {len(missing)} {what} tensors of the model: {missing[:8]}")
+    out[STAGE_KEY] = np.array(2 if full else 1, dtype=np.int64)
     conf = net["detector.prediction_layers.0.conf_layer.weight"]
     summary = {
         "tensors": len(out) - 1,
         "backbone": sum(k.startswith("backbone.bottom_up.") for k in out),
         "fpn": sum(k.startswith("backbone.") and not k.startswith("backbone.bottom_up.") for k in out),
         "detector": sum(k.startswith("detector.") for k in out),
-        "tracker_dropped": len(tracker),
+        "tracker": sum(k.startswith("tracker.") for k in out),
+        "tracker_dropped": len(tracker) if segmenter_only else 0,
         "classes": conf.shape[0] // NUM_ANCHORS,
     }
     return out, summary
@@ -199,15 +336,17 @@ def main(argv=None) -> int:
     with open(args.output, "wb") as f:
         pickle.dump({"model": converted, "__author__": "vis_rgnn.convert_release", "matching_heuristics": False}, f)
     logger.info(
-        "%s (epoch %s) -> %s: stage-1 checkpoint, %d tensors (backbone %d, FPN %d, detector %d), %d classes "
-        "(background first -> last); %d release tracker tensors dropped",
+        "%s (epoch %s) -> %s: stage-%d checkpoint, %d tensors (backbone %d, FPN %d, detector %d, tracker %d), "
+        "%d classes (background first -> last); %d release tracker tensors dropped",
         args.source,
         meta.get("epoch", "?"),
         args.output,
+        int(converted[STAGE_KEY]),
         summary["tensors"],
         summary["backbone"],
         summary["fpn"],
         summary["detector"],
+        summary["tracker"],
         summary["classes"],
         summary["tracker_dropped"],
     )

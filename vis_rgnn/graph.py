@@ -38,7 +38,23 @@ from projects.graph import scatter_sum
 
 from .appearance import ResidualMLP
 
-__all__ = ["DenseLayout", "ScatterLayout", "build_layout", "GatedAccumulation", "GNNBlock", "TrackDetectionGNN"]
+__all__ = [
+    "DenseLayout",
+    "ScatterLayout",
+    "build_layout",
+    "GatedAccumulation",
+    "GNNBlock",
+    "TrackDetectionGNN",
+    "ResidualReLU",
+]
+
+
+class ResidualReLU(ResidualMLP):
+    """The release's ``cm.Residual``: ReLU(x + Linear(hidden, dim)(ReLU(Linear(dim, hidden)(x)))) -- Table 3's
+    residual block with a ReLU after the sum (``MODEL.RGNN.GNN.RELEASE_BLOCKS``)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.relu(super().forward(x))
 
 
 class DenseLayout:
@@ -193,7 +209,9 @@ class GatedAccumulation(nn.Module):
 class GNNBlock(nn.Module):
     """One block of eq. (1). ``first``: edges / new-track edges are created from raw inputs (Table 3, block 1).
     ``last``: only e, n and t are updated -- Table 3 also lists detection and empty-track updates for block 2,
-    but no head reads them, so they are omitted (unused parameters would also break DistributedDataParallel)."""
+    but no head reads them, so they are omitted (unused parameters would also break DistributedDataParallel) --
+    unless ``update_all`` (the release's GraphNet, read by the recurrent empty track and new tracks).
+    ``residual``: the residual block class of the first block's edge MLPs."""
 
     def __init__(
         self,
@@ -205,13 +223,16 @@ class GNNBlock(nn.Module):
         raw_dims: Dict[str, int],
         last_updates_dets: bool = False,
         det_empty_gate: bool = False,
+        update_all: bool = False,
+        residual: type = ResidualMLP,
     ):
         super().__init__()
+        last = last and not update_all
         self.first, self.last, self.last_updates_dets = first, last, last_updates_dets
         if first:
-            self.edge = nn.Sequential(nn.Linear(raw_dims["edge"], dim), nn.ReLU(), ResidualMLP(dim, residual_hidden))
+            self.edge = nn.Sequential(nn.Linear(raw_dims["edge"], dim), nn.ReLU(), residual(dim, residual_hidden))
             self.empty_edge = nn.Sequential(
-                nn.Linear(raw_dims["empty_edge"], dim), nn.ReLU(), ResidualMLP(dim, residual_hidden)
+                nn.Linear(raw_dims["empty_edge"], dim), nn.ReLU(), residual(dim, residual_hidden)
             )
         else:
             self.edge = nn.Sequential(nn.Linear(3 * dim, dim), nn.ReLU())
@@ -256,6 +277,12 @@ class TrackDetectionGNN(nn.Module):
     detection"): the last block and its residual also update the detections, output as dets (B, M, D).
     ``det_empty_gate`` (``MODEL.RGNN.GNN.DET_EMPTY_GATE``; the release): a detection's update gates its new-track
     edge with its own gate instead of the track-edge gate.
+    ``release_blocks`` (``MODEL.RGNN.GNN.RELEASE_BLOCKS``; the release's GraphNet x 4): every block and residual
+    block updates all five element types, and the residual blocks end with a ReLU (``cm.Residual``).
+    ``recurrent_empty`` (``MODEL.RGNN.EMPTY_TRACK`` "recurrent"): no learned t_0; :meth:`forward` takes the
+    empty track's vertex (B, D) and returns its final one as ``empty`` (also with ``release_blocks``).
+    The release's parameter names / concatenation orders map onto these modules in
+    :mod:`vis_rgnn.convert_release`.
     """
 
     def __init__(
@@ -269,6 +296,8 @@ class TrackDetectionGNN(nn.Module):
         aggregation: str = "dense",
         new_track_init: str = "new_track_edge",
         det_empty_gate: bool = False,
+        release_blocks: bool = False,
+        recurrent_empty: bool = False,
     ):
         super().__init__()
         if new_track_init not in ("new_track_edge", "detection"):
@@ -280,7 +309,11 @@ class TrackDetectionGNN(nn.Module):
         k = num_classes + 1
         raw = {"edge": k + 4 + 2 + dim, "empty_edge": k + 4 + 1 + dim, "det": k + 4}
         self.dim, self.aggregation = dim, aggregation
-        self.empty_track = nn.Parameter(torch.zeros(dim))
+        self.update_all = update_all = release_blocks or recurrent_empty
+        self.recurrent_empty = recurrent_empty
+        if not recurrent_empty:
+            self.empty_track = nn.Parameter(torch.zeros(dim))
+        residual = ResidualReLU if release_blocks else ResidualMLP
         self.blocks = nn.ModuleList(
             [
                 GNNBlock(
@@ -292,6 +325,8 @@ class TrackDetectionGNN(nn.Module):
                     raw_dims=raw,
                     last_updates_dets=dets_out,
                     det_empty_gate=det_empty_gate,
+                    update_all=update_all,
+                    residual=residual,
                 )
                 for i in range(num_blocks)
             ]
@@ -299,10 +334,12 @@ class TrackDetectionGNN(nn.Module):
         every, last = ("tracks", "dets", "edges", "empty_edges", "empty"), ("tracks", "edges", "empty_edges")
         if dets_out:
             last = last + ("dets",)
+        if update_all:
+            last = every
         self.residuals = nn.ModuleList(
             [
                 nn.ModuleDict(
-                    {k: ResidualMLP(dim, residual_hidden) for k in (last if i == num_blocks - 1 else every)}
+                    {k: residual(dim, residual_hidden) for k in (last if i == num_blocks - 1 else every)}
                     if residual_blocks
                     else {}
                 )
@@ -319,10 +356,17 @@ class TrackDetectionGNN(nn.Module):
         track_mask: torch.Tensor,
         det_mask: torch.Tensor,
         aggregation: Optional[str] = None,
+        empty: Optional[torch.Tensor] = None,
     ) -> Dict[str, torch.Tensor]:
+        """``empty`` (B, D): the empty track's vertex (required with ``recurrent_empty``, ignored otherwise)."""
         b = tracks.shape[0]
         layout = build_layout(aggregation or self.aggregation, track_mask, det_mask)
-        t0 = self.empty_track.expand(b, -1)
+        if self.recurrent_empty:
+            if empty is None:
+                raise ValueError("TrackDetectionGNN(recurrent_empty=True) needs the empty track's vertex (B, D)")
+            t0 = empty
+        else:
+            t0 = self.empty_track.expand(b, -1)
         t = layout.tracks(tracks)
         g = {
             "tracks": t,
@@ -339,6 +383,8 @@ class TrackDetectionGNN(nn.Module):
             "edges": layout.edges_out(g["edges"]),
             "empty_edges": layout.dets_out(g["empty_edges"]),
         }
-        if "dets" in g and self.new_track_init == "detection":
+        if "dets" in g and (self.new_track_init == "detection" or self.update_all):
             out["dets"] = layout.dets_out(g["dets"])  # (B, M, D) final detection vertices
+        if self.update_all:
+            out["empty"] = g["empty"]  # (B, D) final empty-track vertex
         return out

@@ -28,7 +28,9 @@ __all__ = ["LSTMGate", "SimpleGate", "NoGate", "build_gate"]
 
 
 class LSTMGate(nn.Module):
-    """Eq. (3b): LSTM gates with the GNN output as input. All tensors (..., D)."""
+    """Eq. (3b): LSTM gates with the GNN output as input. All tensors (..., D). Rows of ``input`` / ``hidden`` are
+    the gates (i, f, o, g); the release's ``TrackDescriptor.update_memory`` orders them (f, i, o, g) with a bias on
+    both layers -- ``vis_rgnn.convert_release`` permutes the rows and sums the biases, which is exact."""
 
     def __init__(self, dim: int):
         super().__init__()

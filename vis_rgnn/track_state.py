@@ -23,7 +23,11 @@ __all__ = ["FrameDetections", "TrackState", "FrameOutput"]
 class FrameDetections:
     """Detections of one frame for B videos, padded to M: boxes (B, M, 4) XYXY input pixels, class_probs
     (B, M, K+1), scores (B, M), masks (B, M, h, w) on the prototype grid, appearance (B, M, A), valid (B, M),
-    image_sizes (B, 2) = (h, w) of the resized input before padding."""
+    image_sizes (B, 2) = (h, w) of the resized input before padding; class_logits (B, M, K+1) the raw class
+    logits (the release's GNN input, ``MODEL.RGNN.GNN.INPUTS`` "release"; from the detector's ``class_logits``
+    field, else the log-probabilities, equal up to a per-detection constant); background_appearance (B, A) the
+    frame's background descriptor (the release's ``DetectionDescriptorExtractor`` global average pool, the empty
+    track's Gaussian with ``MODEL.RGNN.EMPTY_TRACK`` "recurrent"; zeros when the appearance net gives none)."""
 
     boxes: torch.Tensor
     class_probs: torch.Tensor
@@ -32,6 +36,15 @@ class FrameDetections:
     appearance: torch.Tensor
     valid: torch.Tensor
     image_sizes: torch.Tensor
+    class_logits: Optional[torch.Tensor] = None
+    background_appearance: Optional[torch.Tensor] = None
+
+    def __post_init__(self):
+        # Always tensors (callers such as meta_arch's float32 cast iterate over every field).
+        if self.class_logits is None:
+            self.class_logits = self.class_probs.clamp(min=1e-30).log()
+        if self.background_appearance is None:
+            self.background_appearance = self.appearance.new_zeros(self.appearance.shape[0], self.appearance.shape[-1])
 
     @cached_property
     def class_log_probs(self) -> torch.Tensor:
@@ -40,13 +53,19 @@ class FrameDetections:
 
     @classmethod
     def from_instances(
-        cls, dets: Sequence[Instances], appearance: Sequence[torch.Tensor], image_sizes: Sequence[Tuple[int, int]]
+        cls,
+        dets: Sequence[Instances],
+        appearance: Sequence[torch.Tensor],
+        image_sizes: Sequence[Tuple[int, int]],
+        background_appearance: Optional[torch.Tensor] = None,
     ) -> FrameDetections:
         """Pads per-image detector outputs (see :class:`~vis_rgnn.detector.YolactDetector`). Detections with a
         ``valid`` field (the detector's fixed-size output) are stacked as they are, without host syncs; others
-        count as all valid. appearance: (M_i, A) per image."""
+        count as all valid. appearance: (M_i, A) per image; background_appearance: (B, A) or None. A
+        ``class_logits`` field (M_i, K+1) on every image is taken as the raw class logits."""
         ref = dets[0].class_probs
         sizes = torch.as_tensor(image_sizes, dtype=ref.dtype).view(len(dets), 2).to(ref.device, non_blocking=True)
+        logits = all(d.has("class_logits") for d in dets)
         if all(d.has("valid") for d in dets) and len({len(d) for d in dets}) == 1:
             return cls(
                 boxes=torch.stack([d.pred_boxes.tensor for d in dets]),
@@ -56,6 +75,8 @@ class FrameDetections:
                 appearance=torch.stack(list(appearance)),
                 valid=torch.stack([d.valid for d in dets]),
                 image_sizes=sizes,
+                class_logits=torch.stack([d.class_logits for d in dets]) if logits else None,
+                background_appearance=background_appearance,
             )
         b, m = len(dets), max([len(d) for d in dets] + [0])
         k1, (h, w), a = ref.shape[1], dets[0].pred_masks.shape[-2:], appearance[0].shape[-1]
@@ -67,14 +88,20 @@ class FrameDetections:
             appearance=torch.stack([torch.cat([app, app.new_zeros(m - len(app), a)]) for app in appearance]),
             valid=torch.zeros(b, m, dtype=torch.bool, device=ref.device),
             image_sizes=sizes,
+            class_logits=ref.new_zeros(b, m, k1) if logits else None,
+            background_appearance=background_appearance,
         )
         for i, d in enumerate(dets):
             n = len(d)
             out.boxes[i, :n] = d.pred_boxes.tensor
             out.class_probs[i, :n] = d.class_probs
+            if logits:
+                out.class_logits[i, :n] = d.class_logits
             out.scores[i, :n] = d.scores
             out.masks[i, :n] = d.pred_masks
             out.valid[i, :n] = d.valid if d.has("valid") else True
+        if not logits:  # filled before the rows were written: recompute from the written probabilities
+            out.class_logits = out.class_probs.clamp(min=1e-30).log()
         return out
 
 
@@ -86,7 +113,9 @@ class TrackState:
     held, class_log_prob_sum (B, N, K+1), and their number held_count (B, N); track ids (B, N, -1 = free) and the
     next id to give, next_id (B,) int64 (on the device: new ids are assigned without host syncs); training
     identity (B, N, annotation id or -1); confidence 1 - p(background) (B, N) for eviction; class of the last
-    assigned detection (B, N)."""
+    assigned detection (B, N). The empty track's recurrent state (``MODEL.RGNN.EMPTY_TRACK`` "recurrent", the
+    release's ``background``): its LSTM output and cell empty_h, empty_c (B, D), its appearance Gaussian
+    empty_app_mean, empty_app_var (B, A) and empty_ready (B,) (False until frame 0 has set the mean)."""
 
     h: torch.Tensor
     c: torch.Tensor
@@ -102,6 +131,11 @@ class TrackState:
     confidence: torch.Tensor
     det_class: torch.Tensor
     next_id: Optional[torch.Tensor] = None
+    empty_h: Optional[torch.Tensor] = None
+    empty_c: Optional[torch.Tensor] = None
+    empty_app_mean: Optional[torch.Tensor] = None
+    empty_app_var: Optional[torch.Tensor] = None
+    empty_ready: Optional[torch.Tensor] = None
 
     @classmethod
     def empty(
@@ -113,9 +147,11 @@ class TrackState:
         num_classes: int,
         init_log_var: float,
         device: torch.device,
+        empty_init_var: Optional[torch.Tensor] = None,
     ) -> TrackState:
         """All N = ``num_slots`` slots free (nothing alive, ids -1, next id 0); the appearance variance starts
-        at exp(``init_log_var``), the fixed initial variance of a new track (§3.4)."""
+        at exp(``init_log_var``), the fixed initial variance of a new track (§3.4). The empty track's LSTM
+        state starts at zero and its variance at ``empty_init_var`` (A,) (ones when None)."""
         b, n, d, a = batch_size, num_slots, dim, appearance_dim
 
         def zeros(*shape: int) -> torch.Tensor:
@@ -136,6 +172,13 @@ class TrackState:
             confidence=zeros(b, n),
             det_class=torch.full((b, n), -1, dtype=torch.long, device=device),
             next_id=torch.zeros(b, dtype=torch.long, device=device),
+            empty_h=zeros(b, d),
+            empty_c=zeros(b, d),
+            empty_app_mean=zeros(b, a),
+            empty_app_var=(
+                torch.ones(b, a, device=device) if empty_init_var is None else empty_init_var.expand(b, a).clone()
+            ),
+            empty_ready=torch.zeros(b, dtype=torch.bool, device=device),
         )
 
 

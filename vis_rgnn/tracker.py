@@ -19,6 +19,7 @@ import math
 from typing import Optional, Tuple
 
 import torch
+import torch.nn.functional as F
 from detectron2.config import configurable
 from torch import nn
 
@@ -26,7 +27,7 @@ from .appearance import AppearanceUpdate, nix2_update
 from .association import gnn_association, heuristic_association
 from .detector import crop_masks
 from .graph import TrackDetectionGNN
-from .graph_inputs import graph_inputs
+from .graph_inputs import graph_inputs, release_graph_inputs
 from .heads import AssociationHeads, MaskReweighting, TrackScoringHead
 from .recurrent import build_gate
 from .slots import allocate_slots
@@ -71,8 +72,23 @@ class RGNNTracker(nn.Module):
         new_track_order: str = "logit",
         new_track_init: str = "new_track_edge",
         det_empty_gate: bool = False,
+        gnn_inputs: str = "ours",
+        release_blocks: bool = False,
+        empty_track: str = "learned",
+        inactive_boxes: str = "last",
+        new_track_appearance: str = "detection",
     ):
         super().__init__()
+        for key, value, allowed in (
+            ("GNN.INPUTS", gnn_inputs, ("ours", "release")),
+            ("EMPTY_TRACK", empty_track, ("learned", "recurrent")),
+            ("INACTIVE_BOXES", inactive_boxes, ("last", "zero")),
+            ("NEW_TRACK_APPEARANCE", new_track_appearance, ("detection", "blend")),
+        ):
+            if value not in allowed:
+                raise ValueError(f"MODEL.RGNN.{key} must be one of {allowed}, got {value!r}")
+        self.gnn_inputs, self.empty_track, self.inactive_boxes = gnn_inputs, empty_track, inactive_boxes
+        self.new_track_appearance = new_track_appearance
         if new_track_order not in ("logit", "detection"):
             raise ValueError(f"MODEL.RGNN.NEW_TRACK_ORDER must be 'logit' or 'detection', got {new_track_order!r}")
         self.slot_eviction, self.new_track_order = slot_eviction, new_track_order
@@ -93,6 +109,8 @@ class RGNNTracker(nn.Module):
             aggregation,
             new_track_init,
             det_empty_gate,
+            release_blocks,
+            empty_track == "recurrent",
         )
         self.new_track_init = new_track_init
         self.gate = build_gate(gating, dim)
@@ -104,9 +122,15 @@ class RGNNTracker(nn.Module):
             )
         self.appearance_update = AppearanceUpdate(dim, init_log_var, appearance_update == "learned")
         self.mask_reweighting = MaskReweighting(dim, mask_embed_channels, mask_hidden_channels, mask_residual)
-        # The empty track's appearance Gaussian (its "similarity" input to n_j, §3.1), learned.
-        self.empty_app_mean = nn.Parameter(torch.zeros(appearance_dim))
-        self.empty_app_log_var = nn.Parameter(torch.zeros(appearance_dim))
+        if empty_track == "learned":
+            # The empty track's appearance Gaussian (its "similarity" input to n_j, §3.1), learned.
+            self.empty_app_mean = nn.Parameter(torch.zeros(appearance_dim))
+            self.empty_app_log_var = nn.Parameter(torch.zeros(appearance_dim))
+        else:
+            # The release's TrackDescriptor: the empty track's own LSTM (memory_layers['background']) and the raw
+            # initial variance of its Gaussian (init_var_background; variance = softplus of it).
+            self.empty_gate = build_gate(gating, dim)
+            self.empty_init_var = nn.Parameter(torch.full((appearance_dim,), float(init_log_var)))
 
     @classmethod
     def from_config(cls, cfg, appearance_dim: int, mask_stride: int):
@@ -147,19 +171,47 @@ class RGNNTracker(nn.Module):
             "new_track_order": r.NEW_TRACK_ORDER,
             "new_track_init": r.NEW_TRACK_INIT,
             "det_empty_gate": r.GNN.DET_EMPTY_GATE,
+            "gnn_inputs": r.GNN.INPUTS,
+            "release_blocks": r.GNN.RELEASE_BLOCKS,
+            "empty_track": r.EMPTY_TRACK,
+            "inactive_boxes": r.INACTIVE_BOXES,
+            "new_track_appearance": r.NEW_TRACK_APPEARANCE,
         }
 
     def init_state(self, batch_size: int, device: torch.device) -> TrackState:
         """Empty track memory of ``batch_size`` videos with ``MAX_TRACKS`` slots."""
+        empty_var = F.softplus(self.empty_init_var).to(device) if self.empty_track == "recurrent" else None
         return TrackState.empty(
-            batch_size, self.max_tracks, self.dim, self.appearance_dim, self.num_classes, self.init_log_var, device
+            batch_size,
+            self.max_tracks,
+            self.dim,
+            self.appearance_dim,
+            self.num_classes,
+            self.init_log_var,
+            device,
+            empty_init_var=empty_var,
         )
 
-    @property
-    def empty_appearance(self) -> Optional[Tuple[torch.Tensor, torch.Tensor]]:
-        """(mean, log-variance) (A,) of the empty track's appearance Gaussian for
-        :func:`~vis_rgnn.graph_inputs.graph_inputs`, None when the appearance model is disabled."""
-        return (self.empty_app_mean, self.empty_app_log_var) if self.use_appearance else None
+    def _empty_appearance(self, state: TrackState, dets: FrameDetections) -> Optional[Tuple[torch.Tensor, ...]]:
+        """(mean, variance) (B, A) of the empty track's appearance Gaussian this frame, None when the appearance
+        model is disabled. "recurrent": the state's Gaussian; its mean is the frame's background descriptor until
+        frame 0 has been processed (the release's ``get_init_state``)."""
+        if not self.use_appearance:
+            return None
+        b = dets.valid.shape[0]
+        if self.empty_track == "learned":
+            return self.empty_app_mean.expand(b, -1), self.empty_app_log_var.exp().expand(b, -1)
+        mean = torch.where(state.empty_ready[:, None], state.empty_app_mean, dets.background_appearance)
+        return mean, state.empty_app_var
+
+    def _appearance_step(
+        self, h: torch.Tensor, mean: torch.Tensor, var: torch.Tensor, x: torch.Tensor
+    ) -> Tuple[torch.Tensor, torch.Tensor]:
+        """One appearance update (§3.4) of Gaussians (..., A) with observations x (..., A), rates predicted from
+        the embeddings h (..., D); used for held tracks, new tracks (``NEW_TRACK_APPEARANCE`` "blend") and the
+        recurrent empty track."""
+        alpha, beta, s2 = self.appearance_update(h)
+        return nix2_update(mean, var, x, s2, alpha, beta)
 
     # ---------------------------------------------------------------------------------------------- one step
     def step(
@@ -176,8 +228,23 @@ class RGNNTracker(nn.Module):
         prev_identity = state.identity[:, :n_used].clone()
 
         # §3.1 + eq. (3): GNN over tracks and detections, association logits, gated track embeddings.
-        edges, empty_edges, det_raw, iou = graph_inputs(state, dets, n_used, self.empty_appearance)
-        g = self.gnn(state.h[:, :n_used], det_raw, edges, empty_edges, prev_alive, dets.valid)
+        empty_app = self._empty_appearance(state, dets)
+        if self.gnn_inputs == "release":
+            edges, empty_edges, det_raw, iou = release_graph_inputs(state, dets, n_used, empty_app)
+        else:
+            if empty_app is not None:  # graph_inputs takes (mean, log-variance) broadcasting over (B, M, A)
+                empty_app = (empty_app[0][:, None], empty_app[1].log()[:, None])
+            edges, empty_edges, det_raw, iou = graph_inputs(state, dets, n_used, empty_app)
+        recurrent = self.empty_track == "recurrent"
+        g = self.gnn(
+            state.h[:, :n_used],
+            det_raw,
+            edges,
+            empty_edges,
+            prev_alive,
+            dets.valid,
+            empty=state.empty_h if recurrent else None,
+        )
         match_logits, new_logits = self.association_heads(g["edges"], g["empty_edges"])
         h, c = self.gate(g["tracks"], state.h[:, :n_used], state.c[:, :n_used])
         edge_mask = prev_alive[:, :, None] & dets.valid[:, None, :]
@@ -199,6 +266,8 @@ class RGNNTracker(nn.Module):
                 iou,
                 **self.heuristic,
             )
+        if recurrent:
+            self._update_empty_track(state, dets, g["empty"])
         holder = self._update_tracks(state, dets, h, c, assigned, prev_alive)
         init = g["dets"] if self.new_track_init == "detection" else g["empty_edges"]
         holder = self._start_tracks(state, dets, init, new, new_logits, holder, det_identity)
@@ -227,6 +296,20 @@ class RGNNTracker(nn.Module):
             mask_index=mask_index,
             mask_det=mask_det,
         )
+
+    def _update_empty_track(self, state: TrackState, dets: FrameDetections, empty_vertex: torch.Tensor) -> None:
+        """``EMPTY_TRACK`` "recurrent" (the release's ``TrackDescriptor.forward``, ``background``): the empty
+        track's LSTM reads its final GNN vertex (B, D); its Gaussian is updated every frame with the frame's
+        background descriptor (B, A) at rates predicted from its new output, frame 0's mean being that
+        descriptor."""
+        state.empty_h, state.empty_c = self.empty_gate(empty_vertex, state.empty_h, state.empty_c)
+        if self.use_appearance:
+            bg = dets.background_appearance
+            mean = torch.where(state.empty_ready[:, None], state.empty_app_mean, bg)
+            state.empty_app_mean, state.empty_app_var = self._appearance_step(
+                state.empty_h, mean, state.empty_app_var, bg
+            )
+        state.empty_ready = torch.ones_like(state.empty_ready)
 
     def _update_tracks(
         self,
@@ -257,8 +340,7 @@ class RGNNTracker(nn.Module):
 
         app_mean, app_var = state.app_mean[:, :n_used], state.app_var[:, :n_used]
         if self.use_appearance:
-            alpha, beta, s2 = self.appearance_update(h)
-            app_mean, app_var = nix2_update(app_mean, app_var, take(dets.appearance), s2, alpha, beta)
+            app_mean, app_var = self._appearance_step(h, app_mean, app_var, take(dets.appearance))
         state.app_mean = write(state.app_mean, app_mean, active)
         state.app_var = write(state.app_var, app_var.clamp(min=1e-8), active)
         state.app_last = write(state.app_last, take(dets.appearance), active)
@@ -269,7 +351,11 @@ class RGNNTracker(nn.Module):
         state.held_count = write(state.held_count, state.held_count[:, :n_used] + 1, active)
         state.h = torch.cat([torch.where(prev_alive[..., None], h, 0.0), state.h[:, n_used:]], dim=1)
         state.c = torch.cat([torch.where(prev_alive[..., None], c, 0.0), state.c[:, n_used:]], dim=1)
-        state.boxes = write(state.boxes, take(dets.boxes), active)
+        # INACTIVE_BOXES "zero" (the release's TrackModule): a processed track without a detection has box 0.
+        boxes = (
+            take(dets.boxes) if self.inactive_boxes == "last" else torch.where(active[..., None], take(dets.boxes), 0.0)
+        )
+        state.boxes = write(state.boxes, boxes, active if self.inactive_boxes == "last" else torch.ones_like(active))
         det_class = take(dets.class_probs[..., : self.num_classes].argmax(-1, keepdim=True))[..., 0]
         state.det_class = write(state.det_class, det_class, active)
         return torch.cat([assigned, assigned.new_full((b_size, n_slots - n_used), -1)], dim=1)
@@ -309,8 +395,14 @@ class RGNNTracker(nn.Module):
         h_new, c_new = self.gate(take(empty_edges), zeros, zeros)
         state.h, state.c = put(state.h, h_new), put(state.c, c_new)
         app = take(dets.appearance)
-        state.app_mean, state.app_last = put(state.app_mean, app), put(state.app_last, app)
-        state.app_var = put(state.app_var, math.exp(self.init_log_var))
+        init_var = torch.full_like(state.app_var, math.exp(self.init_log_var))
+        if self.new_track_appearance == "blend" and self.use_appearance:
+            # the release: the placeholder (mean 0, initial variance) takes the update of a held track
+            app_mean, app_var = self._appearance_step(h_new, torch.zeros_like(app), init_var, app)
+            state.app_mean, state.app_var = put(state.app_mean, app_mean), put(state.app_var, app_var.clamp(min=1e-8))
+        else:
+            state.app_mean, state.app_var = put(state.app_mean, app), put(state.app_var, init_var)
+        state.app_last = put(state.app_last, app)
         state.class_log_prob_sum = put(state.class_log_prob_sum, take(dets.class_log_probs))
         state.held_count = put(state.held_count, 1.0)
         state.boxes = put(state.boxes, take(dets.boxes))
