@@ -15,16 +15,14 @@ holding a detection this frame.
 
 from __future__ import annotations
 
-import math
 from typing import Optional, Tuple
 
 import torch
 from detectron2.config import configurable
 from torch import nn
 
-from .appearance import AppearanceUpdate, nix2_update
+from .appearance import AppearanceUpdate
 from .association import gnn_association, heuristic_association
-from .detector import crop_masks
 from .graph import TrackDetectionGNN
 from .graph_inputs import graph_inputs
 from .heads import AssociationHeads, MaskReweighting, TrackScoringHead
@@ -71,6 +69,8 @@ class RGNNTracker(nn.Module):
         new_track_order: str = "logit",
         new_track_init: str = "new_track_edge",
         det_empty_gate: bool = False,
+        mask_reweight_input: str = "ours",
+        mask_box_weight: float = 10.0,
     ):
         super().__init__()
         if new_track_order not in ("logit", "detection"):
@@ -98,12 +98,17 @@ class RGNNTracker(nn.Module):
         self.gate = build_gate(gating, dim)
         self.association_heads = AssociationHeads(dim, logit_bias_init)
         self.scoring = TrackScoringHead(dim, num_classes, scoring_evidence)
-        if appearance_update not in ("learned", "constant_variance"):
+        if appearance_update not in ("learned", "constant_variance", "release"):
             raise ValueError(
-                f"MODEL.RGNN.APPEARANCE.UPDATE must be 'learned' or 'constant_variance', got {appearance_update!r}"
+                "MODEL.RGNN.APPEARANCE.UPDATE must be 'learned', 'constant_variance' or 'release', "
+                f"got {appearance_update!r}"
             )
-        self.appearance_update = AppearanceUpdate(dim, init_log_var, appearance_update == "learned")
-        self.mask_reweighting = MaskReweighting(dim, mask_embed_channels, mask_hidden_channels, mask_residual)
+        self.appearance_update = AppearanceUpdate(
+            dim, init_log_var, appearance_update == "learned", appearance_update == "release", appearance_dim
+        )
+        self.mask_reweighting = MaskReweighting(
+            dim, mask_embed_channels, mask_hidden_channels, mask_residual, mask_reweight_input, mask_box_weight
+        )
         # The empty track's appearance Gaussian (its "similarity" input to n_j, §3.1), learned.
         self.empty_app_mean = nn.Parameter(torch.zeros(appearance_dim))
         self.empty_app_log_var = nn.Parameter(torch.zeros(appearance_dim))
@@ -137,7 +142,7 @@ class RGNNTracker(nn.Module):
             "train_init_threshold": r.TRAIN_INIT_THRESHOLD,
             "inactive_threshold": r.INACTIVE_THRESHOLD,
             "init_log_var": r.APPEARANCE.INIT_LOG_VAR,
-            "appearance_update": r.APPEARANCE.UPDATE,
+            "appearance_update": "release" if r.APPEARANCE_UPDATE_RELEASE else r.APPEARANCE.UPDATE,
             "mask_embed_channels": r.MASK_EMBED_CHANNELS,
             "mask_hidden_channels": r.MASK_HIDDEN_CHANNELS,
             "mask_residual": r.MASK_RESIDUAL,
@@ -147,6 +152,8 @@ class RGNNTracker(nn.Module):
             "new_track_order": r.NEW_TRACK_ORDER,
             "new_track_init": r.NEW_TRACK_INIT,
             "det_empty_gate": r.GNN.DET_EMPTY_GATE,
+            "mask_reweight_input": r.MASK_REWEIGHT_INPUT,
+            "mask_box_weight": r.DETECTION_MASK_BOX_WEIGHT,
         }
 
     def init_state(self, batch_size: int, device: torch.device) -> TrackState:
@@ -211,8 +218,9 @@ class RGNNTracker(nn.Module):
         mb, ms = mask_index[:, 0], mask_index[:, 1]
         mask_det = holder[mb, ms]
         det_masks = dets.masks[mb, mask_det]
-        box_masks = crop_masks(torch.ones_like(det_masks), dets.boxes[mb, mask_det] / self.mask_stride)
-        mask_logits = self.mask_reweighting(state.h[mb, ms], det_masks, box_masks)
+        mask_logits = self.mask_reweighting.from_detections(
+            state.h[mb, ms], det_masks, dets.boxes[mb, mask_det], self.mask_stride
+        )
         return FrameOutput(
             match_logits=match_logits,
             edge_mask=edge_mask,
@@ -257,8 +265,7 @@ class RGNNTracker(nn.Module):
 
         app_mean, app_var = state.app_mean[:, :n_used], state.app_var[:, :n_used]
         if self.use_appearance:
-            alpha, beta, s2 = self.appearance_update(h)
-            app_mean, app_var = nix2_update(app_mean, app_var, take(dets.appearance), s2, alpha, beta)
+            app_mean, app_var = self.appearance_update.update(app_mean, app_var, take(dets.appearance), h)
         state.app_mean = write(state.app_mean, app_mean, active)
         state.app_var = write(state.app_var, app_var.clamp(min=1e-8), active)
         state.app_last = write(state.app_last, take(dets.appearance), active)
@@ -309,8 +316,9 @@ class RGNNTracker(nn.Module):
         h_new, c_new = self.gate(take(empty_edges), zeros, zeros)
         state.h, state.c = put(state.h, h_new), put(state.c, c_new)
         app = take(dets.appearance)
-        state.app_mean, state.app_last = put(state.app_mean, app), put(state.app_last, app)
-        state.app_var = put(state.app_var, math.exp(self.init_log_var))
+        app_mean, app_var = self.appearance_update.initial(app, h_new)
+        state.app_mean, state.app_last = put(state.app_mean, app_mean), put(state.app_last, app)
+        state.app_var = put(state.app_var, app_var)
         state.class_log_prob_sum = put(state.class_log_prob_sum, take(dets.class_log_probs))
         state.held_count = put(state.held_count, 1.0)
         state.boxes = put(state.boxes, take(dets.boxes))
