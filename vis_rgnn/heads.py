@@ -104,6 +104,25 @@ class MaskReweighting(nn.Module):
         if residual:
             nn.init.zeros_(self.conv2.weight)
             nn.init.zeros_(self.conv2.bias)
+        if inputs == "release":
+            self._init_as_detection_scores(embed_channels)
+
+    @torch.no_grad()
+    def _init_as_detection_scores(self, e: int) -> None:
+        """Our initialisation of the release-input CNN (the runfile uses PyTorch's default and trains 150 epochs;
+        converted weights replace it): an untrained module returns the detection's score map s = raw + box_weight
+        x box (hidden channels 0 / 1 = ReLU(s) / ReLU(-s) from the centre taps, output their difference; the other
+        hidden channels start with zero output weight), so its masks are the segmenter's (s > 10) until trained."""
+        if self.conv1.out_channels < 2:
+            raise ValueError("MASK_REWEIGHT_INPUT 'release' needs MASK_HIDDEN_CHANNELS >= 2")
+        self.conv1.weight[:2].zero_()
+        self.conv1.bias[:2].zero_()
+        self.conv2.weight.zero_()
+        self.conv2.bias.zero_()
+        for sign, ch in ((1.0, 0), (-1.0, 1)):
+            self.conv1.weight[ch, e, 1, 1] = sign
+            self.conv1.weight[ch, e + 1, 1, 1] = sign * self.box_weight
+            self.conv2.weight[0, ch, 1, 1] = sign
 
     def map_inputs(self, masks: torch.Tensor, boxes: torch.Tensor, stride: int) -> Tuple[torch.Tensor, torch.Tensor]:
         """The two map channels from the detections' masks (P, H, W) and boxes (P, 4) XYXY input pixels on a grid

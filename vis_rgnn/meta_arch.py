@@ -82,6 +82,7 @@ class RGNNVIS(nn.Module):
         test_resize: Sequence[int] = (),
         flip_channels: bool = False,
         release_outputs: Tuple[str, str] = ("foreground", "online"),
+        train_resize: Sequence[int] = (),
     ):
         super().__init__()
         if stage not in (1, 2):
@@ -106,7 +107,9 @@ class RGNNVIS(nn.Module):
         self.size_divisibility = segmenter_size_divisibility(backbone)
         if test_resize and len(test_resize) != 2:
             raise ValueError(f"MODEL.RGNN.TEST_RESIZE must be [] or [height, width], got {list(test_resize)}")
-        self.test_resize, self.flip_channels = tuple(test_resize), flip_channels
+        if train_resize and len(train_resize) != 2:
+            raise ValueError(f"MODEL.RGNN.TRAIN_RESIZE must be [] or [height, width], got {list(train_resize)}")
+        self.test_resize, self.flip_channels, self.train_resize = tuple(test_resize), flip_channels, tuple(train_resize)
         if stage == 2:  # App. A.1: backbone and segmenter frozen, incl. BatchNorm statistics.
             for module in (self.backbone, self.detector):
                 module.requires_grad_(False)
@@ -200,6 +203,7 @@ class RGNNVIS(nn.Module):
             "test_resize": tuple(r.TEST_RESIZE),
             "flip_channels": channel_flip(cfg.INPUT.FORMAT, r.NETWORK_FORMAT),
             "release_outputs": (r.TRACK_CONFIDENCE, r.RESULTS),
+            "train_resize": tuple(r.TRAIN_RESIZE),
         }
 
     @property
@@ -218,7 +222,7 @@ class RGNNVIS(nn.Module):
     def preprocess(self, images: Sequence[torch.Tensor]) -> ImageList:
         """uint8 (3, h, w) frames in ``INPUT.FORMAT`` -> normalised, padded ImageList (``TEST_RESIZE`` and
         ``NETWORK_FORMAT`` applied, see vis_rgnn/image_input.py)."""
-        resize = () if self.training else self.test_resize
+        resize = self.train_resize if self.training else self.test_resize
         return prepare_images(
             images, self.pixel_mean, self.pixel_std, self.size_divisibility, resize, self.flip_channels
         )
@@ -252,7 +256,7 @@ class RGNNVIS(nn.Module):
 
     def forward_segmenter(self, batched_inputs: List[Dict[str, Any]]) -> Dict[str, torch.Tensor]:
         """Stage 1: every sampled frame is an independent training image (App. A.1)."""
-        frames, instances = training_images(batched_inputs)
+        frames, instances = training_images(batched_inputs, self.train_resize)
         gt = [inst.to(self.device) for inst in instances]
         images = self.preprocess(frames)
         fpn, _ = self.extract_features(images)
@@ -263,8 +267,8 @@ class RGNNVIS(nn.Module):
         b_size, length = len(batched_inputs), len(batched_inputs[0]["image"])
         if any(len(v["image"]) != length for v in batched_inputs):
             raise ValueError("stage-2 clips in a batch must have the same number of frames")
-        frames = [img for video in batched_inputs for img in video["image"]]  # video-major
-        gts = [[inst.to(self.device) for inst in video["instances"]] for video in batched_inputs]
+        frames, instances = training_images(batched_inputs, self.train_resize)  # video-major
+        gts = [[inst.to(self.device) for inst in instances[b * length : (b + 1) * length]] for b in range(b_size)]
         images = self.preprocess(frames)
         with torch.no_grad():
             fpn, bottom_up = self.extract_features(images)
