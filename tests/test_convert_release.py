@@ -26,6 +26,8 @@ from vis_rgnn.convert_release import (
 from vis_rgnn.release_checkpoint import Placeholder, read_release_checkpoint
 
 torch.set_num_threads(1)
+# release tracker modules with a counterpart (convert_release._TRACKER_KEYS; tests/test_release_convert_heads.py)
+PORTED_TRACKER = ("appnet.", "detection_descriptor_extractor.", "track_descriptor.out_layers.", "track_module.")
 LAYOUT = os.path.join(os.path.dirname(__file__), "data", "rgnnvis_release_layout.txt")
 _DTYPES = {"float32": torch.float32, "int64": torch.int64}
 
@@ -137,7 +139,8 @@ def test_every_release_key_is_mapped_or_refused(shapes):
     targets = {}
     tracker = 0
     for key, shape, _ in release_layout():
-        if key.startswith(TRACKER_PREFIXES):
+        ported = key.startswith(PORTED_TRACKER) or key == "track_descriptor.init_var"
+        if key.startswith(TRACKER_PREFIXES) and not ported:
             with pytest.raises(KeyError, match="not ported yet"):
                 release_key(key)
             tracker += 1
@@ -146,10 +149,10 @@ def test_every_release_key_is_mapped_or_refused(shapes):
         assert name not in targets, f"{key} and {targets.get(name)} both map to {name}"
         targets[name] = key
         assert shapes[name] == shape, f"{key} -> {name}: {shape} vs {shapes[name]}"
-    assert len(targets) == 318 + 36 and tracker == 492 - 354
+    assert len(targets) == 318 + 36 + 25 and tracker == 492 - 354 - 25
     # the release's segmenter covers the whole segmenter of the release config's model
     seg = {k for k in shapes if k.startswith(("backbone.", "detector."))}
-    assert seg == set(targets)
+    assert seg == {k for k in targets if k.startswith(("backbone.", "detector."))}
 
 
 def test_segmenter_checkpoint_converts_to_stage1_and_loads(tmp_path, release_model, caplog):
@@ -181,7 +184,7 @@ def test_full_checkpoint_refused_naming_tracker_modules(shapes):
     net = fake_net()
     with pytest.raises(KeyError, match="track_descriptor") as e:
         convert_release_state_dict(net, shapes)
-    assert "138 release tracker tensors" in str(e.value) and "--segmenter-only" in str(e.value)
+    assert "113 release tracker tensors" in str(e.value) and "--segmenter-only" in str(e.value)
     out, summary = convert_release_state_dict(net, shapes, segmenter_only=True)
     assert summary["tracker_dropped"] == 138 and summary["tensors"] == 354
 

@@ -9,10 +9,12 @@ dict is mapped or the conversion stops with an error naming the key; converted s
 model the config builds. The released weights hold ``backbone.*`` (torchvision ResNet-50) and ``detector.*``
 (their YOLACT: 41 classes, background first, re-ordered here to this project's background-last layout as in
 ``vis_rgnn/convert_yolact.py``, whose key mapping is reused): the output is a stage-1 checkpoint (``rgnn_stage`` =
-1), so stage 2 trains the tracker from it as the release's runfile does. The release's tracker modules
-(``appnet``, ``detection_descriptor_extractor``, ``track_detection_matcher``, ``track_descriptor``,
-``track_module``) are not ported yet (docs/rgnn_release_port.md): a checkpoint holding them is an error listing
-them, unless ``--segmenter-only`` asks explicitly for its backbone + detector.
+1), so stage 2 trains the tracker from it as the release's runfile does. The release's appearance / scoring / mask
+modules (``appnet``, ``detection_descriptor_extractor``, ``track_descriptor.out_layers`` / ``init_var``,
+``track_module``) map to the release config's ``appearance`` and ``tracker`` (``_TRACKER_KEYS``); the rest of the
+tracker (``_TRACKER_PENDING``: ``track_detection_matcher``, the LSTMs and the empty track's Gaussian) is not ported
+yet (docs/rgnn_release_port.md): a checkpoint holding it is an error listing it, unless ``--segmenter-only`` asks
+explicitly for its backbone + detector.
 """
 
 from __future__ import annotations
@@ -55,17 +57,44 @@ TRACKER_PREFIXES = (
 NUM_ANCHORS = 3  # the release's YOLACT: aspect ratios {1, 1/2, 2} / 1.8, one scale per level
 STAGE_KEY = "rgnn_stage"  # vis_rgnn.meta_arch.STAGE_KEY (not imported: the converter must not build the model)
 
-# Why each release tracker module has no counterpart yet (the computation differs; see docs/rgnn_release_port.md).
+# Why each release tracker module (or part) has no counterpart yet (docs/rgnn_release_port.md).
 _TRACKER_PENDING = {
-    "appnet.": "its 1x1 convs on layer3 / layer4 are ours (appearance.convs), but they feed the release's "
-    "descriptor and are ported with detection_descriptor_extractor",
-    "detection_descriptor_extractor.": "3-layer residual (512-128-128-512); ours has 2 layers (512-128-512)",
     "track_detection_matcher.": "GNN inputs differ (raw logits, boxes in [-1, 1], -4 + 0.01 ll, 2 IoU - 1) and "
     "blocks 2 / 4 update the empty track and detections, which ours drop",
-    "track_descriptor.": "empty track's own LSTM and Gaussian, LSTM gate order (f, i, o, g) with two biases, "
-    "softplus sample variance and the release's variance update",
-    "track_module.": "re-weighting CNN input: uncropped mask logits + 0/1 box channel",
+    "track_descriptor.memory_layers.": "empty track's own LSTM, LSTM gate order (f, i, o, g) with two biases",
+    "track_descriptor.init_var_background": "the empty track's Gaussian is not the release's yet",
 }
+
+# Release appearance / scoring / mask modules -> this project's parameters (the release's DETECTION_DESCRIPTOR,
+# APPEARANCE_UPDATE_RELEASE and MASK_REWEIGHT_INPUT switches, vis_rgnn/config.py), with how each tensor changes.
+_TRACKER_KEYS = {
+    "appnet.feat_nets.bb_feats_s8.0.": "appearance.convs.res4.",  # 1x1 conv on layer3 (stride 16)
+    "appnet.feat_nets.bb_feats_s16.0.": "appearance.convs.res5.",  # 1x1 conv on layer4 (stride 32)
+    "detection_descriptor_extractor.appearance_layers.layers.0.": "appearance.residual.fc1.",
+    "detection_descriptor_extractor.appearance_layers.layers.2.": "appearance.residual.fc2.",
+    "detection_descriptor_extractor.appearance_layers.layers.4.": "appearance.residual.fc3.",
+    "track_descriptor.out_layers.mean_eta.": "tracker.appearance_update.alpha.",
+    "track_descriptor.out_layers.var_eta.": "tracker.appearance_update.beta.",
+    "track_descriptor.out_layers.var_new.": "tracker.appearance_update.var_new.",
+    "track_descriptor.init_var": "tracker.appearance_update.init_var",
+    "track_descriptor.out_layers.lbscores.": "tracker.scoring.cls.",  # 41 classes, background first -> last
+    "track_module.embedding_to_seg_layers.0.": "tracker.mask_reweighting.embed.",
+    "track_module.seg_layers.0.": "tracker.mask_reweighting.conv1.",  # input channels [map, box, emb] -> [emb, ..]
+    "track_module.seg_layers.2.": "tracker.mask_reweighting.conv2.",
+}
+
+
+def _tracker_tensor(key: str, t: torch.Tensor) -> torch.Tensor:
+    """The release tensor ``key`` in this project's layout: the track class layer's outputs background-last;
+    the re-weighting CNN's first convolution with its input channels [map, box, embedding] -> [embedding, map,
+    box]."""
+    if key.startswith("track_descriptor.out_layers.lbscores."):
+        return _background_last(t, 1)
+    if key == "track_module.seg_layers.0.weight":
+        if t.dim() != 4 or t.shape[1] < 2:
+            raise ValueError(f"{key}: expected a (C, 2 + E, 3, 3) convolution, got {tuple(t.shape)}")
+        return torch.cat([t[:, 2:], t[:, :2]], dim=1)
+    return t
 
 
 def release_key(key: str) -> str:
@@ -76,6 +105,9 @@ def release_key(key: str) -> str:
     for prefix, reason in _TRACKER_PENDING.items():
         if key.startswith(prefix):
             raise KeyError(f"release tracker key {key!r} is not ported yet ({reason})")
+    for prefix, name in _TRACKER_KEYS.items():
+        if key.startswith(prefix) and (prefix.endswith(".") or key == prefix):
+            return name + key[len(prefix) :]
     m = re.fullmatch(r"backbone\.layer([1-4])\.(.+)", key)
     if m:
         return convert_key(f"backbone.layers.{int(m.group(1)) - 1}.{m.group(2)}")
@@ -99,17 +131,18 @@ def convert_release_state_dict(
     ``segmenter_only``: drop the tracker modules instead of refusing them. Raises KeyError / ValueError naming
     the offending keys (all of them)."""
     tracker = [k for k in net if k.startswith(TRACKER_PREFIXES)]
-    if tracker and not segmenter_only:
-        modules = sorted({k.split(".")[0] for k in tracker})
+    pending = [k for k in tracker if k.startswith(tuple(_TRACKER_PENDING))]
+    if pending and not segmenter_only:
+        modules = sorted({p.rstrip(".") for p in _TRACKER_PENDING for k in pending if k.startswith(p)})
         raise KeyError(
-            f"{len(tracker)} release tracker tensors ({', '.join(modules)}) cannot be converted yet: "
-            + "; ".join(f"{p[:-1]}: {r}" for p, r in _TRACKER_PENDING.items() if p[:-1] in modules)
+            f"{len(pending)} release tracker tensors ({', '.join(modules)}) cannot be converted yet: "
+            + "; ".join(f"{p.rstrip('.')}: {r}" for p, r in _TRACKER_PENDING.items() if p.rstrip(".") in modules)
             + ". Pass --segmenter-only to convert the backbone and detector alone (a stage-1 checkpoint)."
         )
     out: Dict[str, np.ndarray] = {}
     errors = []
     for key, value in net.items():
-        if key.startswith(TRACKER_PREFIXES):
+        if key.startswith(TRACKER_PREFIXES) and segmenter_only:
             continue
         try:
             name = release_key(key)
@@ -120,6 +153,12 @@ def convert_release_state_dict(
             errors.append(f"two release keys map to {name!r} (second: {key!r})")
             continue
         t = value.detach().cpu()
+        if key.startswith(TRACKER_PREFIXES):
+            try:
+                t = _tracker_tensor(key, t)
+            except ValueError as e:
+                errors.append(str(e))
+                continue
         if name == "detector.head.cls.weight" or name == "detector.head.cls.bias":
             try:
                 t = _background_last(t, NUM_ANCHORS)
@@ -145,14 +184,17 @@ def convert_release_state_dict(
         )
         if missing:
             raise KeyError(f"the release checkpoint lacks {len(missing)} segmenter tensors of the model: {missing[:8]}")
-    out[STAGE_KEY] = np.array(1, dtype=np.int64)
+    converted_tracker = sum(k.startswith(TRACKER_PREFIXES) for k in net) if not segmenter_only else 0
+    # with tracker modules (none pending) the checkpoint is a trained stage-2 model: the model loads everything
+    out[STAGE_KEY] = np.array(2 if converted_tracker else 1, dtype=np.int64)
     conf = net["detector.prediction_layers.0.conf_layer.weight"]
     summary = {
         "tensors": len(out) - 1,
         "backbone": sum(k.startswith("backbone.bottom_up.") for k in out),
         "fpn": sum(k.startswith("backbone.") and not k.startswith("backbone.bottom_up.") for k in out),
         "detector": sum(k.startswith("detector.") for k in out),
-        "tracker_dropped": len(tracker),
+        "tracker": converted_tracker,
+        "tracker_dropped": len(tracker) - converted_tracker,
         "classes": conf.shape[0] // NUM_ANCHORS,
     }
     return out, summary
@@ -199,15 +241,17 @@ def main(argv=None) -> int:
     with open(args.output, "wb") as f:
         pickle.dump({"model": converted, "__author__": "vis_rgnn.convert_release", "matching_heuristics": False}, f)
     logger.info(
-        "%s (epoch %s) -> %s: stage-1 checkpoint, %d tensors (backbone %d, FPN %d, detector %d), %d classes "
-        "(background first -> last); %d release tracker tensors dropped",
+        "%s (epoch %s) -> %s: stage-%d checkpoint, %d tensors (backbone %d, FPN %d, detector %d, tracker %d), "
+        "%d classes (background first -> last); %d release tracker tensors dropped",
         args.source,
         meta.get("epoch", "?"),
         args.output,
+        int(converted[STAGE_KEY]),
         summary["tensors"],
         summary["backbone"],
         summary["fpn"],
         summary["detector"],
+        summary["tracker"],
         summary["classes"],
         summary["tracker_dropped"],
     )
