@@ -106,6 +106,11 @@ def test_release_detection_descriptor():
     scores2[1] += 5
     assert not torch.allclose(net(maps, [scores2], [valid])[0][0], got[0])
     assert tuple(net.residual.fc2.weight.shape) == (3, 3)  # 3 layers: dim-hidden-hidden-dim
+    # the whole-image descriptor (the release's new_background): average of each 1x1-conv map
+    want_bg = torch.cat(
+        [F.conv2d(maps[f], w[:, :, None, None], b).mean(dim=(2, 3)) for f, (w, b) in convs.items()], dim=1
+    )
+    torch.testing.assert_close(net.image_descriptor(maps), want_bg, rtol=1e-5, atol=1e-5)
 
 
 def test_release_appearance_update():

@@ -133,6 +133,16 @@ class AppearanceNetwork(nn.Module):
                 out.append(F.normalize(desc, dim=-1))
         return out
 
+    def image_descriptor(self, features: Dict[str, torch.Tensor]) -> torch.Tensor:
+        """The release's whole-image descriptor (``DetectionDescriptorExtractor`` ``new_background``, the empty
+        track's appearance observation): every 1x1-conv map averaged over the image, concatenated. features:
+        name -> (B, C, h, w). Returns (B, A). The conv is linear, so it is applied to the averaged maps."""
+        parts = []
+        for f in self.in_features:
+            conv = self.convs[f]
+            parts.append(features[f].mean(dim=(2, 3)) @ conv.weight.flatten(1).t() + conv.bias)
+        return torch.cat(parts, dim=1)
+
     @staticmethod
     def _pool_weights(masks: torch.Tensor, size) -> torch.Tensor:
         """(M, H, W) masks -> (M, h*w) pooling weights on a (h, w) feature grid (area average, as mask_pool)."""
