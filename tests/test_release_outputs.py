@@ -132,3 +132,46 @@ def test_train_resize_scales_targets():
     frames, targets = training_images([clip], (120, 270))
     assert len(frames) == 2 and all(t.image_size == (120, 270) for t in targets)
     assert training_images([clip])[1][0] is inst  # no resize: the loader's targets
+
+
+def test_tracker_with_release_switches_starts_and_updates_tracks_as_the_release():
+    """The tracker's hooks: a new track's Gaussian is the release's update of N(0, softplus(init_var)) with its
+    detection; an active track's is the release's update with its assigned detection; masks come from the
+    release-input CNN."""
+    from tests.test_vis_rgnn_model import _synthetic_detections, _tracker
+
+    torch.manual_seed(0)
+    tracker = _tracker(
+        appearance_update="release",
+        mask_reweight_input="release",
+        mask_residual=False,
+        init_threshold=-50.0,
+        inactive_threshold=-50.0,
+        slot_eviction=False,
+        new_track_order="detection",
+    ).eval()
+    frames, _, _ = _synthetic_detections(b=1, length=2, seed=5)
+    upd = tracker.appearance_update
+    state = tracker.init_state(1, torch.device("cpu"))
+    with torch.no_grad():
+        out = tracker.step(state, frames[0])
+        started = state.alive[0]
+        assert started.sum() == 4 and out.mask_logits.shape[0] == 4
+        x = frames[0].appearance[0, :4]  # detection order = slot order (NEW_TRACK_ORDER detection)
+        em = torch.sigmoid(upd.alpha(state.h[0, :4]))
+        torch.testing.assert_close(state.app_mean[0, :4], em * x)
+        want_mean, want_var = upd.update(torch.zeros_like(x), F.softplus(upd.init_var).expand_as(x), x, state.h[0, :4])
+        torch.testing.assert_close(state.app_var[0, :4], want_var)
+        prev_mean, prev_var = state.app_mean.clone(), state.app_var.clone()
+        out = tracker.step(state, frames[1])
+        old = out.mask_index[:, 1] < 4  # tracks started at frame 0 (the others start now)
+        assert old.sum() == 4
+        slots, det = out.mask_index[old, 1], out.mask_det[old]
+        x1 = frames[1].appearance[0, det]
+        want_mean, want_var = upd.update(prev_mean[0, slots], prev_var[0, slots], x1, state.h[0, slots])
+        torch.testing.assert_close(state.app_mean[0, slots], want_mean)
+        torch.testing.assert_close(state.app_var[0, slots], want_var)
+        want_masks = tracker.mask_reweighting.from_detections(
+            state.h[0, slots], frames[1].masks[0, det], frames[1].boxes[0, det], tracker.mask_stride
+        )
+        torch.testing.assert_close(out.mask_logits[old], want_masks)
