@@ -56,6 +56,8 @@ def load_cfg(config: str, device: str, smoke: bool):
         cfg.MODEL.FPN.OUT_CHANNELS = 64
         if cfg.MODEL.get("RGNN") is not None and cfg.MODEL.RGNN.TEST_RESIZE:  # the paper's 480 x 864: tiny here too
             cfg.MODEL.RGNN.TEST_RESIZE = list(train_size(cfg, smoke))
+        if cfg.MODEL.get("RGNN") is not None and cfg.MODEL.RGNN.get("TRAIN_RESIZE"):  # the same in training
+            cfg.MODEL.RGNN.TRAIN_RESIZE = list(train_size(cfg, smoke))
     return cfg
 
 

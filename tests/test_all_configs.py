@@ -182,6 +182,8 @@ def _model_overrides(cfg: CfgNode) -> List[str]:
             opts += [key, str(MAX_WIDTH)]
     if cfg.MODEL.RGNN.TEST_RESIZE:
         opts += ["MODEL.RGNN.TEST_RESIZE", f"[{H + 8}, {W + 12}]"]
+    if cfg.MODEL.RGNN.get("TRAIN_RESIZE"):  # the paper configs' 480 x 864 training resize: a small odd size here
+        opts += ["MODEL.RGNN.TRAIN_RESIZE", f"[{H + 4}, {W + 6}]"]
     return opts
 
 

@@ -22,7 +22,6 @@ from vis_rgnn.convert_release import (
     convert_release_state_dict,
     main,
     release_key,
-    release_tracker_key,
 )
 from vis_rgnn.release_checkpoint import Placeholder, read_release_checkpoint
 
@@ -134,15 +133,9 @@ def test_reader_rejects_non_checkpoints(tmp_path):
         read_release_checkpoint(str(tmp_path / "nonet.pth"))
 
 
-def test_every_release_key_is_mapped_or_refused(shapes):
+def test_every_release_key_is_mapped(shapes):
     targets, tracker_targets = {}, {}
-    pending = 0
     for key, shape, _ in release_layout():
-        if key.startswith(TRACKER_PREFIXES) and release_tracker_key(key) is None:
-            with pytest.raises(KeyError, match="not ported yet"):
-                release_key(key)
-            pending += 1
-            continue
         name = release_key(key)
         if not name:  # the LSTM's second bias, summed into input.bias
             assert key.endswith("prev_out.bias")
@@ -151,10 +144,11 @@ def test_every_release_key_is_mapped_or_refused(shapes):
         assert name not in found, f"{key} and {found.get(name)} both map to {name}"
         found[name] = key
         assert shapes[name] == shape, f"{key} -> {name}: {shape} vs {shapes[name]}"
-    assert len(targets) == 318 + 36 and len(tracker_targets) + pending + 2 == 492 - 354
-    # the release's segmenter covers the whole segmenter of the release config's model
+    assert len(targets) == 318 + 36 and len(tracker_targets) + 2 == 492 - 354
+    # the release's segmenter covers the whole segmenter of the release config's model, its tracker the rest
     seg = {k for k in shapes if k.startswith(("backbone.", "detector."))}
     assert seg == set(targets)
+    assert {k for k in shapes if k.startswith(("tracker.", "appearance."))} == set(tracker_targets)
 
 
 def test_segmenter_checkpoint_converts_to_stage1_and_loads(tmp_path, release_model, caplog):
@@ -182,22 +176,25 @@ def test_segmenter_checkpoint_converts_to_stage1_and_loads(tmp_path, release_mod
     torch.testing.assert_close(sd["backbone.p7.bias"], net["detector.fpn.downsample_layers.1.bias"])
 
 
-def test_full_checkpoint_refused_naming_tracker_modules(shapes):
+def test_full_checkpoint_converts_as_stage2(shapes):
     net = fake_net()
-    pending = sum(k.startswith(TRACKER_PREFIXES) and release_tracker_key(k) is None for k in net)
-    with pytest.raises(KeyError, match="track_descriptor") as e:
-        convert_release_state_dict(net, shapes)
-    assert f"{pending} release tracker tensors" in str(e.value) and "--segmenter-only" in str(e.value)
+    out, summary = convert_release_state_dict(net, shapes)
+    assert int(out["rgnn_stage"]) == 2 and summary["tracker"] == 138 - 2 and summary["tracker_dropped"] == 0
     out, summary = convert_release_state_dict(net, shapes, segmenter_only=True)
-    assert summary["tracker_dropped"] == 138 and summary["tensors"] == 354
+    assert int(out["rgnn_stage"]) == 1 and summary["tracker_dropped"] == 138 and summary["tensors"] == 354
+    del net["track_descriptor.init_var_background"]
+    with pytest.raises(KeyError, match="lacks 1 model tensors"):
+        convert_release_state_dict(net, shapes)
 
 
 def test_cli_full_checkpoint(tmp_path, caplog):
-    """A checkpoint with the tracker is refused naming its modules; --segmenter-only converts the rest."""
+    """A checkpoint with the tracker converts as a stage-2 model; --segmenter-only keeps backbone + detector."""
     save_release_checkpoint(tmp_path / "full.pth.tar", fake_net(), tmp_path / "executed")
-    with pytest.raises(SystemExit, match="track_descriptor"):
-        main([str(tmp_path / "full.pth.tar"), str(tmp_path / "out.pkl")])
-    assert not (tmp_path / "out.pkl").exists()
+    with caplog.at_level(logging.INFO, logger="vis_rgnn.convert_release"):
+        assert main([str(tmp_path / "full.pth.tar"), str(tmp_path / "full.pkl")]) == 0
+    assert "stage-2 checkpoint" in caplog.records[-1].getMessage()
+    with open(tmp_path / "full.pkl", "rb") as f:
+        assert int(pickle.load(f)["model"]["rgnn_stage"]) == 2
     with caplog.at_level(logging.INFO, logger="vis_rgnn.convert_release"):
         assert main([str(tmp_path / "full.pth.tar"), str(tmp_path / "out.pkl"), "--segmenter-only"]) == 0
     assert "138 release tracker tensors dropped" in caplog.records[-1].getMessage()

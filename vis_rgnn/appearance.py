@@ -24,13 +24,23 @@ over channels to keep the channel symmetry of §3.4; bias of log s^2 initialised
 from __future__ import annotations
 
 import math
-from typing import Dict, List, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["ResidualMLP", "AppearanceNetwork", "AppearanceUpdate", "gaussian_log_likelihood", "nix2_update"]
+__all__ = [
+    "ResidualMLP",
+    "ReleaseResidual",
+    "AppearanceNetwork",
+    "AppearanceUpdate",
+    "gaussian_log_likelihood",
+    "nix2_update",
+    "release_pool_weights",
+    "release_appearance_update",
+]
+RELEASE_POOL_BACKGROUND = 10.0  # DetectionDescriptorExtractor.mask_pool: constant background score map
 
 
 class ResidualMLP(nn.Module):
@@ -42,6 +52,29 @@ class ResidualMLP(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x + self.fc2(F.relu(self.fc1(x)))
+
+
+class ReleaseResidual(nn.Module):
+    """The release's detection descriptor layers (runfile ``cm.Residual``): ReLU(x + L3(ReLU(L2(ReLU(L1(x)))))),
+    dim -> hidden -> hidden -> dim (512-128-128-512)."""
+
+    def __init__(self, dim: int, hidden: int):
+        super().__init__()
+        self.fc1, self.fc2, self.fc3 = nn.Linear(dim, hidden), nn.Linear(hidden, hidden), nn.Linear(hidden, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.relu(x + self.fc3(F.relu(self.fc2(F.relu(self.fc1(x))))))
+
+
+def release_pool_weights(scores: torch.Tensor, size) -> torch.Tensor:
+    """The release's mask pooling weights (``DetectionDescriptorExtractor.mask_pool``): the M score maps
+    (M, H, W) (logits; padded slots very negative) and a constant background map of 10 are resized bilinearly
+    to the feature grid ``size`` = (h, w), a softmax over the M + 1 maps gives each detection its share of every
+    cell, and each share map is divided by its sum + 1e-4. Returns (M, h*w); detections compete for pixels."""
+    x = F.interpolate(scores[None], size=tuple(size), mode="bilinear", align_corners=False)[0]
+    background = torch.full_like(x[:1], RELEASE_POOL_BACKGROUND)
+    share = torch.cat([background, x]).softmax(dim=0)[1:].flatten(1)
+    return share / (share.sum(dim=1, keepdim=True) + 1e-4)
 
 
 def mask_pool(features: torch.Tensor, masks: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
@@ -56,31 +89,59 @@ def mask_pool(features: torch.Tensor, masks: torch.Tensor, eps: float = 1e-6) ->
 class AppearanceNetwork(nn.Module):
     """Per-detection appearance descriptors from backbone maps and detection masks (Table 3)."""
 
-    def __init__(self, in_channels: Dict[str, int], channels: int = 256, hidden: int = 128):
+    def __init__(self, in_channels: Dict[str, int], channels: int = 256, hidden: int = 128, descriptor: str = "ours"):
         super().__init__()
-        self.in_features = list(in_channels)
+        if descriptor not in ("ours", "release"):
+            raise ValueError(f"MODEL.RGNN.DETECTION_DESCRIPTOR must be 'ours' or 'release', got {descriptor!r}")
+        self.in_features, self.descriptor = list(in_channels), descriptor
         self.convs = nn.ModuleDict({f: nn.Conv2d(c, channels, 1) for f, c in in_channels.items()})
         self.out_dim = channels * len(in_channels)
-        self.residual = ResidualMLP(self.out_dim, hidden)
+        self.residual = (
+            ResidualMLP(self.out_dim, hidden) if descriptor == "ours" else ReleaseResidual(self.out_dim, hidden)
+        )
 
-    def forward(self, features: Dict[str, torch.Tensor], masks: List[torch.Tensor]) -> List[torch.Tensor]:
-        """features: name -> (B, C, h, w); masks: B tensors (M_b, H, W). Returns B tensors (M_b, D) unit-norm.
+    def forward(
+        self, features: Dict[str, torch.Tensor], masks: List[torch.Tensor], valid: Optional[List[torch.Tensor]] = None
+    ) -> List[torch.Tensor]:
+        """features: name -> (B, C, h, w); masks: B tensors (M_b, H, W); valid: B tensors (M_b,) bool (descriptor
+        "release": padded slots get a zero descriptor, as the release's). Returns B tensors (M_b, D): unit-norm
+        (ours) or the release's unnormalised descriptor of :func:`release_pool_weights`-pooled features.
 
         The 1x1 convolutions are linear, so they are applied after the mask pooling (only the M pooled vectors
-        are read): pool(W x + b) = W pool(x) + b * s / (s + eps) with s the mask's total weight. Same result as
-        convolving the whole maps first."""
+        are read): pool(W x + b) = W pool(x) + b * s / (s + eps) with s the total pooling weight (eps 1e-6 ours;
+        release: the weights are already divided by their sum + 1e-4, so s / (s + eps) is their sum). Same result
+        as convolving the whole maps first."""
         out = []
         for b, m in enumerate(masks):
             pooled = []
             for f in self.in_features:
                 conv, x = self.convs[f], features[f][b]
-                weight = self._pool_weights(m, x.shape[-2:])  # (M, h*w)
-                total = weight.sum(dim=1, keepdim=True)
-                avg = (weight @ x.flatten(1).t()) / (total + 1e-6)  # (M, C_in)
                 w = conv.weight.flatten(1)  # (C, C_in)
-                pooled.append(avg @ w.t() + conv.bias * (total / (total + 1e-6)))
-            out.append(F.normalize(self.residual(torch.cat(pooled, dim=1)), dim=-1))
+                if self.descriptor == "release":
+                    weight = release_pool_weights(m, x.shape[-2:])  # (M, h*w), normalised
+                    scale = weight.sum(dim=1, keepdim=True)
+                    avg = weight @ x.flatten(1).t()
+                else:
+                    weight = self._pool_weights(m, x.shape[-2:])  # (M, h*w)
+                    total = weight.sum(dim=1, keepdim=True)
+                    avg, scale = (weight @ x.flatten(1).t()) / (total + 1e-6), total / (total + 1e-6)  # (M, C_in)
+                pooled.append(avg @ w.t() + conv.bias * scale)
+            desc = self.residual(torch.cat(pooled, dim=1))
+            if self.descriptor == "release":
+                out.append(desc if valid is None else torch.where(valid[b][:, None], desc, 0.0))
+            else:
+                out.append(F.normalize(desc, dim=-1))
         return out
+
+    def image_descriptor(self, features: Dict[str, torch.Tensor]) -> torch.Tensor:
+        """The release's whole-image descriptor (``DetectionDescriptorExtractor`` ``new_background``, the empty
+        track's appearance observation): every 1x1-conv map averaged over the image, concatenated. features:
+        name -> (B, C, h, w). Returns (B, A). The conv is linear, so it is applied to the averaged maps."""
+        parts = []
+        for f in self.in_features:
+            conv = self.convs[f]
+            parts.append(features[f].mean(dim=(2, 3)) @ conv.weight.flatten(1).t() + conv.bias)
+        return torch.cat(parts, dim=1)
 
     @staticmethod
     def _pool_weights(masks: torch.Tensor, size) -> torch.Tensor:
@@ -105,26 +166,78 @@ def nix2_update(
     return new_mean, new_var
 
 
+def release_appearance_update(
+    mean: torch.Tensor,
+    var: torch.Tensor,
+    x: torch.Tensor,
+    eta_m: torch.Tensor,
+    eta_v: torch.Tensor,
+    var_new: torch.Tensor,
+) -> Tuple[torch.Tensor, torch.Tensor]:
+    """The release's update (``TrackDescriptor._update_appearance``): mean' = (1 - eta_m) mean + eta_m x;
+    var' = (1 - eta_v) var + eta_v var_new + eta_m eta_v / (eta_m + eta_v) (mean - x)^2. mean, var, x: (..., D);
+    eta_m, eta_v, var_new broadcast to (..., D)."""
+    new_mean = (1 - eta_m) * mean + eta_m * x
+    new_var = (1 - eta_v) * var + eta_v * var_new + (eta_m * eta_v / (eta_m + eta_v)) * (mean - x) ** 2
+    return new_mean, new_var
+
+
 class AppearanceUpdate(nn.Module):
     """Predicts the update rates (alpha, beta) and the sample variance s^2 from the track embedding (§3.4).
 
     ``learn_variance=False`` is Table 1's "Appearance const. variance" ablation (``APPEARANCE.UPDATE
     constant_variance``): the mean still moves by the learned alpha, the variance stays exp(INIT_LOG_VAR) (beta = 0,
-    so (4b) returns sigma^2 unchanged); only alpha's layer exists then, so no parameter goes unused."""
+    so (4b) returns sigma^2 unchanged); only alpha's layer exists then, so no parameter goes unused.
 
-    def __init__(self, dim: int, init_log_var: float = -7.0, learn_variance: bool = True):
+    ``release=True`` (``MODEL.RGNN.APPEARANCE_UPDATE_RELEASE``): the release's ``TrackDescriptor`` --
+    eta_m = sigmoid(alpha), eta_v = sigmoid(beta), var_new = softplus(var_new(h)) (bias initialised to
+    INIT_LOG_VAR as the runfile's), :func:`release_appearance_update`, and a stored per-channel ``init_var`` (A,)
+    (initialised to INIT_LOG_VAR): a new track's Gaussian is that update of the placeholder N(0, softplus(init_var))
+    with its detection (the release starts a track in a never-used slot, whose placeholder mean is 0)."""
+
+    def __init__(
+        self,
+        dim: int,
+        init_log_var: float = -7.0,
+        learn_variance: bool = True,
+        release: bool = False,
+        appearance_dim: int = 0,
+    ):
         super().__init__()
-        self.learn_variance = learn_variance
+        self.learn_variance, self.release, self.init_log_var = learn_variance or release, release, init_log_var
         self.alpha = nn.Linear(dim, 1)
-        if learn_variance:
+        if release:
+            self.beta, self.var_new = nn.Linear(dim, 1), nn.Linear(dim, 1)
+            nn.init.constant_(self.var_new.bias, init_log_var)
+            self.init_var = nn.Parameter(torch.full((appearance_dim,), float(init_log_var)))
+        elif learn_variance:
             self.beta, self.log_s2 = nn.Linear(dim, 1), nn.Linear(dim, 1)
             nn.init.constant_(self.log_s2.bias, init_log_var)
 
     def forward(self, embedding: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(..., dim) -> alpha, beta, s^2 each (..., 1)."""
+        """(..., dim) -> alpha, beta, s^2 each (..., 1) (release: eta_m, eta_v, var_new)."""
         alpha = torch.sigmoid(self.alpha(embedding))
+        if self.release:
+            return alpha, torch.sigmoid(self.beta(embedding)), F.softplus(self.var_new(embedding))
         if not self.learn_variance:
             zero = torch.zeros_like(alpha)
             return alpha, zero, zero
         log_s2 = self.log_s2(embedding).clamp(min=-12.0, max=4.0)
         return alpha, torch.sigmoid(self.beta(embedding)), log_s2.exp()
+
+    def update(
+        self, mean: torch.Tensor, var: torch.Tensor, x: torch.Tensor, embedding: torch.Tensor
+    ) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Gaussian (mean, var) (..., A) updated with the descriptor x (..., A) given the track embedding."""
+        rates = self(embedding)
+        if self.release:
+            return release_appearance_update(mean, var, x, *rates)
+        alpha, beta, s2 = rates
+        return nix2_update(mean, var, x, s2, alpha, beta)
+
+    def initial(self, x: torch.Tensor, embedding: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """A new track's Gaussian from its detection's descriptor x (..., A) and its first embedding: ours
+        N(x, exp(INIT_LOG_VAR)); release: the update of N(0, softplus(init_var)) with x."""
+        if self.release:
+            return self.update(torch.zeros_like(x), F.softplus(self.init_var).expand_as(x), x, embedding)
+        return x, torch.full_like(x, math.exp(self.init_log_var))

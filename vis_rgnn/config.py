@@ -173,7 +173,42 @@ def add_rgnn_config(cfg: CN) -> None:
     lo.NEW_TRACK_WEIGHT = 1.0
     lo.FRAME_DECAY = 0.8  # class loss weight of frame t in a T-frame clip is proportional to DECAY ** (T-1-t)
 
+    _add_release_heads_config(r)
+
     if "OPTIMIZER" not in cfg.SOLVER:
         # detectron2's SOLVER has no optimizer choice; the paper trains both stages with Adam (§3.6).
         # train_net.py's build_optimizer reads it: "SGD" | "ADAM" | "ADAMW".
         cfg.SOLVER.OPTIMIZER = "SGD"
+
+
+def _add_release_heads_config(r: CN) -> None:
+    """Switches of the release's appearance / scoring / mask / results facts (issue 21, docs/rgnn_release_port.md:
+    detection mask scores, tracker items 6, 7, 10, 11, 13). Defaults keep this project's behaviour; the release
+    values are set in configs/vis_rgnn/release_R50_ytvis19.yaml and Base-RGNN-YOLACT.yaml. All are direct keys of
+    MODEL.RGNN so that a config sets them in one block."""
+    # Detection score maps handed to the tracker (``pred_masks``): "sigmoid_crop" = box-cropped mask
+    # probabilities (ours); "release" = coefficients . prototypes (logits, no sigmoid, no crop) +
+    # DETECTION_MASK_BOX_WEIGHT x the 0/1 box map sampled like the release's box_to_seg (RGNN.filter_detections).
+    r.DETECTION_MASK_SCORES = "sigmoid_crop"
+    r.DETECTION_MASK_BOX_WEIGHT = 10.0
+    # Detection descriptor (DetectionDescriptorExtractor): "ours" = area mask pooling, 2-layer residual, L2
+    # normalised; "release" = pooling with the softmax over [10, interpolated score maps] and the 3-layer residual
+    # 512-128-128-512 with a final ReLU, not normalised (needs DETECTION_MASK_SCORES release).
+    r.DETECTION_DESCRIPTOR = "ours"
+    # True: the release's appearance update (TrackDescriptor._update_appearance: eta_m, eta_v, softplus variance,
+    # its variance formula, a stored per-channel init_var; vis_rgnn/appearance.py), instead of APPEARANCE.UPDATE.
+    r.APPEARANCE_UPDATE_RELEASE = False
+    # Track confidence: "foreground" = 1 - p(background) (ours); "max_class" = max_c p(c) over the foreground
+    # classes (the release's scoring of its lbscores).
+    r.TRACK_CONFIDENCE = "foreground"
+    # Mask re-weighting CNN input: "ours" = [embedding, cropped mask probability, box mask]; "release" = [uncropped
+    # detection logit map, 0/1 box map, embedding] (TrackModule.get_segscores) and the frame's instance map the
+    # argmax over [constant 10 background, track score maps] (needs DETECTION_MASK_SCORES release).
+    r.MASK_REWEIGHT_INPUT = "ours"
+    # How a video's results are finalised: "online" (ours, projects.modeling.online); "release" = the release
+    # evaluator's results.json: category = argmax of the foreground classes at the track's last frame, score =
+    # that class's probability, every started track with pixels written (vis_rgnn/frame_outputs.py).
+    r.RESULTS = "online"
+    # Training-time resize of every frame to (height, width), targets too ([] = the loader's size); the release
+    # trains at 480 x 864 (RGNN.forward).
+    r.TRAIN_RESIZE = []

@@ -9,12 +9,13 @@ dict is mapped or the conversion stops with an error naming the key; converted s
 model the config builds. The released weights hold ``backbone.*`` (torchvision ResNet-50) and ``detector.*``
 (their YOLACT: 41 classes, background first, re-ordered here to this project's background-last layout as in
 ``vis_rgnn/convert_yolact.py``, whose key mapping is reused): the output is a stage-1 checkpoint (``rgnn_stage`` =
-1), so stage 2 trains the tracker from it as the release's runfile does. Of the release's tracker modules, the GNN
-and memory (``track_detection_matcher``, ``track_descriptor.memory_layers``, ``init_var_background``) are mapped
-(:func:`release_tracker_key`, for ``MODEL.RGNN.GNN.RELEASE_BLOCKS`` / ``EMPTY_TRACK recurrent``); the others
-(``appnet``, ``detection_descriptor_extractor``, ``track_module``, the rest of ``track_descriptor``) are not ported
-yet (docs/rgnn_release_port.md): a checkpoint holding them is an error listing them, unless ``--segmenter-only``
-asks explicitly for its backbone + detector. A checkpoint whose tracker is mapped entirely converts as stage 2.
+1), so stage 2 trains the tracker from it as the release's runfile does. Every tracker module of the release
+maps to the release config's model: the GNN and memory (``track_detection_matcher``, ``track_descriptor.memory_layers``,
+``init_var_background``; :func:`release_tracker_key`, for ``MODEL.RGNN.GNN.RELEASE_BLOCKS`` / ``EMPTY_TRACK
+recurrent``) and the appearance / scoring / mask modules (``appnet``, ``detection_descriptor_extractor``,
+``track_descriptor.out_layers`` / ``init_var``, ``track_module``; ``_TRACKER_KEYS``). A checkpoint holding the
+tracker converts as a whole stage-2 model (``rgnn_stage`` = 2); ``--segmenter-only`` takes its backbone + detector
+alone (a stage-1 checkpoint).
 """
 
 from __future__ import annotations
@@ -58,15 +59,37 @@ TRACKER_PREFIXES = (
 NUM_ANCHORS = 3  # the release's YOLACT: aspect ratios {1, 1/2, 2} / 1.8, one scale per level
 STAGE_KEY = "rgnn_stage"  # vis_rgnn.meta_arch.STAGE_KEY (not imported: the converter must not build the model)
 
-# Why each release tracker module has no counterpart yet (the computation differs; see docs/rgnn_release_port.md).
-_TRACKER_PENDING = {
-    "appnet.": "its 1x1 convs on layer3 / layer4 are ours (appearance.convs), but they feed the release's "
-    "descriptor and are ported with detection_descriptor_extractor",
-    "detection_descriptor_extractor.": "3-layer residual (512-128-128-512); ours has 2 layers (512-128-512)",
-    "track_descriptor.": "out_layers (lbscores, mean_eta, var_eta, var_new) and init_var: track scoring, "
-    "softplus sample variance and the release's variance update",
-    "track_module.": "re-weighting CNN input: uncropped mask logits + 0/1 box channel",
+
+# Release appearance / scoring / mask modules -> this project's parameters (the release's DETECTION_DESCRIPTOR,
+# APPEARANCE_UPDATE_RELEASE and MASK_REWEIGHT_INPUT switches, vis_rgnn/config.py), with how each tensor changes.
+_TRACKER_KEYS = {
+    "appnet.feat_nets.bb_feats_s8.0.": "appearance.convs.res4.",  # 1x1 conv on layer3 (stride 16)
+    "appnet.feat_nets.bb_feats_s16.0.": "appearance.convs.res5.",  # 1x1 conv on layer4 (stride 32)
+    "detection_descriptor_extractor.appearance_layers.layers.0.": "appearance.residual.fc1.",
+    "detection_descriptor_extractor.appearance_layers.layers.2.": "appearance.residual.fc2.",
+    "detection_descriptor_extractor.appearance_layers.layers.4.": "appearance.residual.fc3.",
+    "track_descriptor.out_layers.mean_eta.": "tracker.appearance_update.alpha.",
+    "track_descriptor.out_layers.var_eta.": "tracker.appearance_update.beta.",
+    "track_descriptor.out_layers.var_new.": "tracker.appearance_update.var_new.",
+    "track_descriptor.init_var": "tracker.appearance_update.init_var",
+    "track_descriptor.out_layers.lbscores.": "tracker.scoring.cls.",  # 41 classes, background first -> last
+    "track_module.embedding_to_seg_layers.0.": "tracker.mask_reweighting.embed.",
+    "track_module.seg_layers.0.": "tracker.mask_reweighting.conv1.",  # input channels [map, box, emb] -> [emb, ..]
+    "track_module.seg_layers.2.": "tracker.mask_reweighting.conv2.",
 }
+
+
+def _tracker_tensor(key: str, t: torch.Tensor) -> torch.Tensor:
+    """The release tensor ``key`` in this project's layout: the track class layer's outputs background-last;
+    the re-weighting CNN's first convolution with its input channels [map, box, embedding] -> [embedding, map,
+    box]."""
+    if key.startswith("track_descriptor.out_layers.lbscores."):
+        return _background_last(t, 1)
+    if key == "track_module.seg_layers.0.weight":
+        if t.dim() != 4 or t.shape[1] < 2:
+            raise ValueError(f"{key}: expected a (C, 2 + E, 3, 3) convolution, got {tuple(t.shape)}")
+        return torch.cat([t[:, 2:], t[:, :2]], dim=1)
+    return t
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -190,14 +213,14 @@ def release_key(key: str) -> str:
     """Release segmenter key -> this project's name. The release's backbone is torchvision's ResNet
     (``layer1``..``layer4``) and its detector a YOLACT whose names are dbolya's under ``detector.``; both are
     rewritten to dbolya's layout and mapped by :func:`vis_rgnn.convert_yolact.convert_key`. Raises KeyError for
-    a tracker key (with the reason it is not ported) or an unknown key. Tracker keys of the GNN / memory:
+    an unknown key. Tracker keys of the GNN / memory:
     :func:`release_tracker_key`."""
     mapped = release_tracker_key(key)
     if mapped is not None:
         return mapped[0]
-    for prefix, reason in _TRACKER_PENDING.items():
-        if key.startswith(prefix):
-            raise KeyError(f"release tracker key {key!r} is not ported yet ({reason})")
+    for prefix, name in _TRACKER_KEYS.items():
+        if key.startswith(prefix) and (prefix.endswith(".") or key == prefix):
+            return name + key[len(prefix) :]
     m = re.fullmatch(r"backbone\.layer([1-4])\.(.+)", key)
     if m:
         return convert_key(f"backbone.layers.{int(m.group(1)) - 1}.{m.group(2)}")
@@ -221,20 +244,12 @@ def convert_release_state_dict(
     ``segmenter_only``: drop the tracker modules instead of refusing them. Raises KeyError / ValueError naming
     the offending keys (all of them)."""
     tracker = [k for k in net if k.startswith(TRACKER_PREFIXES)]
-    pending = [k for k in tracker if release_tracker_key(k) is None]
-    if pending and not segmenter_only:
-        modules = sorted({k.split(".")[0] for k in pending})
-        raise KeyError(
-            f"{len(pending)} release tracker tensors ({', '.join(modules)}) cannot be converted yet: "
-            + "; ".join(f"{p[:-1]}: {r}" for p, r in _TRACKER_PENDING.items() if p[:-1] in modules)
-            + ". Pass --segmenter-only to convert the backbone and detector alone (a stage-1 checkpoint)."
-        )
     out: Dict[str, np.ndarray] = {}
     errors = []
     for key, value in net.items():
-        tracker_entry = release_tracker_key(key) if key.startswith(TRACKER_PREFIXES) else None
-        if key.startswith(TRACKER_PREFIXES) and (segmenter_only or tracker_entry is None):
+        if key.startswith(TRACKER_PREFIXES) and segmenter_only:
             continue
+        tracker_entry = release_tracker_key(key) if key.startswith(TRACKER_PREFIXES) else None
         if tracker_entry is not None:
             name, make = tracker_entry
             if not name:  # consumed by another key's tensor (the LSTM's second bias)
@@ -251,6 +266,12 @@ def convert_release_state_dict(
                 errors.append(str(e.args[0]))
                 continue
             t = value.detach().cpu()
+            if key.startswith(TRACKER_PREFIXES):
+                try:
+                    t = _tracker_tensor(key, t)
+                except ValueError as e:
+                    errors.append(str(e))
+                    continue
         if name in out:
             errors.append(f"two release keys map to {name!r} (second: {key!r})")
             continue
@@ -276,7 +297,7 @@ def convert_release_state_dict(
     # With its tracker converted the checkpoint is a whole stage-2 model (every tracker tensor must be there).
     full = bool(tracker) and not segmenter_only
     if target_shapes is not None:
-        parts = ("backbone.", "detector.", "tracker.") if full else ("backbone.", "detector.")
+        parts = ("backbone.", "detector.", "tracker.", "appearance.") if full else ("backbone.", "detector.")
         missing = sorted(k for k in target_shapes if k.startswith(parts) and k not in out and k != STAGE_KEY)
         if missing:
             what = "model" if full else "segmenter"
@@ -288,7 +309,7 @@ def convert_release_state_dict(
         "backbone": sum(k.startswith("backbone.bottom_up.") for k in out),
         "fpn": sum(k.startswith("backbone.") and not k.startswith("backbone.bottom_up.") for k in out),
         "detector": sum(k.startswith("detector.") for k in out),
-        "tracker": sum(k.startswith("tracker.") for k in out),
+        "tracker": sum(k.startswith(("tracker.", "appearance.")) for k in out),
         "tracker_dropped": len(tracker) if segmenter_only else 0,
         "classes": conf.shape[0] // NUM_ANCHORS,
     }

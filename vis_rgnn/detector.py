@@ -33,7 +33,11 @@ from .targets import gt_masks_on_grid
 from .yolact_anchors import YolactAnchorGenerator
 from .yolact_postprocess import ImagePostprocessParams, decode_boxes, image_detections
 
-__all__ = ["YolactDetector", "fast_nms", "fast_nms_keep", "crop_masks"]
+__all__ = ["YolactDetector", "fast_nms", "fast_nms_keep", "crop_masks", "box_grid_masks", "MASK_SCORE_PAD"]
+
+# Score map of a padded detection slot with ``DETECTION_MASK_SCORES release`` (the release pads with -inf; a finite
+# value whose exp underflows to 0 in float32 gives the same softmax and keeps products with 0 finite).
+MASK_SCORE_PAD = -1e4
 
 
 def crop_masks(masks: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
@@ -44,6 +48,19 @@ def crop_masks(masks: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
     x0, y0, x1, y1 = (boxes[:, i].view(-1, 1, 1).to(masks.dtype) for i in range(4))
     inside = (xs >= x0) & (xs <= x1) & (ys >= y0) & (ys <= y1)
     return masks * inside
+
+
+def box_grid_masks(boxes: torch.Tensor, grid: Tuple[int, int], stride: int) -> torch.Tensor:
+    """The release's ``box_to_seg``: 0/1 box maps on a (h, w) grid whose sample x_j = j * (w * stride) / (w - 1)
+    (``linspace(0, W, w)``, W = w * stride the input the grid covers; likewise y), 1 where x1 <= x <= x2 and
+    y1 <= y <= y2. boxes: (..., 4) XYXY input pixels. Returns (..., h, w) in the boxes' dtype."""
+    h, w = grid
+    xs = torch.linspace(0.0, float(w * stride), w, device=boxes.device, dtype=boxes.dtype)
+    ys = torch.linspace(0.0, float(h * stride), h, device=boxes.device, dtype=boxes.dtype)
+    x1, y1, x2, y2 = (boxes[..., i, None, None] for i in range(4))
+    inside_x = (x1 <= xs) & (xs <= x2)  # (..., 1, w)
+    inside_y = (y1 <= ys[:, None]) & (ys[:, None] <= y2)  # (..., h, 1)
+    return (inside_x & inside_y).to(boxes.dtype)
 
 
 def fast_nms_keep(boxes: torch.Tensor, valid: torch.Tensor, iou_threshold: float) -> torch.Tensor:
@@ -128,7 +145,9 @@ class YolactDetector(nn.Module):
     Detections (one ``Instances`` per image, in padded-input pixel coordinates) carry ``pred_boxes`` (Boxes),
     ``class_probs`` (M, K+1; background last), ``scores`` (M,) best foreground probability, ``pred_classes``
     (M,), ``mask_coeffs`` (M, k) and ``pred_masks`` (M, Hp/s, Wp/s) box-cropped mask probabilities on the
-    prototype grid of stride ``s = mask_stride``.
+    prototype grid of stride ``s = mask_stride`` -- or, with ``DETECTION_MASK_SCORES release``, the release's score maps
+    (logits ``coefficients . prototypes + DETECTION_MASK_BOX_WEIGHT x box map``, :func:`box_grid_masks`; padded slots
+    ``MASK_SCORE_PAD``).
     """
 
     @configurable
@@ -156,6 +175,8 @@ class YolactDetector(nn.Module):
         image_test: Optional[ImagePostprocessParams] = None,
         score_mode: str = "logit",
         box_clamp: str = "image",
+        mask_scores: str = "sigmoid_crop",
+        mask_box_weight: float = 10.0,
     ):
         super().__init__()
         if num_classes <= 0:
@@ -193,6 +214,11 @@ class YolactDetector(nn.Module):
             raise ValueError(f"MODEL.RGNN.DETECTOR.BOX_CLAMP must be 'image' or 'release', got {box_clamp!r}")
         self.score_mode, self.score_logit_thresh, self.box_clamp = score_mode, score_logit_thresh, box_clamp
         self.loss_weights = loss_weights
+        if mask_scores not in ("sigmoid_crop", "release"):
+            raise ValueError(
+                f"MODEL.RGNN.DETECTION_MASK_SCORES must be 'sigmoid_crop' or 'release', got {mask_scores!r}"
+            )
+        self.mask_scores, self.mask_box_weight = mask_scores, mask_box_weight
 
     @classmethod
     def from_config(cls, cfg, input_shape: Dict[str, ShapeSpec]):
@@ -209,6 +235,8 @@ class YolactDetector(nn.Module):
             "anchor_layout": d.ANCHOR_LAYOUT,
             "score_mode": d.SCORE_MODE,
             "box_clamp": d.BOX_CLAMP,
+            "mask_scores": cfg.MODEL.RGNN.DETECTION_MASK_SCORES,
+            "mask_box_weight": cfg.MODEL.RGNN.DETECTION_MASK_BOX_WEIGHT,
             "image_test": ImagePostprocessParams(
                 conf_thresh=t.CONF_THRESH,
                 nms_thresh=t.NMS_THRESH,
@@ -446,7 +474,7 @@ class YolactDetector(nn.Module):
         boxes = torch.where(valid[:, None], boxes[sel], 0.0)
         det_probs = torch.where(valid[:, None], probs[anchor], 0.0)
         det_coeffs = torch.where(valid[:, None], coeffs[anchor], 0.0)
-        masks = torch.sigmoid(torch.einsum("khw,nk->nhw", protos, det_coeffs))
+        raw = torch.einsum("khw,nk->nhw", protos, det_coeffs)
         padded = (protos.shape[-2] * self.mask_stride, protos.shape[-1] * self.mask_stride)
         out = Instances(padded)
         out.pred_boxes = Boxes(boxes)
@@ -454,6 +482,10 @@ class YolactDetector(nn.Module):
         out.scores = torch.where(valid, top_scores[sel], 0.0)
         out.pred_classes = det_probs[:, :k].argmax(dim=1)
         out.mask_coeffs = det_coeffs
-        out.pred_masks = crop_masks(masks, boxes / self.mask_stride) * valid[:, None, None]
+        if self.mask_scores == "release":  # RGNN.filter_detections: raw logits + weight x box_to_seg box map
+            box = box_grid_masks(boxes, tuple(raw.shape[-2:]), self.mask_stride)
+            out.pred_masks = torch.where(valid[:, None, None], raw + self.mask_box_weight * box, MASK_SCORE_PAD)
+        else:
+            out.pred_masks = crop_masks(torch.sigmoid(raw), boxes / self.mask_stride) * valid[:, None, None]
         out.valid = valid
         return out

@@ -7,11 +7,13 @@ P tracks holding a detection this frame, (H, W) their mask grid.
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Optional, Tuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from .detector import box_grid_masks, crop_masks
 
 __all__ = ["AssociationHeads", "TrackScoringHead", "MaskReweighting", "mask_logits", "exclusive_masks"]
 
@@ -72,10 +74,29 @@ class MaskReweighting(nn.Module):
     module returns the segmenter's mask. Without it the CNN predicts the logits from scratch; on the synthetic
     data a 500-iteration stage-2 run then drove every mask logit below zero (Lovász hinge rising 2.4 -> 2.9,
     empty masks, 0 AP) while the same weights with the segmenter's masks scored 19.1 AP (vis_rgnn/README.md).
+
+    ``inputs`` "release" (``MODEL.RGNN.MASK_REWEIGHT_INPUT``, the release's ``TrackModule.get_segscores`` with
+    ``use_raw_plus_box_segscore=False``): ``masks`` are the detector's release score maps (raw logits +
+    ``box_weight`` x box map, ``DETECTION_MASK_SCORES release``); the two map channels are the uncropped raw logit
+    map and the 0/1 ``box_to_seg`` map (:func:`~vis_rgnn.detector.box_grid_masks`). Channel layout of ``conv1``
+    here: [embedding (E), map, box]; the release's is [map, box, embedding].
     """
 
-    def __init__(self, dim: int, embed_channels: int = 16, hidden_channels: int = 16, residual: bool = True):
+    def __init__(
+        self,
+        dim: int,
+        embed_channels: int = 16,
+        hidden_channels: int = 16,
+        residual: bool = True,
+        inputs: str = "ours",
+        box_weight: float = 10.0,
+    ):
         super().__init__()
+        if inputs not in ("ours", "release"):
+            raise ValueError(f"MODEL.RGNN.MASK_REWEIGHT_INPUT must be 'ours' or 'release', got {inputs!r}")
+        if inputs == "release" and residual:
+            raise ValueError("MODEL.RGNN.MASK_REWEIGHT_INPUT 'release' predicts the logits itself: MASK_RESIDUAL False")
+        self.inputs, self.box_weight = inputs, box_weight
         self.embed = nn.Linear(dim, embed_channels)
         self.conv1 = nn.Conv2d(embed_channels + 2, hidden_channels, 3, padding=1)
         self.conv2 = nn.Conv2d(hidden_channels, 1, 3, padding=1)
@@ -83,9 +104,42 @@ class MaskReweighting(nn.Module):
         if residual:
             nn.init.zeros_(self.conv2.weight)
             nn.init.zeros_(self.conv2.bias)
+        if inputs == "release":
+            self._init_as_detection_scores(embed_channels)
+
+    @torch.no_grad()
+    def _init_as_detection_scores(self, e: int) -> None:
+        """Our initialisation of the release-input CNN (the runfile uses PyTorch's default and trains 150 epochs;
+        converted weights replace it): an untrained module returns the detection's score map s = raw + box_weight
+        x box (hidden channels 0 / 1 = ReLU(s) / ReLU(-s) from the centre taps, output their difference; the other
+        hidden channels start with zero output weight), so its masks are the segmenter's (s > 10) until trained."""
+        if self.conv1.out_channels < 2:
+            raise ValueError("MASK_REWEIGHT_INPUT 'release' needs MASK_HIDDEN_CHANNELS >= 2")
+        self.conv1.weight[:2].zero_()
+        self.conv1.bias[:2].zero_()
+        self.conv2.weight.zero_()
+        self.conv2.bias.zero_()
+        for sign, ch in ((1.0, 0), (-1.0, 1)):
+            self.conv1.weight[ch, e, 1, 1] = sign
+            self.conv1.weight[ch, e + 1, 1, 1] = sign * self.box_weight
+            self.conv2.weight[0, ch, 1, 1] = sign
+
+    def map_inputs(self, masks: torch.Tensor, boxes: torch.Tensor, stride: int) -> Tuple[torch.Tensor, torch.Tensor]:
+        """The two map channels from the detections' masks (P, H, W) and boxes (P, 4) XYXY input pixels on a grid
+        of ``stride``: ours (masks, box-cropped ones); release (masks - box_weight x box map, box map)."""
+        if self.inputs == "release":
+            box = box_grid_masks(boxes, tuple(masks.shape[-2:]), stride)
+            return masks - self.box_weight * box, box
+        return masks, crop_masks(torch.ones_like(masks), boxes / stride)
+
+    def from_detections(self, h: torch.Tensor, masks: torch.Tensor, boxes: torch.Tensor, stride: int) -> torch.Tensor:
+        """h: (P, D); masks: (P, H, W) the held detections' masks (ours: in [0, 1]; release: score maps); boxes:
+        (P, 4) XYXY input pixels; ``stride`` of the mask grid. Returns logits (P, H, W)."""
+        return self(h, *self.map_inputs(masks, boxes, stride))
 
     def forward(self, h: torch.Tensor, masks: torch.Tensor, box_masks: torch.Tensor) -> torch.Tensor:
-        """h: (P, D); masks, box_masks: (P, H, W) in [0, 1]. Returns logits (P, H, W).
+        """h: (P, D); masks, box_masks: (P, H, W) the two map channels (:meth:`map_inputs`). Returns logits
+        (P, H, W).
 
         The first convolution is linear and its 16 embedding channels are constant over the map, so it is
         computed as a 2-channel convolution of [mask, box mask] plus the embedding's response, which is the same

@@ -19,9 +19,9 @@ from typing import Any, Dict, List, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
-from detectron2.structures import ImageList
+from detectron2.structures import BitMasks, Boxes, ImageList, Instances
 
-__all__ = ["prepare_images", "is_image_batch", "segment_images", "channel_flip"]
+__all__ = ["prepare_images", "is_image_batch", "segment_images", "channel_flip", "resize_training_instances"]
 
 
 def channel_flip(input_format: str, network_format: str) -> bool:
@@ -73,22 +73,50 @@ def prepare_images(
     return ImageList(batch, sizes)
 
 
+def resize_training_instances(instances: Instances, image_size: Tuple[int, int], resize: Tuple[int, ...]) -> Instances:
+    """Training targets of an image resized to ``resize`` = (H, W) by :func:`prepare_images` (``MODEL.RGNN.
+    TRAIN_RESIZE``; the release trains every frame at 480 x 864, aspect not kept) from ``image_size`` = (h, w):
+    boxes scaled per axis, masks (BitMasks) resized bilinearly and thresholded at 0.5. Other fields are kept.
+    Empty ``resize``: unchanged."""
+    if not resize:
+        return instances
+    (h, w), (nh, nw) = tuple(image_size), tuple(resize)
+    out = Instances((nh, nw))
+    for name, value in instances.get_fields().items():
+        if name == "gt_boxes":
+            value = Boxes(value.tensor * value.tensor.new_tensor([nw / w, nh / h, nw / w, nh / h]))
+        elif name == "gt_masks":
+            m = value.tensor if isinstance(value, BitMasks) else value
+            if m.shape[0]:
+                m = F.interpolate(m[:, None].float(), size=(nh, nw), mode="bilinear", align_corners=False)[:, 0]
+            else:
+                m = m.new_zeros(0, nh, nw)
+            value = BitMasks(m >= 0.5)
+        out.set(name, value)
+    return out
+
+
 def is_image_batch(batched_inputs: List[Dict[str, Any]]) -> bool:
     """True for detectron2 image dicts (``image`` a (3, h, w) tensor), False for video dicts."""
     first = batched_inputs[0]["image"] if batched_inputs else None
     return isinstance(first, torch.Tensor) and first.dim() == 3
 
 
-def training_images(batched_inputs: List[Dict[str, Any]]) -> Tuple[List[torch.Tensor], List[Any]]:
+def training_images(
+    batched_inputs: List[Dict[str, Any]], resize: Tuple[int, ...] = ()
+) -> Tuple[List[torch.Tensor], List[Any]]:
     """Every frame of a training batch as an independent image with its ``Instances``: detectron2 image dicts
     (``image`` (3, h, w)) or this project's video clips (``image`` / ``instances``: lists of T), flattened
-    clip-major. Used by the segmenter's single-image training (stage 1, App. A.1; YOLACT)."""
+    clip-major. Used by the segmenter's single-image training (stage 1, App. A.1; YOLACT) and by stage 2.
+    ``resize`` (``TRAIN_RESIZE``): the targets of images that :func:`prepare_images` resizes to it."""
     if any("instances" not in x for x in batched_inputs):
-        raise ValueError("segmenter training needs 'instances' in every input dict")
+        raise ValueError("training needs 'instances' in every input dict")
     if is_image_batch(batched_inputs):
-        return [x["image"] for x in batched_inputs], [x["instances"] for x in batched_inputs]
-    frames = [img for clip in batched_inputs for img in clip["image"]]
-    return frames, [inst for clip in batched_inputs for inst in clip["instances"]]
+        frames, instances = [x["image"] for x in batched_inputs], [x["instances"] for x in batched_inputs]
+    else:
+        frames = [img for clip in batched_inputs for img in clip["image"]]
+        instances = [inst for clip in batched_inputs for inst in clip["instances"]]
+    return frames, [resize_training_instances(i, f.shape[-2:], resize) for f, i in zip(frames, instances)]
 
 
 def segment_images(model: Any, batched_inputs: List[Dict[str, Any]]) -> List[Dict[str, Any]]:

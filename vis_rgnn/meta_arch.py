@@ -17,7 +17,6 @@ from dataclasses import fields, replace
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import torch
-import torch.nn.functional as F
 from detectron2.config import configurable
 from detectron2.modeling import META_ARCH_REGISTRY, build_backbone
 from detectron2.structures import ImageList, Instances
@@ -27,7 +26,8 @@ from projects.modeling.online import VideoTrack, run_online_inference
 
 from .appearance import AppearanceNetwork
 from .detector import YolactDetector
-from .heads import exclusive_masks, mask_logits
+from .frame_outputs import check_release_switches, frame_masks, grid_logits_to_frame, track_confidence
+from .heads import mask_logits
 from .image_input import channel_flip, is_image_batch, prepare_images, segment_images, training_images
 from .losses import MASK_LOSSES, FrameTargets, tracker_clip_losses
 from .segmenter import segmenter_size_divisibility
@@ -51,23 +51,6 @@ def _float32(frame: FrameDetections) -> FrameDetections:
         if getattr(frame, f.name).is_floating_point() and getattr(frame, f.name).dtype != torch.float32
     }
     return replace(frame, **low) if low else frame
-
-
-def grid_logits_to_frame(
-    logits: torch.Tensor, stride: int, image_size: Tuple[int, int], out_size: Tuple[int, int]
-) -> torch.Tensor:
-    """Mask logits (P, gh, gw) on the prototype grid -> (P, H, W) on the output frame ``out_size``.
-
-    Cell (i, j) of the grid covers input pixels [stride i, stride (i + 1)) x [stride j, stride (j + 1)) from the
-    top-left corner, so the grid covers at least the network input of ``image_size`` = (h, w) (before padding):
-    the padding for detectron2's FPN, and up to 7 more pixels for YOLACT's unpadded FPN (2 ceil(h / 8) cells
-    at stride 4). The grid is upsampled by ``stride``, cut to (h, w), then resized to the frame (the input is
-    the frame resized to ``TEST_RESIZE`` or the test-time augmentation's size)."""
-    h, w = image_size
-    x = F.interpolate(logits[None], scale_factor=stride, mode="bilinear", align_corners=False)[:, :, :h, :w]
-    if (h, w) != tuple(out_size):  # same size: bilinear resampling is the identity
-        x = F.interpolate(x, size=tuple(out_size), mode="bilinear", align_corners=False)
-    return x[0]
 
 
 def _top_level(keys: Sequence[str], prefix: str) -> str:
@@ -98,6 +81,8 @@ class RGNNVIS(nn.Module):
         max_video_tracks: int = 100,
         test_resize: Sequence[int] = (),
         flip_channels: bool = False,
+        release_outputs: Tuple[str, str] = ("foreground", "online"),
+        train_resize: Sequence[int] = (),
     ):
         super().__init__()
         if stage not in (1, 2):
@@ -112,6 +97,7 @@ class RGNNVIS(nn.Module):
             raise ValueError(f"MODEL.RGNN.LOSS.MASK_LOSS must be one of {MASK_LOSSES}, got {mask_loss!r}")
         self.mask_loss = mask_loss
         self.max_video_tracks = max_video_tracks
+        self.track_confidence, self.results = release_outputs  # MODEL.RGNN.TRACK_CONFIDENCE, RESULTS
         self.register_buffer("pixel_mean", torch.tensor(pixel_mean).view(-1, 1, 1), False)
         self.register_buffer("pixel_std", torch.tensor(pixel_std).view(-1, 1, 1), False)
         # Saved with every checkpoint so that stage 2 can tell a stage-1 checkpoint (take the segmenter only)
@@ -121,7 +107,9 @@ class RGNNVIS(nn.Module):
         self.size_divisibility = segmenter_size_divisibility(backbone)
         if test_resize and len(test_resize) != 2:
             raise ValueError(f"MODEL.RGNN.TEST_RESIZE must be [] or [height, width], got {list(test_resize)}")
-        self.test_resize, self.flip_channels = tuple(test_resize), flip_channels
+        if train_resize and len(train_resize) != 2:
+            raise ValueError(f"MODEL.RGNN.TRAIN_RESIZE must be [] or [height, width], got {list(train_resize)}")
+        self.test_resize, self.flip_channels, self.train_resize = tuple(test_resize), flip_channels, tuple(train_resize)
         if stage == 2:  # App. A.1: backbone and segmenter frozen, incl. BatchNorm statistics.
             for module in (self.backbone, self.detector):
                 module.requires_grad_(False)
@@ -169,6 +157,7 @@ class RGNNVIS(nn.Module):
                 f"MODEL.NUM_CLASSES is {cfg.MODEL.NUM_CLASSES}; resolve it to the dataset's number of categories "
                 "before building RGNNVIS (train_net.py does this from the first training dataset)"
             )
+        check_release_switches(r)
         backbone = build_backbone(cfg)
         if not hasattr(backbone, "bottom_up"):
             raise ValueError("RGNNVIS needs an FPN backbone exposing `bottom_up` (res4/res5 feed the appearance net)")
@@ -177,7 +166,10 @@ class RGNNVIS(nn.Module):
         appearance = None
         if r.APPEARANCE.ENABLED:
             appearance = AppearanceNetwork(
-                {f: bottom_up[f].channels for f in r.APPEARANCE.IN_FEATURES}, r.APPEARANCE.CHANNELS, r.APPEARANCE.HIDDEN
+                {f: bottom_up[f].channels for f in r.APPEARANCE.IN_FEATURES},
+                r.APPEARANCE.CHANNELS,
+                r.APPEARANCE.HIDDEN,
+                r.DETECTION_DESCRIPTOR,
             )
         app_dim = appearance.out_dim if appearance else 0
         tracker = RGNNTracker(cfg, appearance_dim=app_dim, mask_stride=detector.mask_stride)
@@ -210,6 +202,8 @@ class RGNNVIS(nn.Module):
             "max_video_tracks": cfg.TEST.VIDEO.MAX_TRACKS,
             "test_resize": tuple(r.TEST_RESIZE),
             "flip_channels": channel_flip(cfg.INPUT.FORMAT, r.NETWORK_FORMAT),
+            "release_outputs": (r.TRACK_CONFIDENCE, r.RESULTS),
+            "train_resize": tuple(r.TRAIN_RESIZE),
         }
 
     @property
@@ -228,7 +222,7 @@ class RGNNVIS(nn.Module):
     def preprocess(self, images: Sequence[torch.Tensor]) -> ImageList:
         """uint8 (3, h, w) frames in ``INPUT.FORMAT`` -> normalised, padded ImageList (``TEST_RESIZE`` and
         ``NETWORK_FORMAT`` applied, see vis_rgnn/image_input.py)."""
-        resize = () if self.training else self.test_resize
+        resize = self.train_resize if self.training else self.test_resize
         return prepare_images(
             images, self.pixel_mean, self.pixel_std, self.size_divisibility, resize, self.flip_channels
         )
@@ -248,7 +242,7 @@ class RGNNVIS(nn.Module):
         """Appearance descriptors (M_i, A) per image; (M_i, 0) when the appearance model is disabled."""
         if self.appearance is None:
             return [d.scores.new_zeros(len(d), 0) for d in dets]
-        return self.appearance(bottom_up, [d.pred_masks for d in dets])
+        return self.appearance(bottom_up, [d.pred_masks for d in dets], [d.valid for d in dets])
 
     # ----------------------------------------------------------------------------------------------- forward
     def forward(self, batched_inputs: List[Dict[str, Any]]):
@@ -262,7 +256,7 @@ class RGNNVIS(nn.Module):
 
     def forward_segmenter(self, batched_inputs: List[Dict[str, Any]]) -> Dict[str, torch.Tensor]:
         """Stage 1: every sampled frame is an independent training image (App. A.1)."""
-        frames, instances = training_images(batched_inputs)
+        frames, instances = training_images(batched_inputs, self.train_resize)
         gt = [inst.to(self.device) for inst in instances]
         images = self.preprocess(frames)
         fpn, _ = self.extract_features(images)
@@ -273,8 +267,8 @@ class RGNNVIS(nn.Module):
         b_size, length = len(batched_inputs), len(batched_inputs[0]["image"])
         if any(len(v["image"]) != length for v in batched_inputs):
             raise ValueError("stage-2 clips in a batch must have the same number of frames")
-        frames = [img for video in batched_inputs for img in video["image"]]  # video-major
-        gts = [[inst.to(self.device) for inst in video["instances"]] for video in batched_inputs]
+        frames, instances = training_images(batched_inputs, self.train_resize)  # video-major
+        gts = [[inst.to(self.device) for inst in instances[b * length : (b + 1) * length]] for b in range(b_size)]
         images = self.preprocess(frames)
         with torch.no_grad():
             fpn, bottom_up = self.extract_features(images)
@@ -347,19 +341,18 @@ class RGNNVIS(nn.Module):
 
         slots = out.mask_index[:, 1]
         k = self.detector.num_classes
-        if self.scoring == "learned":  # confidence 1 - p(background), class argmax over the K classes
-            scores, classes = 1 - probs[slots, k], probs[slots, :k].argmax(dim=1)
+        if self.scoring == "learned":  # confidence (TRACK_CONFIDENCE), class argmax over the K classes
+            scores, classes = track_confidence(probs[slots], k, self.track_confidence), probs[slots, :k].argmax(dim=1)
         else:  # the matched detection's confidence and class, averaged / voted by run_online_inference
             scores, classes = fd.scores[0, out.mask_det], fd.class_probs[0, out.mask_det, :k].argmax(dim=1)
         h, w = images.image_sizes[0]
-        if len(slots) == 0:
-            masks = torch.zeros(0, out_h, out_w, dtype=torch.bool, device=self.device)
+        release_maps = self.detector.mask_scores == "release"  # score maps against a background of 10
+        if self.stage == 1:  # untrained re-weighting CNN: paste the segmenter's own masks
+            logits = fd.masks[0, out.mask_det] if release_maps else mask_logits(fd.masks[0, out.mask_det])
         else:
-            if self.stage == 1:  # untrained re-weighting CNN: paste the segmenter's own masks
-                logits = mask_logits(fd.masks[0, out.mask_det])
-            else:
-                logits = out.mask_logits
-            masks = exclusive_masks(grid_logits_to_frame(logits, self.detector.mask_stride, (h, w), (out_h, out_w)))
+            logits = out.mask_logits
+        direct = self.results == "release" or release_maps  # the release: straight to the frame, then the argmax
+        masks = frame_masks(logits, self.detector.mask_stride, (h, w), (out_h, out_w), direct, 10.0 * release_maps)
         return self._frame_to_host(state, (out_h, out_w), tracks.ids[0, slots], scores, classes, masks, tracks.next_id)
 
     def _preprocess_frame(self, image: torch.Tensor) -> ImageList:
@@ -438,6 +431,7 @@ class RGNNVIS(nn.Module):
                 if 0 <= tid < probs.shape[0]:
                     track.score, track.category_id = float(best.values[tid]), int(best.indices[tid])
             return
+        conf = track_confidence(probs, k, "max_class" if self.results == "release" else self.track_confidence)
         for tid, track in tracks.items():
             if 0 <= tid < probs.shape[0]:
-                track.score, track.category_id = float(1 - probs[tid, k]), int(probs[tid, :k].argmax())
+                track.score, track.category_id = float(conf[tid]), int(probs[tid, :k].argmax())

@@ -23,9 +23,8 @@ import torch.nn.functional as F
 from detectron2.config import configurable
 from torch import nn
 
-from .appearance import AppearanceUpdate, nix2_update
+from .appearance import AppearanceUpdate
 from .association import gnn_association, heuristic_association
-from .detector import crop_masks
 from .graph import TrackDetectionGNN
 from .graph_inputs import graph_inputs, release_graph_inputs
 from .heads import AssociationHeads, MaskReweighting, TrackScoringHead
@@ -77,6 +76,8 @@ class RGNNTracker(nn.Module):
         empty_track: str = "learned",
         inactive_boxes: str = "last",
         new_track_appearance: str = "detection",
+        mask_reweight_input: str = "ours",
+        mask_box_weight: float = 10.0,
     ):
         super().__init__()
         for key, value, allowed in (
@@ -116,12 +117,17 @@ class RGNNTracker(nn.Module):
         self.gate = build_gate(gating, dim)
         self.association_heads = AssociationHeads(dim, logit_bias_init)
         self.scoring = TrackScoringHead(dim, num_classes, scoring_evidence)
-        if appearance_update not in ("learned", "constant_variance"):
+        if appearance_update not in ("learned", "constant_variance", "release"):
             raise ValueError(
-                f"MODEL.RGNN.APPEARANCE.UPDATE must be 'learned' or 'constant_variance', got {appearance_update!r}"
+                "MODEL.RGNN.APPEARANCE.UPDATE must be 'learned', 'constant_variance' or 'release', "
+                f"got {appearance_update!r}"
             )
-        self.appearance_update = AppearanceUpdate(dim, init_log_var, appearance_update == "learned")
-        self.mask_reweighting = MaskReweighting(dim, mask_embed_channels, mask_hidden_channels, mask_residual)
+        self.appearance_update = AppearanceUpdate(
+            dim, init_log_var, appearance_update == "learned", appearance_update == "release", appearance_dim
+        )
+        self.mask_reweighting = MaskReweighting(
+            dim, mask_embed_channels, mask_hidden_channels, mask_residual, mask_reweight_input, mask_box_weight
+        )
         if empty_track == "learned":
             # The empty track's appearance Gaussian (its "similarity" input to n_j, §3.1), learned.
             self.empty_app_mean = nn.Parameter(torch.zeros(appearance_dim))
@@ -161,7 +167,7 @@ class RGNNTracker(nn.Module):
             "train_init_threshold": r.TRAIN_INIT_THRESHOLD,
             "inactive_threshold": r.INACTIVE_THRESHOLD,
             "init_log_var": r.APPEARANCE.INIT_LOG_VAR,
-            "appearance_update": r.APPEARANCE.UPDATE,
+            "appearance_update": "release" if r.APPEARANCE_UPDATE_RELEASE else r.APPEARANCE.UPDATE,
             "mask_embed_channels": r.MASK_EMBED_CHANNELS,
             "mask_hidden_channels": r.MASK_HIDDEN_CHANNELS,
             "mask_residual": r.MASK_RESIDUAL,
@@ -176,6 +182,8 @@ class RGNNTracker(nn.Module):
             "empty_track": r.EMPTY_TRACK,
             "inactive_boxes": r.INACTIVE_BOXES,
             "new_track_appearance": r.NEW_TRACK_APPEARANCE,
+            "mask_reweight_input": r.MASK_REWEIGHT_INPUT,
+            "mask_box_weight": r.DETECTION_MASK_BOX_WEIGHT,
         }
 
     def init_state(self, batch_size: int, device: torch.device) -> TrackState:
@@ -210,8 +218,7 @@ class RGNNTracker(nn.Module):
         """One appearance update (§3.4) of Gaussians (..., A) with observations x (..., A), rates predicted from
         the embeddings h (..., D); used for held tracks, new tracks (``NEW_TRACK_APPEARANCE`` "blend") and the
         recurrent empty track."""
-        alpha, beta, s2 = self.appearance_update(h)
-        return nix2_update(mean, var, x, s2, alpha, beta)
+        return self.appearance_update.update(mean, var, x, h)
 
     # ---------------------------------------------------------------------------------------------- one step
     def step(
@@ -280,8 +287,9 @@ class RGNNTracker(nn.Module):
         mb, ms = mask_index[:, 0], mask_index[:, 1]
         mask_det = holder[mb, ms]
         det_masks = dets.masks[mb, mask_det]
-        box_masks = crop_masks(torch.ones_like(det_masks), dets.boxes[mb, mask_det] / self.mask_stride)
-        mask_logits = self.mask_reweighting(state.h[mb, ms], det_masks, box_masks)
+        mask_logits = self.mask_reweighting.from_detections(
+            state.h[mb, ms], det_masks, dets.boxes[mb, mask_det], self.mask_stride
+        )
         return FrameOutput(
             match_logits=match_logits,
             edge_mask=edge_mask,
@@ -395,14 +403,14 @@ class RGNNTracker(nn.Module):
         h_new, c_new = self.gate(take(empty_edges), zeros, zeros)
         state.h, state.c = put(state.h, h_new), put(state.c, c_new)
         app = take(dets.appearance)
-        init_var = torch.full_like(state.app_var, math.exp(self.init_log_var))
-        if self.new_track_appearance == "blend" and self.use_appearance:
-            # the release: the placeholder (mean 0, initial variance) takes the update of a held track
+        if self.new_track_appearance == "blend" and self.use_appearance and not self.appearance_update.release:
+            # the release's rule with our update: the placeholder (mean 0, initial variance) takes a held track's update
+            init_var = torch.full_like(app, math.exp(self.init_log_var))
             app_mean, app_var = self._appearance_step(h_new, torch.zeros_like(app), init_var, app)
-            state.app_mean, state.app_var = put(state.app_mean, app_mean), put(state.app_var, app_var.clamp(min=1e-8))
-        else:
-            state.app_mean, state.app_var = put(state.app_mean, app), put(state.app_var, init_var)
-        state.app_last = put(state.app_last, app)
+        else:  # ours: N(x, exp(INIT_LOG_VAR)); APPEARANCE.UPDATE release: the update of N(0, softplus(init_var))
+            app_mean, app_var = self.appearance_update.initial(app, h_new)
+        state.app_mean, state.app_last = put(state.app_mean, app_mean), put(state.app_last, app)
+        state.app_var = put(state.app_var, app_var.clamp(min=1e-8))
         state.class_log_prob_sum = put(state.class_log_prob_sum, take(dets.class_log_probs))
         state.held_count = put(state.held_count, 1.0)
         state.boxes = put(state.boxes, take(dets.boxes))
