@@ -18,9 +18,9 @@ from detectron2.checkpoint import DetectionCheckpointer  # noqa: E402
 from detectron2.modeling import build_model  # noqa: E402
 
 import projects.data  # noqa: E402,F401  (registers the builtin datasets)
-from projects.config import get_project_cfg  # noqa: E402
 from projects.data.build import build_video_test_loader, get_video_dataset_dicts, resolve_num_classes  # noqa: E402
 from projects.data.cli import register_cli_datasets  # noqa: E402
+from vis_config import get_project_cfg  # noqa: E402
 
 
 def run_checkpoint_on_annotated_split(

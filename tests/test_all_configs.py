@@ -35,8 +35,8 @@ from detectron2.modeling import META_ARCH_REGISTRY, build_model
 
 import train_net
 from demo.demo import main as demo_main
-from projects.config import get_project_cfg
 from projects.modeling import iterate_online
+from vis_config import get_project_cfg
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from coco_fixtures import ytvis_to_coco  # noqa: E402

@@ -6,10 +6,10 @@ import torch
 from detectron2.modeling import build_model
 
 from benchmarks import rgnn_association_cues, rgnn_segmenter_quality
-from projects.config import get_project_cfg
 from projects.data.build import resolve_num_classes
 from projects.data.cli import register_cli_datasets
 from projects.data.synthetic import generate_synthetic_vis
+from vis_config import get_project_cfg
 
 CONFIG = "configs/vis_rgnn/synthetic_R18_stage2.yaml"
 
