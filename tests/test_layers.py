@@ -2,6 +2,7 @@
 
 import ast
 import os
+import re
 import subprocess
 import sys
 
@@ -40,3 +41,22 @@ def test_importing_the_shared_layer_loads_no_method():
         "assert not loaded, loaded\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
+
+
+def test_tools_experiments_and_tests_edit_no_sys_path():
+    """Tools run as ``python -m benchmarks.<name>``, studies as ``python -m experiments.<name>`` (installed) and
+    tests import their helpers as ``tests.<module>`` (pyproject's pythonpath): none edits ``sys.path``, and no test
+    imports another test module."""
+    offenders = []
+    for top in ("benchmarks", "experiments", "tests"):
+        for folder, _, files in os.walk(os.path.join(ROOT, top)):
+            for name in files:
+                path = os.path.join(folder, name)
+                if not name.endswith(".py") or path == os.path.join(ROOT, "tests", "conftest.py"):
+                    continue
+                if re.search(r"sys\.path(\.insert|\.append|\[\d*\]\s*=|\s*\+?=)", open(path).read()):
+                    offenders.append(f"{os.path.relpath(path, ROOT)}: edits sys.path")
+                for module in _imported_modules(path):
+                    if module.split(".")[-1].startswith("test_") and module.split(".")[0] in ("tests", module):
+                        offenders.append(f"{os.path.relpath(path, ROOT)}: imports the test module {module}")
+    assert not offenders, offenders

@@ -7,7 +7,7 @@ from detectron2.modeling import build_model
 from detectron2.structures import BoxMode
 
 from experiments.rgnn_association_cues import roc_auc, summarise, video_records
-from tests.test_vis_rgnn_model import H, W, _clip, tiny_cfg
+from tests.rgnn_fixtures import H, W, _clip, tiny_cfg
 
 
 def test_roc_auc_equals_the_pairwise_definition_with_ties():
