@@ -49,7 +49,6 @@ from detectron2.solver.build import get_default_optimizer_params, maybe_add_grad
 from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
 
-from projects.config import get_project_cfg
 from projects.data import build_video_test_loader, build_video_train_loader, resolve_num_classes
 from projects.data.build import get_video_dataset_dicts, missing_frames
 from projects.data.cli import register_cli_datasets
@@ -67,6 +66,7 @@ from projects.engine.amp import AutocastModel, autocast_for_inference, resolve_a
 from projects.engine.checkpoint import CorruptCheckpointError
 from projects.engine.ddp import create_ddp_model
 from projects.evaluation import YTVISEvaluator
+from vis_config import get_project_cfg
 
 
 class Trainer(FaultTolerantTrainerMixin, DefaultTrainer):

@@ -12,26 +12,23 @@ the RGNN-VIS stage-2 R50 config (4 clips x 10 frames):
    reduced-size decoding (DCT scaling by 1/2, 1/4, 1/8, never below the target size), time ratio and the mean
    absolute difference of the resized results (interpolation only).
 
-    python benchmarks/bench_data_pipeline.py                 # paper scale (minutes of CPU)
-    python benchmarks/bench_data_pipeline.py --smoke         # tiny (the test)
+    python -m benchmarks.bench_data_pipeline                 # paper scale (minutes of CPU)
+    python -m benchmarks.bench_data_pipeline --smoke         # tiny (the test)
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import sys
 import tempfile
 import time
 
 import numpy as np
+from detectron2.data import DatasetCatalog
+from detectron2.data import transforms as T
 from PIL import Image
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
-
-from detectron2.data import DatasetCatalog  # noqa: E402
-from detectron2.data import transforms as T  # noqa: E402
 
 CONFIGS = [  # name, config, clips per GPU step, frames per clip
     ("VisSTG R50", "configs/vis_stg/R50_FPN_24ep_ytvis19.yaml", 16, 2),

@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Streaming predictor: FPS at 360x640 and resident memory over a long synthetic stream (prints a table).
 
-    python benchmarks/bench_demo_stream.py --config-file configs/vis_stg/synthetic_R18.yaml \\
+    python -m benchmarks.bench_demo_stream --config-file configs/vis_stg/synthetic_R18.yaml \\
         --frames 2000 MODEL.WEIGHTS output/demo/vis_stg/model_final.pth
 
 Frames come from consecutive synthetic videos rendered on the fly at --height x --width and are fed to the model
@@ -15,18 +15,15 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import tempfile
 import time
 
 import psutil
 import torch
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from demo.demo import setup_cfg  # noqa: E402
-from demo.predictor import VideoPredictor  # noqa: E402
-from projects.data.synthetic import generate_synthetic_vis  # noqa: E402
+from demo.demo import setup_cfg
+from demo.predictor import VideoPredictor
+from projects.data.synthetic import generate_synthetic_vis
 
 
 def synthetic_frames(n: int, height: int, width: int, chunk: int = 100):

@@ -5,7 +5,7 @@ prints the wall time of: the RLE validation alone (all masks, one vectorised pas
 the valid files, and the CLI on the same results with one truncated counts string in the last frame of the
 last prediction (must be refused, exit 1, in well under a second of checking).
 
-    python benchmarks/bench_eval_validation.py [--frames 300] [--tracks 5] [--preds 20]
+    python -m benchmarks.bench_eval_validation [--frames 300] [--tracks 5] [--preds 20]
 """
 
 from __future__ import annotations
@@ -21,10 +21,9 @@ import time
 import numpy as np
 import pycocotools.mask as mask_util
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
+from projects.evaluation.rle_check import check_rles
 
-from projects.evaluation.rle_check import check_rles  # noqa: E402
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 H, W = 720, 1280
 

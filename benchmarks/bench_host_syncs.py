@@ -1,16 +1,16 @@
 #!/usr/bin/env python
-"""Host-device synchronisations per frame of the online step of both models (issue 9 item 4).
+"""Host-device synchronisations per frame of the online step of both models.
 
 For every ``model.step`` on frames 2.. of a video (frame 1 has no reference / track yet) it counts, with
 ``projects.utils.host_syncs.count_host_syncs`` (torch profiler), the calls of aten::item,
 _local_scalar_dense, is_nonzero, nonzero, unique* and masked_select. On a CUDA device it also counts the
 warnings of ``torch.cuda.set_sync_debug_mode("warn")``, which include what a CPU trace cannot see
 (``.cpu()`` / ``.tolist()`` copies, host-to-device ``torch.tensor``); the frame's one batched output copy is
-one of them. RGNN-VIS is measured by ``benchmarks/host_syncs_rgnn.py: measure_rgnn`` when that module exists.
+one of them. RGNN-VIS is measured by ``benchmarks/host_syncs_rgnn.py: measure_rgnn``.
 
-    python benchmarks/bench_host_syncs.py --smoke                      # tiny models, seconds on CPU
-    python benchmarks/bench_host_syncs.py --device cuda                # R50 configs at 360x640
-    python benchmarks/bench_host_syncs.py MODEL.WEIGHTS out/model_final.pth   # VisSTG overrides (any key)
+    python -m benchmarks.bench_host_syncs --smoke                      # tiny models, seconds on CPU
+    python -m benchmarks.bench_host_syncs --device cuda                # R50 configs at 360x640
+    python -m benchmarks.bench_host_syncs MODEL.WEIGHTS out/model_final.pth   # VisSTG overrides (any key)
 
 Without ``MODEL.WEIGHTS`` the VisSTG model is a seeded random initialisation with the score / reference
 thresholds at 0 and every edge a match candidate, so that every frame carries ``INFERENCE.MAX_DETECTIONS``
@@ -21,22 +21,18 @@ all its shapes are fixed by the config and the input size).
 from __future__ import annotations
 
 import argparse
-import importlib
 import os
-import sys
 from typing import Dict, List, Optional
 
 import torch
+from detectron2.checkpoint import DetectionCheckpointer
+from detectron2.config import get_cfg
+from detectron2.modeling import build_model
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from detectron2.checkpoint import DetectionCheckpointer  # noqa: E402
-from detectron2.config import get_cfg  # noqa: E402
-from detectron2.modeling import build_model  # noqa: E402
-
-from projects.config import add_video_config  # noqa: E402
-from projects.utils.host_syncs import online_step_syncs, random_video  # noqa: E402
-from vis_stg import add_vis_stg_config  # noqa: E402
+from benchmarks.host_syncs_rgnn import measure_rgnn
+from projects.config import add_video_config
+from projects.utils.host_syncs import online_step_syncs, random_video
+from vis_stg import add_vis_stg_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 __all__ = ["measure_vis_stg", "vis_stg_config"]
@@ -101,18 +97,7 @@ def measure_vis_stg(
     }
 
 
-def measure_rgnn_if_available(device: str, smoke: bool, frames: int) -> Optional[Dict[str, object]]:
-    """``benchmarks/host_syncs_rgnn.py: measure_rgnn`` when that module exists, else None."""
-    try:
-        module = importlib.import_module("benchmarks.host_syncs_rgnn")
-    except ModuleNotFoundError as e:
-        if e.name not in ("benchmarks", "benchmarks.host_syncs_rgnn"):
-            raise
-        return None
-    return module.measure_rgnn(device=device, smoke=smoke, frames=frames)
-
-
-def print_table(rows: List[Dict[str, object]], missing: List[str]) -> None:
+def print_table(rows: List[Dict[str, object]]) -> None:
     print(
         f"| {'model':<8} | {'device':<6} | {'input':<8} | {'syncs/frame (max)':>17} | {'mean':>5} | "
         f"{'CUDA sync warnings/frame':>24} | {'outputs':>7} | {'tracks':>6} | per op (mean/frame)"
@@ -127,8 +112,6 @@ def print_table(rows: List[Dict[str, object]], missing: List[str]) -> None:
             f"{r['mean_syncs_per_frame']:>5.1f} | {'-' if cuda is None else cuda:>24} | {r['outputs']:>7} | "
             f"{r['tracks']:>6} | {per_op}"
         )
-    for name in missing:
-        print(f"| {name:<8} | not measured (benchmarks/host_syncs_rgnn.py is missing)")
 
 
 def main(argv=None) -> List[Dict[str, object]]:
@@ -141,9 +124,9 @@ def main(argv=None) -> List[Dict[str, object]]:
     args = parser.parse_args(argv)
     torch.set_num_threads(max(1, min(4, torch.get_num_threads())))
     rows = [measure_vis_stg(args.device, args.smoke, args.frames, args.opts, args.config_file)]
-    rgnn = measure_rgnn_if_available(args.device, args.smoke, args.frames)
-    print_table(rows + ([rgnn] if rgnn else []), [] if rgnn else ["RGNN-VIS"])
-    return rows + ([rgnn] if rgnn else [])
+    rows.append(measure_rgnn(device=args.device, smoke=args.smoke, frames=args.frames))
+    print_table(rows)
+    return rows
 
 
 if __name__ == "__main__":

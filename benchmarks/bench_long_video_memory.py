@@ -1,8 +1,8 @@
 #!/usr/bin/env python
 """Memory of ``train_net.py --eval-only`` on one long video: resident set size (RSS) at frames 300 and 3,000.
 
-    python benchmarks/bench_long_video_memory.py --frames 3000 --height 64 --width 96
-    python benchmarks/bench_long_video_memory.py --model VideoGTOracle      # data + accumulation + evaluator only
+    python -m benchmarks.bench_long_video_memory --frames 3000 --height 64 --width 96
+    python -m benchmarks.bench_long_video_memory --model VideoGTOracle      # data + accumulation + evaluator only
 
 A synthetic video of ``--frames`` JPEG frames (small, so the run takes minutes on a CPU) is registered as a
 YouTube-VIS dataset and evaluated exactly as ``--eval-only`` does (``Trainer.test``: the test loader with
@@ -17,17 +17,14 @@ from __future__ import annotations
 import argparse
 import gc
 import os
-import sys
 import tempfile
 import time
 
 import psutil
 import torch
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from projects.data import register_ytvis_instances  # noqa: E402
-from projects.data.synthetic import generate_synthetic_vis  # noqa: E402
+from projects.data import register_ytvis_instances
+from projects.data.synthetic import generate_synthetic_vis
 
 
 def rss_mib() -> float:

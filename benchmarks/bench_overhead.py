@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Per-frame overhead of online tracking, side by side with a per-frame peer (issue 9 item 5); one table.
+"""Per-frame overhead of online tracking, side by side with a per-frame peer; one table.
 
 Rows, all at the same input size (default 360x640, R50 configs, random weights, eval mode, no grad):
 
@@ -15,7 +15,7 @@ The full and plain variants are timed interleaved, ``--repeats`` times (each the
 frames); the ratio is taken per repeat and the median reported, so that load changes on a shared machine hit
 both sides alike.
 
-    python benchmarks/bench_overhead.py [--device cpu] [--threads 1] [--repeats 5] [--frames 3] [--skip-rgnn]
+    python -m benchmarks.bench_overhead [--device cpu] [--threads 1] [--repeats 5] [--frames 3] [--skip-rgnn]
         [--clock cpu]   # CPU time instead of wall time: robust to other jobs sharing the cores
 """
 
@@ -24,20 +24,17 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import sys
 import time
 from typing import Callable, Dict, List
 
 import torch
+from detectron2 import model_zoo
+from detectron2.modeling import build_model
+
+from benchmarks import bench_vis_rgnn
+from benchmarks.bench_vis_stg import build_bench_model, load_cfg, plain_step
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
-
-from detectron2 import model_zoo  # noqa: E402
-from detectron2.modeling import build_model  # noqa: E402
-
-from benchmarks import bench_vis_rgnn  # noqa: E402
-from benchmarks.bench_vis_stg import build_bench_model, load_cfg, plain_step  # noqa: E402
 
 CLOCK = {"wall": time.perf_counter, "cpu": time.process_time}
 

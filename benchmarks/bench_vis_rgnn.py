@@ -3,12 +3,12 @@
 
 1. Per-frame time of the segmenter alone (preprocess + backbone + YOLACT) vs the whole online step (segmenter +
    appearance network + tracker + mask re-weighting/pasting + the output copy to the host) at 360x640, and their
-   ratio (median over interleaved repeats; issue 9 item 5 asks for <= 1.10).
+   ratio (median over interleaved repeats).
 2. Tracker step time vs number of tracks x detections (10x10, 50x50, 100x100) with the GNN aggregating through
    ``projects.graph.scatter_sum`` over edge lists ("scatter") or masked fixed-size tensors ("dense"); the GNN
    alone and the full tracker step (which adds the mask re-weighting CNN, identical for both).
 
-    python benchmarks/bench_vis_rgnn.py [--config-file configs/vis_rgnn/R50_FPN_stage2_150ep_ytvis19.yaml]
+    python -m benchmarks.bench_vis_rgnn [--config-file configs/vis_rgnn/R50_FPN_stage2_150ep_ytvis19.yaml]
         [--frames 3] [--frame-repeats 7] [--threads 1] [--device cpu] [--skip-tracker]
 
 On CPU the times are process CPU time (robust to other processes sharing the cores; use ``--threads 1``).
@@ -20,23 +20,19 @@ import argparse
 import functools
 import os
 import statistics
-import sys
 import time
 from typing import Callable, Dict
 
 import torch
+from detectron2.config import get_cfg
+from detectron2.modeling import build_model
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from detectron2.config import get_cfg  # noqa: E402
-from detectron2.modeling import build_model  # noqa: E402
-
-from projects.config import add_video_config  # noqa: E402
-from projects.graph import HAS_TORCH_SCATTER  # noqa: E402
-from vis_rgnn import add_rgnn_config  # noqa: E402
-from vis_rgnn.graph_inputs import graph_inputs  # noqa: E402
-from vis_rgnn.track_state import FrameDetections  # noqa: E402
-from vis_rgnn.tracker import RGNNTracker  # noqa: E402
+from projects.config import add_video_config
+from projects.graph import HAS_TORCH_SCATTER
+from vis_rgnn import add_rgnn_config
+from vis_rgnn.graph_inputs import graph_inputs
+from vis_rgnn.track_state import FrameDetections
+from vis_rgnn.tracker import RGNNTracker
 
 
 def timed(fn: Callable[[], object], repeats: int, warmup: int, device: torch.device) -> float:

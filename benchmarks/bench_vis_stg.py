@@ -13,8 +13,8 @@
    of the resident set during the first run (Linux ``VmHWM`` reset through ``/proc/self/clear_refs``), or
    ``torch.cuda.max_memory_allocated`` on CUDA.
 
-    python benchmarks/bench_vis_stg.py                      # paper R50 config (random weights), CPU
-    python benchmarks/bench_vis_stg.py --config-file configs/vis_stg/synthetic_R18.yaml --height 160 --width 256
+    python -m benchmarks.bench_vis_stg                      # paper R50 config (random weights), CPU
+    python -m benchmarks.bench_vis_stg --config-file configs/vis_stg/synthetic_R18.yaml --height 160 --width 256
 """
 
 from __future__ import annotations
@@ -23,26 +23,22 @@ import argparse
 import multiprocessing as mp
 import os
 import statistics
-import sys
 import time
 from typing import Callable, List, Tuple
 
 import torch
+from detectron2.config import get_cfg
+from detectron2.modeling import build_model
+from detectron2.structures import Instances
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from detectron2.config import get_cfg  # noqa: E402
-from detectron2.modeling import build_model  # noqa: E402
-from detectron2.structures import Instances  # noqa: E402
-
-from projects.config import add_video_config  # noqa: E402
-from tests.vis_stg_graph_reference import dense_graph_update  # noqa: E402
-from vis_stg import add_vis_stg_config  # noqa: E402
-from vis_stg.detection_head import CenterNetHead  # noqa: E402
-from vis_stg.graph import SpatialTemporalGraph, window_edges  # noqa: E402
-from vis_stg.online_step import frame_to_host  # noqa: E402
-from vis_stg.state import VideoState  # noqa: E402
-from vis_stg.sync_free import gather_at_cells_static  # noqa: E402
+from projects.config import add_video_config
+from tests.vis_stg_graph_reference import dense_graph_update
+from vis_stg import add_vis_stg_config
+from vis_stg.detection_head import CenterNetHead
+from vis_stg.graph import SpatialTemporalGraph, window_edges
+from vis_stg.online_step import frame_to_host
+from vis_stg.state import VideoState
+from vis_stg.sync_free import gather_at_cells_static
 
 
 def load_cfg(args):

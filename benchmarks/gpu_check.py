@@ -10,7 +10,7 @@ config:
 2. streaming: online inference over ``--frames`` frames of 360x640, with AMP and in fp32: FPS;
 3. host syncs per frame (frames 2..) of the streaming step: ``torch.cuda.set_sync_debug_mode("warn")`` warnings
    on CUDA, and the profiler count of ``projects.utils.host_syncs`` (both devices); then
-   ``benchmarks/bench_host_syncs.py`` if present (else "skipped: not present");
+   ``python -m benchmarks.bench_host_syncs`` (both models' R50 configs; not with ``--smoke``);
 4. with >= 2 GPUs (or ``--ddp-cpu``): a 2-process DDP run of a few training iterations of each config.
 
 ``--device cpu --smoke`` runs everything at tiny sizes on the CPU (bf16 autocast), as the test does.
@@ -26,17 +26,15 @@ import time
 from typing import Dict, List
 
 import torch
+from detectron2.engine import launch
+from detectron2.modeling import build_model
+from detectron2.structures import BitMasks, Instances
+
+from projects.engine.amp import resolve_amp_dtype
+from projects.engine.ddp import create_ddp_model
+from projects.utils.host_syncs import online_step_syncs
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
-
-from detectron2.engine import launch  # noqa: E402
-from detectron2.modeling import build_model  # noqa: E402
-from detectron2.structures import BitMasks, Instances  # noqa: E402
-
-from projects.engine.amp import resolve_amp_dtype  # noqa: E402
-from projects.engine.ddp import create_ddp_model  # noqa: E402
-from projects.utils.host_syncs import online_step_syncs  # noqa: E402
 
 # name, config, per-GPU batch (clips), frames per clip
 CONFIGS = [
@@ -211,13 +209,10 @@ def main() -> None:
     selected = [c for c in CONFIGS if args.only.lower() in c[0].lower()]
     for name, config, batch_size, length in selected:
         check_config(name, config, batch_size, length, args)
-    bench = os.path.join(ROOT, "benchmarks", "bench_host_syncs.py")
-    if not os.path.exists(bench):
-        print("bench_host_syncs.py: skipped: not present", flush=True)
-    elif not args.smoke:
-        subprocess.run([sys.executable, bench], cwd=ROOT, check=False)
+    if args.smoke:
+        print("bench_host_syncs.py: not run in --smoke", flush=True)
     else:
-        print("bench_host_syncs.py: present, not run in --smoke", flush=True)
+        subprocess.run([sys.executable, "-m", "benchmarks.bench_host_syncs"], cwd=ROOT, check=False)
     two_gpus = args.device == "cuda" and torch.cuda.device_count() >= 2
     if two_gpus or (args.device == "cpu" and args.ddp_cpu):
         for name, config, batch_size, length in selected:

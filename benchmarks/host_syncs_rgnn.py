@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Host-device synchronisations per frame of ``RGNNVIS.step`` (issue 9 item 4), for ``bench_host_syncs.py``.
+"""Host-device synchronisations per frame of ``RGNNVIS.step``, for ``bench_host_syncs.py``.
 
 Counts, with ``projects.utils.host_syncs.count_host_syncs`` (torch profiler), the calls of aten::item,
 _local_scalar_dense, is_nonzero, nonzero, unique* and masked_select in every step on frames 2.. of a video
@@ -7,8 +7,8 @@ _local_scalar_dense, is_nonzero, nonzero, unique* and masked_select in every ste
 ``torch.cuda.set_sync_debug_mode("warn")``, which include the copies a CPU trace cannot see (``.cpu()``,
 ``.tolist()``, host-to-device ``torch.tensor``); one of them is the frame's batched output copy.
 
-    python benchmarks/host_syncs_rgnn.py --smoke                    # tiny model, seconds on CPU
-    python benchmarks/host_syncs_rgnn.py --device cuda --weights W  # R50 stage 2 at 360x640
+    python -m benchmarks.host_syncs_rgnn --smoke                    # tiny model, seconds on CPU
+    python -m benchmarks.host_syncs_rgnn --device cuda --weights W  # R50 stage 2 at 360x640
 
 Without ``weights`` the model is a seeded random initialisation with the detection / new-track / inactive
 thresholds lowered so that every frame carries the maximum number of detections and tracks (the worst case
@@ -19,20 +19,16 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 from typing import Dict, Optional
 
 import torch
+from detectron2.checkpoint import DetectionCheckpointer
+from detectron2.config import get_cfg
+from detectron2.modeling import build_model
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from detectron2.checkpoint import DetectionCheckpointer  # noqa: E402
-from detectron2.config import get_cfg  # noqa: E402
-from detectron2.modeling import build_model  # noqa: E402
-
-from projects.config import add_video_config  # noqa: E402
-from projects.utils.host_syncs import online_step_syncs, random_video  # noqa: E402
-from vis_rgnn import add_rgnn_config  # noqa: E402
+from projects.config import add_video_config
+from projects.utils.host_syncs import online_step_syncs, random_video
+from vis_rgnn import add_rgnn_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 __all__ = ["measure_rgnn"]

@@ -126,7 +126,7 @@ def get_parser() -> argparse.ArgumentParser:
 def setup_cfg(args):
     """The project config with ``--config-file`` and the overrides merged (not frozen: the predictor sets
     ``MODEL.NUM_CLASSES`` from the model's class list)."""
-    from projects.config import get_project_cfg
+    from vis_config import get_project_cfg
 
     if not os.path.isfile(args.config_file):
         raise FileNotFoundError(f"{args.config_file}: config file does not exist")

@@ -4,7 +4,8 @@ from detectron2.config import CfgNode as CN
 
 
 def add_video_config(cfg: CN) -> None:
-    """Add the video keys to a detectron2 config (``add_<method>_config`` of both methods call it first).
+    """Add the video keys to a detectron2 config (``add_<method>_config`` of both methods call it first; the
+    complete config of the entry points is ``vis_config.get_project_cfg``).
 
     ``INPUT.SAMPLING_FRAME_NUM``: frames sampled per training video (1: single image, 2: reference/target pair,
     T: a clip). ``INPUT.SAMPLING_FRAME_RANGE``: for pairs, the maximum gap |t - k| between the frames.
@@ -58,23 +59,3 @@ def add_video_config(cfg: CN) -> None:
     cfg.TEST.VIDEO.MASK_THRESHOLD = 0.5
     # Keep at most this many tracks per video in the results (YouTube-VIS AP uses maxDets=100).
     cfg.TEST.VIDEO.MAX_TRACKS = 100
-
-
-def get_project_cfg() -> CN:
-    """detectron2's default config plus every key of this project (video data, both methods, the GT oracle):
-    what ``train_net.py``, the demo and the benchmarks build their configs from."""
-    from detectron2.config import get_cfg
-
-    # Imported here: both method packages import this module for add_video_config.
-    from projects.engine.amp import add_amp_config
-    from projects.modeling import add_oracle_config
-    from vis_rgnn.config import add_rgnn_config
-    from vis_stg.config import add_vis_stg_config
-
-    cfg = get_cfg()
-    add_video_config(cfg)
-    add_vis_stg_config(cfg)
-    add_rgnn_config(cfg)
-    add_oracle_config(cfg)
-    add_amp_config(cfg)
-    return cfg

@@ -4,8 +4,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=${VENV:-.venv}
-# The stamp names this script's hash: editing the install steps re-runs them (each step is idempotent).
-STAMP="$VENV/.setup-done-$(sha1sum "$0" | cut -c1-12)"
+# The stamp names the hash of this script and pyproject.toml: editing the install steps or the packaged modules
+# re-runs them (each step is idempotent; the last one re-installs this project).
+STAMP="$VENV/.setup-done-$(cat "$0" pyproject.toml | sha1sum | cut -c1-12)"
 if [ -f "$STAMP" ]; then exit 0; fi
 PY=${PYTHON:-python3}
 start=$(date +%s)

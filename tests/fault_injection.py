@@ -3,7 +3,7 @@
 FAULT=kill_at_iter:N       SIGKILL this process right after training iteration N
 FAULT=kill_in_save:K       SIGKILL in the middle of writing the K-th checkpoint (half of its bytes written)
 FAULT=nan_loss:N:NAME      the model's loss NAME becomes NaN at iteration N
-python tests/fault_injection.py <train_net.py arguments>
+PYTHONPATH=. python tests/fault_injection.py <train_net.py arguments>   # from the repository root
 """
 
 import io
@@ -17,8 +17,6 @@ from detectron2.engine import HookBase
 from detectron2.utils.events import get_event_storage
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
-
 from projects.engine import trainer as engine_trainer  # noqa: E402
 from projects.modeling.oracle import VideoGTOracle  # noqa: E402
 

@@ -23,7 +23,6 @@ import json
 import logging
 import math
 import os
-import sys
 import time
 from typing import Dict, List, Tuple
 
@@ -35,12 +34,10 @@ from detectron2.modeling import META_ARCH_REGISTRY, build_model
 
 import train_net
 from demo.demo import main as demo_main
-from projects.config import get_project_cfg
 from projects.modeling import iterate_online
-
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from coco_fixtures import ytvis_to_coco  # noqa: E402
-from ytvis_fixtures import write_tiny_ytvis  # noqa: E402
+from tests.coco_fixtures import ytvis_to_coco  # noqa: E402
+from tests.ytvis_fixtures import write_tiny_ytvis  # noqa: E402
+from vis_config import get_project_cfg
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG_DIR = os.path.join(ROOT, "configs")

@@ -7,10 +7,10 @@ import torch
 from detectron2.modeling import build_model
 
 from projects.engine.amp import AutocastModel, add_amp_config, autocast_for_inference, resolve_amp_dtype
-from tests.test_vis_rgnn_model import _clip
-from tests.test_vis_rgnn_model import tiny_cfg as rgnn_cfg
-from tests.test_vis_stg_model import H, W, _frame, _pair
-from tests.test_vis_stg_model import tiny_cfg as stg_cfg
+from tests.rgnn_fixtures import _clip
+from tests.rgnn_fixtures import tiny_cfg as rgnn_cfg
+from tests.vis_stg_fixtures import H, W, _frame, _pair
+from tests.vis_stg_fixtures import tiny_cfg as stg_cfg
 
 torch.set_num_threads(1)
 BF16 = dict(device_type="cpu", dtype=torch.bfloat16)

@@ -1,15 +1,15 @@
-"""``benchmarks/annotated_split_runs.py``: the command line shared by the RGNN-VIS diagnostics, run end to end
+"""``experiments/annotated_split_runs.py``: the command line shared by the RGNN-VIS diagnostics, run end to end
 (``--dataset``, overrides, checkpoint loading) on a generated annotated split with a random-weight checkpoint."""
 
 import pytest
 import torch
 from detectron2.modeling import build_model
 
-from benchmarks import rgnn_association_cues, rgnn_segmenter_quality
-from projects.config import get_project_cfg
+from experiments import rgnn_association_cues, rgnn_segmenter_quality
 from projects.data.build import resolve_num_classes
 from projects.data.cli import register_cli_datasets
 from projects.data.synthetic import generate_synthetic_vis
+from vis_config import get_project_cfg
 
 CONFIG = "configs/vis_rgnn/synthetic_R18_stage2.yaml"
 

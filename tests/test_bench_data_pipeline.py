@@ -1,7 +1,6 @@
 """benchmarks/bench_data_pipeline.py: the --smoke run prints its table, and reduced-size JPEG decoding
 (PIL draft) gives the full decode's resized frame up to interpolation."""
 
-import importlib.util
 import os
 import subprocess
 import sys
@@ -9,16 +8,9 @@ import sys
 import numpy as np
 from PIL import Image
 
+from benchmarks import bench_data_pipeline
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def _bench():
-    spec = importlib.util.spec_from_file_location(
-        "bench_data_pipeline", os.path.join(ROOT, "benchmarks", "bench_data_pipeline.py")
-    )
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
 
 
 def test_reduced_size_decoding_matches_full_decode_up_to_interpolation(tmp_path):
@@ -28,7 +20,7 @@ def test_reduced_size_decoding_matches_full_decode_up_to_interpolation(tmp_path)
     image[200:400, 300:700] = rng.integers(0, 255, 3)  # a flat object with sharp edges
     path = str(tmp_path / "frame.jpg")
     Image.fromarray(image).save(path, quality=90)
-    bench = _bench()
+    bench = bench_data_pipeline
     for short, max_size in [(360, 640), (288, 768), (480, 864)]:
         full, reduced = bench.decode_full(path, short, max_size), bench.decode_reduced(path, short, max_size)
         assert full.shape == reduced.shape and full.shape[0] == short
@@ -39,9 +31,9 @@ def test_reduced_size_decoding_matches_full_decode_up_to_interpolation(tmp_path)
 
 
 def test_smoke_run_prints_the_table(tmp_path):
-    env = dict(os.environ, PYTHONPATH=ROOT, OMP_NUM_THREADS="1")
+    env = dict(os.environ, OMP_NUM_THREADS="1")
     proc = subprocess.run(
-        [sys.executable, "benchmarks/bench_data_pipeline.py", "--smoke", "--workers", "0,1", "--out", str(tmp_path)],
+        [sys.executable, "-m", "benchmarks.bench_data_pipeline", "--smoke", "--workers", "0,1", "--out", str(tmp_path)],
         cwd=ROOT,
         env=env,
         capture_output=True,

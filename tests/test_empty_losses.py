@@ -7,10 +7,10 @@ import torch
 from detectron2.modeling import build_model
 from detectron2.structures import BitMasks, Boxes, Instances
 
-from tests.test_vis_rgnn_model import _clip
-from tests.test_vis_rgnn_model import tiny_cfg as rgnn_cfg
-from tests.test_vis_stg_model import _pair
-from tests.test_vis_stg_model import tiny_cfg as stg_cfg
+from tests.rgnn_fixtures import _clip
+from tests.rgnn_fixtures import tiny_cfg as rgnn_cfg
+from tests.vis_stg_fixtures import _pair
+from tests.vis_stg_fixtures import tiny_cfg as stg_cfg
 
 torch.set_num_threads(1)
 

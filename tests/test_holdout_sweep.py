@@ -1,10 +1,10 @@
-"""``benchmarks/holdout_sweep.py``: the grid's combinations, held-out-only evaluation jobs on the study's models,
+"""``experiments/holdout_sweep.py``: the grid's combinations, held-out-only evaluation jobs on the study's models,
 and the table ordered by held-out AP."""
 
 import json
 
-from benchmarks.holdout_sweep import build_sweep_jobs, combinations, sweep_name, sweep_table
-from benchmarks.synthetic_seed_study import HOLDOUT, VAL
+from experiments.holdout_sweep import build_sweep_jobs, combinations, sweep_name, sweep_table
+from experiments.synthetic_seed_study import HOLDOUT, VAL
 
 GRID = [
     ("MODEL.VIS_STG.INFERENCE.SCORE_THRESH", ["0.1", "0.2"]),

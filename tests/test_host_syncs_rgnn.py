@@ -1,20 +1,16 @@
-"""RGNN-VIS's online step reads at most 4 values back from the device per frame (issue 9 item 4), counted with
+"""RGNN-VIS's online step reads at most 4 values back from the device per frame, counted with
 the torch profiler (projects.utils.host_syncs) on frames 2.. with many detections and tracks."""
 
 import os
-import sys
 
 import pytest
 import torch
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
-sys.path.insert(0, os.path.join(ROOT, "tests"))
 
-from host_syncs_rgnn import measure_rgnn  # noqa: E402
-from test_rgnn_step_regression import OUT_H, OUT_W, build, video  # noqa: E402
-
+from benchmarks.host_syncs_rgnn import measure_rgnn  # noqa: E402
 from projects.utils.host_syncs import count_host_syncs  # noqa: E402
+from tests.rgnn_step_video import OUT_H, OUT_W, build, video  # noqa: E402
 
 
 def test_measure_rgnn_smoke_at_most_4_syncs_per_frame():

@@ -34,6 +34,7 @@ from projects.data.build import get_video_dataset_dicts
 from projects.data.categories import OVIS_CATEGORIES, YTVIS_2019_CATEGORIES, YTVIS_2021_CATEGORIES
 from projects.data.synthetic import generate_synthetic_vis
 from projects.data.synthetic_shapes import SYNTHETIC_CATEGORIES
+from tests.coco_fixtures import write_painted_coco
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SYN_NAMES = [c["name"] for c in SYNTHETIC_CATEGORIES]
@@ -88,47 +89,6 @@ def write_coco_from_synthetic(root, num_videos=2, num_frames=3, seed=3, prefix="
     coco_json = os.path.join(root, "coco_frames.json")
     json.dump({"images": images, "annotations": annotations, "categories": categories}, open(coco_json, "w"))
     return ytvis_json, coco_json, image_root
-
-
-def write_painted_coco(root, num_images=4, seed=0):
-    """Grey-level-coded objects: object k of an image is painted 50*k, so a frame's mask of track k must cover
-    pixels of value 50*k wherever the pseudo-video transform moved it (image/mask/id consistency)."""
-    rng = np.random.default_rng(seed)
-    os.makedirs(os.path.join(root, "painted"), exist_ok=True)
-    images, annotations = [], []
-    for i in range(1, num_images + 1):
-        img = np.zeros((72, 96, 3), np.uint8)
-        for k, x0 in enumerate((6, 38, 70), start=1):
-            y0, w, h = int(rng.integers(4, 30)), 20, int(rng.integers(16, 36))
-            img[y0 : y0 + h, x0 : x0 + w] = 50 * k
-            poly = [x0, y0, x0 + w, y0, x0 + w, y0 + h, x0, y0 + h]
-            segm = (
-                [poly]
-                if k != 2
-                else {
-                    "size": [72, 96],
-                    "counts": mask_util.encode(np.asfortranarray((img[:, :, 0] == 100).astype(np.uint8)))[
-                        "counts"
-                    ].decode(),
-                }
-            )
-            annotations.append(
-                {
-                    "id": len(annotations) + 1,
-                    "image_id": i,
-                    "category_id": k,
-                    "segmentation": segm,
-                    "area": float(w * h),
-                    "bbox": [x0, y0, w, h],
-                    "iscrowd": 0,
-                }
-            )
-        cv2.imwrite(os.path.join(root, "painted", f"{i}.png"), img)
-        images.append({"id": i, "file_name": f"{i}.png", "height": 72, "width": 96})
-    cats = [{"id": k, "name": n} for k, n in enumerate(SYN_NAMES[:3], start=1)]
-    path = os.path.join(root, "painted.json")
-    json.dump({"images": images, "annotations": annotations, "categories": cats}, open(path, "w"))
-    return path, os.path.join(root, "painted")
 
 
 def _uid(prefix):

@@ -10,7 +10,7 @@ from detectron2.data.samplers import TrainingSampler
 
 from projects.config import add_video_config
 from projects.data import PseudoVideoMapper, VideoDatasetMapper
-from tests.test_image_sources import write_painted_coco
+from tests.coco_fixtures import write_painted_coco
 from tests.ytvis_fixtures import write_tiny_ytvis
 
 

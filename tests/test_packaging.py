@@ -31,12 +31,13 @@ def test_non_editable_install_imports_from_another_directory(tmp_path):
     )
     code = (
         "import projects, vis_stg, vis_rgnn, projects.data, projects.evaluation\n"
-        "from projects.config import get_project_cfg\n"
+        "from vis_config import get_project_cfg\n"
         "cfg = get_project_cfg()\n"
         "assert 'VIS_STG' in cfg.MODEL and 'RGNN' in cfg.MODEL\n"
         "from projects.data.image_sources import SHIPPED_CATEGORY_MAPS as maps\n"
         "assert maps == ['coco_to_ovis', 'coco_to_ytvis_2019', 'coco_to_ytvis_2021'], maps  # package data\n"
-        f"assert not any(m.__file__.startswith({ROOT!r}) for m in (projects, vis_stg, vis_rgnn))\n"
+        "import vis_config\n"
+        f"assert not any(m.__file__.startswith({ROOT!r}) for m in (projects, vis_stg, vis_rgnn, vis_config))\n"
         "print(vis_stg.__file__)\n"
     )
     out = subprocess.run([python, "-c", code], check=True, env=env, cwd=tmp_path, capture_output=True, text=True)
@@ -44,5 +45,5 @@ def test_non_editable_install_imports_from_another_directory(tmp_path):
 
 
 def test_packages_import_from_another_working_directory(tmp_path):
-    code = "import projects.data, vis_stg, vis_rgnn; from projects.config import get_project_cfg; get_project_cfg()"
+    code = "import projects.data, vis_stg, vis_rgnn; from vis_config import get_project_cfg; get_project_cfg()"
     subprocess.run([sys.executable, "-c", code], check=True, cwd=tmp_path)  # the installed (editable) packages

@@ -5,7 +5,7 @@ new track with the embedding of that detection"): ``MODEL.RGNN.NEW_TRACK_INIT de
 import pytest
 import torch
 
-from tests.test_vis_rgnn_model import _synthetic_detections, _tracker
+from tests.rgnn_fixtures import _synthetic_detections, _tracker
 from vis_rgnn.graph import TrackDetectionGNN
 from vis_rgnn.losses import tracker_clip_losses
 

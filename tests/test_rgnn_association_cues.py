@@ -1,4 +1,4 @@
-"""``benchmarks/rgnn_association_cues.py``: the ROC AUC, the top-1 accounting of each association cue on a
+"""``experiments/rgnn_association_cues.py``: the ROC AUC, the top-1 accounting of each association cue on a
 hand-made frame, and the online labelling of a tiny model's detections."""
 
 import numpy as np
@@ -6,8 +6,8 @@ import torch
 from detectron2.modeling import build_model
 from detectron2.structures import BoxMode
 
-from benchmarks.rgnn_association_cues import roc_auc, summarise, video_records
-from tests.test_vis_rgnn_model import H, W, _clip, tiny_cfg
+from experiments.rgnn_association_cues import roc_auc, summarise, video_records
+from tests.rgnn_fixtures import H, W, _clip, tiny_cfg
 
 
 def test_roc_auc_equals_the_pairwise_definition_with_ties():

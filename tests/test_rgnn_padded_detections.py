@@ -2,7 +2,6 @@
 rule (threshold, top-k, decode + clip, drop empty boxes, Fast NMS, keep the best MAX_DETECTIONS)."""
 
 import os
-import sys
 
 import pytest
 import torch
@@ -10,10 +9,8 @@ from detectron2.structures import Boxes
 from torchvision.ops import box_iou
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(ROOT, "tests"))
 
-from test_rgnn_step_regression import build  # noqa: E402
-
+from tests.rgnn_step_video import build  # noqa: E402
 from vis_rgnn.detector import fast_nms, fast_nms_keep  # noqa: E402
 
 

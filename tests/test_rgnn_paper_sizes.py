@@ -11,46 +11,16 @@ import os
 
 import pytest
 import torch
-from detectron2.config import get_cfg
 from detectron2.modeling import build_model
 from detectron2.structures import BitMasks, Instances
 
 import vis_rgnn.meta_arch as meta_arch
-from projects.config import add_video_config
-from vis_rgnn import add_rgnn_config
+from tests.rgnn_fixtures import small_cfg
 from vis_rgnn.meta_arch import grid_logits_to_frame
 from vis_rgnn.targets import gt_masks_on_grid
 
 torch.set_num_threads(1)
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SMALL = {
-    "DETECTOR__PROTO_CHANNELS": 16,
-    "DETECTOR__HEAD_CHANNELS": 16,
-    "DETECTOR__NUM_PROTOTYPES": 8,
-    "APPEARANCE__CHANNELS": 8,
-    "APPEARANCE__HIDDEN": 4,
-    "GNN__DIM": 16,
-    "GNN__GATE_HIDDEN": 8,
-    "GNN__RESIDUAL_HIDDEN": 8,
-}
-
-
-def small_cfg(config: str, **rgnn):
-    """``configs/vis_rgnn/<config>`` with an R18-sized, narrow network on the CPU, 3 classes, no weights;
-    ``rgnn`` overrides MODEL.RGNN keys ("GNN__DIM" = GNN.DIM)."""
-    cfg = get_cfg()
-    add_video_config(cfg)
-    add_rgnn_config(cfg)
-    cfg.merge_from_file(os.path.join(ROOT, "configs", "vis_rgnn", config))
-    cfg.MODEL.NUM_CLASSES = 3
-    cfg.MODEL.DEVICE = "cpu"
-    cfg.MODEL.WEIGHTS = ""
-    cfg.MODEL.RESNETS.DEPTH = 18
-    cfg.MODEL.RESNETS.RES2_OUT_CHANNELS = 64
-    cfg.MODEL.FPN.OUT_CHANNELS = 16
-    opts = dict(SMALL, **rgnn)
-    cfg.merge_from_list([x for k, v in opts.items() for x in ("MODEL.RGNN." + k.replace("__", "."), v)])
-    return cfg
 
 
 PAPER_STAGE2 = "R50_FPN_stage2_150ep_ytvis19.yaml"  # YOLACT's FPN: unpadded input

@@ -7,7 +7,7 @@ import torch
 from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.modeling import build_model
 
-from tests.test_vis_rgnn_model import tiny_cfg
+from tests.rgnn_fixtures import _randomise, tiny_cfg
 
 torch.set_num_threads(1)
 
@@ -15,14 +15,6 @@ torch.set_num_threads(1)
 def _save(model, directory, name="model"):
     DetectionCheckpointer(model, save_dir=str(directory)).save(name)
     return str(directory / f"{name}.pth")
-
-
-def _randomise(model, seed):
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.copy_(torch.randn(p.shape, generator=g))
-    return model
 
 
 def _split(model):

@@ -6,96 +6,19 @@ must reproduce it -- track ids and classes exactly, masks and scores to float to
 seeded initialisation with the tracker heads spread (logits on both sides of the thresholds) and few track
 slots, so that every frame has many detections, inactive tracks, new tracks and evictions.
 
-Regenerate (only when the architecture itself changes on purpose): ``python tests/test_rgnn_step_regression.py``.
+Regenerate (only when the architecture itself changes on purpose): ``python -m tests.test_rgnn_step_regression``.
 """
 
 import os
-import sys
 
 import numpy as np
 import pytest
 import torch
-from detectron2.config import get_cfg
-from detectron2.modeling import build_model
 from detectron2.structures import BitMasks, Instances
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
-
-from projects.config import add_video_config  # noqa: E402
-from vis_rgnn import add_rgnn_config  # noqa: E402
+from tests.rgnn_step_video import FRAMES, OUT_H, OUT_W, ROOT, VARIANTS, H, W, build, video
 
 FIXTURE = os.path.join(ROOT, "tests", "data", "rgnn_step_outputs.pt")
-H, W, OUT_H, OUT_W, FRAMES = 64, 96, 80, 120, 8
-VARIANTS = {
-    "gnn_learned": {"STAGE": 2, "INIT_THRESHOLD": 1.9, "TRAIN_INIT_THRESHOLD": 1.9, "INACTIVE_THRESHOLD": -1.6},
-    "heuristic_average": {
-        "STAGE": 2,
-        "ASSOCIATION": "heuristic",
-        "SCORING": "average",
-        "HEURISTIC__SCORE_THRESH": 0.0034,
-        "HEURISTIC__CLASS_WEIGHT": 0.0,
-        "HEURISTIC__IOU_WEIGHT": 0.0,
-        "HEURISTIC__SCORE_WEIGHT": 0.0,
-    },
-    "stage1": {"STAGE": 1, "HEURISTIC__SCORE_THRESH": 0.0034},
-}
-
-
-def build(variant: str):
-    cfg = get_cfg()
-    add_video_config(cfg)
-    add_rgnn_config(cfg)
-    cfg.merge_from_file(os.path.join(ROOT, "configs", "vis_rgnn", "synthetic_R18_stage1.yaml"))
-    cfg.MODEL.NUM_CLASSES = 3
-    cfg.MODEL.FPN.OUT_CHANNELS = 16
-    opts = {
-        "DETECTOR__PROTO_CHANNELS": 16,
-        "DETECTOR__HEAD_CHANNELS": 16,
-        "DETECTOR__NUM_PROTOTYPES": 8,
-        "DETECTOR__SCORE_LOGIT_THRESH": -5.75,  # keeps part of the anchors of the seeded detector
-        "DETECTOR__PRE_NMS_TOPK": 40,
-        "DETECTOR__NMS_THRESH": 0.5,
-        "DETECTOR__MAX_DETECTIONS": 10,
-        "APPEARANCE__CHANNELS": 8,
-        "APPEARANCE__HIDDEN": 4,
-        "GNN__DIM": 16,
-        "GNN__GATE_HIDDEN": 8,
-        "GNN__RESIDUAL_HIDDEN": 8,
-        "MAX_TRACKS": 6,  # fewer slots than detections: eviction and dropped new tracks happen
-        "INIT_THRESHOLD": 0.0,
-        "INACTIVE_THRESHOLD": 0.0,
-        "SCORING_EVIDENCE": True,
-    }
-    opts.update(VARIANTS[variant])
-    cfg.merge_from_list([x for k, v in opts.items() for x in ("MODEL.RGNN." + k.replace("__", "."), v)])
-    torch.manual_seed(0)
-    model = build_model(cfg).eval()
-    g = torch.Generator().manual_seed(1)
-    tr = model.tracker
-    with torch.no_grad():
-        for layer in (tr.association_heads.match, tr.association_heads.new_track):
-            layer.weight.copy_(torch.randn(layer.weight.shape, generator=g) * 6.0)
-            layer.bias.fill_(0.5)
-        tr.association_heads.new_track.bias.fill_(2.7)
-        tr.association_heads.match.weight.div_(6.0)
-        tr.scoring.cls.weight.copy_(torch.randn(tr.scoring.cls.weight.shape, generator=g) * 0.5)
-        conv2 = tr.mask_reweighting.conv2
-        conv2.weight.copy_(torch.randn(conv2.weight.shape, generator=g) * 0.2)
-        conv2.bias.fill_(1.0)
-        model.detector.head.box.weight.mul_(20.0)  # spread the boxes: NMS keeps some, drops others
-    return model
-
-
-def video():
-    g = torch.Generator().manual_seed(7)
-    images = []
-    for t in range(FRAMES):
-        img = torch.randint(0, 60, (3, H, W), dtype=torch.uint8, generator=g)
-        img[0, 8 + 2 * t : 30 + 2 * t, 8:40] = 250
-        img[2, 30:60, 56 - 3 * t : 90 - 3 * t] = 250
-        images.append(img)
-    return {"video_id": 0, "height": OUT_H, "width": OUT_W, "length": FRAMES, "image": images}
 
 
 def training_clips():

@@ -7,8 +7,7 @@ from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.modeling import build_model
 
 from demo.predictor import load_weights
-from tests.test_rgnn_stage_loading import _randomise
-from tests.test_vis_rgnn_model import tiny_cfg
+from tests.rgnn_fixtures import _randomise, tiny_cfg
 from vis_rgnn.meta_arch import STAGE_KEY
 
 torch.set_num_threads(1)

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from detectron2.modeling import build_model
 
-from tests.test_rgnn_paper_sizes import small_cfg
+from tests.rgnn_fixtures import small_cfg
 
 torch.set_num_threads(1)
 H, W, OUT_H, OUT_W, RESIZE = 60, 90, 120, 180, [75, 109]

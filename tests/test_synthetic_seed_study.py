@@ -1,11 +1,11 @@
-"""``benchmarks/synthetic_seed_study.py``: job graph (stage 2 after its own stage 1, evaluations after their
+"""``experiments/synthetic_seed_study.py``: job graph (stage 2 after its own stage 1, evaluations after their
 training, tiers) and the mean ± std tables read back from the evaluator's metrics.json."""
 
 import json
 
 import pytest
 
-from benchmarks.synthetic_seed_study import HOLDOUT, VAL, VARIANTS, _mean_std, build_jobs, eval_name, tables
+from experiments.synthetic_seed_study import HOLDOUT, VAL, VARIANTS, _mean_std, build_jobs, eval_name, tables
 
 
 def test_jobs_depend_on_their_own_seed_and_run_in_tiers():

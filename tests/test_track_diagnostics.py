@@ -1,4 +1,4 @@
-"""``benchmarks/track_diagnostics.py``: found / fragmentation / purity / false tracks on a hand-made video."""
+"""``experiments/track_diagnostics.py``: found / fragmentation / purity / false tracks on a hand-made video."""
 
 import json
 
@@ -6,7 +6,7 @@ import numpy as np
 import pycocotools.mask as mask_util
 import pytest
 
-from benchmarks.track_diagnostics import diagnose
+from experiments.track_diagnostics import diagnose
 
 H, W, T = 20, 30, 4
 

@@ -104,7 +104,7 @@ def test_config_class_count_mismatch_and_bad_keys_fail_clearly(tiny, tmp_path):
 def test_gt_oracle_without_a_dataset_says_so():
     from detectron2.modeling import build_model
 
-    from projects.config import get_project_cfg
+    from vis_config import get_project_cfg
 
     cfg = get_project_cfg()
     cfg.merge_from_file("configs/oracle/gt_oracle.yaml")

@@ -15,12 +15,12 @@ import torch
 from detectron2.modeling import build_model
 
 import train_net
-from projects.config import get_project_cfg
 from projects.data.build import resolve_num_classes
 from projects.data.cli import register_cli_datasets
 from projects.data.model_metadata import ModelMetadataCheckpointable, resolve_inference_metadata, training_metadata
 from projects.engine import CorruptCheckpointError, FaultTolerantCheckpointer, load_weights
 from tests.ytvis_fixtures import write_tiny_ytvis
+from vis_config import get_project_cfg
 
 torch.set_num_threads(1)
 

@@ -5,7 +5,7 @@ import torch
 from detectron2.modeling import build_model
 
 from projects.modeling.online import VideoTrack
-from tests.test_vis_rgnn_model import tiny_cfg
+from tests.rgnn_fixtures import tiny_cfg
 from vis_rgnn.appearance import AppearanceUpdate, nix2_update
 
 

@@ -3,7 +3,7 @@
 import torch
 from detectron2.modeling import build_model
 
-from tests.test_vis_rgnn_model import H, W, tiny_cfg
+from tests.rgnn_fixtures import H, W, tiny_cfg
 
 
 def _features_twice(model):

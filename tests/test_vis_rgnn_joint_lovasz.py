@@ -55,7 +55,7 @@ def test_empty_set_stays_in_the_graph():
 def test_stage2_training_with_the_joint_loss():
     from detectron2.modeling import build_model
 
-    from tests.test_vis_rgnn_model import _clip, tiny_cfg
+    from tests.rgnn_fixtures import _clip, tiny_cfg
 
     torch.manual_seed(0)
     cfg = tiny_cfg(stage=2, DETECTOR__SCORE_LOGIT_THRESH=-50.0, TRAIN_INIT_THRESHOLD=-50.0, LOSS__MASK_LOSS="joint")

@@ -8,7 +8,7 @@ import pytest
 import torch
 from detectron2.modeling import build_model
 
-from tests.test_vis_stg_model import H, W, _batch, _frame, tiny_cfg
+from tests.vis_stg_fixtures import H, W, _batch, _frame, tiny_cfg
 from vis_stg.association import ASSOCIATION_REGISTRY, FrameInputs, association_class, build_association
 from vis_stg.box_iou_association import BoxIoUAssociation
 from vis_stg.edge_classifier import EdgeClassifier

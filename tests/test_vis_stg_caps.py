@@ -12,7 +12,7 @@ from detectron2.data import MetadataCatalog
 from detectron2.modeling import build_model
 
 from projects.evaluation import YTVISEvaluator
-from tests.test_vis_stg_model import H, W, _frame, tiny_cfg
+from tests.vis_stg_fixtures import H, W, _frame, tiny_cfg
 from vis_stg.detection_head import CenterNetHead
 
 torch.set_num_threads(1)

@@ -5,7 +5,7 @@ import torch
 from detectron2.modeling import build_model
 
 import vis_stg.online_step
-from tests.test_vis_stg_model import H, W, tiny_cfg
+from tests.vis_stg_fixtures import H, W, tiny_cfg
 from vis_stg.online_step import FrameHeads, TrackSettings, track_frame
 from vis_stg.state import ReferenceSet
 from vis_stg.sync_free import gather_at_cells_static

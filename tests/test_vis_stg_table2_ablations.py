@@ -3,8 +3,8 @@
 import pytest
 import torch
 from detectron2.modeling import build_model
-from test_vis_stg_model import H, W, _batch, run_moving_box_video, tiny_cfg
 
+from tests.vis_stg_fixtures import H, W, _batch, run_moving_box_video, tiny_cfg
 from vis_stg.concat_fusion import ConcatFusion
 from vis_stg.offset_head import OffsetHead
 from vis_stg.targets import CenterTargets

@@ -5,7 +5,6 @@ values), and the converted model against a direct re-statement of YOLACT's evalu
 import logging
 import os
 import pickle
-import sys
 
 import pytest
 import torch
@@ -16,16 +15,14 @@ from detectron2.engine import DefaultPredictor
 from detectron2.modeling import build_model
 
 from projects.config import add_video_config
-from vis_rgnn import add_rgnn_config
-from vis_rgnn.convert_yolact import convert_yolact_state_dict, main
-
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from yolact_reference import (
+from tests.yolact_reference import (
     official_state_dict_layout,
     random_official_state_dict,
     reference_detect,
     reference_raw_outputs,
 )  # noqa: E402
+from vis_rgnn import add_rgnn_config
+from vis_rgnn.convert_yolact import convert_yolact_state_dict, main
 
 torch.set_num_threads(1)
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

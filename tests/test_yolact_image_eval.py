@@ -18,10 +18,8 @@ from detectron2.modeling import build_model
 from detectron2.structures import BitMasks, Instances
 
 from projects.data.synthetic import generate_synthetic_vis
-
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from coco_fixtures import ytvis_to_coco  # noqa: E402
-from test_vis_rgnn_model import tiny_cfg  # noqa: E402
+from tests.coco_fixtures import ytvis_to_coco  # noqa: E402
+from tests.rgnn_fixtures import tiny_cfg  # noqa: E402
 
 torch.set_num_threads(1)
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -168,7 +166,7 @@ def _yolact_tiny_cfg(stage):
 
 
 def test_rgnn_in_yolact_architecture_trains_both_stages_and_tracks():
-    from test_vis_rgnn_model import H, W, _clip
+    from tests.rgnn_fixtures import H, W, _clip
 
     torch.manual_seed(0)
     model = build_model(_yolact_tiny_cfg(1)).train()

@@ -10,10 +10,10 @@ import warnings
 
 import numpy as np
 import pytest
-from test_ytvis_eval import RECALL_THRS, REPO, A, B, C, _cli, check, gt_json, pred, rle
 
 from projects.evaluation import evaluate_ytvis
 from projects.evaluation.ytvis_format import YTVISInputWarning
+from tests.ytvis_eval_fixtures import RECALL_THRS, REPO, A, B, C, _cli, check, gt_json, pred, rle
 
 
 def _files(tmp_path, gt, results):

@@ -1,24 +1,21 @@
 """A fixed synthetic video and fixed seeded VisSTG weights for the frozen-output test of ``VisSTG.step``.
 
-``python tests/vis_stg_step_video.py`` (re)writes ``tests/data/vis_stg_step_reference.pt``: the per-frame
-outputs (track ids, scores, classes, boxes, masks) of every variant below. The committed file was written by the
-implementation before the sync-free rewrite of the per-frame step (commit message says which), so the test
-checks that the rewrite did not change the outputs.
+``python -m tests.vis_stg_step_video`` (from the repository root) (re)writes ``tests/data/vis_stg_step_reference.pt``:
+the per-frame outputs (track ids, scores, classes, boxes, masks) of every variant below. The committed file was
+written by the implementation before the sync-free rewrite of the per-frame step (commit message says which), so
+the test checks that the rewrite did not change the outputs.
 """
 
 from __future__ import annotations
 
 import os
-import sys
 from typing import Dict, List
 
 import numpy as np
 import torch
-
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from detectron2.modeling import build_model  # noqa: E402
 
-from tests.test_vis_stg_model import COLORS, tiny_cfg  # noqa: E402
+from tests.vis_stg_fixtures import COLORS, tiny_cfg  # noqa: E402
 
 REFERENCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "vis_stg_step_reference.pt")
 H, W, NUM_FRAMES = 64, 96, 8

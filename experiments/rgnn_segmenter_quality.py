@@ -6,25 +6,19 @@ the fraction of object-frames found (box IoU >= 0.5) and, over those, the mean m
 the fraction whose arg-max class is right and their mean confidence. This is the diagnostic behind the anchor
 choice of ``configs/vis_rgnn/synthetic_R18_stage1.yaml`` (vis_rgnn/README.md, Results).
 
-    python benchmarks/rgnn_segmenter_quality.py --config-file configs/vis_rgnn/synthetic_R18_stage1.yaml \
+    python -m experiments.rgnn_segmenter_quality --config-file configs/vis_rgnn/synthetic_R18_stage1.yaml \
         MODEL.WEIGHTS output/rgnn_s1/model_final.pth [--dataset NAME=JSON:ROOT DATASETS.TEST "('NAME',)"]
 """
-
-import os
-import sys
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from detectron2.structures import BitMasks, Boxes, BoxMode, Instances
+from torchvision.ops import box_iou
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from detectron2.structures import BitMasks, Boxes, BoxMode, Instances  # noqa: E402
-from torchvision.ops import box_iou  # noqa: E402
-
-from benchmarks.annotated_split_runs import run_checkpoint_on_annotated_split  # noqa: E402
-from projects.utils.masks import decode_mask  # noqa: E402
-from vis_rgnn.targets import gt_masks_on_grid  # noqa: E402
+from experiments.annotated_split_runs import run_checkpoint_on_annotated_split
+from projects.utils.masks import decode_mask
+from vis_rgnn.targets import gt_masks_on_grid
 
 
 def object_frame_records(model, video_dict, video_input):

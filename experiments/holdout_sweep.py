@@ -1,10 +1,10 @@
 #!/usr/bin/env python
 """Choose eval-time settings on the held-out synthetic split: evaluate every combination of the given config
-values on the models the seed study trained (``benchmarks/synthetic_seed_study.py``), print held-out AP
+values on the models the seed study trained (``experiments/synthetic_seed_study.py``), print held-out AP
 mean ± sample std per combination, best first. Val is never read here: report the chosen setting on val
 with the study itself.
 
-    python benchmarks/holdout_sweep.py --training stg_main --seeds 1 2 3 \\
+    python -m experiments.holdout_sweep --training stg_main --seeds 1 2 3 \\
         --set MODEL.VIS_STG.INFERENCE.SCORE_THRESH 0.05 0.1 0.15 0.2 \\
         --set MODEL.VIS_STG.TRACK.VIDEO_SCORE mean coverage [--jobs 2] [--out output/seed_study]
 
@@ -15,13 +15,10 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import sys
 from pathlib import Path
 from typing import List, Optional, Sequence, Tuple
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from benchmarks.synthetic_seed_study import (  # noqa: E402
+from experiments.synthetic_seed_study import (
     HOLDOUT,
     ROOT,
     TRAININGS,
@@ -31,7 +28,7 @@ from benchmarks.synthetic_seed_study import (  # noqa: E402
     prepare_data,
     run_queue,
 )
-from projects.engine.metrics_file import read_segm_metrics  # noqa: E402
+from projects.engine.metrics_file import read_segm_metrics
 
 Grid = List[Tuple[str, List[str]]]
 

@@ -2,7 +2,7 @@
 """The multi-seed synthetic study of both methods: train every ablation that needs its own weights with each seed,
 evaluate every variant on val and on a held-out split, print mean ± std tables (the READMEs' "3 seeds" tables).
 
-    python benchmarks/synthetic_seed_study.py --seeds 1 2 3 --jobs 2 [--methods vis_stg vis_rgnn] [--out DIR]
+    python -m experiments.synthetic_seed_study --seeds 1 2 3 --jobs 2 [--methods vis_stg vis_rgnn] [--out DIR]
         [--trainings stg_iter1 rgnn_s2_noapp ...]   # only these trainings (+ the stage 1 they start from)
 
 Trainings (``train_net.py``, one process per job, ``OMP_NUM_THREADS`` = cores / jobs) and evaluations
@@ -292,7 +292,6 @@ def tables(methods: Sequence[str], seeds: Sequence[int], out: Path) -> str:
 
 def prepare_data(out: Path) -> List[str]:
     """Generate the synthetic splits once (before parallel jobs); return train_net args registering the held-out."""
-    sys.path.insert(0, str(ROOT))
     os.environ.setdefault("DETECTRON2_DATASETS", str(ROOT / "datasets"))
     from detectron2.data import DatasetCatalog
 

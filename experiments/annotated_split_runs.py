@@ -6,21 +6,16 @@ config overrides, load the model, and call ``per_video(model, video_dict, video_
 from __future__ import annotations
 
 import argparse
-import os
-import sys
 from typing import Callable, List, Optional, Sequence, Tuple
 
 import torch
+from detectron2.checkpoint import DetectionCheckpointer
+from detectron2.modeling import build_model
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from detectron2.checkpoint import DetectionCheckpointer  # noqa: E402
-from detectron2.modeling import build_model  # noqa: E402
-
-import projects.data  # noqa: E402,F401  (registers the builtin datasets)
-from projects.config import get_project_cfg  # noqa: E402
-from projects.data.build import build_video_test_loader, get_video_dataset_dicts, resolve_num_classes  # noqa: E402
-from projects.data.cli import register_cli_datasets  # noqa: E402
+import projects.data  # noqa: F401  (registers the builtin datasets)
+from projects.data.build import build_video_test_loader, get_video_dataset_dicts, resolve_num_classes
+from projects.data.cli import register_cli_datasets
+from vis_config import get_project_cfg
 
 
 def run_checkpoint_on_annotated_split(

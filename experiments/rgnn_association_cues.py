@@ -10,7 +10,7 @@ whether the arg-max over the alive tracks of each cue is that track; "contested"
 overlap (IoU > 0) two or more alive tracks, where box overlap alone cannot decide. It also gives the ROC AUC of
 each cue between true and false (track, detection) pairs. Prints one Markdown table.
 
-    python benchmarks/rgnn_association_cues.py --config-file configs/vis_rgnn/synthetic_R18_stage2.yaml \
+    python -m experiments.rgnn_association_cues --config-file configs/vis_rgnn/synthetic_R18_stage2.yaml \
         MODEL.WEIGHTS output/rgnn_s2/model_final.pth [--dataset NAME=JSON:ROOT DATASETS.TEST "('NAME',)"]
 
 A model trained without the appearance model (``MODEL.RGNN.APPEARANCE.ENABLED False``) has no log-likelihood
@@ -19,23 +19,18 @@ column. The labels come from the boxes only; the cues' arg-max ignores the thres
 
 from __future__ import annotations
 
-import os
-import sys
 from typing import Dict, List
 
 import numpy as np
 import torch
+from detectron2.structures import BoxMode
 from scipy.stats import rankdata
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from detectron2.structures import BoxMode  # noqa: E402
-
-from benchmarks.annotated_split_runs import run_checkpoint_on_annotated_split  # noqa: E402
-from vis_rgnn.graph_inputs import graph_inputs  # noqa: E402
-from vis_rgnn.meta_arch import _float32  # noqa: E402
-from vis_rgnn.targets import assign_detections  # noqa: E402
-from vis_rgnn.track_state import FrameDetections  # noqa: E402
+from experiments.annotated_split_runs import run_checkpoint_on_annotated_split
+from vis_rgnn.graph_inputs import graph_inputs
+from vis_rgnn.meta_arch import _float32
+from vis_rgnn.targets import assign_detections
+from vis_rgnn.track_state import FrameDetections
 
 CUES = ("iou", "appearance", "gnn")
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Where a VIS model's AP goes: detection, classification or association, read from its ``results.json``.
 
-    python benchmarks/track_diagnostics.py --gt GT.json RESULTS.json [RESULTS2.json ...]
+    python -m experiments.track_diagnostics --gt GT.json RESULTS.json [RESULTS2.json ...]
 
 For every annotated object (a ground-truth track) and every results file, one table row of:
 
@@ -28,18 +28,14 @@ the association columns.
 from __future__ import annotations
 
 import argparse
-import os
-import sys
 from collections import defaultdict
 from typing import Dict, List, Sequence
 
 import numpy as np
 import pycocotools.mask as mask_util
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from projects.evaluation.ytvis_eval import video_iou  # noqa: E402
-from projects.evaluation.ytvis_format import load_ground_truth, load_results  # noqa: E402
+from projects.evaluation.ytvis_eval import video_iou
+from projects.evaluation.ytvis_format import load_ground_truth, load_results
 
 IOU = 0.5
 
