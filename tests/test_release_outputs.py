@@ -138,7 +138,7 @@ def test_tracker_with_release_switches_starts_and_updates_tracks_as_the_release(
     """The tracker's hooks: a new track's Gaussian is the release's update of N(0, softplus(init_var)) with its
     detection; an active track's is the release's update with its assigned detection; masks come from the
     release-input CNN."""
-    from tests.test_vis_rgnn_model import _synthetic_detections, _tracker
+    from tests.rgnn_fixtures import _synthetic_detections, _tracker
 
     torch.manual_seed(0)
     tracker = _tracker(
@@ -175,31 +175,3 @@ def test_tracker_with_release_switches_starts_and_updates_tracks_as_the_release(
             state.h[0, slots], frames[1].masks[0, det], frames[1].boxes[0, det], tracker.mask_stride
         )
         torch.testing.assert_close(out.mask_logits[old], want_masks)
-
-
-def test_paper_stage2_trains_at_480x864_from_any_loader_size(monkeypatch):
-    """TRAIN_RESIZE [480, 864] (the paper configs, as RGNN.forward): a 60 x 90 clip reaches the tracker on the
-    120 x 216 prototype grid, its annotations resized with it."""
-    from detectron2.modeling import build_model
-
-    from tests.test_rgnn_paper_sizes import PAPER_STAGE2, _clip, small_cfg
-    from vis_rgnn import meta_arch
-
-    cfg = small_cfg(PAPER_STAGE2, STAGE=2, DETECTOR__SCORE_LOGIT_THRESH=-50.0, TRAIN_INIT_THRESHOLD=-50.0)
-    assert tuple(cfg.MODEL.RGNN.TRAIN_RESIZE) == (480, 864)
-    torch.manual_seed(0)
-    model = build_model(cfg).train()
-    seen = {}
-    real = meta_arch.tracker_clip_losses
-
-    def recording(tracker, frames, identities, targets, *args):
-        seen.update(frames=frames, targets=targets)
-        return real(tracker, frames, identities, targets, *args)
-
-    monkeypatch.setattr(meta_arch, "tracker_clip_losses", recording)
-    losses = model([_clip(60, 90, 1, 0)])
-    assert all(torch.isfinite(v) for v in losses.values())
-    assert tuple(seen["frames"][0].masks.shape[-2:]) == (120, 216)
-    target = seen["targets"][0][0].masks  # object 0: rows 8:32, columns 4:40 of 60 x 90 -> x 8, x 9.6
-    assert tuple(target.shape) == (2, 120, 216)
-    assert float(target[0].sum()) == pytest.approx(24 * 8 * 36 * 9.6 / 16, rel=0.02)

@@ -194,7 +194,7 @@ def test_synthetic_configs_keep_our_tracker():
 
 def test_release_tracker_step_at_most_4_host_syncs_per_frame(monkeypatch):
     """The release switches keep the online step GPU-minded (same budget as tests/test_host_syncs_rgnn.py)."""
-    import tests.test_rgnn_step_regression as reg
+    import tests.rgnn_step_video as reg
     from projects.utils.host_syncs import count_host_syncs
 
     release = {

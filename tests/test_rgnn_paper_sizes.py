@@ -132,3 +132,30 @@ def test_paper_inference_at_sizes_not_multiple_of_8(resize):
     state = model.init_video_state()
     inst = model.step({"image": video["image"][0], "height": 97, "width": 141, "frame_idx": 0}, state)
     assert len(inst) > 0 and inst.pred_masks.shape[1:] == (97, 141) and inst.pred_masks.any()
+
+
+def test_paper_stage2_trains_at_480x864_from_any_loader_size(monkeypatch):
+    """TRAIN_RESIZE [480, 864] (the paper configs, as RGNN.forward): a 60 x 90 clip reaches the tracker on the
+    120 x 216 prototype grid, its annotations resized with it."""
+    from detectron2.modeling import build_model
+
+    from vis_rgnn import meta_arch
+
+    cfg = small_cfg(PAPER_STAGE2, STAGE=2, DETECTOR__SCORE_LOGIT_THRESH=-50.0, TRAIN_INIT_THRESHOLD=-50.0)
+    assert tuple(cfg.MODEL.RGNN.TRAIN_RESIZE) == (480, 864)
+    torch.manual_seed(0)
+    model = build_model(cfg).train()
+    seen = {}
+    real = meta_arch.tracker_clip_losses
+
+    def recording(tracker, frames, identities, targets, *args):
+        seen.update(frames=frames, targets=targets)
+        return real(tracker, frames, identities, targets, *args)
+
+    monkeypatch.setattr(meta_arch, "tracker_clip_losses", recording)
+    losses = model([_clip(60, 90, 1, 0)])
+    assert all(torch.isfinite(v) for v in losses.values())
+    assert tuple(seen["frames"][0].masks.shape[-2:]) == (120, 216)
+    target = seen["targets"][0][0].masks  # object 0: rows 8:32, columns 4:40 of 60 x 90 -> x 8, x 9.6
+    assert tuple(target.shape) == (2, 120, 216)
+    assert float(target[0].sum()) == pytest.approx(24 * 8 * 36 * 9.6 / 16, rel=0.02)
