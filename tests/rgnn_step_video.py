@@ -34,6 +34,9 @@ def build(variant: str):
     cfg.merge_from_file(os.path.join(ROOT, "configs", "vis_rgnn", "synthetic_R18_stage1.yaml"))
     cfg.MODEL.NUM_CLASSES = 3
     cfg.MODEL.FPN.OUT_CHANNELS = 16
+    # the backbone the frozen outputs were recorded with (detectron2's full-width R18), whatever the config says
+    cfg.MODEL.BACKBONE.NAME = "build_retinanet_resnet_fpn_backbone"
+    cfg.MODEL.RESNETS.STEM_OUT_CHANNELS = cfg.MODEL.RESNETS.RES2_OUT_CHANNELS = 64
     opts = {
         "DETECTOR__PROTO_CHANNELS": 16,
         "DETECTOR__HEAD_CHANNELS": 16,
