@@ -140,7 +140,7 @@ def bench_tracker(cfg, n: int, m: int, aggregation: str, repeats: int, device: t
         return state
 
     state = fresh_state()
-    edges, empty_edges, det_raw, _ = graph_inputs(state, dets, n, tracker.empty_appearance)
+    edges, empty_edges, det_raw, _ = graph_inputs(state, dets, n, tracker.empty_appearance(state, dets))
     gnn_args = (state.h, det_raw, edges, empty_edges, state.alive, dets.valid)
     with torch.no_grad():
         gnn_ms = timed(lambda: tracker.gnn(*gnn_args), repeats, 2, device)

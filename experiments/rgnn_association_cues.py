@@ -67,7 +67,7 @@ def video_records(model, video_dict: Dict, video_input: Dict) -> List[Dict[str, 
             fd.boxes.cpu(), fd.valid.cpu(), video_dict["annotations"][t], scale, model.det_match_iou
         )
         n = state.alive.shape[1]
-        edges, _, _, iou = graph_inputs(state, fd, n, tracker.empty_appearance)
+        edges, _, _, iou = graph_inputs(state, fd, n, tracker.empty_appearance(state, fd))
         out = tracker.step(state, fd, det_id.to(model.device))
         records.append(
             {

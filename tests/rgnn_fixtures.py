@@ -24,6 +24,9 @@ def tiny_cfg(stage: int = 1, **rgnn):
     cfg.merge_from_file(os.path.join(ROOT, "configs", "vis_rgnn", "synthetic_R18_stage1.yaml"))
     cfg.MODEL.NUM_CLASSES = 3
     cfg.MODEL.FPN.OUT_CHANNELS = 16
+    # the trunk these fixtures' seeded outputs were set up with (detectron2's full-width R18), whatever the config
+    cfg.MODEL.BACKBONE.NAME = "build_retinanet_resnet_fpn_backbone"
+    cfg.MODEL.RESNETS.STEM_OUT_CHANNELS = cfg.MODEL.RESNETS.RES2_OUT_CHANNELS = 64
     small = {
         "STAGE": stage,
         "DETECTOR__PROTO_CHANNELS": 16,

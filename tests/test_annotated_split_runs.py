@@ -24,6 +24,9 @@ def split_and_weights(tmp_path_factory):
     cfg = get_project_cfg()
     cfg.merge_from_file(CONFIG)
     on_split = ["DATASETS.TRAIN", f"('{name}',)", "DATASETS.TEST", f"('{name}',)", "MODEL.DEVICE", "cpu"]
+    # the seeded random model this test was set up with (detectron2's full-width R18 trunk)
+    on_split += ["MODEL.BACKBONE.NAME", "build_retinanet_resnet_fpn_backbone", "MODEL.RESNETS.STEM_OUT_CHANNELS", "64"]
+    on_split += ["MODEL.RESNETS.RES2_OUT_CHANNELS", "64"]
     cfg.merge_from_list(on_split)
     resolve_num_classes(cfg)
     torch.manual_seed(0)

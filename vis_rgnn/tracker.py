@@ -200,7 +200,7 @@ class RGNNTracker(nn.Module):
             empty_init_var=empty_var,
         )
 
-    def _empty_appearance(self, state: TrackState, dets: FrameDetections) -> Optional[Tuple[torch.Tensor, ...]]:
+    def empty_appearance(self, state: TrackState, dets: FrameDetections) -> Optional[Tuple[torch.Tensor, ...]]:
         """(mean, variance) (B, A) of the empty track's appearance Gaussian this frame, None when the appearance
         model is disabled. "recurrent": the state's Gaussian; its mean is the frame's background descriptor until
         frame 0 has been processed (the release's ``get_init_state``)."""
@@ -235,7 +235,7 @@ class RGNNTracker(nn.Module):
         prev_identity = state.identity[:, :n_used].clone()
 
         # §3.1 + eq. (3): GNN over tracks and detections, association logits, gated track embeddings.
-        empty_app = self._empty_appearance(state, dets)
+        empty_app = self.empty_appearance(state, dets)
         if self.gnn_inputs == "release":
             edges, empty_edges, det_raw, iou = release_graph_inputs(state, dets, n_used, empty_app)
         else:
