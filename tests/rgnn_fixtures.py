@@ -16,17 +16,23 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 H, W = 64, 96
 
 
-def tiny_cfg(stage: int = 1, **rgnn):
-    """The synthetic config shrunk further; ``rgnn`` overrides MODEL.RGNN keys ("GNN__DIM" = GNN.DIM)."""
+def synthetic_base_cfg():
+    """The synthetic stage-1 config with 3 classes and a 16-channel FPN on detectron2's full-width R18 trunk (the
+    trunk the seeded fixtures and frozen outputs were set up with, whatever the config's backbone)."""
     cfg = get_cfg()
     add_video_config(cfg)
     add_rgnn_config(cfg)
     cfg.merge_from_file(os.path.join(ROOT, "configs", "vis_rgnn", "synthetic_R18_stage1.yaml"))
     cfg.MODEL.NUM_CLASSES = 3
     cfg.MODEL.FPN.OUT_CHANNELS = 16
-    # the trunk these fixtures' seeded outputs were set up with (detectron2's full-width R18), whatever the config
     cfg.MODEL.BACKBONE.NAME = "build_retinanet_resnet_fpn_backbone"
     cfg.MODEL.RESNETS.STEM_OUT_CHANNELS = cfg.MODEL.RESNETS.RES2_OUT_CHANNELS = 64
+    return cfg
+
+
+def tiny_cfg(stage: int = 1, **rgnn):
+    """The synthetic config shrunk further; ``rgnn`` overrides MODEL.RGNN keys ("GNN__DIM" = GNN.DIM)."""
+    cfg = synthetic_base_cfg()
     small = {
         "STAGE": stage,
         "DETECTOR__PROTO_CHANNELS": 16,

@@ -4,11 +4,9 @@
 import os
 
 import torch
-from detectron2.config import get_cfg
 from detectron2.modeling import build_model
 
-from projects.config import add_video_config
-from vis_rgnn import add_rgnn_config
+from tests.rgnn_fixtures import synthetic_base_cfg
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 H, W, OUT_H, OUT_W, FRAMES = 64, 96, 80, 120, 8
@@ -28,15 +26,7 @@ VARIANTS = {
 
 
 def build(variant: str):
-    cfg = get_cfg()
-    add_video_config(cfg)
-    add_rgnn_config(cfg)
-    cfg.merge_from_file(os.path.join(ROOT, "configs", "vis_rgnn", "synthetic_R18_stage1.yaml"))
-    cfg.MODEL.NUM_CLASSES = 3
-    cfg.MODEL.FPN.OUT_CHANNELS = 16
-    # the backbone the frozen outputs were recorded with (detectron2's full-width R18), whatever the config says
-    cfg.MODEL.BACKBONE.NAME = "build_retinanet_resnet_fpn_backbone"
-    cfg.MODEL.RESNETS.STEM_OUT_CHANNELS = cfg.MODEL.RESNETS.RES2_OUT_CHANNELS = 64
+    cfg = synthetic_base_cfg()
     opts = {
         "DETECTOR__PROTO_CHANNELS": 16,
         "DETECTOR__HEAD_CHANNELS": 16,
