@@ -1,9 +1,14 @@
 """benchmarks/bench_train_split.py: the per-part split of real training iterations, and ratios between runs."""
 
+import os
 import re
+import subprocess
+import sys
 
-from benchmarks.bench_train_split import PARTS, format_split, main
+from benchmarks.bench_train_split import PARTS, format_split
 from tests.ytvis_fixtures import write_tiny_ytvis
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def test_format_split_shares_and_ratio():
@@ -12,18 +17,22 @@ def test_format_split_shares_and_ratio():
     assert "forward 0.300 s (30 %)" in line and "backward 0.500 s (50 %)" in line
 
 
-def test_two_runs_of_a_synthetic_config(tmp_path, capsys):
+def test_two_runs_of_a_synthetic_config(tmp_path):
+    """In a subprocess, as a user runs it (train_net's setup installs loggers that must not outlive the run)."""
     json_file, image_root, _ = write_tiny_ytvis(str(tmp_path), 2, 4, 64, 96, kind="compressed", name="train")
-    main(
+    proc = subprocess.run(
         [
+            sys.executable, "-m", "benchmarks.bench_train_split",
             "--config-file", "configs/vis_stg/synthetic_R18.yaml", "--iters", "3", "--warmup", "1",
             "--dataset", f"split_train={json_file}:{image_root}",
             "--variant", "one-graph-iteration", "MODEL.VIS_STG.GRAPH.NUM_ITERS 1",
             "DATASETS.TRAIN", "('split_train',)", "DATASETS.TEST", "()", "SOLVER.IMS_PER_BATCH", "1",
             "DATALOADER.NUM_WORKERS", "0", "INPUT.MIN_SIZE_TRAIN", "(64,)", "MODEL.DEVICE", "cpu",
-        ]
+        ],
+        cwd=ROOT, capture_output=True, text=True, timeout=600,
     )  # fmt: skip
-    lines = [line for line in capsys.readouterr().out.splitlines() if "s/it" in line]
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = [line for line in proc.stdout.splitlines() if "s/it" in line]
     assert len(lines) == 2 and lines[0].startswith("config:") and "of the first" in lines[1]
     for line in lines:
         shares = [int(x) for x in re.findall(r"\((\d+) %\)", line)]
