@@ -33,18 +33,7 @@ def synthetic_base_cfg():
 def tiny_cfg(stage: int = 1, **rgnn):
     """The synthetic config shrunk further; ``rgnn`` overrides MODEL.RGNN keys ("GNN__DIM" = GNN.DIM)."""
     cfg = synthetic_base_cfg()
-    small = {
-        "STAGE": stage,
-        "DETECTOR__PROTO_CHANNELS": 16,
-        "DETECTOR__HEAD_CHANNELS": 16,
-        "DETECTOR__NUM_PROTOTYPES": 8,
-        "APPEARANCE__CHANNELS": 8,
-        "APPEARANCE__HIDDEN": 4,
-        "GNN__DIM": 16,
-        "GNN__GATE_HIDDEN": 8,
-        "GNN__RESIDUAL_HIDDEN": 8,
-    }
-    small.update(rgnn)
+    small = {"STAGE": stage, **SMALL, **rgnn}
     cfg.merge_from_list([x for k, v in small.items() for x in ("MODEL.RGNN." + k.replace("__", "."), v)])
     return cfg
 

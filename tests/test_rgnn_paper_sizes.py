@@ -52,13 +52,9 @@ def _expected_grid(config: str, h: int, w: int):
     return math.ceil(h / 32) * 8, math.ceil(w / 32) * 8
 
 
-@pytest.mark.parametrize("config", [PAPER_STAGE2, SYNTHETIC])
-@pytest.mark.parametrize("size", [(60, 90), (97, 141)])
-def test_stage2_trains_at_sizes_not_multiple_of_8(config, size, monkeypatch):
-    h, w = size
-    # TRAIN_RESIZE [] : the loader's odd size reaches the network (the paper configs' release resize to 480 x 864
-    # is tested in tests/test_release_outputs.py)
-    cfg = small_cfg(config, STAGE=2, DETECTOR__SCORE_LOGIT_THRESH=-50.0, TRAIN_INIT_THRESHOLD=-50.0, TRAIN_RESIZE=[])
+def _train_recording_tracker_inputs(cfg, clips, monkeypatch):
+    """A seeded training forward of ``cfg``'s model on ``clips``; returns the model, its losses and the frames /
+    targets the tracker's clip losses received."""
     torch.manual_seed(0)
     model = build_model(cfg).train()
     seen = {}
@@ -69,7 +65,17 @@ def test_stage2_trains_at_sizes_not_multiple_of_8(config, size, monkeypatch):
         return real(tracker, frames, identities, targets, *args)
 
     monkeypatch.setattr(meta_arch, "tracker_clip_losses", recording)
-    losses = model([_clip(h, w, 2, 0), _clip(h, w, 2, 1)])
+    return model, model(clips), seen
+
+
+@pytest.mark.parametrize("config", [PAPER_STAGE2, SYNTHETIC])
+@pytest.mark.parametrize("size", [(60, 90), (97, 141)])
+def test_stage2_trains_at_sizes_not_multiple_of_8(config, size, monkeypatch):
+    h, w = size
+    # TRAIN_RESIZE [] : the loader's odd size reaches the network (the paper configs' release resize to 480 x 864
+    # is tested below)
+    cfg = small_cfg(config, STAGE=2, DETECTOR__SCORE_LOGIT_THRESH=-50.0, TRAIN_INIT_THRESHOLD=-50.0, TRAIN_RESIZE=[])
+    model, losses, seen = _train_recording_tracker_inputs(cfg, [_clip(h, w, 2, 0), _clip(h, w, 2, 1)], monkeypatch)
     assert set(losses) == {"loss_class", "loss_mask", "loss_match", "loss_new_track"}
     assert all(torch.isfinite(v) for v in losses.values()) and losses["loss_mask"] > 0
     sum(losses.values()).backward()
@@ -137,23 +143,9 @@ def test_paper_inference_at_sizes_not_multiple_of_8(resize):
 def test_paper_stage2_trains_at_480x864_from_any_loader_size(monkeypatch):
     """TRAIN_RESIZE [480, 864] (the paper configs, as RGNN.forward): a 60 x 90 clip reaches the tracker on the
     120 x 216 prototype grid, its annotations resized with it."""
-    from detectron2.modeling import build_model
-
-    from vis_rgnn import meta_arch
-
     cfg = small_cfg(PAPER_STAGE2, STAGE=2, DETECTOR__SCORE_LOGIT_THRESH=-50.0, TRAIN_INIT_THRESHOLD=-50.0)
     assert tuple(cfg.MODEL.RGNN.TRAIN_RESIZE) == (480, 864)
-    torch.manual_seed(0)
-    model = build_model(cfg).train()
-    seen = {}
-    real = meta_arch.tracker_clip_losses
-
-    def recording(tracker, frames, identities, targets, *args):
-        seen.update(frames=frames, targets=targets)
-        return real(tracker, frames, identities, targets, *args)
-
-    monkeypatch.setattr(meta_arch, "tracker_clip_losses", recording)
-    losses = model([_clip(60, 90, 1, 0)])
+    _, losses, seen = _train_recording_tracker_inputs(cfg, [_clip(60, 90, 1, 0)], monkeypatch)
     assert all(torch.isfinite(v) for v in losses.values())
     assert tuple(seen["frames"][0].masks.shape[-2:]) == (120, 216)
     target = seen["targets"][0][0].masks  # object 0: rows 8:32, columns 4:40 of 60 x 90 -> x 8, x 9.6
