@@ -94,7 +94,7 @@ def build_graph(cfg) -> SpatialTemporalGraph:
 def plain_step(model, frame) -> Instances:
     """Backbone + CenterNet + CondInst on F_t only: no graph, no kernel warp, no tracking; the same sync-free
     decoding and single output copy as ``VisSTG.step``."""
-    images, image_size, feats = model._frame_features(frame, VideoState())
+    images, image_size, feats, fine = model._frame_features(frame, VideoState())
     s = model.decode
     dets, converged = CenterNetHead.inference(
         *model.det_head(feats),
@@ -107,7 +107,7 @@ def plain_step(model, frame) -> Instances:
     )
     zeros = dets.level.new_zeros(len(dets))
     kernels = gather_at_cells_static(model.controller(feats), dets.level, dets.cells)
-    probs = model.predict_masks(model.mask_branch(feats[0]), kernels, dets.level, dets.cells, zeros).sigmoid()
+    probs = model.predict_masks(model.mask_branch(feats[0], fine), kernels, dets.level, dets.cells, zeros).sigmoid()
     counts = torch.cat([torch.stack([zeros.sum(), zeros.sum(), converged.long()]), dets.dropped])
     output_size = (frame["height"], frame["width"])
     instances, _ = frame_to_host(

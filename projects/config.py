@@ -59,3 +59,6 @@ def add_video_config(cfg: CN) -> None:
     cfg.TEST.VIDEO.MASK_THRESHOLD = 0.5
     # Keep at most this many tracks per video in the results (YouTube-VIS AP uses maxDets=100).
     cfg.TEST.VIDEO.MAX_TRACKS = 100
+    # Report each track under its k best classes (same masks, each class with its own video-level score) in
+    # the evaluation results; 1 = one class per track. projects/modeling/online.py VideoTrackAccumulator.finish.
+    cfg.TEST.VIDEO.CLASSES_PER_TRACK = 1

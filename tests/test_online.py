@@ -1,5 +1,6 @@
 """The online inference driver: per-frame Instances -> video-level tracks."""
 
+import pytest
 import torch
 from detectron2.structures import Instances
 
@@ -53,3 +54,15 @@ def test_finalize_hook_and_max_tracks():
 
     out = run_online_inference(Rescored(), _video(), max_tracks=1)
     assert len(out["tracks"]) == 1 and out["tracks"][0]["score"] == 0.99 and out["tracks"][0]["category_id"] == 1
+
+
+def test_classes_per_track_reports_a_track_under_its_best_classes():
+    # Track 2 votes class 1 (0.9 + 0.9) over class 0 (0.9): shares {1: 1, 0: 0.5}; track 1 votes class 0 only.
+    out = run_online_inference(ScriptedModel(), _video(), classes_per_track=2)
+    entries = [(t["track_id"], t["category_id"], round(t["score"], 4)) for t in out["tracks"]]
+    assert entries == [(2, 1, 0.9), (1, 0, round((0.8 * 3 + 0.4 * 2) / 5, 4)), (2, 0, 0.45)]
+    assert out["tracks"][2]["segmentations"] == out["tracks"][0]["segmentations"]  # the same masks
+    capped = run_online_inference(ScriptedModel(), _video(), max_tracks=2, classes_per_track=3)["tracks"]
+    assert [(t["track_id"], t["category_id"]) for t in capped] == [(2, 1), (1, 0)]  # max_tracks caps the entries
+    with pytest.raises(ValueError, match="CLASSES_PER_TRACK"):
+        run_online_inference(ScriptedModel(), _video(), classes_per_track=0)

@@ -38,3 +38,18 @@ def test_yolact_average_scores_a_track_by_its_mean_class_vector():
     assert tracks[0].category_id == 0 and tracks[0].score == pytest.approx(0.3)
     assert tracks[1].category_id == 2 and tracks[1].score == pytest.approx(0.3)
     assert k == 3
+    # TEST.VIDEO.CLASSES_PER_TRACK: every class's mean probability over the best one's
+    assert tracks[0].class_shares == pytest.approx({0: 1.0, 1: 1.0, 2: 1 / 3})
+    assert tracks[0].class_hypotheses(2) == [(pytest.approx(0.3), 0), (pytest.approx(0.3), 1)]
+
+
+def test_learned_scoring_shares_rank_the_other_classes():
+    model = build_model(tiny_cfg(stage=2)).eval()
+    assert model.scoring == "learned"
+    state = {"class_probs": torch.tensor([[0.5, 0.25, 0.05, 0.2], [0.1, 0.1, 0.4, 0.4]]), "num_ids": 2}
+    tracks = {0: VideoTrack(0), 1: VideoTrack(1)}
+    model.finalize_video(state, tracks)
+    # confidence 1 - p(background), class argmax; the others at p(c) / p(best)
+    assert (tracks[0].category_id, tracks[0].score) == (0, pytest.approx(0.8))
+    assert tracks[0].class_hypotheses(3) == [(pytest.approx(0.8), 0), (pytest.approx(0.4), 1), (pytest.approx(0.08), 2)]
+    assert tracks[1].class_hypotheses(1) == [(pytest.approx(0.6), 2)]

@@ -207,3 +207,26 @@ def test_coverage_video_score():
     model.finalize_video(state, tracks)
     assert tracks[0].score == pytest.approx(0.35) and tracks[1].score == pytest.approx(0.4)
     assert tracks[0].category_id == 1
+
+
+def test_mask_branch_on_a_finer_level():
+    """MASK.IN_FEATURE p2: F̂ upsampled onto P2 feeds the mask branch; masks come at stride 4, training reaches
+    the new lateral path and the online step returns full-size masks; a level that is not finer is refused."""
+    cfg = tiny_cfg(**{"MASK.IN_FEATURE": "p2"})
+    cfg.MODEL.RESNETS.OUT_FEATURES = ["res2", "res3", "res4", "res5"]
+    cfg.MODEL.FPN.IN_FEATURES = ["res2", "res3", "res4", "res5"]
+    torch.manual_seed(0)
+    model = build_model(cfg)
+    assert model.mask_head.feat_stride == 4
+    model.train()
+    losses = model(_batch())
+    sum(losses.values()).backward()
+    assert model.backbone.fpn_output2.weight.grad.abs().sum() > 0  # P2 is trained through the mask loss
+    model.eval()
+    feats, fine = model.extract_features(torch.zeros(1, 3, H, W))
+    assert fine.shape[-2:] == (H // 4, W // 4) and model.mask_branch(feats[0], fine).shape[-2:] == (H // 4, W // 4)
+    for out in run_moving_box_video(model):
+        assert out.pred_masks.shape[1:] == (H, W)
+    cfg.MODEL.VIS_STG.MASK.IN_FEATURE = "p4"
+    with pytest.raises(ValueError, match="MASK.IN_FEATURE"):
+        build_model(cfg)

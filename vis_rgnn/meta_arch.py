@@ -79,6 +79,7 @@ class RGNNVIS(nn.Module):
         det_match_iou: float = 0.5,
         mask_loss: str = "joint",
         max_video_tracks: int = 100,
+        classes_per_track: int = 1,
         test_resize: Sequence[int] = (),
         flip_channels: bool = False,
         release_outputs: Tuple[str, str] = ("foreground", "online"),
@@ -96,7 +97,7 @@ class RGNNVIS(nn.Module):
         if mask_loss not in MASK_LOSSES:
             raise ValueError(f"MODEL.RGNN.LOSS.MASK_LOSS must be one of {MASK_LOSSES}, got {mask_loss!r}")
         self.mask_loss = mask_loss
-        self.max_video_tracks = max_video_tracks
+        self.max_video_tracks, self.classes_per_track = max_video_tracks, classes_per_track
         self.track_confidence, self.results = release_outputs  # MODEL.RGNN.TRACK_CONFIDENCE, RESULTS
         self.register_buffer("pixel_mean", torch.tensor(pixel_mean).view(-1, 1, 1), False)
         self.register_buffer("pixel_std", torch.tensor(pixel_std).view(-1, 1, 1), False)
@@ -200,6 +201,7 @@ class RGNNVIS(nn.Module):
             "det_match_iou": lo.DET_MATCH_IOU,
             "mask_loss": lo.MASK_LOSS,
             "max_video_tracks": cfg.TEST.VIDEO.MAX_TRACKS,
+            "classes_per_track": cfg.TEST.VIDEO.CLASSES_PER_TRACK,
             "test_resize": tuple(r.TEST_RESIZE),
             "flip_channels": channel_flip(cfg.INPUT.FORMAT, r.NETWORK_FORMAT),
             "release_outputs": (r.TRACK_CONFIDENCE, r.RESULTS),
@@ -249,7 +251,10 @@ class RGNNVIS(nn.Module):
         if not self.training:
             if is_image_batch(batched_inputs):  # detectron2 image call: the segmenter alone (stage-1 output)
                 return segment_images(self, batched_inputs)
-            return [run_online_inference(self, video, max_tracks=self.max_video_tracks) for video in batched_inputs]
+            return [
+                run_online_inference(self, video, self.max_video_tracks, self.classes_per_track)
+                for video in batched_inputs
+            ]
         if self.stage == 1:
             return self.forward_segmenter(batched_inputs)
         return self.forward_tracker(batched_inputs)
@@ -419,19 +424,22 @@ class RGNNVIS(nn.Module):
         whether the track is a true positive") is 1 - p(background) and its class the most probable of the K
         classes. ``SCORING yolact_average`` (Table 1 "Scoring via yolact average"): the mean of the class vectors
         of the track's detections, its best foreground class and that class's mean probability. With ``SCORING
-        average`` (Table 1 "Scoring from [31]") the defaults (mean confidence, score-weighted vote) are kept."""
+        average`` (Table 1 "Scoring from [31]") the defaults (mean confidence, score-weighted vote) are kept.
+        ``class_shares`` (``TEST.VIDEO.CLASSES_PER_TRACK``): each class's probability (learned) or mean probability
+        (``yolact_average``) over the chosen class's."""
         if self.scoring == "average" or state["class_probs"] is None:
             return
         k = self.detector.num_classes
         probs = state["class_probs"][: state["num_ids"]].cpu()  # one copy per video
         if self.scoring == "yolact_average":
-            mean = probs[:, : k + 1] / probs[:, k + 1 :].clamp(min=1)
-            best = mean[:, :k].max(dim=1)
-            for tid, track in tracks.items():
-                if 0 <= tid < probs.shape[0]:
-                    track.score, track.category_id = float(best.values[tid]), int(best.indices[tid])
-            return
-        conf = track_confidence(probs, k, "max_class" if self.results == "release" else self.track_confidence)
+            fg = probs[:, :k] / probs[:, k + 1 :].clamp(min=1)
+            score, category = fg.max(dim=1)
+        else:
+            fg = probs[:, :k]
+            score = track_confidence(probs, k, "max_class" if self.results == "release" else self.track_confidence)
+            category = fg.argmax(dim=1)
+        shares = fg / fg.max(dim=1, keepdim=True).values.clamp(min=1e-12)
         for tid, track in tracks.items():
             if 0 <= tid < probs.shape[0]:
-                track.score, track.category_id = float(conf[tid]), int(probs[tid, :k].argmax())
+                track.score, track.category_id = float(score[tid]), int(category[tid])
+                track.class_shares = dict(enumerate(shares[tid].tolist()))

@@ -50,7 +50,8 @@ class PairInputs:
     ``heads_in``: per level (B, D, H, W) the heads' input on frame t (F̂_t); ``feats_k`` / ``feats_t``: F_k / F_t;
     ``edges``: the graph's final edges per level (None without the graph); ``targets_k`` / ``targets_t``: GT
     centres; ``shapes`` (H_l, W_l) and ``strides`` per level, ``level_strides`` the same as an (L,) tensor;
-    ``heatmaps_t``: per level (B, K, H, W) heat-map logits predicted on F̂_t."""
+    ``heatmaps_t``: per level (B, K, H, W) heat-map logits predicted on F̂_t; ``fine_k`` / ``fine_t``: the mask
+    branch's finer level on frames k / t (``MASK.IN_FEATURE``; None without)."""
 
     heads_in: List[torch.Tensor]
     feats_k: List[torch.Tensor]
@@ -62,6 +63,8 @@ class PairInputs:
     strides: Sequence[int]
     level_strides: torch.Tensor
     heatmaps_t: List[torch.Tensor]
+    fine_k: Optional[torch.Tensor] = None
+    fine_t: Optional[torch.Tensor] = None
 
 
 @dataclass

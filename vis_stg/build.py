@@ -41,7 +41,16 @@ def vis_stg_arguments(cfg: CfgNode) -> Dict[str, Any]:
     cues = [t.ASSOCIATION] + (["edge", "embedding"] if t.JOINT_EMBEDDING else [])
     cues += ["box_iou"] if i.BASELINE == "iou" else []
     reads_edges = any(association_class(cue).reads_edges for cue in cues)
-    mask_head = DynamicMaskHead(m.BRANCH_CHANNELS, m.HEAD_CHANNELS, m.HEAD_NUM_LAYERS, strides[0], m.OUT_STRIDE)
+    mask_stride = strides[0]
+    if m.IN_FEATURE:
+        fine = shapes.get(m.IN_FEATURE)
+        if fine is None or fine.channels != dim or fine.stride >= strides[0]:
+            raise ValueError(
+                f"VIS_STG.MASK.IN_FEATURE {m.IN_FEATURE!r} must be a backbone output ({sorted(shapes)}) finer than "
+                f"{c.IN_FEATURES[0]!r} with its {dim} channels"
+            )
+        mask_stride = fine.stride
+    mask_head = DynamicMaskHead(m.BRANCH_CHANNELS, m.HEAD_CHANNELS, m.HEAD_NUM_LAYERS, mask_stride, m.OUT_STRIDE)
     # Construction order (= initial weights for a SEED) as before the registry: the graph always (dropped
     # when unused), heads, warp, edge / embedding cues, concat fusion, the other cues. So every module starts
     # from the same weights whatever the ablation switches say.
@@ -68,6 +77,7 @@ def vis_stg_arguments(cfg: CfgNode) -> Dict[str, Any]:
         "concat_fusion": concat,
         "num_classes": num_classes,
         "in_features": list(c.IN_FEATURES),
+        "mask_in_feature": m.IN_FEATURE,
         "sizes_of_interest": list(c.SIZES_OF_INTEREST),
         "level_assignment": c.LEVEL_ASSIGNMENT,
         "size_divisibility": c.SIZE_DIVISIBILITY,
@@ -84,6 +94,7 @@ def vis_stg_arguments(cfg: CfgNode) -> Dict[str, Any]:
         "fuse_test": m.FUSE_TEST,
         "mask_threshold": cfg.TEST.VIDEO.MASK_THRESHOLD,
         "max_tracks": cfg.TEST.VIDEO.MAX_TRACKS,
+        "classes_per_track": cfg.TEST.VIDEO.CLASSES_PER_TRACK,
         "pixel_mean": tuple(cfg.MODEL.PIXEL_MEAN),
         "pixel_std": tuple(cfg.MODEL.PIXEL_STD),
     }

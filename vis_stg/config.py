@@ -86,6 +86,10 @@ def add_vis_stg_config(cfg: CN) -> None:
     _C.MASK.HEAD_CHANNELS = 8
     _C.MASK.HEAD_NUM_LAYERS = 3  # 3 layers of 8 channels + 2 coord channels = 169 parameters
     _C.MASK.OUT_STRIDE = 4
+    # The mask branch's input: "" = the finest fused level F̂ (the paper, §3.4); a finer backbone level (e.g.
+    # "p2", which the FPN must produce) = F̂ upsampled to that level plus the level itself (an FPN lateral sum),
+    # so that F̂^d_t and the masks are at its stride (not in the paper: for small objects at low resolution).
+    _C.MASK.IN_FEATURE = ""
     # Kernels are trained at the cells within this Chebyshev radius of each centre cell (0 = centre only). 1 = the
     # 3x3 cells around the centre, i.e. CondInst's positives (FCOS centre sampling, radius 1.5 strides), which
     # all train the mask loss there.

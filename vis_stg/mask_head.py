@@ -1,7 +1,8 @@
 """CondInst segmentation branch on F̂_t (§3.4, eq. (4)(5)).
 
 - :class:`MaskBranch`: F̂_t of the finest level -> F̂^d_t with 8 channels (the paper's 1×1 conv; optional 3×3
-  convs before it, ``MASK.BRANCH_NUM_CONVS``).
+  convs before it, ``MASK.BRANCH_NUM_CONVS``); with ``MASK.IN_FEATURE`` F̂_t is first upsampled to a finer
+  backbone level and added to it.
 - :class:`Controller`: per level and location, the 169 parameters θ(x, y) of a dynamic FCN (CondInst §3.2).
 - :class:`DynamicMaskHead`: MaskHead([F̂^d_t, P_xy]; θ) — three 1×1 dynamic conv layers (8, 8, 1 channels,
   ReLU between) on the 8 mask channels plus the 2 relative-coordinate channels P_xy, whose offsets from the
@@ -11,7 +12,7 @@
 
 from __future__ import annotations
 
-from typing import List, Sequence
+from typing import List, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -24,13 +25,16 @@ __all__ = ["MaskBranch", "Controller", "DynamicMaskHead", "downsample_gt_masks"]
 
 
 class MaskBranch(nn.Module):
-    """(B, D, H, W) -> (B, out_channels, H, W)."""
+    """(B, D, H, W) -> (B, out_channels, H, W); with ``fine`` (B, D, H', W') of a finer level, the input is
+    ``fine`` + ``x`` bilinearly upsampled to (H', W') and the output is (B, out_channels, H', W')."""
 
     def __init__(self, in_channels: int, out_channels: int = 8, num_convs: int = 0, conv_dim: int = 128):
         super().__init__()
         self.layers = conv_branch(in_channels, conv_dim, num_convs, out_channels, init="kaiming")
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, fine: Optional[torch.Tensor] = None) -> torch.Tensor:
+        if fine is not None:
+            x = fine + F.interpolate(x, size=fine.shape[-2:], mode="bilinear", align_corners=False)
         return self.layers(x)
 
 

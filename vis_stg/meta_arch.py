@@ -66,6 +66,7 @@ class VisSTG(nn.Module):
         concat_fusion: Optional[ConcatFusion] = None,
         num_classes: int,
         in_features: Sequence[str],
+        mask_in_feature: str = "",
         sizes_of_interest: Sequence[float],
         level_assignment: str = "fcos",
         size_divisibility: int = 0,
@@ -82,6 +83,7 @@ class VisSTG(nn.Module):
         fuse_test: bool = True,
         mask_threshold: float = 0.5,
         max_tracks: int = 100,
+        classes_per_track: int = 1,
         pixel_mean: Sequence[float],
         pixel_std: Sequence[float],
     ):
@@ -97,6 +99,7 @@ class VisSTG(nn.Module):
             )
         self.backbone = backbone  # COCO-pretrained when MODEL.WEIGHTS says so (README "Initialisation")
         self.in_features = list(in_features)  # checked against the backbone by from_config
+        self.mask_in_feature = mask_in_feature  # "" or a finer level added to the mask branch's input
         self.strides = [self.backbone.output_shape()[f].stride for f in self.in_features]
         self.sizes_of_interest, self.level_assignment = list(sizes_of_interest), level_assignment
         # Relative-coordinate normaliser per level (CondInst): the level's upper size bound.
@@ -131,7 +134,7 @@ class VisSTG(nn.Module):
         self.video_score = video_score
         self.loss_weights, self.det_loss = tuple(loss_weights), det_loss
         self.mask_pos_radius, self.mask_out_stride, self.fuse_test = mask_pos_radius, mask_head.out_stride, fuse_test
-        self.mask_threshold, self.max_tracks = mask_threshold, max_tracks
+        self.mask_threshold, self.max_tracks, self.classes_per_track = mask_threshold, max_tracks, classes_per_track
         # Per-level constants on the device (no tensor built from a list on every call).
         self.register_buffer("level_strides", torch.tensor(self.strides, dtype=torch.float32), False)
         self.register_buffer("level_coord_norm", torch.tensor(self.coord_norm, dtype=torch.float32), False)
@@ -156,9 +159,10 @@ class VisSTG(nn.Module):
         images = [(x.to(self.device).float() - self.pixel_mean) / self.pixel_std for x in images]
         return ImageList.from_tensors(images, self.size_divisibility)
 
-    def extract_features(self, images: torch.Tensor) -> List[torch.Tensor]:
+    def extract_features(self, images: torch.Tensor) -> Tuple[List[torch.Tensor], Optional[torch.Tensor]]:
+        """The ``IN_FEATURES`` levels and the mask branch's finer level (``MASK.IN_FEATURE``; None without)."""
         features = self.backbone(images)
-        return [features[f] for f in self.in_features]
+        return [features[f] for f in self.in_features], features.get(self.mask_in_feature)
 
     def predict_masks(
         self,
@@ -180,13 +184,15 @@ class VisSTG(nn.Module):
     def forward(self, batched_inputs: List[Dict[str, Any]]):
         """Training: dict of losses (eq. (7)). Eval: one ``run_online_inference`` result per video."""
         if not self.training:
-            return [run_online_inference(self, video, max_tracks=self.max_tracks) for video in batched_inputs]
+            return [
+                run_online_inference(self, video, self.max_tracks, self.classes_per_track) for video in batched_inputs
+            ]
         for x in batched_inputs:
             if len(x["image"]) != 2:
                 raise ValueError(f"VisSTG trains on frame pairs (INPUT.SAMPLING_FRAME_NUM 2), got {len(x['image'])}")
         b = len(batched_inputs)
         images = self.preprocess([x["image"][0] for x in batched_inputs] + [x["image"][1] for x in batched_inputs])
-        features = self.extract_features(images.tensor)
+        features, fine = self.extract_features(images.tensor)
         feats_k, feats_t = [f[:b] for f in features], [f[b:] for f in features]
         shapes = [tuple(f.shape[-2:]) for f in features]
         inst_k = [x["instances"][0].to(self.device) for x in batched_inputs]
@@ -215,7 +221,7 @@ class VisSTG(nn.Module):
         det_out_t = self.det_head(heads_in)
         pair = PairInputs(
             heads_in, feats_k, feats_t, edges, targets_k, targets_t, shapes, self.strides, self.level_strides,
-            det_out_t[0],
+            det_out_t[0], *((None, None) if fine is None else (fine[:b], fine[b:])),
         )  # fmt: skip
         weight_det, weight_mask, weight_association = self.loss_weights
         losses = detection_losses(det_out_t, targets_t, self.det_loss, weight_det)
@@ -250,17 +256,18 @@ class VisSTG(nn.Module):
 
     def _frame_features(
         self, frame: Dict[str, Any], state: VideoState
-    ) -> Tuple[torch.Tensor, Tuple[int, int], List[torch.Tensor]]:
+    ) -> Tuple[torch.Tensor, Tuple[int, int], List[torch.Tensor], Optional[torch.Tensor]]:
         """Normalise and pad one frame (as ``preprocess``, with integer padding: no shape tensors), run the
-        backbone; a new input size resets the frame-to-frame context. Returns (1, 3, H_pad, W_pad), (h, w)."""
+        backbone; a new input size resets the frame-to-frame context. Returns (1, 3, H_pad, W_pad), (h, w), the
+        ``IN_FEATURES`` levels and the mask branch's finer level (or None)."""
         x = (frame["image"].to(self.device).float() - self.pixel_mean) / self.pixel_std
         h, w = x.shape[-2:]
         div = max(int(self.size_divisibility), 1)
         x = F.pad(x, (0, -(-w // div) * div - w, 0, -(-h // div) * div - h))[None]
-        features = self.extract_features(x)
+        features, fine = self.extract_features(x)
         if state.input_shape != tuple(x.shape[-2:]):
             state.reset_frame_context()
-        return x, (h, w), features
+        return x, (h, w), features, fine
 
     def _reference_instances(self, state: VideoState) -> Optional[ReferenceSet]:
         """The reference set of this frame, with the node features of frame t-1's detections ROIAligned from
@@ -284,7 +291,7 @@ class VisSTG(nn.Module):
         a frame whose iterations did not converge is recomputed exactly. Returns ``Instances`` on the CPU."""
         t = int(frame["frame_idx"])
         state.num_frames = max(state.num_frames, t + 1)
-        images, image_size, features = self._frame_features(frame, state)
+        images, image_size, features, fine = self._frame_features(frame, state)
         output_size = (int(frame["height"]), int(frame["width"]))
         model = not self.baseline  # the baselines: plain heads, no graph / fusion / warp / memory
         refs = self._reference_instances(state)
@@ -299,7 +306,7 @@ class VisSTG(nn.Module):
         heads = FrameHeads(
             det=self.det_head(heads_in),
             thetas=self.controller(heads_in),
-            mask_feats=self.mask_branch(heads_in[0]),
+            mask_feats=self.mask_branch(heads_in[0], fine),
             cue_maps=association.frame_maps(heads_in, prev) if association is not None and model else None,
         )
         warp = None

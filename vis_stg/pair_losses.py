@@ -69,7 +69,7 @@ def segmentation_losses(
     gt_masks_t = torch.cat(downsample_gt_masks(inst_t, padded, out_stride))
     gt_masks_k = torch.cat(downsample_gt_masks(inst_k, padded, out_stride))
     thetas_t, thetas_k = controller(heads_in), controller(feats_k)
-    mask_feats_t, mask_feats_k = mask_branch(heads_in[0]), mask_branch(feats_k[0])
+    mask_feats_t, mask_feats_k = mask_branch(heads_in[0], pair.fine_t), mask_branch(feats_k[0], pair.fine_k)
 
     def loss(thetas, mask_feats, targets, gt_masks):
         return weight * mask_loss(decode_masks, thetas, mask_feats, targets, gt_masks, shapes, pos_radius)

@@ -64,16 +64,22 @@ class VideoTrack:
     frame_classes: List[int] = field(default_factory=list)
     score: float = 0.0
     category_id: int = -1
+    #: every class the track may also be reported as -> its evidence relative to ``category_id``'s (in [0, 1];
+    #: reported with score ``score`` times it) when ``TEST.VIDEO.CLASSES_PER_TRACK`` > 1. Empty: the one class.
+    class_shares: Dict[int, float] = field(default_factory=dict)
 
     def default_score_and_class(self) -> None:
-        """Video-level score = mean per-frame score; class = majority vote weighted by score."""
+        """Video-level score = mean per-frame score; class = majority vote weighted by score; ``class_shares``:
+        each voted class's votes over the winner's."""
         if not self.frame_scores:
             return
         self.score = float(np.mean(self.frame_scores))
         votes: Counter = Counter()
         for c, s in zip(self.frame_classes, self.frame_scores):
             votes[c] += s
-        self.category_id = int(votes.most_common(1)[0][0])
+        best, top = votes.most_common(1)[0]
+        self.category_id = int(best)
+        self.class_shares = {int(c): v / top if top > 0 else 0.0 for c, v in votes.items()}
 
     def mask(self, t: int) -> Optional[RLE]:
         """Frame ``t``'s mask as compressed RLE with ``counts`` as str (``None``: no mask in that frame)."""
@@ -89,6 +95,13 @@ class VideoTrack:
             "category_id": self.category_id,
             "segmentations": segmentations,
         }
+
+    def class_hypotheses(self, classes_per_track: int) -> List[Tuple[float, int]]:
+        """``(score, category_id)`` of the track's ``classes_per_track`` best classes: ``category_id`` with
+        ``score`` first, then the other classes of ``class_shares`` (share > 0) by descending share, each with
+        ``score`` times its share."""
+        others = sorted(((v, c) for c, v in self.class_shares.items() if c != self.category_id and v > 0), reverse=True)
+        return [(self.score, self.category_id)] + [(self.score * v, c) for v, c in others[: classes_per_track - 1]]
 
 
 class VideoTrackAccumulator:
@@ -124,11 +137,22 @@ class VideoTrackAccumulator:
             track.frame_scores.append(float(scores[k]))
             track.frame_classes.append(int(classes[k]))
 
-    def finish(self, max_tracks: int = 100) -> List[Dict[str, Any]]:
-        """Video-level results sorted by score, at most ``max_tracks``."""
+    def finish(self, max_tracks: int = 100, classes_per_track: int = 1) -> List[Dict[str, Any]]:
+        """Video-level results sorted by score, at most ``max_tracks``. With ``classes_per_track`` k > 1 a track
+        is reported once per class of its k best (:meth:`VideoTrack.class_hypotheses`): the same masks under
+        each class, the usual way a VIS model hedges an uncertain class under the per-category YouTube-VIS AP
+        (e.g. the top-k (query, class) outputs of SeqFormer / IDOL / MinVIS)."""
+        if classes_per_track < 1:
+            raise ValueError(f"TEST.VIDEO.CLASSES_PER_TRACK must be >= 1, got {classes_per_track}")
         length = self.length if self.length is not None else self.frames_seen
-        tracks = sorted(self.tracks.values(), key=lambda t: -t.score)
-        return [t.as_result(length) for t in tracks[:max_tracks]]
+        entries = [(s, c, t) for t in self.tracks.values() for s, c in t.class_hypotheses(classes_per_track)]
+        entries.sort(key=lambda e: -e[0])
+        results = []
+        for score, category, track in entries[:max_tracks]:
+            result = track.as_result(length)
+            result.update(score=score, category_id=category)
+            results.append(result)
+        return results
 
 
 def iterate_online(
@@ -145,17 +169,22 @@ def iterate_online(
             yield t, model.step({"image": image, "height": height, "width": width, "frame_idx": t}, state)
 
 
-def finish_tracks(model: Any, state: Any, acc: VideoTrackAccumulator, max_tracks: int = 100) -> List[Dict[str, Any]]:
-    """Video-level score/class for every track (default rule, then the model's ``finalize_video`` if any)."""
+def finish_tracks(
+    model: Any, state: Any, acc: VideoTrackAccumulator, max_tracks: int = 100, classes_per_track: int = 1
+) -> List[Dict[str, Any]]:
+    """Video-level score/class for every track (default rule, then the model's ``finalize_video`` if any), then
+    :meth:`VideoTrackAccumulator.finish`."""
     for track in acc.tracks.values():
         track.default_score_and_class()
     finalize = getattr(model, "finalize_video", None)
     if finalize is not None:
         finalize(state, acc.tracks)
-    return acc.finish(max_tracks)
+    return acc.finish(max_tracks, classes_per_track)
 
 
-def run_online_inference(model: Any, video: Dict[str, Any], max_tracks: int = 100) -> Dict[str, Any]:
+def run_online_inference(
+    model: Any, video: Dict[str, Any], max_tracks: int = 100, classes_per_track: int = 1
+) -> Dict[str, Any]:
     """Run ``model`` online over one test-mapper video dict; return the video-level prediction.
 
     ``video`` holds ``image`` (a sequence of (3, h, w) tensors, possibly lazy), ``height``, ``width``,
@@ -172,7 +201,7 @@ def run_online_inference(model: Any, video: Dict[str, Any], max_tracks: int = 10
         "height": video["height"],
         "width": video["width"],
         "length": length,
-        "tracks": finish_tracks(model, state, acc, max_tracks),
+        "tracks": finish_tracks(model, state, acc, max_tracks, classes_per_track),
     }
     diagnostics = getattr(model, "video_diagnostics", None)
     if diagnostics is not None:
