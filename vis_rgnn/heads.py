@@ -73,7 +73,7 @@ class MaskReweighting(nn.Module):
     the CNN's output is added to the detection mask's logit and its last layer starts at zero -- an untrained
     module returns the segmenter's mask. Without it the CNN predicts the logits from scratch; on the synthetic
     data a 500-iteration stage-2 run then drove every mask logit below zero (Lovász hinge rising 2.4 -> 2.9,
-    empty masks, 0 AP) while the same weights with the segmenter's masks scored 19.1 AP (vis_rgnn/README.md).
+    empty masks) while the same weights with the segmenter's masks did not (figures: vis_rgnn/README.md).
 
     ``inputs`` "release" (``MODEL.RGNN.MASK_REWEIGHT_INPUT``, the release's ``TrackModule.get_segscores`` with
     ``use_raw_plus_box_segscore=False``): ``masks`` are the detector's release score maps (raw logits +
