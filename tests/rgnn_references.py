@@ -5,7 +5,7 @@
   host syncs). ``TrackDetectionGNN`` (fixed-size padded tensors with masks, App. A.3) must equal it on the active
   elements; ``benchmarks/bench_vis_rgnn.py`` times it next to the library's form.
 - :func:`fast_nms`: compact class-agnostic Fast NMS (YOLACT §3.4) returning the kept indices, the rule that
-  ``vis_rgnn.yolact_postprocess.fast_nms_keep`` implements on a padded set.
+  ``vis_rgnn.box_ops.fast_nms_keep`` implements on a padded set.
 - :func:`plain_mask_reweighting`: the mask weighting module of Table 3 as written (Conv3x3 over the broadcast
   embedding concatenated with the two map channels), which ``MaskReweighting.forward`` computes with fewer
   multiply-adds.

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .detector import box_grid_masks, crop_masks
+from .box_ops import box_grid_masks, crop_masks
 
 __all__ = ["AssociationHeads", "TrackScoringHead", "MaskReweighting", "mask_logits", "exclusive_masks"]
 
@@ -78,7 +78,7 @@ class MaskReweighting(nn.Module):
     ``inputs`` "release" (``MODEL.RGNN.MASK_REWEIGHT_INPUT``, the release's ``TrackModule.get_segscores`` with
     ``use_raw_plus_box_segscore=False``): ``masks`` are the detector's release score maps (raw logits +
     ``box_weight`` x box map, ``DETECTION_MASK_SCORES release``); the two map channels are the uncropped raw logit
-    map and the 0/1 ``box_to_seg`` map (:func:`~vis_rgnn.detector.box_grid_masks`). Channel layout of ``conv1``
+    map and the 0/1 ``box_to_seg`` map (:func:`~vis_rgnn.box_ops.box_grid_masks`). Channel layout of ``conv1``
     here: [embedding (E), map, box]; the release's is [map, box, embedding].
     """
 
