@@ -192,6 +192,28 @@ def test_fast_nms_and_crop():
     assert masks.sum() == 2 * 4
 
 
+@pytest.mark.parametrize("size", [(7, 9), (1, 5), (4, 1)])
+@pytest.mark.parametrize("inputs", ["ours_residual", "ours", "release"])
+@pytest.mark.parametrize("grad", [True, False])
+def test_mask_reweighting_equals_the_plain_convolution(size, inputs, grad):
+    """The border-corrected 2-channel convolution (in place at inference) is Table 3's plain 18-channel one."""
+    from tests.rgnn_references import plain_mask_reweighting
+    from vis_rgnn.heads import MaskReweighting
+
+    torch.manual_seed(0)
+    kind = "release" if inputs == "release" else "ours"
+    module = MaskReweighting(8, 4, 5, residual=inputs == "ours_residual", inputs=kind).double()
+    for p in module.parameters():
+        torch.nn.init.normal_(p)
+    h, masks = torch.randn(3, 8, dtype=torch.double), torch.rand(3, *size, dtype=torch.double)
+    box = (torch.rand(3, *size) > 0.5).double()
+    with torch.set_grad_enabled(grad):
+        got = module(h, masks, box)
+    with torch.no_grad():
+        want = plain_mask_reweighting(module, h, masks, box)
+    torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-10)
+
+
 def test_exclusive_masks():
     logits = torch.tensor([[[2.0, -1.0], [0.5, 3.0]], [[1.0, 2.0], [1.5, -2.0]]])
     m = exclusive_masks(logits)
