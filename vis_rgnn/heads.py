@@ -146,9 +146,9 @@ class MaskReweighting(nn.Module):
         at every pixel except on the border rows / columns, where the zero padding drops the kernel taps that
         fall outside (subtracted there); at inference the maps are updated in place, channels-last. Same result
         as the plain convolution of the broadcast 18-channel input (``tests/rgnn_references.py``, the oracle of
-        ``tests/test_vis_rgnn_graph.py``), ~6x fewer multiply-adds. Kept because it saves 5.7 % of the R50
-        paper-config online step on one CPU thread (16 masks on the 120x216 grid: 32 vs 166 ms, step 2.4 s;
-        ``OMP_NUM_THREADS=1 python -m benchmarks.bench_vis_rgnn --threads 1``, table 3)."""
+        ``tests/test_vis_rgnn_graph.py``), ~6x fewer multiply-adds. Kept because it saves 5.3-5.7 % of the R50
+        paper-config online step on one CPU thread (16 masks on the 120x216 grid: 32-36 vs 151-166 ms, step
+        2.2-2.4 s; ``OMP_NUM_THREADS=1 python -m benchmarks.bench_vis_rgnn --threads 1``, table 3)."""
         p, hh, ww = masks.shape
         emb = F.relu(self.embed(h))  # (P, E)
         e = emb.shape[1]
