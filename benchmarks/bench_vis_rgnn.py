@@ -4,12 +4,15 @@
 1. Per-frame time of the segmenter alone (preprocess + backbone + YOLACT) vs the whole online step (segmenter +
    appearance network + tracker + mask re-weighting/pasting + the output copy to the host) at 360x640, and their
    ratio (median over interleaved repeats).
-2. Tracker step time vs number of tracks x detections (10x10, 50x50, 100x100) with the GNN aggregating through
-   ``projects.graph.scatter_sum`` over edge lists ("scatter") or masked fixed-size tensors ("dense"); the GNN
-   alone and the full tracker step (which adds the mask re-weighting CNN, identical for both).
+2. Tracker step time vs number of tracks x detections (10x10, 50x50, 100x100): the GNN alone on the library's
+   fixed-size padded tensors, the same GNN on edge lists reduced with ``projects.graph.scatter_sum`` (the test
+   oracle ``tests/rgnn_references.scatter_gnn``), and the full tracker step.
+3. The mask re-weighting CNN (Table 3) for ``MAX_DETECTIONS`` tracks on the prototype grid of table 1's frame:
+   ``MaskReweighting.forward`` vs the plain 18-channel convolution (``tests/rgnn_references``), and their
+   difference as a share of table 1's full step.
 
     python -m benchmarks.bench_vis_rgnn [--config-file configs/vis_rgnn/R50_FPN_stage2_150ep_ytvis19.yaml]
-        [--frames 3] [--frame-repeats 7] [--threads 1] [--device cpu] [--skip-tracker]
+        [--frames 3] [--frame-repeats 7] [--threads 1] [--device cpu] [--skip-tracker] [--skip-frames]
 
 On CPU the times are process CPU time (robust to other processes sharing the cores; use ``--threads 1``).
 Weights are random (speed does not depend on them); detection thresholds are lowered so that every frame
@@ -29,6 +32,7 @@ from detectron2.modeling import build_model
 
 from projects.config import add_video_config
 from projects.graph import HAS_TORCH_SCATTER
+from tests.rgnn_references import plain_mask_reweighting, scatter_gnn
 from vis_rgnn import add_rgnn_config
 from vis_rgnn.graph_inputs import graph_inputs
 from vis_rgnn.track_state import FrameDetections
@@ -87,7 +91,8 @@ def bench_frames(
 
     state = model.init_video_state()
     step = functools.partial(model.step, frame, state)
-    for fn in (segmenter, step, step):  # warm-up; the step's tracks fill up
+    grid = tuple(segmenter()[0].pred_masks.shape[-2:])  # warm-up; the prototype grid of the frame
+    for fn in (step, step):  # warm-up; the step's tracks fill up
         fn()
     seg, full, ratios = [], [], []
     for _ in range(repeats):
@@ -104,14 +109,14 @@ def bench_frames(
         "ratio_max": ratios[-1],
         "repeats": repeats,
         "tracks": int(state["tracks"].alive.sum()),
+        "grid": grid,
     }
 
 
-def bench_tracker(cfg, n: int, m: int, aggregation: str, repeats: int, device: torch.device) -> Dict[str, float]:
+def bench_tracker(cfg, n: int, m: int, repeats: int, device: torch.device) -> Dict[str, float]:
     torch.manual_seed(0)
     app_dim = 2 * cfg.MODEL.RGNN.APPEARANCE.CHANNELS
     tracker = RGNNTracker(cfg, appearance_dim=app_dim, mask_stride=4).to(device).eval()
-    tracker.gnn.aggregation = aggregation
     tracker.max_tracks = n
     k1 = cfg.MODEL.NUM_CLASSES + 1
     grid = (90, 160)  # prototype grid of a 360x640 frame
@@ -142,10 +147,25 @@ def bench_tracker(cfg, n: int, m: int, aggregation: str, repeats: int, device: t
     state = fresh_state()
     edges, empty_edges, det_raw, _ = graph_inputs(state, dets, n, tracker.empty_appearance(state, dets))
     gnn_args = (state.h, det_raw, edges, empty_edges, state.alive, dets.valid)
+    empty = state.empty_h if tracker.empty_track == "recurrent" else None
     with torch.no_grad():
-        gnn_ms = timed(lambda: tracker.gnn(*gnn_args), repeats, 2, device)
+        gnn_ms = timed(lambda: tracker.gnn(*gnn_args, empty=empty), repeats, 2, device)
+        scatter_ms = timed(lambda: scatter_gnn(tracker.gnn, *gnn_args, empty=empty), repeats, 2, device)
         step_ms = timed(lambda: tracker.step(fresh_state(), dets), repeats, 2, device)
-    return {"gnn": gnn_ms, "step": step_ms}
+    return {"gnn": gnn_ms, "scatter": scatter_ms, "step": step_ms}
+
+
+def bench_mask_reweighting(cfg, p: int, grid, repeats: int, device: torch.device) -> Dict[str, float]:
+    """``MaskReweighting.forward`` vs the plain convolution of Table 3 on ``p`` masks of ``grid`` (no grad)."""
+    torch.manual_seed(0)
+    tracker = RGNNTracker(cfg, appearance_dim=2 * cfg.MODEL.RGNN.APPEARANCE.CHANNELS, mask_stride=4).to(device)
+    module = tracker.mask_reweighting.eval()
+    h = torch.randn(p, tracker.dim, device=device)
+    masks, box = torch.rand(p, *grid, device=device), (torch.rand(p, *grid, device=device) > 0.5).float()
+    with torch.no_grad():
+        library = timed(lambda: module(h, masks, box), repeats, 2, device)
+        plain = timed(lambda: plain_mask_reweighting(module, h, masks, box), repeats, 2, device)
+    return {"library": library, "plain": plain}
 
 
 def main() -> None:
@@ -157,7 +177,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--num-classes", type=int, default=40)
-    parser.add_argument("--skip-frames", action="store_true", help="only the tracker table")
+    parser.add_argument("--skip-frames", action="store_true", help="only the tracker tables")
     parser.add_argument("--skip-tracker", action="store_true", help="only the per-frame table")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -182,12 +202,19 @@ def main() -> None:
 
     if args.skip_tracker:
         return
-    print("\n| tracks x detections | GNN dense (ms) | GNN scatter (ms) | step dense (ms) | step scatter (ms) |")
-    print("|---|---:|---:|---:|---:|")
+    print("\n| tracks x detections | GNN padded (ms) | GNN edge-list reference (ms) | tracker step (ms) |")
+    print("|---|---:|---:|---:|")
     for n in (10, 50, 100):
-        d = bench_tracker(cfg, n, n, "dense", args.repeats, device)
-        s = bench_tracker(cfg, n, n, "scatter", args.repeats, device)
-        print(f"| {n}x{n} | {d['gnn']:.2f} | {s['gnn']:.2f} | {d['step']:.2f} | {s['step']:.2f} |")
+        t = bench_tracker(cfg, n, n, args.repeats, device)
+        print(f"| {n}x{n} | {t['gnn']:.2f} | {t['scatter']:.2f} | {t['step']:.2f} |")
+
+    p = cfg.MODEL.RGNN.DETECTOR.MAX_DETECTIONS
+    grid = r["grid"] if not args.skip_frames else (90, 160)
+    mr = bench_mask_reweighting(cfg, p, grid, args.repeats, device)
+    share = f"{100 * (mr['plain'] - mr['library']) / r['full']:.1f} %" if not args.skip_frames else "-"
+    print("\n| mask re-weighting | MaskReweighting (ms) | plain conv (ms) | difference / full step |")
+    print("|---|---:|---:|---:|")
+    print(f"| {p} x {grid[0]}x{grid[1]} | {mr['library']:.2f} | {mr['plain']:.2f} | {share} |")
 
 
 if __name__ == "__main__":

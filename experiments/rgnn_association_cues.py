@@ -28,7 +28,6 @@ from scipy.stats import rankdata
 
 from experiments.annotated_split_runs import run_checkpoint_on_annotated_split
 from vis_rgnn.graph_inputs import graph_inputs
-from vis_rgnn.meta_arch import _float32
 from vis_rgnn.targets import assign_detections
 from vis_rgnn.track_state import FrameDetections
 
@@ -60,7 +59,7 @@ def video_records(model, video_dict: Dict, video_input: Dict) -> List[Dict[str, 
         images = model._preprocess_frame(image)
         fpn, bottom_up = model.extract_features(images)
         dets = model.detector(fpn, images.image_sizes)
-        fd = _float32(FrameDetections.from_instances(dets, model.describe(bottom_up, dets), images.image_sizes))
+        fd = FrameDetections.from_instances(dets, model.describe(bottom_up, dets), images.image_sizes).float32()
         h, w = images.image_sizes[0]
         scale = torch.tensor([w / width, h / height, w / width, h / height])
         det_id = detection_identities(

@@ -113,7 +113,7 @@ def test_release_blocks_update_every_vertex_like_the_release():
     residual updates the empty track and the detections too; padded detections / tracks change nothing."""
     torch.manual_seed(0)
     k, dim = 3, 8
-    gnn = TrackDetectionGNN(k - 1, dim, 4, 4, 2, True, "dense", "detection", True, True, True).eval()
+    gnn = TrackDetectionGNN(k - 1, dim, 4, 4, 2, True, "detection", True, True, True).eval()
     assert all(hasattr(blk, "empty_node") and hasattr(blk, "det_node") for blk in gnn.blocks)
     assert all(set(r) == {"tracks", "dets", "edges", "empty_edges", "empty"} for r in gnn.residuals)
     assert all(isinstance(r, ResidualReLU) for res in gnn.residuals for r in res.values())

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from tests.rgnn_fixtures import _synthetic_detections, _tracker
+from tests.rgnn_references import scatter_gnn
 from vis_rgnn.graph import TrackDetectionGNN
 from vis_rgnn.losses import tracker_clip_losses
 
@@ -14,9 +15,9 @@ NUM_CLASSES, DIM = 3, 16
 K = NUM_CLASSES + 1
 
 
-def _gnn(new_track_init, aggregation="dense", num_blocks=2):
+def _gnn(new_track_init, num_blocks=2):
     torch.manual_seed(0)
-    return TrackDetectionGNN(NUM_CLASSES, DIM, 8, 8, num_blocks, True, aggregation, new_track_init).eval()
+    return TrackDetectionGNN(NUM_CLASSES, DIM, 8, 8, num_blocks, True, new_track_init).eval()
 
 
 def _inputs(b=2, n=5, m=4, seed=1):
@@ -51,11 +52,10 @@ def test_detection_mode_adds_only_the_last_blocks_detection_update():
 
 @pytest.mark.parametrize("num_blocks", [1, 2])
 def test_detection_vertices_dense_equals_scatter(num_blocks):
-    dense, scatter = _gnn("detection", "dense", num_blocks), _gnn("detection", "scatter", num_blocks)
-    scatter.load_state_dict(dense.state_dict())
+    gnn = _gnn("detection", num_blocks)
     x = _inputs()
     with torch.no_grad():
-        d, s = dense(*x)["dets"], scatter(*x)["dets"]
+        d, s = gnn(*x)["dets"], scatter_gnn(gnn, *x)["dets"]
     det_mask = x[-1]
     torch.testing.assert_close(d[det_mask], s[det_mask])
 
@@ -91,7 +91,7 @@ def test_detection_update_with_its_own_new_track_edge_gate():
     that gate's weights copied from the track-edge gate the result is the shared-gate one."""
     shared = _gnn("detection")
     torch.manual_seed(0)
-    own = TrackDetectionGNN(NUM_CLASSES, DIM, 8, 8, 2, True, "dense", "detection", True).eval()
+    own = TrackDetectionGNN(NUM_CLASSES, DIM, 8, 8, 2, True, "detection", True).eval()
     extra = set(own.state_dict()) - set(shared.state_dict())
     assert extra and all(".det_node.empty_gate." in k for k in extra)
     assert {k.split(".det_node")[0] for k in extra} == {"blocks.0", "blocks.1"}

@@ -10,8 +10,9 @@ from torchvision.ops import box_iou
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
+from tests.rgnn_references import fast_nms  # noqa: E402
 from tests.rgnn_step_video import build  # noqa: E402
-from vis_rgnn.detector import fast_nms, fast_nms_keep  # noqa: E402
+from vis_rgnn.box_ops import fast_nms_keep  # noqa: E402
 
 
 def test_padding_neither_kept_nor_suppressing():

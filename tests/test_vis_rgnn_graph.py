@@ -1,13 +1,14 @@
-"""Unit tests of RGNN-VIS building blocks: GNN (equivariance, padding, dense == scatter), gates, appearance
-model (closed-form NIχ² posterior), Lovász hinge, Fast NMS and the detection <-> annotation assignment."""
+"""Unit tests of RGNN-VIS building blocks: GNN (equivariance, padding, padded == edge-list reference), gates,
+appearance model (closed-form NIχ² posterior), Lovász hinge, Fast NMS and the detection <-> annotation assignment."""
 
 import math
 
 import pytest
 import torch
 
+from tests.rgnn_references import fast_nms, scatter_gnn
 from vis_rgnn.appearance import AppearanceNetwork, AppearanceUpdate, gaussian_log_likelihood, nix2_update
-from vis_rgnn.detector import crop_masks, fast_nms
+from vis_rgnn.detector import crop_masks
 from vis_rgnn.graph import TrackDetectionGNN
 from vis_rgnn.heads import exclusive_masks
 from vis_rgnn.losses import lovasz_hinge
@@ -19,9 +20,9 @@ NUM_CLASSES, DIM = 3, 16
 K = NUM_CLASSES + 1
 
 
-def _gnn(aggregation="dense", num_blocks=2):
+def _gnn(num_blocks=2, **options):
     torch.manual_seed(0)
-    return TrackDetectionGNN(NUM_CLASSES, DIM, 8, 8, num_blocks, True, aggregation).eval()
+    return TrackDetectionGNN(NUM_CLASSES, DIM, 8, 8, num_blocks, True, **options).eval()
 
 
 def _inputs(b=2, n=5, m=4, seed=1):
@@ -36,9 +37,8 @@ def _inputs(b=2, n=5, m=4, seed=1):
     }
 
 
-@pytest.mark.parametrize("aggregation", ["dense", "scatter"])
-def test_gnn_shapes_and_gradients(aggregation):
-    gnn = _gnn(aggregation).train()
+def test_gnn_shapes_and_gradients():
+    gnn = _gnn().train()
     x = _inputs()
     x["tracks"].requires_grad_(True)
     out = gnn(**x)
@@ -50,9 +50,8 @@ def test_gnn_shapes_and_gradients(aggregation):
     assert all(p.grad is not None for p in gnn.parameters()), "every GNN parameter must influence an output"
 
 
-@pytest.mark.parametrize("aggregation", ["dense", "scatter"])
-def test_gnn_permutation_equivariance(aggregation):
-    gnn, x = _gnn(aggregation), _inputs()
+def test_gnn_permutation_equivariance():
+    gnn, x = _gnn(), _inputs()
     ref = gnn(**x)
     pt, pd = torch.tensor([3, 0, 4, 1, 2]), torch.tensor([2, 3, 1, 0])
     xt = dict(x, tracks=x["tracks"][:, pt], edges=x["edges"][:, pt])
@@ -67,9 +66,8 @@ def test_gnn_permutation_equivariance(aggregation):
     torch.testing.assert_close(out["empty_edges"], ref["empty_edges"][:, pd], rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("aggregation", ["dense", "scatter"])
-def test_padding_changes_no_active_output(aggregation):
-    gnn, x = _gnn(aggregation), _inputs(b=1, n=3, m=2)
+def test_padding_changes_no_active_output():
+    gnn, x = _gnn(), _inputs(b=1, n=3, m=2)
     ref = gnn(**x)
     # Pad with 2 inactive tracks and 3 inactive detections holding huge / non-finite values.
     big = _inputs(b=1, n=5, m=5, seed=7)
@@ -89,18 +87,30 @@ def test_padding_changes_no_active_output(aggregation):
     torch.testing.assert_close(out["empty_edges"][:, di], ref["empty_edges"], rtol=1e-5, atol=1e-5)
 
 
-def test_dense_and_scatter_agree():
+@pytest.mark.parametrize(
+    "options",
+    [{}, {"new_track_init": "detection", "det_empty_gate": True}, {"release_blocks": True, "recurrent_empty": True}],
+)
+def test_padded_gnn_equals_the_edge_list_reference(options):
+    """The masked sums over padded tensors give the GNN of the active elements alone (tests/rgnn_references.py)."""
     x = _inputs(b=3, n=6, m=5)
     x["track_mask"][0, 4:] = False
     x["det_mask"][1, :2] = False
     x["track_mask"][2] = False  # a video without tracks
-    dense, scatter = _gnn("dense"), _gnn("scatter")
-    scatter.load_state_dict(dense.state_dict())
-    a, b = dense(**x), scatter(**x)
+    gnn = _gnn(**options)
+    if options.get("recurrent_empty"):
+        x["empty"] = torch.randn(3, DIM)
+    with torch.no_grad():
+        a, b = gnn(**x), scatter_gnn(gnn, **x)
+    assert set(a) == set(b)
     em = x["track_mask"][:, :, None] & x["det_mask"][:, None, :]
     torch.testing.assert_close(a["edges"][em], b["edges"][em], rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(a["tracks"][x["track_mask"]], b["tracks"][x["track_mask"]], rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(a["empty_edges"][x["det_mask"]], b["empty_edges"][x["det_mask"]], rtol=1e-5, atol=1e-5)
+    if "dets" in a:
+        torch.testing.assert_close(a["dets"][x["det_mask"]], b["dets"][x["det_mask"]], rtol=1e-5, atol=1e-5)
+    if "empty" in a:
+        torch.testing.assert_close(a["empty"], b["empty"], rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("kind", ["lstm", "simple", "none"])
@@ -180,6 +190,28 @@ def test_fast_nms_and_crop():
     assert keep.tolist() == [3, 2]
     masks = crop_masks(torch.ones(1, 8, 8), torch.tensor([[2.0, 2.0, 4.0, 6.0]]))
     assert masks.sum() == 2 * 4
+
+
+@pytest.mark.parametrize("size", [(7, 9), (1, 5), (4, 1)])
+@pytest.mark.parametrize("inputs", ["ours_residual", "ours", "release"])
+@pytest.mark.parametrize("grad", [True, False])
+def test_mask_reweighting_equals_the_plain_convolution(size, inputs, grad):
+    """The border-corrected 2-channel convolution (in place at inference) is Table 3's plain 18-channel one."""
+    from tests.rgnn_references import plain_mask_reweighting
+    from vis_rgnn.heads import MaskReweighting
+
+    torch.manual_seed(0)
+    kind = "release" if inputs == "release" else "ours"
+    module = MaskReweighting(8, 4, 5, residual=inputs == "ours_residual", inputs=kind).double()
+    for p in module.parameters():
+        torch.nn.init.normal_(p)
+    h, masks = torch.randn(3, 8, dtype=torch.double), torch.rand(3, *size, dtype=torch.double)
+    box = (torch.rand(3, *size) > 0.5).double()
+    with torch.set_grad_enabled(grad):
+        got = module(h, masks, box)
+    with torch.no_grad():
+        want = plain_mask_reweighting(module, h, masks, box)
+    torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-10)
 
 
 def test_exclusive_masks():

@@ -52,7 +52,7 @@ def test_stage2_freezes_segmenter_and_trains_tracker():
     [
         {},
         {"ASSOCIATION": "heuristic", "SCORING": "average", "HEURISTIC__SCORE_THRESH": 0.0},
-        {"APPEARANCE__ENABLED": False, "GATING": "simple", "GNN__AGGREGATION": "scatter"},
+        {"APPEARANCE__ENABLED": False, "GATING": "simple"},
         {"SCORING_EVIDENCE": True},
         {"SCORING": "yolact_average", "APPEARANCE__UPDATE": "constant_variance"},
     ],

@@ -95,9 +95,6 @@ def add_rgnn_config(cfg: CN) -> None:
     g.RESIDUAL_HIDDEN = 32
     g.NUM_BLOCKS = 2
     g.RESIDUAL_BLOCKS = True  # interleave residual blocks (App. B "No Interleaved Residual Blocks")
-    # "dense": fixed-size padded tensors with masks (App. A.3); "scatter": edge lists reduced with
-    # projects.graph.scatter_sum. Same result; see benchmarks/bench_vis_rgnn.py for the speed comparison.
-    g.AGGREGATION = "dense"
     g.LOGIT_BIAS_INIT = -2.1  # match / new-track logistic models
     # A detection's update gates its new-track edge with its own gate (True: the release's DetFanatic, separate
     # bkgdet / trkdet sigmoids) or with the track-edge gate (False, ours).

@@ -27,116 +27,18 @@ from detectron2.modeling.box_regression import Box2BoxTransform
 from detectron2.modeling.matcher import Matcher
 from detectron2.structures import Boxes, Instances, pairwise_iou
 from torch import nn
-from torchvision.ops import box_iou
 
+from .box_ops import box_grid_masks, crop_masks, fast_nms_keep
 from .targets import gt_masks_on_grid
 from .yolact_anchors import YolactAnchorGenerator
+from .yolact_heads import PredictionHead, ProtoNet
 from .yolact_postprocess import ImagePostprocessParams, decode_boxes, image_detections
 
-__all__ = ["YolactDetector", "fast_nms", "fast_nms_keep", "crop_masks", "box_grid_masks", "MASK_SCORE_PAD"]
+__all__ = ["YolactDetector", "MASK_SCORE_PAD"]  # its box operations and heads: box_ops.py, yolact_heads.py
 
 # Score map of a padded detection slot with ``DETECTION_MASK_SCORES release`` (the release pads with -inf; a finite
 # value whose exp underflows to 0 in float32 gives the same softmax and keeps products with 0 finite).
 MASK_SCORE_PAD = -1e4
-
-
-def crop_masks(masks: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
-    """Zero every mask outside its box. masks: (N, h, w); boxes: (N, 4) XYXY in mask-grid units."""
-    h, w = masks.shape[-2:]
-    ys = torch.arange(h, device=masks.device, dtype=masks.dtype).view(1, h, 1) + 0.5
-    xs = torch.arange(w, device=masks.device, dtype=masks.dtype).view(1, 1, w) + 0.5
-    x0, y0, x1, y1 = (boxes[:, i].view(-1, 1, 1).to(masks.dtype) for i in range(4))
-    inside = (xs >= x0) & (xs <= x1) & (ys >= y0) & (ys <= y1)
-    return masks * inside
-
-
-def box_grid_masks(boxes: torch.Tensor, grid: Tuple[int, int], stride: int) -> torch.Tensor:
-    """The release's ``box_to_seg``: 0/1 box maps on a (h, w) grid whose sample x_j = j * (w * stride) / (w - 1)
-    (``linspace(0, W, w)``, W = w * stride the input the grid covers; likewise y), 1 where x1 <= x <= x2 and
-    y1 <= y <= y2. boxes: (..., 4) XYXY input pixels. Returns (..., h, w) in the boxes' dtype."""
-    h, w = grid
-    xs = torch.linspace(0.0, float(w * stride), w, device=boxes.device, dtype=boxes.dtype)
-    ys = torch.linspace(0.0, float(h * stride), h, device=boxes.device, dtype=boxes.dtype)
-    x1, y1, x2, y2 = (boxes[..., i, None, None] for i in range(4))
-    inside_x = (x1 <= xs) & (xs <= x2)  # (..., 1, w)
-    inside_y = (y1 <= ys[:, None]) & (ys[:, None] <= y2)  # (..., h, 1)
-    return (inside_x & inside_y).to(boxes.dtype)
-
-
-def fast_nms_keep(boxes: torch.Tensor, valid: torch.Tensor, iou_threshold: float) -> torch.Tensor:
-    """YOLACT's Fast NMS (§3.4 of YOLACT), class-agnostic, on a fixed-size padded set without host syncs.
-
-    boxes: (N, 4) XYXY sorted by decreasing score; valid: (N,) bool (padding / filtered entries neither are
-    kept nor suppress others). A valid box is dropped when its IoU with any higher-scoring valid box exceeds
-    ``iou_threshold`` (also with boxes that are themselves dropped). Returns keep (N,) bool."""
-    iou = box_iou(boxes, boxes).triu_(diagonal=1)
-    iou = torch.where(valid[:, None], iou, 0.0)
-    if boxes.shape[0] == 0:
-        return valid.clone()
-    return valid & (iou.max(dim=0).values <= iou_threshold)
-
-
-def fast_nms(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float) -> torch.Tensor:
-    """Compact Fast NMS (image mode): kept indices sorted by decreasing score. boxes: (N, 4) XYXY; scores: (N,).
-    Reads the number of kept boxes back to the host; the tracker uses :func:`fast_nms_keep` instead."""
-    order = scores.argsort(descending=True)
-    keep = fast_nms_keep(boxes[order], torch.ones_like(order, dtype=torch.bool), iou_threshold)
-    return order[keep]
-
-
-class ProtoNet(nn.Module):
-    """Prototype branch (YOLACT Fig. 3): 3 x (conv3x3 + ReLU) -> bilinear x2 -> conv3x3 + ReLU -> conv1x1 to k
-    -> ReLU. YOLACT's ReLU after the up-sampling is omitted: bilinear interpolation of ReLU outputs is already
-    non-negative, so it is the identity."""
-
-    def __init__(self, in_channels: int, channels: int, num_prototypes: int):
-        super().__init__()
-        self.pre = nn.Sequential(
-            *[
-                m
-                for i in range(3)
-                for m in (nn.Conv2d(in_channels if i == 0 else channels, channels, 3, padding=1), nn.ReLU(inplace=True))
-            ]
-        )
-        self.post = nn.Sequential(
-            nn.Conv2d(channels, channels, 3, padding=1), nn.ReLU(inplace=True), nn.Conv2d(channels, num_prototypes, 1)
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, C, h, w) -> (B, k, 2h, 2w) non-negative prototypes."""
-        x = F.interpolate(self.pre(x), scale_factor=2.0, mode="bilinear", align_corners=False)
-        return F.relu(self.post(x))
-
-
-class PredictionHead(nn.Module):
-    """Per-anchor head shared over FPN levels: conv3x3 + ReLU, then class (A(K+1)), box (4A), coefficient
-    (kA, tanh) convolutions."""
-
-    def __init__(self, in_channels: int, channels: int, num_anchors: int, num_classes: int, num_prototypes: int):
-        super().__init__()
-        self.num_anchors, self.num_classes, self.num_prototypes = num_anchors, num_classes, num_prototypes
-        self.tower = nn.Sequential(nn.Conv2d(in_channels, channels, 3, padding=1), nn.ReLU(inplace=True))
-        self.cls = nn.Conv2d(channels, num_anchors * (num_classes + 1), 3, padding=1)
-        self.box = nn.Conv2d(channels, num_anchors * 4, 3, padding=1)
-        self.coef = nn.Conv2d(channels, num_anchors * num_prototypes, 3, padding=1)
-        for conv in (self.cls, self.box, self.coef):
-            nn.init.normal_(conv.weight, std=0.01)
-            nn.init.zeros_(conv.bias)
-        # Start with 1% total foreground probability per anchor (stable softmax training with OHEM).
-        prior = 0.01
-        bias = self.cls.bias.view(num_anchors, num_classes + 1)
-        bias.data[:, num_classes] = math.log(num_classes * (1 - prior) / prior)
-
-    def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(B, C, h, w) -> class logits (B, hwA, K+1), deltas (B, hwA, 4), coefficients (B, hwA, k)."""
-        t = self.tower(x)
-        b = x.shape[0]
-
-        def flat(y: torch.Tensor, c: int) -> torch.Tensor:  # (B, A*c, h, w) -> (B, h*w*A, c)
-            return y.permute(0, 2, 3, 1).reshape(b, -1, c)
-
-        coeffs = torch.tanh(flat(self.coef(t), self.num_prototypes))
-        return flat(self.cls(t), self.num_classes + 1), flat(self.box(t), 4), coeffs
 
 
 class YolactDetector(nn.Module):

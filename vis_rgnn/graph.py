@@ -18,12 +18,13 @@ edges are created from raw inputs instead (Table 3: Linear(K+4+2+D, D) + ReLU + 
 input is K+4+1+D) and the detection update reads the raw detection input (K+4) in place of d_j, which gives
 Table 3's Linear(173, 128) for K = 41. Each block is followed by residual blocks on every element type.
 
-Aggregation runs on one of two interchangeable *layouts*: :class:`DenseLayout` (fixed-size padded tensors and
-masks, App. A.3) or :class:`ScatterLayout` (flat edge lists reduced with ``projects.graph.scatter_sum``).
-Padded elements never influence active ones in either layout.
+The graph is held in fixed-size padded tensors with masks (:class:`DenseLayout`, App. A.3): every track slot is
+paired with every detection slot, and the masked sums keep padded elements from influencing active ones. The
+same GNN on flat lists of the active elements, reduced with ``projects.graph.scatter_sum``, is the test oracle
+(``tests/rgnn_references.py``).
 
 Shapes: B videos, N track slots, M detection slots (padded), F / D feature dims, K+1 classes (background
-last); flat layout: Nt active tracks, Nd active detections, E active edges.
+last).
 """
 
 from __future__ import annotations
@@ -34,14 +35,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from projects.graph import scatter_sum
-
 from .appearance import ResidualMLP
 
 __all__ = [
     "DenseLayout",
-    "ScatterLayout",
-    "build_layout",
     "GatedAccumulation",
     "GNNBlock",
     "TrackDetectionGNN",
@@ -61,32 +58,13 @@ class DenseLayout:
     """Padded tensors: tracks (B, N, F), detections (B, M, F), edges (B, N, M, F), empty track (B, F).
 
     ``track_mask`` (B, N) and ``det_mask`` (B, M) mark active elements; sums use ``torch.where`` so that
-    padded values (even non-finite ones) never reach an active element.
+    padded values (even non-finite ones) never reach an active element. Fixed sizes, no host syncs.
     """
 
     def __init__(self, track_mask: torch.Tensor, det_mask: torch.Tensor):
         self.track_mask, self.det_mask = track_mask, det_mask
         self.edge_mask = track_mask[:, :, None] & det_mask[:, None, :]
         self.num_tracks, self.num_dets = track_mask.shape[1], det_mask.shape[1]
-
-    # Dense inputs -> layout, layout -> dense outputs (identity here).
-    def tracks(self, x: torch.Tensor) -> torch.Tensor:
-        return x
-
-    def dets(self, x: torch.Tensor) -> torch.Tensor:
-        return x
-
-    def edges(self, x: torch.Tensor) -> torch.Tensor:
-        return x
-
-    def tracks_out(self, x: torch.Tensor) -> torch.Tensor:
-        return x
-
-    def dets_out(self, x: torch.Tensor) -> torch.Tensor:
-        return x
-
-    def edges_out(self, x: torch.Tensor) -> torch.Tensor:
-        return x
 
     # Gathers onto edges / detections.
     def track_to_edge(self, t: torch.Tensor) -> torch.Tensor:
@@ -107,77 +85,6 @@ class DenseLayout:
 
     def sum_to_empty(self, msg: torch.Tensor) -> torch.Tensor:
         return torch.where(self.det_mask[..., None], msg, 0.0).sum(dim=1)
-
-
-class ScatterLayout(DenseLayout):
-    """Flat lists of active elements: tracks (Nt, F), detections (Nd, F), edges (E, F), empty track (B, F).
-
-    Edges are all active track x detection pairs of the same video; reductions use the project's scatter
-    wrapper (torch-scatter when importable, ``index_add_`` otherwise).
-    """
-
-    def __init__(self, track_mask: torch.Tensor, det_mask: torch.Tensor, backend: str = "auto"):
-        super().__init__(track_mask, det_mask)
-        self.backend = backend
-        self.batch_size = track_mask.shape[0]
-        self.n_tracks, self.n_dets = int(track_mask.sum()), int(det_mask.sum())
-        track_flat = torch.full(track_mask.shape, -1, dtype=torch.long, device=track_mask.device)
-        track_flat[track_mask] = torch.arange(self.n_tracks, device=track_mask.device)
-        det_flat = torch.full(det_mask.shape, -1, dtype=torch.long, device=det_mask.device)
-        det_flat[det_mask] = torch.arange(self.n_dets, device=det_mask.device)
-        b, i, j = self.edge_mask.nonzero(as_tuple=True)
-        self.edge_track, self.edge_det = track_flat[b, i], det_flat[b, j]
-        self.det_batch = det_mask.nonzero(as_tuple=True)[0]
-
-    def tracks(self, x: torch.Tensor) -> torch.Tensor:
-        return x[self.track_mask]
-
-    def dets(self, x: torch.Tensor) -> torch.Tensor:
-        return x[self.det_mask]
-
-    def edges(self, x: torch.Tensor) -> torch.Tensor:
-        return x[self.edge_mask]
-
-    def _scatter_back(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        out = x.new_zeros(tuple(mask.shape) + tuple(x.shape[1:]))
-        out[mask] = x
-        return out
-
-    def tracks_out(self, x: torch.Tensor) -> torch.Tensor:
-        return self._scatter_back(x, self.track_mask)
-
-    def dets_out(self, x: torch.Tensor) -> torch.Tensor:
-        return self._scatter_back(x, self.det_mask)
-
-    def edges_out(self, x: torch.Tensor) -> torch.Tensor:
-        return self._scatter_back(x, self.edge_mask)
-
-    def track_to_edge(self, t: torch.Tensor) -> torch.Tensor:
-        return t[self.edge_track]
-
-    def det_to_edge(self, d: torch.Tensor) -> torch.Tensor:
-        return d[self.edge_det]
-
-    def empty_to_det(self, t0: torch.Tensor) -> torch.Tensor:
-        return t0[self.det_batch]
-
-    def sum_to_tracks(self, msg: torch.Tensor) -> torch.Tensor:
-        return scatter_sum(msg, self.edge_track, self.n_tracks, backend=self.backend)
-
-    def sum_to_dets(self, msg: torch.Tensor) -> torch.Tensor:
-        return scatter_sum(msg, self.edge_det, self.n_dets, backend=self.backend)
-
-    def sum_to_empty(self, msg: torch.Tensor) -> torch.Tensor:
-        return scatter_sum(msg, self.det_batch, self.batch_size, backend=self.backend)
-
-
-def build_layout(kind: str, track_mask: torch.Tensor, det_mask: torch.Tensor) -> DenseLayout:
-    """``kind``: "dense" or "scatter" (``MODEL.RGNN.GNN.AGGREGATION``)."""
-    if kind == "dense":
-        return DenseLayout(track_mask, det_mask)
-    if kind == "scatter":
-        return ScatterLayout(track_mask, det_mask)
-    raise ValueError(f"unknown GNN aggregation {kind!r}; use 'dense' or 'scatter'")
 
 
 class GatedAccumulation(nn.Module):
@@ -244,7 +151,8 @@ class GNNBlock(nn.Module):
             self.det_node = GatedAccumulation(raw_dims["det"] if first else dim, dim, gate_hidden, det_empty_gate)
 
     def forward(self, g: Dict[str, torch.Tensor], layout: DenseLayout) -> Dict[str, torch.Tensor]:
-        """``g``: tracks, dets, edges, empty_edges, empty (each in ``layout``'s representation)."""
+        """``g``: tracks, dets, edges, empty_edges, empty (each in ``layout``'s representation: padded tensors, or
+        the test oracle's flat lists)."""
         t, d, t0 = g["tracks"], g["dets"], g["empty"]
         if self.first:
             e, n = self.edge(g["edges"]), self.empty_edge(g["empty_edges"])
@@ -270,7 +178,7 @@ class TrackDetectionGNN(nn.Module):
     under the empty track's appearance]; ``dets`` (B, M, K+4); ``tracks`` (B, N, D); masks (B, N), (B, M).
     This module appends the track embedding to ``edges`` and t_0 to ``empty_edges`` (Table 3's 175 / 174).
     Outputs are dense: edges (B, N, M, D), empty_edges (B, M, D), tracks (B, N, D) -- rows of inactive elements are
-    unspecified (zero for "scatter").
+    unspecified.
 
     ``new_track_init`` "detection" (``MODEL.RGNN.NEW_TRACK_INIT``; the authors' release, ``rgnn.py`` starts a
     track from ``det_vertices``, and the paper, "we initialize a new track with the embedding of that
@@ -293,7 +201,6 @@ class TrackDetectionGNN(nn.Module):
         residual_hidden: int = 32,
         num_blocks: int = 2,
         residual_blocks: bool = True,
-        aggregation: str = "dense",
         new_track_init: str = "new_track_edge",
         det_empty_gate: bool = False,
         release_blocks: bool = False,
@@ -308,7 +215,7 @@ class TrackDetectionGNN(nn.Module):
         dets_out = new_track_init == "detection"
         k = num_classes + 1
         raw = {"edge": k + 4 + 2 + dim, "empty_edge": k + 4 + 1 + dim, "det": k + 4}
-        self.dim, self.aggregation = dim, aggregation
+        self.dim = dim
         self.update_all = update_all = release_blocks or recurrent_empty
         self.recurrent_empty = recurrent_empty
         if not recurrent_empty:
@@ -355,36 +262,38 @@ class TrackDetectionGNN(nn.Module):
         empty_edges: torch.Tensor,
         track_mask: torch.Tensor,
         det_mask: torch.Tensor,
-        aggregation: Optional[str] = None,
         empty: Optional[torch.Tensor] = None,
     ) -> Dict[str, torch.Tensor]:
         """``empty`` (B, D): the empty track's vertex (required with ``recurrent_empty``, ignored otherwise)."""
-        b = tracks.shape[0]
-        layout = build_layout(aggregation or self.aggregation, track_mask, det_mask)
-        if self.recurrent_empty:
-            if empty is None:
-                raise ValueError("TrackDetectionGNN(recurrent_empty=True) needs the empty track's vertex (B, D)")
-            t0 = empty
-        else:
-            t0 = self.empty_track.expand(b, -1)
-        t = layout.tracks(tracks)
+        layout = DenseLayout(track_mask, det_mask)
+        t0 = self.empty_vertex(tracks.shape[0], empty)
         g = {
-            "tracks": t,
-            "dets": layout.dets(dets),
-            "edges": torch.cat([layout.edges(edges), layout.track_to_edge(t)], dim=-1),
-            "empty_edges": torch.cat([layout.dets(empty_edges), layout.empty_to_det(t0)], dim=-1),
+            "tracks": tracks,
+            "dets": dets,
+            "edges": torch.cat([edges, layout.track_to_edge(tracks)], dim=-1),
+            "empty_edges": torch.cat([empty_edges, layout.empty_to_det(t0)], dim=-1),
             "empty": t0,
         }
-        for block, residual in zip(self.blocks, self.residuals):
-            g = block(g, layout)
-            g = {kind: residual[kind](x) if kind in residual else x for kind, x in g.items()}
-        out = {
-            "tracks": layout.tracks_out(g["tracks"]),
-            "edges": layout.edges_out(g["edges"]),
-            "empty_edges": layout.dets_out(g["empty_edges"]),
-        }
+        g = self.propagate(g, layout)
+        out = {"tracks": g["tracks"], "edges": g["edges"], "empty_edges": g["empty_edges"]}
         if "dets" in g and (self.new_track_init == "detection" or self.update_all):
-            out["dets"] = layout.dets_out(g["dets"])  # (B, M, D) final detection vertices
+            out["dets"] = g["dets"]  # (B, M, D) final detection vertices
         if self.update_all:
             out["empty"] = g["empty"]  # (B, D) final empty-track vertex
         return out
+
+    def empty_vertex(self, batch_size: int, empty: Optional[torch.Tensor]) -> torch.Tensor:
+        """The empty track's input vertex t_0 (B, D): the learned embedding, or ``empty`` with ``recurrent_empty``."""
+        if not self.recurrent_empty:
+            return self.empty_track.expand(batch_size, -1)
+        if empty is None:
+            raise ValueError("TrackDetectionGNN(recurrent_empty=True) needs the empty track's vertex (B, D)")
+        return empty
+
+    def propagate(self, g: Dict[str, torch.Tensor], layout: DenseLayout) -> Dict[str, torch.Tensor]:
+        """The GNN blocks, each followed by its residual blocks, on the graph elements ``g`` (see
+        :meth:`GNNBlock.forward`)."""
+        for block, residual in zip(self.blocks, self.residuals):
+            g = block(g, layout)
+            g = {kind: residual[kind](x) if kind in residual else x for kind, x in g.items()}
+        return g

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .detector import box_grid_masks, crop_masks
+from .box_ops import box_grid_masks, crop_masks
 
 __all__ = ["AssociationHeads", "TrackScoringHead", "MaskReweighting", "mask_logits", "exclusive_masks"]
 
@@ -78,7 +78,7 @@ class MaskReweighting(nn.Module):
     ``inputs`` "release" (``MODEL.RGNN.MASK_REWEIGHT_INPUT``, the release's ``TrackModule.get_segscores`` with
     ``use_raw_plus_box_segscore=False``): ``masks`` are the detector's release score maps (raw logits +
     ``box_weight`` x box map, ``DETECTION_MASK_SCORES release``); the two map channels are the uncropped raw logit
-    map and the 0/1 ``box_to_seg`` map (:func:`~vis_rgnn.detector.box_grid_masks`). Channel layout of ``conv1``
+    map and the 0/1 ``box_to_seg`` map (:func:`~vis_rgnn.box_ops.box_grid_masks`). Channel layout of ``conv1``
     here: [embedding (E), map, box]; the release's is [map, box, embedding].
     """
 
@@ -144,8 +144,11 @@ class MaskReweighting(nn.Module):
         The first convolution is linear and its 16 embedding channels are constant over the map, so it is
         computed as a 2-channel convolution of [mask, box mask] plus the embedding's response, which is the same
         at every pixel except on the border rows / columns, where the zero padding drops the kernel taps that
-        fall outside (subtracted there). Same result as convolving the broadcast 18-channel input, ~6x fewer
-        multiply-adds (the CNN dominated the tracker step)."""
+        fall outside (subtracted there); at inference the maps are updated in place, channels-last. Same result
+        as the plain convolution of the broadcast 18-channel input (``tests/rgnn_references.py``, the oracle of
+        ``tests/test_vis_rgnn_graph.py``), ~6x fewer multiply-adds. Kept because it saves 5.3-5.7 % of the R50
+        paper-config online step on one CPU thread (16 masks on the 120x216 grid: 32-36 vs 151-166 ms, step
+        2.2-2.4 s; ``OMP_NUM_THREADS=1 python -m benchmarks.bench_vis_rgnn --threads 1``, table 3)."""
         p, hh, ww = masks.shape
         emb = F.relu(self.embed(h))  # (P, E)
         e = emb.shape[1]

@@ -13,7 +13,6 @@ appearance dim, P tracks holding a detection this frame.
 from __future__ import annotations
 
 import logging
-from dataclasses import fields, replace
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import torch
@@ -25,36 +24,19 @@ from torch import nn
 from projects.modeling.online import VideoTrack, run_online_inference
 
 from .appearance import AppearanceNetwork
+from .clip_targets import clip_training_frames
 from .detector import YolactDetector
 from .frame_outputs import check_release_switches, frame_masks, grid_logits_to_frame, track_confidence
 from .heads import mask_logits
 from .image_input import channel_flip, is_image_batch, prepare_images, segment_images, training_images
-from .losses import MASK_LOSSES, FrameTargets, tracker_clip_losses
+from .losses import MASK_LOSSES, tracker_clip_losses
 from .segmenter import segmenter_size_divisibility
-from .targets import assign_detections, gt_masks_on_grid
+from .stage_weights import SEGMENTER_MODULES, STAGE_KEY, select_checkpoint_weights
 from .track_state import FrameDetections, TrackState
 from .tracker import RGNNTracker
 
 __all__ = ["RGNNVIS", "SEGMENTER_MODULES", "STAGE_KEY", "grid_logits_to_frame"]
 logger = logging.getLogger(__name__)
-STAGE_KEY = "rgnn_stage"  # buffer: the training stage of the model that wrote a checkpoint
-SEGMENTER_MODULES = ("backbone", "detector")  # what stage 2 takes from a stage-1 checkpoint
-
-
-def _float32(frame: FrameDetections) -> FrameDetections:
-    """``frame`` with float32 tensors. Under autocast (``SOLVER.AMP`` / ``TEST.AMP``) the segmenter and the
-    appearance net run in reduced precision, the recurrent tracker in float32: its state accumulates over the
-    whole video and it is a small part of the compute."""
-    low = {
-        f.name: getattr(frame, f.name).float()
-        for f in fields(frame)
-        if getattr(frame, f.name).is_floating_point() and getattr(frame, f.name).dtype != torch.float32
-    }
-    return replace(frame, **low) if low else frame
-
-
-def _top_level(keys: Sequence[str], prefix: str) -> str:
-    return ", ".join(sorted({k[len(prefix) :].split(".")[0] for k in keys}))
 
 
 @META_ARCH_REGISTRY.register()
@@ -102,9 +84,9 @@ class RGNNVIS(nn.Module):
         self.register_buffer("pixel_mean", torch.tensor(pixel_mean).view(-1, 1, 1), False)
         self.register_buffer("pixel_std", torch.tensor(pixel_std).view(-1, 1, 1), False)
         # Saved with every checkpoint so that stage 2 can tell a stage-1 checkpoint (take the segmenter only)
-        # from its own (take everything); see _select_checkpoint_weights.
+        # from its own (take everything); see vis_rgnn/stage_weights.py.
         self.register_buffer(STAGE_KEY, torch.tensor(stage, dtype=torch.long), True)
-        self.register_load_state_dict_pre_hook(self._select_checkpoint_weights)
+        self.register_load_state_dict_pre_hook(select_checkpoint_weights)
         self.size_divisibility = segmenter_size_divisibility(backbone)
         if test_resize and len(test_resize) != 2:
             raise ValueError(f"MODEL.RGNN.TEST_RESIZE must be [] or [height, width], got {list(test_resize)}")
@@ -118,37 +100,6 @@ class RGNNVIS(nn.Module):
             for module in (self.appearance, self.tracker):
                 if module is not None:
                     module.requires_grad_(False)
-
-    def _select_checkpoint_weights(self, module, state_dict, prefix, *_args) -> None:
-        """load_state_dict pre-hook. Stage 2 initialised from a stage-1 checkpoint (App. A.1) takes only the
-        segmenter (``backbone.*``, ``detector.*``): the tracker, appearance net and heads of a stage-1
-        checkpoint are untrained (frozen in stage 1) and would overwrite stage 2's own initialisation (e.g. the
-        zero-initialised scoring layer). A checkpoint without the stage marker (other tools, older runs) is
-        treated as a segmenter checkpoint too, with a warning if that drops weights. The model's own stage
-        marker is never overwritten: the checkpoint's entry is replaced by the model's own value (not removed),
-        so a strict load (the demo's) sees neither a missing nor an unexpected ``rgnn_stage``."""
-        marker = prefix + STAGE_KEY
-        stored = state_dict.get(marker)
-        state_dict[marker] = getattr(module, STAGE_KEY).detach().clone()
-        if self.stage != 2 or (stored is not None and int(stored) == 2):
-            return
-        keep = tuple(prefix + name + "." for name in SEGMENTER_MODULES)
-        dropped = [k for k in state_dict if k.startswith(prefix) and k != marker and not k.startswith(keep)]
-        taken = [k for k in state_dict if k.startswith(keep)]
-        for k in dropped:
-            del state_dict[k]
-        source = "a stage-1 checkpoint" if stored is not None else "a checkpoint without a stage marker"
-        summary = ", ".join(f"{m}: {sum(k.startswith(prefix + m + '.') for k in taken)}" for m in SEGMENTER_MODULES)
-        logger.info(
-            f"RGNN stage 2 initialised from {source}: took the segmenter only ({summary} tensors)"
-            + (f"; ignored {len(dropped)} tensors of {_top_level(dropped, prefix)}" if dropped else "")
-        )
-        if dropped and stored is None:
-            logger.warning(
-                f"RGNN stage 2: the checkpoint has no '{STAGE_KEY}' entry, so it was read as a "
-                f"segmenter (stage-1) checkpoint and its {len(dropped)} tracker-side tensors were "
-                f"ignored; a stage-2 checkpoint written by this code carries '{STAGE_KEY}' = 2"
-            )
 
     @classmethod
     def from_config(cls, cfg):
@@ -279,35 +230,11 @@ class RGNNVIS(nn.Module):
             fpn, bottom_up = self.extract_features(images)
             dets = self.detector(fpn, images.image_sizes, input_size=tuple(images.tensor.shape[-2:]))
         appearance = self.describe(bottom_up, dets)
-        stride = self.detector.mask_stride
-        # The input region the prototype grid covers: the padded input for detectron2's FPN, but larger than the
-        # (unpadded) input for YOLACT's FPN when a side is not a multiple of 8 (2 ceil(H / 8) cells at stride 4).
-        grid_h, grid_w = dets[0].pred_masks.shape[-2:]
-        covered = (grid_h * stride, grid_w * stride)
-        classes = [
-            {int(i): int(c) for inst in video for i, c in zip(inst.gt_ids.tolist(), inst.gt_classes.tolist())}
-            for video in gts
-        ]
-        frames_t, identities_t, targets_t = [], [], []
-        for t in range(length):
-            sel = [b * length + t for b in range(b_size)]
-            frame = FrameDetections.from_instances(
-                [dets[i] for i in sel], [appearance[i] for i in sel], [images.image_sizes[i] for i in sel]
-            )
-            det_identity = torch.full(frame.valid.shape, -1, dtype=torch.long, device=self.device)
-            targets = []
-            for b in range(b_size):
-                gt = gts[b][t]
-                n = int(frame.valid[b].sum())
-                if len(gt) and n:
-                    match = assign_detections(frame.boxes[b, :n], gt.gt_boxes.tensor, self.det_match_iou)
-                    det_identity[b, :n] = torch.where(match >= 0, gt.gt_ids[match.clamp(min=0)], -1)
-                targets.append(FrameTargets(gt.gt_ids, gt_masks_on_grid(gt, covered, stride), classes[b]))
-            frames_t.append(frame)
-            identities_t.append(det_identity)
-            targets_t.append(targets)
+        frames_t, identities_t, targets_t = clip_training_frames(
+            dets, appearance, images.image_sizes, gts, self.det_match_iou, self.detector.mask_stride
+        )
         with torch.autocast(self.device.type, enabled=False):  # the recurrent tracker runs in float32
-            frames_t = [_float32(f) for f in frames_t]
+            frames_t = [f.float32() for f in frames_t]
             return tracker_clip_losses(
                 self.tracker, frames_t, identities_t, targets_t, self.frame_decay, self.loss_weights, self.mask_loss
             )
@@ -334,7 +261,7 @@ class RGNNVIS(nn.Module):
         fd = FrameDetections.from_instances(dets, self.describe(bottom_up, dets), images.image_sizes)
         tracks: TrackState = state["tracks"]
         with torch.autocast(self.device.type, enabled=False):  # the recurrent tracker runs in float32
-            fd = _float32(fd)
+            fd = fd.float32()
             out = self.tracker.step(tracks, fd)
         probs = out.class_logits[0].softmax(dim=-1)  # (N, K+1)
         n = probs.shape[0]

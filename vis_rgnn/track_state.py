@@ -9,7 +9,7 @@ dim, (h, w) the prototype (mask) grid, P tracks holding a detection this frame.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 from functools import cached_property
 from typing import Optional, Sequence, Tuple
 
@@ -40,11 +40,22 @@ class FrameDetections:
     background_appearance: Optional[torch.Tensor] = None
 
     def __post_init__(self):
-        # Always tensors (callers such as meta_arch's float32 cast iterate over every field).
+        # Always tensors (callers such as :meth:`float32` iterate over every field).
         if self.class_logits is None:
             self.class_logits = self.class_probs.clamp(min=1e-30).log()
         if self.background_appearance is None:
             self.background_appearance = self.appearance.new_zeros(self.appearance.shape[0], self.appearance.shape[-1])
+
+    def float32(self) -> FrameDetections:
+        """These detections with float32 tensors. Under autocast (``SOLVER.AMP`` / ``TEST.AMP``) the segmenter and
+        the appearance net run in reduced precision, the recurrent tracker in float32: its state accumulates over
+        the whole video and it is a small part of the compute."""
+        low = {
+            f.name: getattr(self, f.name).float()
+            for f in fields(self)
+            if getattr(self, f.name).is_floating_point() and getattr(self, f.name).dtype != torch.float32
+        }
+        return replace(self, **low) if low else self
 
     @cached_property
     def class_log_probs(self) -> torch.Tensor:

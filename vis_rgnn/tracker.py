@@ -51,7 +51,6 @@ class RGNNTracker(nn.Module):
         residual_hidden: int = 32,
         num_blocks: int = 2,
         residual_blocks: bool = True,
-        aggregation: str = "dense",
         logit_bias_init: float = -2.1,
         gating: str = "lstm",
         association: str = "gnn",
@@ -85,18 +84,17 @@ class RGNNTracker(nn.Module):
             ("EMPTY_TRACK", empty_track, ("learned", "recurrent")),
             ("INACTIVE_BOXES", inactive_boxes, ("last", "zero")),
             ("NEW_TRACK_APPEARANCE", new_track_appearance, ("detection", "blend")),
+            ("NEW_TRACK_ORDER", new_track_order, ("logit", "detection")),
+            ("ASSOCIATION", association, ("gnn", "heuristic")),
+            ("APPEARANCE.UPDATE", appearance_update, ("learned", "constant_variance", "release")),
         ):
             if value not in allowed:
                 raise ValueError(f"MODEL.RGNN.{key} must be one of {allowed}, got {value!r}")
         self.gnn_inputs, self.empty_track, self.inactive_boxes = gnn_inputs, empty_track, inactive_boxes
         self.new_track_appearance = new_track_appearance
-        if new_track_order not in ("logit", "detection"):
-            raise ValueError(f"MODEL.RGNN.NEW_TRACK_ORDER must be 'logit' or 'detection', got {new_track_order!r}")
         self.slot_eviction, self.new_track_order = slot_eviction, new_track_order
         self.num_classes, self.dim, self.appearance_dim = num_classes, dim, appearance_dim
         self.use_appearance, self.association, self.heuristic = use_appearance, association, heuristic or {}
-        if association not in ("gnn", "heuristic"):
-            raise ValueError(f"unknown association {association!r}; use 'gnn' or 'heuristic'")
         self.max_tracks, self.mask_stride = max_tracks, mask_stride
         self.init_threshold, self.train_init_threshold = init_threshold, train_init_threshold
         self.inactive_threshold, self.init_log_var = inactive_threshold, init_log_var
@@ -107,7 +105,6 @@ class RGNNTracker(nn.Module):
             residual_hidden,
             num_blocks,
             residual_blocks,
-            aggregation,
             new_track_init,
             det_empty_gate,
             release_blocks,
@@ -117,11 +114,6 @@ class RGNNTracker(nn.Module):
         self.gate = build_gate(gating, dim)
         self.association_heads = AssociationHeads(dim, logit_bias_init)
         self.scoring = TrackScoringHead(dim, num_classes, scoring_evidence)
-        if appearance_update not in ("learned", "constant_variance", "release"):
-            raise ValueError(
-                "MODEL.RGNN.APPEARANCE.UPDATE must be 'learned', 'constant_variance' or 'release', "
-                f"got {appearance_update!r}"
-            )
         self.appearance_update = AppearanceUpdate(
             dim, init_log_var, appearance_update == "learned", appearance_update == "release", appearance_dim
         )
@@ -151,7 +143,6 @@ class RGNNTracker(nn.Module):
             "residual_hidden": r.GNN.RESIDUAL_HIDDEN,
             "num_blocks": r.GNN.NUM_BLOCKS,
             "residual_blocks": r.GNN.RESIDUAL_BLOCKS,
-            "aggregation": r.GNN.AGGREGATION,
             "logit_bias_init": r.GNN.LOGIT_BIAS_INIT,
             "gating": r.GATING,
             "association": r.ASSOCIATION,
@@ -211,14 +202,6 @@ class RGNNTracker(nn.Module):
             return self.empty_app_mean.expand(b, -1), self.empty_app_log_var.exp().expand(b, -1)
         mean = torch.where(state.empty_ready[:, None], state.empty_app_mean, dets.background_appearance)
         return mean, state.empty_app_var
-
-    def _appearance_step(
-        self, h: torch.Tensor, mean: torch.Tensor, var: torch.Tensor, x: torch.Tensor
-    ) -> Tuple[torch.Tensor, torch.Tensor]:
-        """One appearance update (§3.4) of Gaussians (..., A) with observations x (..., A), rates predicted from
-        the embeddings h (..., D); used for held tracks, new tracks (``NEW_TRACK_APPEARANCE`` "blend") and the
-        recurrent empty track."""
-        return self.appearance_update.update(mean, var, x, h)
 
     # ---------------------------------------------------------------------------------------------- one step
     def step(
@@ -314,8 +297,8 @@ class RGNNTracker(nn.Module):
         if self.use_appearance:
             bg = dets.background_appearance
             mean = torch.where(state.empty_ready[:, None], state.empty_app_mean, bg)
-            state.empty_app_mean, state.empty_app_var = self._appearance_step(
-                state.empty_h, mean, state.empty_app_var, bg
+            state.empty_app_mean, state.empty_app_var = self.appearance_update.update(
+                mean, state.empty_app_var, bg, state.empty_h
             )
         state.empty_ready = torch.ones_like(state.empty_ready)
 
@@ -348,7 +331,7 @@ class RGNNTracker(nn.Module):
 
         app_mean, app_var = state.app_mean[:, :n_used], state.app_var[:, :n_used]
         if self.use_appearance:
-            app_mean, app_var = self._appearance_step(h, app_mean, app_var, take(dets.appearance))
+            app_mean, app_var = self.appearance_update.update(app_mean, app_var, take(dets.appearance), h)
         state.app_mean = write(state.app_mean, app_mean, active)
         state.app_var = write(state.app_var, app_var.clamp(min=1e-8), active)
         state.app_last = write(state.app_last, take(dets.appearance), active)
@@ -406,7 +389,7 @@ class RGNNTracker(nn.Module):
         if self.new_track_appearance == "blend" and self.use_appearance and not self.appearance_update.release:
             # the release's rule with our update: the placeholder (mean 0, initial variance) takes a held track's update
             init_var = torch.full_like(app, math.exp(self.init_log_var))
-            app_mean, app_var = self._appearance_step(h_new, torch.zeros_like(app), init_var, app)
+            app_mean, app_var = self.appearance_update.update(torch.zeros_like(app), init_var, app, h_new)
         else:  # ours: N(x, exp(INIT_LOG_VAR)); APPEARANCE.UPDATE release: the update of N(0, softplus(init_var))
             app_mean, app_var = self.appearance_update.initial(app, h_new)
         state.app_mean, state.app_last = put(state.app_mean, app_mean), put(state.app_last, app)
