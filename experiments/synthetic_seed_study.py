@@ -1,6 +1,7 @@
 #!/usr/bin/env python
 """The multi-seed synthetic study of both methods: train every ablation that needs its own weights with each seed,
-evaluate every variant on val and on a held-out split, print mean ± std tables (the READMEs' "3 seeds" tables).
+evaluate every variant on val and on a held-out split, print mean ± std tables (the 3-seed tables of the method
+READMEs and docs/experiments/).
 
     python -m experiments.synthetic_seed_study --seeds 1 2 3 --jobs 2 [--methods vis_stg vis_rgnn] [--out DIR]
         [--trainings stg_iter1 rgnn_s2_noapp ...]   # only these trainings (+ the stage 1 they start from)
