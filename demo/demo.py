@@ -25,14 +25,11 @@ from typing import List, Optional, Tuple
 import numpy as np
 import tqdm
 
-# Run as a script, sys.path[0] is demo/ (where "demo" would be this file): use the repository root instead.
-sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-from demo.predictor import VideoPredictor  # noqa: E402
-from demo.video_io import VideoSource, VideoWriter  # noqa: E402
-from projects.data.cli import register_cli_datasets  # noqa: E402
-from projects.modeling import VideoTrackAccumulator, finish_tracks  # noqa: E402
-from projects.utils.track_drawing import draw_tracks  # noqa: E402
+from projects.data.cli import register_cli_datasets
+from projects.engine.predictor import VideoPredictor
+from projects.modeling import VideoTrackAccumulator, finish_tracks
+from projects.utils.track_drawing import draw_tracks
+from projects.utils.video_io import VideoSource, VideoWriter
 
 # The config key that decides which detections become tracks, per meta-architecture (for the "no track" hint).
 SCORE_KEYS = {

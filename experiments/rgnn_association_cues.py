@@ -56,7 +56,7 @@ def video_records(model, video_dict: Dict, video_input: Dict) -> List[Dict[str, 
     height, width = video_dict["height"], video_dict["width"]
     records = []
     for t, image in enumerate(video_input["image"]):
-        images = model._preprocess_frame(image)
+        images = model.preprocess([image])
         fpn, bottom_up = model.extract_features(images)
         dets = model.detector(fpn, images.image_sizes)
         fd = FrameDetections.from_instances(dets, model.describe(bottom_up, dets), images.image_sizes).float32()

@@ -2,9 +2,10 @@
 
 import pytest
 import torch
-from detectron2.structures import Instances
+from detectron2.structures import ImageList, Instances
 
 from projects.modeling import run_online_inference
+from projects.modeling.online import check_num_classes, normalize_image, pad_frame, to_host
 from projects.utils.masks import decode_mask
 
 
@@ -66,3 +67,37 @@ def test_classes_per_track_reports_a_track_under_its_best_classes():
     assert [(t["track_id"], t["category_id"]) for t in capped] == [(2, 1), (1, 0)]  # max_tracks caps the entries
     with pytest.raises(ValueError, match="CLASSES_PER_TRACK"):
         run_online_inference(ScriptedModel(), _video(), classes_per_track=0)
+
+
+def test_to_host_round_trips_mixed_dtypes_in_one_buffer():
+    """Any dtypes / shapes (empty and 0-dim too) come back equal, in order, as views of one packed buffer."""
+    parts = [
+        torch.rand(2, 3, 5) > 0.5,
+        torch.rand(3),
+        torch.arange(3),
+        torch.zeros(0, 4, 5, dtype=torch.bool),
+        torch.tensor(7),
+        torch.rand(2, 2, dtype=torch.float64),
+        torch.tensor([1, 2], dtype=torch.int32),
+    ]
+    out = to_host(parts)
+    for a, b in zip(parts, out):
+        assert b.dtype == a.dtype and b.shape == a.shape and torch.equal(a, b)
+    storages = {t.untyped_storage().data_ptr() for t in out}
+    assert len(storages) == 1
+
+
+def test_pad_frame_matches_imagelist_padding():
+    x = torch.rand(3, 13, 22)
+    for div in (0, 1, 8, 32):
+        ref = ImageList.from_tensors([x], div).tensor
+        assert torch.equal(pad_frame(x, div), ref)
+
+
+def test_normalize_image_and_num_classes_check():
+    mean, std = torch.tensor([1.0, 2.0, 3.0]).view(3, 1, 1), torch.tensor([2.0, 4.0, 8.0]).view(3, 1, 1)
+    image = torch.full((3, 2, 2), 9, dtype=torch.uint8)
+    assert torch.equal(normalize_image(image, mean, std)[:, 0, 0], torch.tensor([4.0, 1.75, 0.75]))
+    assert check_num_classes(5, "M") == 5
+    with pytest.raises(ValueError, match="MODEL.NUM_CLASSES is -1.*building M"):
+        check_num_classes(-1, "M")

@@ -21,6 +21,8 @@ import torch
 import torch.nn.functional as F
 from detectron2.structures import BitMasks, Boxes, ImageList, Instances
 
+from projects.modeling.online import normalize_image, pad_frame
+
 __all__ = ["prepare_images", "is_image_batch", "segment_images", "channel_flip", "resize_training_instances"]
 
 
@@ -48,8 +50,9 @@ def prepare_images(
     to the largest size rounded up to ``size_divisibility``, with the (h, w) of each image before padding.
 
     The one preprocessing of every RGNN-VIS / YOLACT input: training, the detectron2 image call and the online
-    video step. The padded size is computed from Python ints (``ImageList.from_tensors`` reads it back from a
-    tensor), so the per-frame step reads nothing back from the device here."""
+    video step. The normalisation and a single frame's padding are those of every online model
+    (:func:`projects.modeling.online.normalize_image` / :func:`~projects.modeling.online.pad_frame`); the padded
+    size is computed from Python ints, so the per-frame step reads nothing back from the device here."""
     out = []
     for x in images:
         if x.dim() != 3 or x.shape[0] != 3:
@@ -57,15 +60,15 @@ def prepare_images(
         x = x.to(pixel_mean.device, non_blocking=True).float()
         if resize:
             x = F.interpolate(x[None], size=tuple(resize), mode="bilinear", align_corners=False)[0]
-        x = (x - pixel_mean) / pixel_std
+        x = normalize_image(x, pixel_mean, pixel_std)
         if flip_channels:
             x = x.flip(0)
         out.append(x)
     sizes = [(int(x.shape[-2]), int(x.shape[-1])) for x in out]
     d = max(size_divisibility, 1)
     hp, wp = (-(-max(s[i] for s in sizes) // d) * d for i in (0, 1))
-    if len(out) == 1:
-        batch = F.pad(out[0], [0, wp - sizes[0][1], 0, hp - sizes[0][0]])[None]
+    if len(out) == 1:  # a video frame: the online step's padding
+        batch = pad_frame(out[0], d)
     else:
         batch = out[0].new_zeros(len(out), 3, hp, wp)
         for i, (x, (h, w)) in enumerate(zip(out, sizes)):

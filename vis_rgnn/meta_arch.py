@@ -21,7 +21,7 @@ from detectron2.modeling import META_ARCH_REGISTRY, build_backbone
 from detectron2.structures import ImageList, Instances
 from torch import nn
 
-from projects.modeling.online import VideoTrack, run_online_inference
+from projects.modeling.online import VideoTrack, check_num_classes, run_online_inference, to_host
 
 from .appearance import AppearanceNetwork
 from .clip_targets import clip_training_frames
@@ -104,11 +104,7 @@ class RGNNVIS(nn.Module):
     @classmethod
     def from_config(cls, cfg):
         r = cfg.MODEL.RGNN
-        if cfg.MODEL.NUM_CLASSES <= 0:
-            raise ValueError(
-                f"MODEL.NUM_CLASSES is {cfg.MODEL.NUM_CLASSES}; resolve it to the dataset's number of categories "
-                "before building RGNNVIS (train_net.py does this from the first training dataset)"
-            )
+        check_num_classes(cfg.MODEL.NUM_CLASSES, "RGNNVIS")
         check_release_switches(r)
         backbone = build_backbone(cfg)
         if not hasattr(backbone, "bottom_up"):
@@ -255,7 +251,7 @@ class RGNNVIS(nn.Module):
         detection (it sizes the masks) and one batched copy of the frame's outputs to the host at the end; the
         returned Instances are on the CPU."""
         out_h, out_w = int(frame["height"]), int(frame["width"])
-        images = self._preprocess_frame(frame["image"])
+        images = self.preprocess([frame["image"]])  # exactly the image call's preprocessing
         fpn, bottom_up = self.extract_features(images)
         dets = self.detector(fpn, images.image_sizes, input_size=tuple(images.tensor.shape[-2:]))
         fd = FrameDetections.from_instances(dets, self.describe(bottom_up, dets), images.image_sizes)
@@ -286,11 +282,6 @@ class RGNNVIS(nn.Module):
         direct = self.results == "release" or release_maps  # the release: straight to the frame, then the argmax
         masks = frame_masks(logits, self.detector.mask_stride, (h, w), (out_h, out_w), direct, 10.0 * release_maps)
         return self._frame_to_host(state, (out_h, out_w), tracks.ids[0, slots], scores, classes, masks, tracks.next_id)
-
-    def _preprocess_frame(self, image: torch.Tensor) -> ImageList:
-        """One video frame uint8 (3, h, w) -> ImageList of one image: :meth:`preprocess`, i.e. exactly the image
-        call's preprocessing (``TEST_RESIZE``, ``NETWORK_FORMAT``, padding)."""
-        return self.preprocess([image])
 
     @staticmethod
     def _write_id_rows(
@@ -330,20 +321,14 @@ class RGNNVIS(nn.Module):
         masks: torch.Tensor,
         next_id: torch.Tensor,
     ) -> Instances:
-        """Copy the frame's outputs (P ids, classes, scores, (P, H, W) bool masks) and the video's next id to
-        the host in one transfer: all are packed into one byte buffer (8-byte fields first, so every field's
-        offset stays aligned) and unpacked on the CPU."""
-        p = ids.shape[0]
-        parts = [ids.long(), classes.long(), next_id.long().reshape(1), scores.float(), masks.reshape(-1)]
-        packed = torch.cat([x.contiguous().view(torch.uint8) for x in parts]).cpu()
-        sizes = [8 * p, 8 * p, 8, 4 * p, masks.numel()]
-        ids_h, classes_h, next_h, scores_h, masks_h = torch.split(packed, sizes)
-        state["num_ids"] = int(next_h.numpy().view("int64")[0])  # a host value (numpy: no aten scalar read)
+        """The frame's outputs (P ids, classes, scores, (P, H, W) bool masks) and the video's next id on the host
+        in one transfer (:func:`projects.modeling.online.to_host`); the next id goes to ``state["num_ids"]``."""
+        ids_h, classes_h, scores_h, masks_h, next_h = to_host(
+            [ids.long(), classes.long(), scores.float(), masks, next_id.long().reshape(1)]
+        )
+        state["num_ids"] = int(next_h.numpy()[0])  # a host value (numpy: no aten scalar read)
         result = Instances(size)
-        result.track_ids = ids_h.view(torch.int64)
-        result.scores = scores_h.view(torch.float32)
-        result.pred_classes = classes_h.view(torch.int64)
-        result.pred_masks = masks_h.view(torch.bool).view(p, *size)
+        result.track_ids, result.scores, result.pred_classes, result.pred_masks = ids_h, scores_h, classes_h, masks_h
         return result
 
     def finalize_video(self, state: Dict[str, Any], tracks: Dict[int, VideoTrack]) -> None:

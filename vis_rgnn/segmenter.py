@@ -16,6 +16,8 @@ from detectron2.modeling import META_ARCH_REGISTRY, build_backbone
 from detectron2.structures import ImageList
 from torch import nn
 
+from projects.modeling.online import check_num_classes
+
 from .detector import YolactDetector
 from .image_input import channel_flip, prepare_images, segment_images, training_images
 from .yolact_fpn import YolactFPN
@@ -49,8 +51,7 @@ class YolactSegmenter(nn.Module):
 
     @classmethod
     def from_config(cls, cfg):
-        if cfg.MODEL.NUM_CLASSES <= 0:
-            raise ValueError(f"MODEL.NUM_CLASSES is {cfg.MODEL.NUM_CLASSES}; set it to the number of categories")
+        check_num_classes(cfg.MODEL.NUM_CLASSES, "YolactSegmenter")
         backbone = build_backbone(cfg)
         return {
             "backbone": backbone,

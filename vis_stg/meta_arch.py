@@ -21,13 +21,12 @@ from dataclasses import replace
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import torch
-import torch.nn.functional as F
 from detectron2.config import CfgNode, configurable
 from detectron2.modeling import META_ARCH_REGISTRY, Backbone
 from detectron2.structures import ImageList, Instances
 from torch import nn
 
-from projects.modeling.online import run_online_inference
+from projects.modeling.online import check_num_classes, normalize_image, pad_frame, run_online_inference
 
 from . import box_iou_association, edge_classifier, embedding_head, offset_head  # noqa: F401 (register the cues)
 from .association import Association, PairInputs, association_class
@@ -91,12 +90,7 @@ class VisSTG(nn.Module):
         ``association``, or ``box_iou`` for ``baseline`` "iou"); ``graph`` exists when it is used (relation
         fusion or a cue reading edges), ``concat_fusion`` for the "Concat" fusion."""
         super().__init__()
-        self.num_classes = int(num_classes)
-        if self.num_classes <= 0:
-            raise ValueError(
-                f"MODEL.NUM_CLASSES must be resolved to a positive number of classes before "
-                f"building VisSTG (got {self.num_classes}); train_net.py does this from the dataset"
-            )
+        self.num_classes = check_num_classes(num_classes, "VisSTG")
         self.backbone = backbone  # COCO-pretrained when MODEL.WEIGHTS says so (README "Initialisation")
         self.in_features = list(in_features)  # checked against the backbone by from_config
         self.mask_in_feature = mask_in_feature  # "" or a finer level added to the mask branch's input
@@ -156,7 +150,7 @@ class VisSTG(nn.Module):
     # ------------------------------------------------------------------------------------------------ common
     def preprocess(self, images: Sequence[torch.Tensor]) -> ImageList:
         """uint8 (3, h, w) images in INPUT.FORMAT -> normalised, padded ImageList."""
-        images = [(x.to(self.device).float() - self.pixel_mean) / self.pixel_std for x in images]
+        images = [normalize_image(x, self.pixel_mean, self.pixel_std) for x in images]
         return ImageList.from_tensors(images, self.size_divisibility)
 
     def extract_features(self, images: torch.Tensor) -> Tuple[List[torch.Tensor], Optional[torch.Tensor]]:
@@ -257,13 +251,12 @@ class VisSTG(nn.Module):
     def _frame_features(
         self, frame: Dict[str, Any], state: VideoState
     ) -> Tuple[torch.Tensor, Tuple[int, int], List[torch.Tensor], Optional[torch.Tensor]]:
-        """Normalise and pad one frame (as ``preprocess``, with integer padding: no shape tensors), run the
-        backbone; a new input size resets the frame-to-frame context. Returns (1, 3, H_pad, W_pad), (h, w), the
-        ``IN_FEATURES`` levels and the mask branch's finer level (or None)."""
-        x = (frame["image"].to(self.device).float() - self.pixel_mean) / self.pixel_std
-        h, w = x.shape[-2:]
-        div = max(int(self.size_divisibility), 1)
-        x = F.pad(x, (0, -(-w // div) * div - w, 0, -(-h // div) * div - h))[None]
+        """Normalise and pad one frame (as ``preprocess``, with integer padding: :func:`~projects.modeling.online.
+        pad_frame`), run the backbone; a new input size resets the frame-to-frame context. Returns (1, 3, H_pad,
+        W_pad), (h, w), the ``IN_FEATURES`` levels and the mask branch's finer level (or None)."""
+        image = normalize_image(frame["image"], self.pixel_mean, self.pixel_std)
+        h, w = image.shape[-2:]
+        x = pad_frame(image, self.size_divisibility)
         features, fine = self.extract_features(x)
         if state.input_shape != tuple(x.shape[-2:]):
             state.reset_frame_context()

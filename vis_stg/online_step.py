@@ -26,6 +26,8 @@ import torch.nn.functional as F
 from detectron2.config import CfgNode
 from detectron2.structures import Boxes, Instances
 
+from projects.modeling.online import to_host
+
 from .association import Association, FrameInputs
 from .detection_head import CenterNetHead, Detections
 from .graph import GraphEdges
@@ -258,7 +260,8 @@ def frame_to_host(
 ) -> Tuple[Instances, List[int]]:
     """Masks (D, H_pad / stride, W_pad / stride) and boxes from the padded input frame (valid part ``image_size``)
     to the original ``output_size``, then the frame's outputs and ``counts`` (int64, device) in one
-    device-to-host copy. Returns ``Instances`` on the CPU (the valid slots) and ``[valid count, *counts]``."""
+    device-to-host copy (:func:`projects.modeling.online.to_host`). Returns ``Instances`` on the CPU (the valid
+    slots) and ``[valid count, *counts]``."""
     h, w = image_size
     out_h, out_w = output_size
     probs = F.interpolate(mask_probs[:, None], scale_factor=mask_out_stride, mode="bilinear", align_corners=False)
@@ -267,16 +270,16 @@ def frame_to_host(
     b = dets.boxes
     x0, x1 = (b[:, 0] * (out_w / w)).clamp(0, out_w), (b[:, 2] * (out_w / w)).clamp(0, out_w)
     y0, y1 = (b[:, 1] * (out_h / h)).clamp(0, out_h), (b[:, 3] * (out_h / h)).clamp(0, out_h)
-    meta = torch.stack([v.double() for v in (track_ids, dets.classes, dets.scores, x0, y0, x1, y1)], dim=1).flatten()
-    packed = torch.cat([meta, torch.cat([dets.valid.sum()[None], counts]).double()]).view(torch.uint8)
-    blob = torch.cat([packed, masks.flatten().view(torch.uint8)]).cpu()  # the frame's one copy
-    values = blob[: packed.numel()].view(torch.float64)
-    meta, host_counts = values[: meta.numel()].view(-1, 7), values[meta.numel() :].long().tolist()
+    ids, classes, scores, boxes, host_counts, masks = to_host(  # the frame's one copy
+        [
+            track_ids.long(), dets.classes.long(), dets.scores.float(), torch.stack([x0, y0, x1, y1], dim=1).float(),
+            torch.cat([dets.valid.sum()[None], counts]).long(), masks,
+        ]
+    )  # fmt: skip
+    host_counts = host_counts.tolist()
     num = host_counts[0]
     result = Instances(output_size)
-    result.track_ids = meta[:num, 0].long()
-    result.pred_classes = meta[:num, 1].long()
-    result.scores = meta[:num, 2].float()
-    result.pred_boxes = Boxes(meta[:num, 3:7].float())  # clipped to the frame on the device
-    result.pred_masks = blob[packed.numel() :].view(torch.bool).view(len(dets), out_h, out_w)[:num]
+    result.track_ids, result.pred_classes, result.scores = ids[:num], classes[:num], scores[:num]
+    result.pred_boxes = Boxes(boxes[:num])  # clipped to the frame on the device
+    result.pred_masks = masks[:num]
     return result, host_counts

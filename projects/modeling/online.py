@@ -18,17 +18,23 @@ A model that segments videos online implements the :class:`OnlineVideoModel` pro
 evaluator and the demo consume. Memory is O(#tracks × frames) RLE strings, never dense video masks: each
 track keeps one compressed-RLE ``counts`` byte string per frame (the frame size is stored once per track), which
 is ~4x smaller than a ``{"size", "counts"}`` dict per frame (``benchmarks/bench_long_video_memory.py``).
+
+The per-frame plumbing every such model shares (VisSTG and RGNN-VIS use these, the model-specific parts stay in
+their ``step``): :func:`check_num_classes` (the class count is resolved before the model is built),
+:func:`normalize_image` / :func:`pad_frame` (a frame's normalisation and padding without reading a shape back
+from the device) and :func:`to_host` (a frame's outputs in one device-to-host copy).
 """
 
 from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, Dict, Iterable, Iterator, List, Optional, Protocol, Tuple
+from typing import Any, Dict, Iterable, Iterator, List, Optional, Protocol, Sequence, Tuple
 
 import numpy as np
 import pycocotools.mask as mask_util
 import torch
+import torch.nn.functional as F
 from detectron2.structures import Instances
 
 from ..utils.masks import RLE
@@ -40,6 +46,10 @@ __all__ = [
     "iterate_online",
     "finish_tracks",
     "run_online_inference",
+    "check_num_classes",
+    "normalize_image",
+    "pad_frame",
+    "to_host",
 ]
 
 
@@ -207,3 +217,43 @@ def run_online_inference(
     if diagnostics is not None:
         result["diagnostics"] = diagnostics(state)
     return result
+
+
+# ------------------------------------------------------------------------------------------ per-frame plumbing
+def check_num_classes(num_classes: int, model: str) -> int:
+    """``num_classes`` as an int; a clear error naming ``model`` while ``MODEL.NUM_CLASSES`` is still unresolved
+    (-1: follow the dataset) or otherwise not positive."""
+    if int(num_classes) <= 0:
+        raise ValueError(
+            f"MODEL.NUM_CLASSES is {num_classes}: resolve it to the dataset's number of categories before building "
+            f"{model} (train_net.py and the demo do this from the dataset or the trained model's class list)"
+        )
+    return int(num_classes)
+
+
+def normalize_image(image: torch.Tensor, pixel_mean: torch.Tensor, pixel_std: torch.Tensor) -> torch.Tensor:
+    """(3, h, w) image (uint8 or float, any device) -> float ``(x - PIXEL_MEAN) / PIXEL_STD`` on the device of
+    ``pixel_mean`` / ``pixel_std`` ((3, 1, 1), the input's channel order)."""
+    return (image.to(pixel_mean.device).float() - pixel_mean) / pixel_std
+
+
+def pad_frame(image: torch.Tensor, size_divisibility: int) -> torch.Tensor:
+    """(3, h, w) -> (1, 3, H_pad, W_pad): zeros at the bottom / right up to multiples of ``size_divisibility``
+    (0 or 1: none), as ``ImageList.from_tensors`` pads one image, but from Python ints (``from_tensors`` reads the
+    padded size back from a tensor), so the per-frame step reads nothing back from the device here."""
+    h, w = image.shape[-2:]
+    div = max(int(size_divisibility), 1)
+    return F.pad(image, (0, -(-w // div) * div - w, 0, -(-h // div) * div - h))[None]
+
+
+def to_host(tensors: Sequence[torch.Tensor]) -> List[torch.Tensor]:
+    """The ``tensors`` (any dtypes and shapes, one device) on the CPU in one device-to-host copy: their bytes
+    packed into one uint8 buffer, widest dtype first so that every field's offset stays aligned, copied, and
+    viewed back. Returns CPU tensors of the same dtypes and shapes, in the given order (views of one buffer)."""
+    order = sorted(range(len(tensors)), key=lambda i: -tensors[i].element_size())  # stable: ties keep their order
+    flat = [tensors[i].contiguous().reshape(-1).view(torch.uint8) for i in order]
+    packed = torch.cat(flat).cpu()
+    out: List[torch.Tensor] = [packed] * len(tensors)
+    for i, part in zip(order, torch.split(packed, [f.numel() for f in flat])):
+        out[i] = part.view(tensors[i].dtype).view(tensors[i].shape)
+    return out

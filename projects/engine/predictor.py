@@ -1,4 +1,5 @@
-"""VideoPredictor: run a trained online VIS model (VisSTG or RGNN-VIS) on raw BGR frames.
+"""VideoPredictor: run a trained online VIS model (VisSTG or RGNN-VIS) on raw BGR frames (``demo/demo.py``'s
+engine, as detectron2's ``DefaultPredictor`` is its demo's).
 
 Two ways to use it, sharing one code path (so they give identical tracks):
 
@@ -26,12 +27,12 @@ from detectron2.data.catalog import Metadata
 from detectron2.modeling import build_model
 from detectron2.structures import Instances
 
-from projects.data.model_metadata import resolve_inference_metadata
-from projects.data.video_mapper import build_video_augmentation
-from projects.engine.checkpoint import load_weights  # the strict loader shared with train_net.py --eval-only
-from projects.modeling import VideoTrackAccumulator, finish_tracks, iterate_online
+from ..data.model_metadata import resolve_inference_metadata
+from ..data.video_mapper import build_video_augmentation
+from ..modeling import VideoTrackAccumulator, finish_tracks, iterate_online
+from .checkpoint import load_weights  # the strict loader shared with train_net.py --eval-only
 
-__all__ = ["VideoPredictor", "FrameResult", "load_weights"]
+__all__ = ["VideoPredictor", "FrameResult"]
 
 
 @dataclass
