@@ -22,8 +22,8 @@ import psutil
 import torch
 
 from demo.demo import setup_cfg
-from demo.predictor import VideoPredictor
 from projects.data.synthetic import generate_synthetic_vis
+from projects.engine.predictor import VideoPredictor
 
 
 def synthetic_frames(n: int, height: int, width: int, chunk: int = 100):

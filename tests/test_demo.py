@@ -1,11 +1,11 @@
 """demo/demo.py and VideoPredictor with a briefly trained VisSTG (5 classes, a user's --dataset): the training
 output's config, class names stored with the model, damaged inputs, odd/4K sizes, one-line errors."""
 
+import argparse
 import json
 import os
 import re
 import subprocess
-import sys
 
 import cv2
 import numpy as np
@@ -14,17 +14,14 @@ import torch
 
 from projects.data.synthetic import generate_synthetic_vis
 from projects.evaluation import evaluate_ytvis
+from tests.train_cli import RGNN_NARROW, run_cli
 
 imageio_ffmpeg = pytest.importorskip("imageio_ffmpeg")
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG = "configs/vis_stg/synthetic_R18.yaml"
 SMALL = ["INPUT.MIN_SIZE_TEST", "96", "INPUT.MAX_SIZE_TEST", "160", "INPUT.MIN_SIZE_TRAIN", "(96,)"]
 KEEP_MASKS = ["TEST.VIDEO.MASK_THRESHOLD", "0.0"]  # every detection keeps a non-empty mask
-
-
-def _env():
-    return dict(os.environ, PYTHONPATH=ROOT, OMP_NUM_THREADS="1")
+MINE_ONLY = ["DATASETS.TRAIN", "('mine_train',)", "DATASETS.TEST", "()"]
 
 
 def _five_class_json(src_json, dst_json):
@@ -50,39 +47,11 @@ def assets(tmp_path_factory):
     video = str(tmp / "data" / "demo" / "videos" / "vid_0001.mp4")
     out = tmp / "train"
     frames_root = tmp / "data" / "demo" / "JPEGImages"
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "train_net.py",
-            "--config-file",
-            CONFIG,
-            "--dataset",
-            f"mine_train={gt_json}:{frames_root}",
-            "DATASETS.TRAIN",
-            "('mine_train',)",
-            "DATASETS.TEST",
-            "()",
-            "SOLVER.MAX_ITER",
-            "2",
-            "SOLVER.IMS_PER_BATCH",
-            "1",
-            "DATALOADER.NUM_WORKERS",
-            "0",
-            "SEED",
-            "0",
-            # A 2-iteration model's masks can all be below 0.5 (then every track is empty and the results list is
-            # too): these tests check the demo's input / output handling, not mask quality.
-            *KEEP_MASKS,
-            "OUTPUT_DIR",
-            str(out),
-            *SMALL,
-        ],
-        cwd=ROOT,
-        env=_env(),
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    train = ["--config-file", CONFIG, "--dataset", f"mine_train={gt_json}:{frames_root}", *MINE_ONLY]
+    train += ["SOLVER.MAX_ITER", "2", "SOLVER.IMS_PER_BATCH", "1", "DATALOADER.NUM_WORKERS", "0", "SEED", "0"]
+    # A 2-iteration model's masks can all be below 0.5 (then every track is empty and the results list is too):
+    # these tests check the demo's input / output handling, not mask quality.
+    proc = run_cli("train_net.py", [*train, *KEEP_MASKS, "OUTPUT_DIR", out, *SMALL])
     assert proc.returncode == 0, f"training the demo model failed:\n{proc.stderr[-4000:]}"
     return {
         "tmp": tmp,
@@ -116,14 +85,7 @@ def demo(capsys):
 
 def _demo(*args, config=CONFIG):
     """demo/demo.py as a user runs it (a fresh interpreter)."""
-    return subprocess.run(
-        [sys.executable, "demo/demo.py", "--config-file", str(config), *args],
-        cwd=ROOT,
-        env=_env(),
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    return run_cli("demo/demo.py", ["--config-file", config, *args])
 
 
 def _json(assets):
@@ -262,27 +224,19 @@ def test_demo_dataset_flag(assets, tmp_path, demo):
     _one_line_error(proc, "--dataset expects NAME=")
 
 
-def test_streaming_equals_whole_video(assets):
-    import argparse
-
+def _predictor(assets, *opts):
+    """A ``VideoPredictor`` of the trained model, configured as ``demo/demo.py`` does, with ``opts`` added."""
     from demo.demo import setup_cfg
-    from demo.predictor import VideoPredictor
-    from demo.video_io import VideoSource
+    from projects.engine.predictor import VideoPredictor
 
-    cfg = setup_cfg(
-        argparse.Namespace(
-            config_file=CONFIG,
-            opts=[
-                "MODEL.WEIGHTS",
-                assets["weights"],
-                *SMALL,
-                # no top-k cut: streaming yields every track
-                "TEST.VIDEO.MAX_TRACKS",
-                "100000",
-            ],
-        )
-    )
-    predictor = VideoPredictor(cfg)
+    opts = ["MODEL.WEIGHTS", assets["weights"], *SMALL, *opts]
+    return VideoPredictor(setup_cfg(argparse.Namespace(config_file=CONFIG, opts=opts)))
+
+
+def test_streaming_equals_whole_video(assets):
+    from projects.utils.video_io import VideoSource
+
+    predictor = _predictor(assets, "TEST.VIDEO.MAX_TRACKS", "100000")  # no top-k cut: streaming yields every track
     assert predictor.cfg.MODEL.NUM_CLASSES == 5 and predictor.metadata.thing_classes[0].startswith("mine_")
     frames = list(VideoSource(assets["video"]))
     assert len(frames) == 7
@@ -311,29 +265,12 @@ def test_streaming_equals_whole_video(assets):
 @pytest.mark.parametrize("h,w", [(576, 768), (528, 720), (2160, 3840)])
 def test_frame_sizes_off_the_stride_and_4k(assets, h, w):
     """Sizes that are not multiples of the stride, and 4K (resized to the test size): masks at the input size."""
-    import argparse
+    from projects.utils.video_io import VideoSource
 
-    from demo.demo import setup_cfg
-    from demo.predictor import VideoPredictor
-
-    cfg = setup_cfg(
-        argparse.Namespace(
-            config_file=CONFIG,
-            opts=[
-                "MODEL.WEIGHTS",
-                assets["weights"],
-                *SMALL,
-                "MODEL.VIS_STG.INFERENCE.SCORE_THRESH",
-                "0.0",
-                "MODEL.VIS_STG.INFERENCE.MAX_DETECTIONS",
-                "3",
-            ],
-        )
+    predictor = _predictor(
+        assets, "MODEL.VIS_STG.INFERENCE.SCORE_THRESH", "0.0", "MODEL.VIS_STG.INFERENCE.MAX_DETECTIONS", "3"
     )
-    predictor = VideoPredictor(cfg)
-    frames = [
-        cv2.resize(f, (w, h)) for f in list(__import__("demo.video_io").video_io.VideoSource(assets["video"]))[:2]
-    ]
+    frames = [cv2.resize(f, (w, h)) for f in list(VideoSource(assets["video"]))[:2]]
     assert max(predictor._preprocess(frames[0]).shape[1:]) <= 160  # resized to the test size first
     results = list(predictor.stream(frames))
     assert len(results) == 2
@@ -346,60 +283,19 @@ def test_bad_inputs_give_one_line_errors(assets, demo):
     tmp = assets["tmp"]
     corrupt = tmp / "corrupt.mp4"
     corrupt.write_bytes(b"\x00\x00\x00\x18ftypmp42 definitely not a video")
+    video, weights = [*_json(assets), "--video-input", assets["video"]], ["MODEL.WEIGHTS", assets["weights"]]
     _one_line_error(
-        demo(*_json(assets), "--video-input", str(corrupt), "MODEL.WEIGHTS", assets["weights"], *SMALL),
+        demo(*_json(assets), "--video-input", str(corrupt), *weights, *SMALL),
         "cannot read any frame",
     )
-    _one_line_error(
-        demo(*_json(assets), "--video-input", assets["video"], "MODEL.WEIGHTS", str(tmp / "missing.pth"), *SMALL),
-        "weights file not found",
-    )
-    _one_line_error(
-        demo(
-            *_json(assets),
-            "--video-input",
-            assets["video"],
-            "MODEL.WEIGHTS",
-            assets["weights"],
-            "MODEL.FPN.OUT_CHANNELS",
-            "32",
-            *SMALL,
-        ),
-        "does not match the config's model",
-    )
+    _one_line_error(demo(*video, "MODEL.WEIGHTS", str(tmp / "missing.pth"), *SMALL), "weights file not found")
+    _one_line_error(demo(*video, *weights, "MODEL.FPN.OUT_CHANNELS", "32", *SMALL), "does not match the config's model")
     empty_dir = tmp / "empty_frames"
     empty_dir.mkdir(exist_ok=True)
-    _one_line_error(
-        demo(*_json(assets), "--video-input", str(empty_dir), "MODEL.WEIGHTS", assets["weights"], *SMALL),
-        "no image frames",
-    )
-    _one_line_error(
-        demo(
-            *_json(assets),
-            "--video-input",
-            assets["video"],
-            "MODEL.WEIGHTS",
-            assets["weights"],
-            "MODEL.NO_SUCH_KEY",
-            "1",
-        ),
-        "MODEL.NO_SUCH_KEY",
-    )
-    _one_line_error(
-        demo(*_json(assets), "--video-input", assets["video"], config=tmp / "nope.yaml"), "config file does not exist"
-    )
-    _one_line_error(
-        demo(
-            *_json(assets),
-            "--video-input",
-            assets["video"],
-            "--output",
-            str(tmp / "x.avi"),
-            "MODEL.WEIGHTS",
-            assets["weights"],
-        ),
-        "output must end with",
-    )
+    _one_line_error(demo(*_json(assets), "--video-input", str(empty_dir), *weights, *SMALL), "no image frames")
+    _one_line_error(demo(*video, *weights, "MODEL.NO_SUCH_KEY", "1"), "MODEL.NO_SUCH_KEY")
+    _one_line_error(demo(*video, config=tmp / "nope.yaml"), "config file does not exist")
+    _one_line_error(demo(*video, "--output", str(tmp / "x.avi"), *weights), "output must end with")
 
 
 def test_corrupt_frame_file_is_skipped_or_strict_fails(assets, tmp_path, demo):
@@ -434,11 +330,11 @@ def test_corrupt_frame_file_is_skipped_or_strict_fails(assets, tmp_path, demo):
 
 
 def test_truncated_video_warns_and_keeps_outputs(assets, tmp_path, demo):
-    from demo.video_io import VideoWriter
+    from projects.utils.video_io import VideoSource, VideoWriter
 
     full = tmp_path / "full.mp4"
     writer = VideoWriter(str(full), 25)
-    frames = list(__import__("demo.video_io").video_io.VideoSource(assets["video"]))
+    frames = list(VideoSource(assets["video"]))
     for i in range(60):
         writer.write(frames[i % len(frames)])
     writer.close()
@@ -554,48 +450,12 @@ def test_no_track_says_what_to_try(assets, demo):
 def rgnn_weights(assets):
     """An RGNN-VIS stage-2 checkpoint written by train_net.py (1 iteration, narrow heads, the 5-class dataset)."""
     out = assets["tmp"] / "rgnn"
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "train_net.py",
-            "--config-file",
-            "configs/vis_rgnn/synthetic_R18_stage2.yaml",
-            "--dataset",
-            f"mine_train={assets['gt_json']}:{assets['frames_root']}",
-            "DATASETS.TRAIN",
-            "('mine_train',)",
-            "DATASETS.TEST",
-            "()",
-            "MODEL.WEIGHTS",
-            "",  # stage 2 from scratch: the checkpoint is what matters here, not the model's quality
-            "SOLVER.MAX_ITER",
-            "1",
-            "SOLVER.IMS_PER_BATCH",
-            "1",
-            "INPUT.SAMPLING_FRAME_NUM",
-            "3",
-            "DATALOADER.NUM_WORKERS",
-            "0",
-            "MODEL.RGNN.DETECTOR.PROTO_CHANNELS",
-            "16",
-            "MODEL.RGNN.DETECTOR.HEAD_CHANNELS",
-            "16",
-            "MODEL.RGNN.APPEARANCE.CHANNELS",
-            "8",
-            "MODEL.RGNN.APPEARANCE.HIDDEN",
-            "4",
-            "MODEL.RGNN.GNN.DIM",
-            "16",
-            "OUTPUT_DIR",
-            str(out),
-            *SMALL,
-        ],
-        cwd=ROOT,
-        env=_env(),
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    train = ["--config-file", "configs/vis_rgnn/synthetic_R18_stage2.yaml"]
+    train += ["--dataset", f"mine_train={assets['gt_json']}:{assets['frames_root']}", *MINE_ONLY]
+    # stage 2 from scratch: the checkpoint is what matters here, not the model's quality
+    train += ["MODEL.WEIGHTS", "", "SOLVER.MAX_ITER", "1", "SOLVER.IMS_PER_BATCH", "1"]
+    train += ["INPUT.SAMPLING_FRAME_NUM", "3", "DATALOADER.NUM_WORKERS", "0", *RGNN_NARROW]
+    proc = run_cli("train_net.py", [*train, "OUTPUT_DIR", out, *SMALL])
     assert proc.returncode == 0, f"training the RGNN-VIS demo model failed:\n{proc.stderr[-4000:]}"
     return out
 

@@ -6,7 +6,7 @@ import torch
 from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.modeling import build_model
 
-from demo.predictor import load_weights
+from projects.engine.checkpoint import load_weights
 from tests.rgnn_fixtures import _randomise, tiny_cfg
 from vis_rgnn.meta_arch import STAGE_KEY
 

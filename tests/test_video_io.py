@@ -1,4 +1,4 @@
-"""demo/video_io.py on real-world files written here: truncated and variable-frame-rate videos, odd sizes,
+"""projects/utils/video_io.py on real-world files written here: truncated and variable-frame-rate videos, odd sizes,
 grayscale / 16-bit / corrupt frame files, H.264 and GIF output, a writer killed mid-run."""
 
 import os
@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 import pytest
 
-from demo.video_io import VideoReadError, VideoSource, VideoWriter, count_frames, read_image_file
+from projects.utils.video_io import VideoReadError, VideoSource, VideoWriter, count_frames, read_image_file
 
 imageio_ffmpeg = pytest.importorskip("imageio_ffmpeg")
 FFMPEG = imageio_ffmpeg.get_ffmpeg_exe()
@@ -75,7 +75,7 @@ def test_killed_writer_leaves_a_playable_file(tmp_path):
     path = tmp_path / "killed.mp4"
     code = textwrap.dedent(f"""
         import os, signal, numpy as np
-        from demo.video_io import VideoWriter
+        from projects.utils.video_io import VideoWriter
         w = VideoWriter({str(path)!r}, 25)
         for i in range(9):
             w.write(np.full((48, 64, 3), i * 20, np.uint8))

@@ -84,7 +84,7 @@ def test_cli_writes_mp4_gif_png_with_gt(data, tmp_path, capsys):
     args = [data["results"], "--dataset", f"{data['gt']}:{data['root']}", "--out", str(out), "--gt"]
     assert main(args + ["--format", "mp4", "gif", "png", "--sheet-frames", "3"]) == 0
     printed = capsys.readouterr().out
-    from demo.video_io import count_frames
+    from projects.utils.video_io import count_frames
 
     panel_w = 2 * W + 4
     for v in range(1, V + 1):

@@ -6,7 +6,7 @@
 * ``resume_or_load(..., resume=True)`` tries the checkpoint named by ``last_checkpoint`` and, if it is missing
   or corrupt, the previous ones (``model_NNNNNNN.pth`` with a smaller iteration, newest first), warning about
   each one skipped; ``last_checkpoint`` is then re-tagged to the one loaded.
-* :func:`load_weights` loads a trained model for inference (``train_net.py --eval-only``, ``demo/predictor.py``)
+* :func:`load_weights` loads a trained model for inference (``train_net.py --eval-only``, ``projects.engine.predictor``)
   strictly: a missing file, or a checkpoint that does not fill the model exactly (a parameter missing, unexpected
   or of another shape), is an error naming the file instead of detectron2's warning and a random layer.
 * Every load logs one line of what the checkpoint initialised and what stays random (:func:`summarize_loaded`),

@@ -15,6 +15,7 @@ import numpy as np
 
 from projects.data.frames import read_frame
 from projects.utils.masks import decode_mask
+from projects.utils.video_io import VideoWriter
 
 from .draw import contact_sheet, draw_tracks, side_by_side, with_header
 from .inputs import Track, VideoView
@@ -61,14 +62,6 @@ def sheet_indices(num_frames: int, count: int) -> List[int]:
     return sorted({int(round(x)) for x in np.linspace(0, num_frames - 1, min(count, num_frames))})
 
 
-def _video_writer(path: str, fps: float):
-    try:
-        from demo.video_io import VideoWriter
-    except ImportError as e:
-        raise ImportError(f"writing {path} uses demo/video_io.py, which cannot be imported ({e})") from None
-    return VideoWriter(path, fps)
-
-
 def render_video(
     video: VideoView,
     out_dir: str,
@@ -90,7 +83,7 @@ def render_video(
         raise ValueError(f"unknown output format(s) {unknown}; choose from {list(FORMATS)}")
     os.makedirs(out_dir, exist_ok=True)
     base = os.path.join(out_dir, video.name)
-    writers = [_video_writer(f"{base}.{ext}", fps) for ext in ("mp4", "gif") if ext in formats]
+    writers = [VideoWriter(f"{base}.{ext}", fps) for ext in ("mp4", "gif") if ext in formats]
     wanted = set(sheet_indices(len(video.frames), sheet_frames)) if "png" in formats else set()
     cells: List[np.ndarray] = []
     try:
