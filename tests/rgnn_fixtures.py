@@ -4,10 +4,12 @@ import os
 
 import torch
 from detectron2.config import get_cfg
+from detectron2.layers import ShapeSpec
 from detectron2.structures import BitMasks, Instances
 
 from projects.config import add_video_config
 from vis_rgnn import add_rgnn_config
+from vis_rgnn.detector import YolactDetector
 from vis_rgnn.losses import FrameTargets
 from vis_rgnn.track_state import FrameDetections
 from vis_rgnn.tracker import RGNNTracker
@@ -165,3 +167,24 @@ def small_cfg(config: str, **rgnn):
     opts = dict(SMALL, **rgnn)
     cfg.merge_from_list([x for k, v in opts.items() for x in ("MODEL.RGNN." + k.replace("__", "."), v)])
     return cfg
+
+
+def tiny_release_detector(anchor_generator, num_classes: int, **overrides) -> YolactDetector:
+    """A YOLACT detector in eval mode with the release's layout (anchor layout, log-probability scores, release box
+    clamping) on five 8-channel levels p3..p7, 4 prototypes, 8-channel heads; ``overrides``: other arguments."""
+    shapes = {f"p{i}": ShapeSpec(channels=8, stride=2**i) for i in range(3, 8)}
+    args = dict(
+        input_shape=shapes,
+        in_features=list(shapes),
+        proto_feature="p3",
+        anchor_generator=anchor_generator,
+        num_classes=num_classes,
+        num_prototypes=4,
+        proto_channels=8,
+        head_channels=8,
+        loss_weights={},
+        anchor_layout="yolact",
+        score_mode="log_prob",
+        box_clamp="release",
+    )
+    return YolactDetector(**{**args, **overrides}).eval()

@@ -6,6 +6,7 @@ import os
 import torch
 from detectron2.modeling import build_model
 
+from projects.utils.host_syncs import count_host_syncs
 from tests.rgnn_fixtures import synthetic_base_cfg
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -74,3 +75,17 @@ def video():
         img[2, 30:60, 56 - 3 * t : 90 - 3 * t] = 250
         images.append(img)
     return {"video_id": 0, "height": OUT_H, "width": OUT_W, "length": FRAMES, "image": images}
+
+
+def step_host_syncs(model, v, frames: int = 4):
+    """``model.step`` over the first ``frames`` frames of ``v``: the host syncs of each frame after the first
+    (``projects.utils.host_syncs``) and the number of instances output in all."""
+    state = model.init_video_state()
+    counts, outputs = [], 0
+    for t, image in enumerate(v["image"][:frames]):
+        frame = {"image": image, "height": OUT_H, "width": OUT_W, "frame_idx": t}
+        inst, ops = count_host_syncs(lambda frame=frame: model.step(frame, state))
+        outputs += len(inst)
+        if t > 0:
+            counts.append(sum(ops.values()))
+    return counts, outputs

@@ -8,9 +8,9 @@ import pytest
 import torch
 from detectron2.engine import launch
 
+from tests.train_cli import RGNN_NARROW, ROOT, run_cli
 from tests.ytvis_fixtures import write_tiny_ytvis
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = [
     "INPUT.MIN_SIZE_TRAIN",
     "(64,)",
@@ -32,18 +32,6 @@ TINY = [
     "0",
     "MODEL.FPN.OUT_CHANNELS",
     "32",
-]
-RGNN_TINY = [
-    "MODEL.RGNN.DETECTOR.PROTO_CHANNELS",
-    "16",
-    "MODEL.RGNN.DETECTOR.HEAD_CHANNELS",
-    "16",
-    "MODEL.RGNN.APPEARANCE.CHANNELS",
-    "8",
-    "MODEL.RGNN.APPEARANCE.HIDDEN",
-    "4",
-    "MODEL.RGNN.GNN.DIM",
-    "16",
 ]
 STG_TINY = [
     "MODEL.VIS_STG.GRAPH.HIDDEN_DIM",
@@ -115,12 +103,12 @@ def test_vis_stg_two_process_cpu_training(tiny, tmp_path):
 
 def test_rgnn_stage1_then_stage2_two_process_cpu_training(tiny, tmp_path):
     s1 = run_two_processes(
-        "configs/vis_rgnn/synthetic_R18_stage1.yaml", [*DATA, *TINY, *RGNN_TINY], tiny, tmp_path / "s1"
+        "configs/vis_rgnn/synthetic_R18_stage1.yaml", [*DATA, *TINY, *RGNN_NARROW], tiny, tmp_path / "s1"
     )
     ckpt = str(tmp_path / "s1" / "model_final.pth")
     s2 = run_two_processes(
         "configs/vis_rgnn/synthetic_R18_stage2.yaml",
-        [*DATA, *TINY, *RGNN_TINY, "INPUT.SAMPLING_FRAME_NUM", "3", "MODEL.WEIGHTS", ckpt],
+        [*DATA, *TINY, *RGNN_NARROW, "INPUT.SAMPLING_FRAME_NUM", "3", "MODEL.WEIGHTS", ckpt],
         tiny,
         tmp_path / "s2",
     )
@@ -133,38 +121,11 @@ def test_rgnn_stage1_then_stage2_two_process_cpu_training(tiny, tmp_path):
 
 def test_train_net_cli_two_processes_on_cpu(tiny, tmp_path):
     """The command of the issue: train_net.py --num-gpus 2 ... MODEL.DEVICE cpu (gloo) trains and evaluates."""
-    import subprocess
-    import sys
-
-    env = dict(os.environ, PYTHONPATH=ROOT, OMP_NUM_THREADS="1")
-    args = [
-        "--num-gpus",
-        "2",
-        "--dist-url",
-        "auto",  # a free port: another job on the machine may hold detectron2's default one
-        "--config-file",
-        "configs/oracle/gt_oracle.yaml",
-        "--dataset",
-        tiny[0],
-        "--dataset",
-        tiny[1],
-        *DATA,
-        "INPUT.MIN_SIZE_TRAIN",
-        "(32,)",
-        "INPUT.MIN_SIZE_TEST",
-        "32",
-        "MODEL.DEVICE",
-        "cpu",
-        "SOLVER.MAX_ITER",
-        "2",
-        "SOLVER.IMS_PER_BATCH",
-        "2",
-        "OUTPUT_DIR",
-        str(tmp_path),
-    ]
-    proc = subprocess.run(
-        [sys.executable, "train_net.py", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600
-    )
+    # --dist-url auto: a free port (another job on the machine may hold detectron2's default one)
+    args = ["--num-gpus", "2", "--dist-url", "auto", "--config-file", "configs/oracle/gt_oracle.yaml"]
+    args += ["--dataset", tiny[0], "--dataset", tiny[1], *DATA, "INPUT.MIN_SIZE_TRAIN", "(32,)"]
+    args += ["INPUT.MIN_SIZE_TEST", "32", "MODEL.DEVICE", "cpu", "SOLVER.MAX_ITER", "2", "SOLVER.IMS_PER_BATCH", "2"]
+    proc = run_cli("train_net.py", [*args, "OUTPUT_DIR", tmp_path])
     log = proc.stdout + proc.stderr
     assert proc.returncode == 0, log[-5000:]
     assert "DistributedDataParallel over 2 processes on cpu (gloo)" in log

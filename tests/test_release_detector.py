@@ -7,12 +7,11 @@ import math
 import pytest
 import torch
 from detectron2.config import get_cfg
-from detectron2.layers import ShapeSpec
 from detectron2.structures import Boxes
 
+from tests.rgnn_fixtures import tiny_release_detector
 from vis_rgnn.config import add_rgnn_config
 from vis_rgnn.convert_release import RELEASE_CONFIG
-from vis_rgnn.detector import YolactDetector
 from vis_rgnn.yolact_anchors import YolactAnchorGenerator
 
 torch.set_num_threads(1)
@@ -79,25 +78,16 @@ def test_release_anchor_layout():
 
 
 def _detector(score_mode="log_prob", box_clamp="release", max_detections=16):
-    shapes = {f"p{i}": ShapeSpec(channels=8, stride=2**i) for i in range(3, 8)}
-    return YolactDetector(
-        input_shape=shapes,
-        in_features=list(shapes),
-        proto_feature="p3",
-        anchor_generator=release_anchor_generator(),
-        num_classes=K,
-        num_prototypes=4,
-        proto_channels=8,
-        head_channels=8,
-        loss_weights={},
-        anchor_layout="yolact",
+    return tiny_release_detector(
+        release_anchor_generator(),
+        K,
         score_logit_thresh=-3.5,
         nms_thresh=0.7,
         pre_nms_topk=200,
         max_detections=max_detections,
         score_mode=score_mode,
         box_clamp=box_clamp,
-    ).eval()
+    )
 
 
 def _logits(log_probs_fg):

@@ -6,11 +6,11 @@ import math
 
 import torch
 import torch.nn.functional as F
-from detectron2.layers import ShapeSpec
 from detectron2.structures import Boxes
 
+from tests.rgnn_fixtures import tiny_release_detector
 from vis_rgnn.appearance import AppearanceNetwork, AppearanceUpdate
-from vis_rgnn.detector import MASK_SCORE_PAD, YolactDetector, box_grid_masks
+from vis_rgnn.detector import MASK_SCORE_PAD, box_grid_masks
 from vis_rgnn.yolact_anchors import YolactAnchorGenerator
 
 torch.set_num_threads(1)
@@ -27,24 +27,8 @@ def test_box_grid_masks_sample_linspace():
 
 
 def _detector(mask_scores):
-    shapes = {f"p{i}": ShapeSpec(channels=8, stride=2**i) for i in range(3, 8)}
     gen = YolactAnchorGenerator([[24], [48], [96], [192], [384]], [[1 / 1.8, 0.5 / 1.8, 2 / 1.8]], square=False)
-    return YolactDetector(
-        input_shape=shapes,
-        in_features=list(shapes),
-        proto_feature="p3",
-        anchor_generator=gen,
-        num_classes=K,
-        num_prototypes=4,
-        proto_channels=8,
-        head_channels=8,
-        loss_weights={},
-        anchor_layout="yolact",
-        score_mode="log_prob",
-        box_clamp="release",
-        mask_scores=mask_scores,
-        mask_box_weight=10.0,
-    ).eval()
+    return tiny_release_detector(gen, K, mask_scores=mask_scores, mask_box_weight=10.0)
 
 
 def test_release_detection_mask_scores():

@@ -195,7 +195,6 @@ def test_synthetic_configs_keep_our_tracker():
 def test_release_tracker_step_at_most_4_host_syncs_per_frame(monkeypatch):
     """The release switches keep the online step GPU-minded (same budget as tests/test_host_syncs_rgnn.py)."""
     import tests.rgnn_step_video as reg
-    from projects.utils.host_syncs import count_host_syncs
 
     release = {
         "STAGE": 2,
@@ -212,14 +211,6 @@ def test_release_tracker_step_at_most_4_host_syncs_per_frame(monkeypatch):
         "NEW_TRACK_ORDER": "detection",
     }
     monkeypatch.setitem(reg.VARIANTS, "release_tracker", release)
-    model, v = reg.build("release_tracker"), reg.video()
-    state = model.init_video_state()
-    counts, outputs = [], 0
-    for t, image in enumerate(v["image"][:4]):
-        frame = {"image": image, "height": reg.OUT_H, "width": reg.OUT_W, "frame_idx": t}
-        inst, ops = count_host_syncs(lambda frame=frame: model.step(frame, state))
-        outputs += len(inst)
-        if t > 0:
-            counts.append(sum(ops.values()))
+    counts, outputs = reg.step_host_syncs(reg.build("release_tracker"), reg.video())
     assert outputs > 0
     assert max(counts) <= 4, counts

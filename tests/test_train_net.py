@@ -1,22 +1,15 @@
 """train_net.py end to end (train + evaluate) with the GT oracle model, single- and multi-process."""
 
 import json
-import os
-import subprocess
-import sys
 
 import pytest
 
+from tests.train_cli import run_cli
 from tests.ytvis_fixtures import write_tiny_ytvis
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-
-def _run(args, cwd=ROOT, check=True):
-    env = dict(os.environ, PYTHONPATH=ROOT, OMP_NUM_THREADS="1")
-    proc = subprocess.run(
-        [sys.executable, "train_net.py", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=600
-    )
+def _run(args, check=True):
+    proc = run_cli("train_net.py", args)
     if check and proc.returncode != 0:
         raise AssertionError(f"train_net failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}")
     return proc
@@ -30,27 +23,10 @@ def tiny(tmp_path_factory):
 
 
 def _oracle_args(tiny, out, *extra):
-    return [
-        "--config-file",
-        "configs/oracle/gt_oracle.yaml",
-        "--dataset",
-        tiny[0],
-        "--dataset",
-        tiny[1],
-        "DATASETS.TRAIN",
-        "('tiny_train',)",
-        "DATASETS.TEST",
-        "('tiny_val',)",
-        "INPUT.MIN_SIZE_TRAIN",
-        "(32,)",
-        "INPUT.MIN_SIZE_TEST",
-        "32",
-        "SOLVER.MAX_ITER",
-        "3",
-        "OUTPUT_DIR",
-        str(out),
-        *extra,
-    ]
+    data = ["--dataset", tiny[0], "--dataset", tiny[1], "DATASETS.TRAIN", "('tiny_train',)"]
+    data += ["DATASETS.TEST", "('tiny_val',)", "INPUT.MIN_SIZE_TRAIN", "(32,)", "INPUT.MIN_SIZE_TEST", "32"]
+    config = ["--config-file", "configs/oracle/gt_oracle.yaml"]
+    return [*config, *data, "SOLVER.MAX_ITER", "3", "OUTPUT_DIR", str(out), *extra]
 
 
 def test_train_then_evaluate_with_oracle(tiny, tmp_path):

@@ -12,7 +12,7 @@ from detectron2.data import MetadataCatalog
 from detectron2.modeling import build_model
 
 from projects.evaluation import YTVISEvaluator
-from tests.vis_stg_fixtures import H, W, _frame, tiny_cfg
+from tests.vis_stg_fixtures import H, W, moving_box_video, tiny_cfg
 from vis_stg.detection_head import CenterNetHead
 
 torch.set_num_threads(1)
@@ -69,13 +69,7 @@ def test_frames_over_the_cap_are_counted_per_video_and_written_to_metrics_json(t
     model = build_model(
         tiny_cfg(**{"INFERENCE.SCORE_THRESH": 0.0, "INFERENCE.MAX_DETECTIONS": 2, "INFERENCE.TOPK_CANDIDATES": 10})
     ).eval()
-    video = {
-        "video_id": 3,
-        "height": H,
-        "width": W,
-        "length": 3,
-        "image": [_frame([(1, 0, 8 + 4 * t, 8, 28 + 4 * t, 30)])[0] for t in range(3)],
-    }
+    video = moving_box_video()
     (result,) = model([video])
     diag = result["diagnostics"]
     assert diag["frames"] == 3 and diag["frames_over_max_detections"] == 3 and diag["frames_over_topk_candidates"] == 3

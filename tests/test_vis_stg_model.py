@@ -9,7 +9,7 @@ from detectron2.config import get_cfg
 from detectron2.modeling import build_model
 
 from projects.config import add_video_config
-from tests.vis_stg_fixtures import ROOT, H, W, _batch, _frame, run_moving_box_video, tiny_cfg
+from tests.vis_stg_fixtures import ROOT, H, W, _batch, _frame, moving_box_video, run_moving_box_video, tiny_cfg
 from vis_stg import VisSTG, add_vis_stg_config
 from vis_stg.state import VideoState
 
@@ -106,13 +106,7 @@ def test_step_returns_documented_instances_and_keeps_state():
 def test_eval_forward_returns_video_results():
     torch.manual_seed(0)
     model = build_model(tiny_cfg()).eval()
-    video = {
-        "video_id": 3,
-        "height": H,
-        "width": W,
-        "length": 3,
-        "image": [_frame([(1, 0, 8 + 4 * t, 8, 28 + 4 * t, 30)])[0] for t in range(3)],
-    }
+    video = moving_box_video()
     (result,) = model([video])
     assert {k: result[k] for k in ("video_id", "height", "width", "length")} == {
         "video_id": 3,

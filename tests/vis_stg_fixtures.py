@@ -68,12 +68,17 @@ def _batch():
     ]
 
 
+def moving_box_video(frames=3, video_id=3):
+    """A test-mapper video dict of a box moving right by 4 px per frame."""
+    images = [_frame([(1, 0, 8 + 4 * t, 8, 28 + 4 * t, 30)])[0] for t in range(frames)]
+    return {"video_id": video_id, "height": H, "width": W, "length": frames, "image": images}
+
+
 def run_moving_box_video(model, frames=3):
-    """``model.step`` (in eval mode) over a box moving right by 4 px per frame; the per-frame outputs."""
+    """``model.step`` (in eval mode) over :func:`moving_box_video`; the per-frame outputs."""
     model.eval()
     state = model.init_video_state()
-    outs = []
-    for t in range(frames):
-        image, _ = _frame([(1, 0, 8 + 4 * t, 8, 28 + 4 * t, 30)])
-        outs.append(model.step({"image": image, "height": H, "width": W, "frame_idx": t}, state))
-    return outs
+    return [
+        model.step({"image": image, "height": H, "width": W, "frame_idx": t}, state)
+        for t, image in enumerate(moving_box_video(frames)["image"])
+    ]
