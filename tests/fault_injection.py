@@ -16,9 +16,10 @@ import torch
 from detectron2.engine import HookBase
 from detectron2.utils.events import get_event_storage
 
+from projects.engine import trainer as engine_trainer
+from projects.modeling.oracle import VideoGTOracle
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-from projects.engine import trainer as engine_trainer  # noqa: E402
-from projects.modeling.oracle import VideoGTOracle  # noqa: E402
 
 
 def _kill():

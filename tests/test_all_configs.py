@@ -35,8 +35,8 @@ from detectron2.modeling import META_ARCH_REGISTRY, build_model
 import train_net
 from demo.demo import main as demo_main
 from projects.modeling import iterate_online
-from tests.coco_fixtures import ytvis_to_coco  # noqa: E402
-from tests.ytvis_fixtures import write_tiny_ytvis  # noqa: E402
+from tests.coco_fixtures import ytvis_to_coco
+from tests.ytvis_fixtures import write_tiny_ytvis
 from vis_config import get_project_cfg
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

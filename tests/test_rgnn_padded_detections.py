@@ -1,18 +1,14 @@
 """RGNN-VIS detector post-processing on fixed-size padded tensors (no host syncs) against the compact reference
 rule (threshold, top-k, decode + clip, drop empty boxes, Fast NMS, keep the best MAX_DETECTIONS)."""
 
-import os
-
 import pytest
 import torch
 from detectron2.structures import Boxes
 from torchvision.ops import box_iou
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-from tests.rgnn_references import fast_nms  # noqa: E402
-from tests.rgnn_step_video import build  # noqa: E402
-from vis_rgnn.box_ops import fast_nms_keep  # noqa: E402
+from tests.rgnn_references import fast_nms
+from tests.rgnn_step_video import build
+from vis_rgnn.box_ops import fast_nms_keep
 
 
 def test_padding_neither_kept_nor_suppressing():

@@ -20,7 +20,7 @@ from tests.yolact_reference import (
     random_official_state_dict,
     reference_detect,
     reference_raw_outputs,
-)  # noqa: E402
+)
 from vis_rgnn import add_rgnn_config
 from vis_rgnn.convert_yolact import convert_yolact_state_dict, main
 

@@ -13,9 +13,9 @@ from typing import Dict, List
 
 import numpy as np
 import torch
-from detectron2.modeling import build_model  # noqa: E402
+from detectron2.modeling import build_model
 
-from tests.vis_stg_fixtures import COLORS, tiny_cfg  # noqa: E402
+from tests.vis_stg_fixtures import COLORS, tiny_cfg
 
 REFERENCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "vis_stg_step_reference.pt")
 H, W, NUM_FRAMES = 64, 96, 8
