@@ -11,17 +11,15 @@ import time
 import pytest
 import torch
 
+from tests.train_cli import ROOT, cli_env, run_cli
 from tests.ytvis_fixtures import write_tiny_ytvis
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MAX_ITER = 48
 PERIOD = 15  # checkpoints after iterations 14, 29, 44; metrics.json lines at 19, 39, 47 (writer period 20)
 
 
 def _run(args, fault="", check=True):
-    env = dict(os.environ, PYTHONPATH=ROOT, OMP_NUM_THREADS="1", FAULT=fault)
-    cmd = [sys.executable, os.path.join(ROOT, "tests", "fault_injection.py"), *args]
-    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    proc = run_cli("tests/fault_injection.py", args, FAULT=fault)
     if check and proc.returncode != 0:
         raise AssertionError(f"train_net failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}")
     return proc
@@ -110,9 +108,8 @@ def test_sigkill_during_training_then_resume(tiny, reference, tmp_path):
 def test_external_sigkill_at_an_arbitrary_moment_then_resume(tiny, tmp_path):
     """kill -9 from outside as soon as the first checkpoint exists (mid-iteration, mid-save or mid-append)."""
     many = ["SOLVER.MAX_ITER", "200", "SOLVER.CHECKPOINT_PERIOD", "7", "DATALOADER.NUM_WORKERS", "1"]
-    env = dict(os.environ, PYTHONPATH=ROOT, OMP_NUM_THREADS="1")
     cmd = [sys.executable, os.path.join(ROOT, "train_net.py"), *_args(tiny, tmp_path, *many)]
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=cli_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.time() + 300
         while not (tmp_path / "last_checkpoint").exists() and proc.poll() is None and time.time() < deadline:

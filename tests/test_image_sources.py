@@ -3,8 +3,6 @@
 import itertools
 import json
 import os
-import subprocess
-import sys
 import uuid
 
 import cv2
@@ -35,8 +33,8 @@ from projects.data.categories import OVIS_CATEGORIES, YTVIS_2019_CATEGORIES, YTV
 from projects.data.synthetic import generate_synthetic_vis
 from projects.data.synthetic_shapes import SYNTHETIC_CATEGORIES
 from tests.coco_fixtures import write_painted_coco
+from tests.train_cli import run_python
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SYN_NAMES = [c["name"] for c in SYNTHETIC_CATEGORIES]
 
 
@@ -357,10 +355,7 @@ def test_coco_2017_train_under_detectron2_datasets_feeds_the_video_loader(tmp_pa
         "print(json.dumps([[sorted(a['category_id'] for a in r['annotations']) for r in recs],\n"
         "                  [i.gt_ids.tolist() for i in s['instances']]]))\n"
     )
-    env = dict(os.environ, DETECTRON2_DATASETS=str(tmp_path), PYTHONPATH=REPO, OMP_NUM_THREADS="1")
-    out = subprocess.run(
-        [sys.executable, "-W", "ignore", "-c", code], env=env, capture_output=True, text=True, cwd=REPO
-    )
+    out = run_python(["-W", "ignore", "-c", code], DETECTRON2_DATASETS=str(tmp_path))
     assert out.returncode == 0, out.stderr[-3000:]
     cats, frame_ids = json.loads(out.stdout.strip().splitlines()[-1])
     names = [c["name"] for c in YTVIS_2019_CATEGORIES]

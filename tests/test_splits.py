@@ -1,9 +1,6 @@
 """Local protocol: deterministic <stem>_train_sub / <stem>_holdout splits of annotated video datasets."""
 
 import json
-import os
-import subprocess
-import sys
 import uuid
 
 import pytest
@@ -14,9 +11,8 @@ from projects.config import add_video_config
 from projects.data import build_video_test_loader, holdout_video_ids, register_ytvis_instances, splits
 from projects.data.categories import YTVIS_2019_CATEGORIES
 from projects.evaluation import YTVISEvaluator
+from tests.train_cli import run_python
 from tests.ytvis_fixtures import CATEGORIES, write_tiny_ytvis
-
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 @pytest.fixture(autouse=True)
@@ -183,10 +179,9 @@ def test_builtin_splits_use_the_paper_size_under_detectron2_datasets(tmp_path):
         "h, s = DatasetCatalog.get('ytvis_2019_holdout'), DatasetCatalog.get('ytvis_2019_train_sub')\n"
         "print(json.dumps([sorted(v['video_id'] for v in h), len(s)]))\n"
     )
-    env = dict(os.environ, DETECTRON2_DATASETS=str(tmp_path), PYTHONPATH=REPO, OMP_NUM_THREADS="1")
-    out = subprocess.run(
-        [sys.executable, "-W", "ignore", "-c", code], env=env, capture_output=True, text=True, check=True, cwd=REPO
-    ).stdout
+    proc = run_python(["-W", "ignore", "-c", code], DETECTRON2_DATASETS=str(tmp_path))
+    proc.check_returncode()
+    out = proc.stdout
     held, num_sub = json.loads(out.strip().splitlines()[-1])
     assert len(held) == 200 and num_sub == 30
     assert set(held) == holdout_video_ids(range(1, n + 1), 200)

@@ -5,7 +5,6 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import textwrap
 
 import cv2
@@ -13,10 +12,10 @@ import numpy as np
 import pytest
 
 from projects.utils.video_io import VideoReadError, VideoSource, VideoWriter, count_frames, read_image_file
+from tests.train_cli import run_python
 
 imageio_ffmpeg = pytest.importorskip("imageio_ffmpeg")
 FFMPEG = imageio_ffmpeg.get_ffmpeg_exe()
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _frame(i, h=48, w=64):
@@ -82,7 +81,7 @@ def test_killed_writer_leaves_a_playable_file(tmp_path):
         w.proc.stdin.flush()
         os.kill(os.getpid(), signal.SIGKILL)
     """)
-    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=dict(os.environ, PYTHONPATH=ROOT))
+    proc = run_python(["-c", code])
     assert proc.returncode == -signal.SIGKILL
     for _ in range(100):  # ffmpeg finishes on its own, shortly after
         if count_frames(str(path))[0] == 9:

@@ -4,8 +4,6 @@ set written from the synthetic generator."""
 
 import json
 import os
-import subprocess
-import sys
 
 import cv2
 import pytest
@@ -18,11 +16,11 @@ from detectron2.modeling import build_model
 from detectron2.structures import BitMasks, Instances
 
 from projects.data.synthetic import generate_synthetic_vis
-from tests.coco_fixtures import ytvis_to_coco  # noqa: E402
-from tests.rgnn_fixtures import tiny_cfg  # noqa: E402
+from tests.coco_fixtures import ytvis_to_coco
+from tests.rgnn_fixtures import tiny_cfg
+from tests.train_cli import run_cli
 
 torch.set_num_threads(1)
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 @pytest.fixture(scope="module")
@@ -106,8 +104,6 @@ def test_yolact_segmenter_trains_on_images():
 def test_train_net_eval_only_reports_box_and_mask_ap(coco_set, tmp_path):
     name, coco_json, image_root, _ = coco_set
     args = [
-        sys.executable,
-        "train_net.py",
         "--config-file",
         "configs/vis_rgnn/synthetic_R18_stage1.yaml",
         "--eval-only",
@@ -138,8 +134,7 @@ def test_train_net_eval_only_reports_box_and_mask_ap(coco_set, tmp_path):
         "OUTPUT_DIR",
         str(tmp_path),
     ]
-    env = dict(os.environ, PYTHONPATH=ROOT, OMP_NUM_THREADS="1")
-    proc = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    proc = run_cli("train_net.py", args)
     log = proc.stdout + proc.stderr
     assert proc.returncode == 0, log[-4000:]
     assert "Evaluation results for bbox" in log and "Evaluation results for segm" in log

@@ -1,6 +1,6 @@
 """The entry points run as a user runs them -- ``python train_net.py ...``, ``python demo/demo.py ...`` in a fresh
-interpreter from the repository root, this checkout importable -- and the narrow-model options the CLI tests
-share."""
+interpreter from the repository root, this checkout importable (also ``python -c CODE``) -- and the narrow-model
+options the CLI tests share."""
 
 import os
 import subprocess
@@ -26,8 +26,13 @@ def cli_env(**extra: str) -> dict:
 
 def run_cli(script: str, args: Sequence[str], timeout: int = 600, **env: str) -> subprocess.CompletedProcess:
     """``python SCRIPT ARGS`` (``SCRIPT`` relative to the repository root) from the root; stdout / stderr as text."""
+    return run_python([script, *args], timeout, **env)
+
+
+def run_python(argv: Sequence[str], timeout: int = 600, **env: str) -> subprocess.CompletedProcess:
+    """``python ARGV`` from the repository root in :func:`cli_env` (with ``env``); stdout / stderr as text."""
     return subprocess.run(
-        [sys.executable, script, *map(str, args)],
+        [sys.executable, *map(str, argv)],
         cwd=ROOT,
         env=cli_env(**env),
         capture_output=True,
