@@ -45,7 +45,8 @@ class YolactDetector(nn.Module):
     """The segmenter. ``forward(features, ...)`` returns losses in training and detections otherwise.
 
     Detections (one ``Instances`` per image, in padded-input pixel coordinates) carry ``pred_boxes`` (Boxes),
-    ``class_probs`` (M, K+1; background last), ``scores`` (M,) best foreground probability, ``pred_classes``
+    ``class_probs`` (M, K+1; background last), ``class_logits`` (M, K+1) the raw logits they come from (zero on
+    padded slots), ``scores`` (M,) best foreground probability, ``pred_classes``
     (M,), ``mask_coeffs`` (M, k) and ``pred_masks`` (M, Hp/s, Wp/s) box-cropped mask probabilities on the
     prototype grid of stride ``s = mask_stride`` -- or, with ``DETECTION_MASK_SCORES release``, the release's score maps
     (logits ``coefficients . prototypes + DETECTION_MASK_BOX_WEIGHT x box map``, :func:`box_grid_masks`; padded slots
@@ -381,6 +382,7 @@ class YolactDetector(nn.Module):
         out = Instances(padded)
         out.pred_boxes = Boxes(boxes)
         out.class_probs = det_probs
+        out.class_logits = torch.where(valid[:, None], cls_logits[anchor], 0.0)  # the release's GNN input
         out.scores = torch.where(valid, top_scores[sel], 0.0)
         out.pred_classes = det_probs[:, :k].argmax(dim=1)
         out.mask_coeffs = det_coeffs
