@@ -243,6 +243,7 @@ class RGNNVIS(nn.Module):
             self.det_match_iou,
             self.detector.mask_stride,
             self.describe_background(bottom_up),
+            pixel_masks=self.mask_loss == "release",
         )
         with torch.autocast(self.device.type, enabled=False):  # the recurrent tracker runs in float32
             frames_t = [f.float32() for f in frames_t]
