@@ -161,3 +161,27 @@ def test_bad_switch_values_are_errors():
         _detector(box_clamp="none")
     with pytest.raises(ValueError, match="ANCHOR_REFERENCE_SIZE"):
         YolactAnchorGenerator([[24]], [[1.0]], reference_size=-1)
+
+
+def test_release_score_expression_and_tie_order():
+    """The release ranks by max foreground logit - logsumexp in float32 (RGNN._get_confident_detection_ids) and
+    its ``[:16]`` keeps the sorted order: equal scores stay in anchor order, also at the cap; the reported score
+    is exactly exp of that expression (a log_softmax differs in the last bits)."""
+    det = _detector()
+    n = 60
+    g = torch.Generator().manual_seed(0)
+    boxes = torch.tensor(
+        [[20.0 * (i % 40), 15.0 * (i // 40), 20.0 * (i % 40) + 10, 15.0 * (i // 40) + 10] for i in range(n)]
+    )
+    logits = torch.randn(n, K + 1, generator=g) * 3 + 8
+    logits[::3] = logits[0]  # 20 exact ties, the best scores of all
+    logits[0, 0] += 30.0
+    logits[::3, 0] = logits[0, 0]
+    out = det.inference_single(
+        Boxes(boxes), logits, torch.zeros(n, 4), torch.zeros(n, 4), torch.rand(4, 120, 216), (480, 864)
+    )
+    assert int(out.valid.sum()) == 16
+    torch.testing.assert_close(out.pred_boxes.tensor, boxes[0:48:3])  # the first 16 tied anchors, in anchor order
+    want = (logits[0, :K].max() - logits[0].logsumexp(0)).exp()
+    assert torch.equal(out.scores, want.expand(16))
+    assert torch.equal(out.class_logits, logits[0:48:3])

@@ -7,7 +7,7 @@ Shapes: B clips, T frames, M detection slots (padded), G annotations of a frame,
 
 from __future__ import annotations
 
-from typing import List, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import torch
 from detectron2.structures import Instances
@@ -26,8 +26,12 @@ def clip_training_frames(
     gts: Sequence[Sequence[Instances]],
     det_match_iou: float,
     stride: int,
+    background_appearance: Optional[torch.Tensor] = None,
+    pixel_masks: bool = False,
 ) -> Tuple[List[FrameDetections], List[torch.Tensor], List[List[FrameTargets]]]:
     """``dets``, ``appearance`` (M_i, A), ``image_sizes``: the detector's outputs of the B x T frames, video-major;
+    ``background_appearance`` (B x T, A) or None: each frame's whole-image descriptor (the empty track's observation);
+    ``pixel_masks``: also give the annotations at stride 1 (``FrameTargets.pixel_masks``, ``MASK_LOSS release``);
     ``gts``: B lists of T annotated Instances (gt_boxes, gt_classes, gt_masks, gt_ids) on the device; ``stride``
     of the prototype grid. Returns, per frame t: the FrameDetections of the B clips, the annotation id per
     detection (B, M) (-1: none, IoU < ``det_match_iou``), and B FrameTargets."""
@@ -44,7 +48,10 @@ def clip_training_frames(
     for t in range(length):
         sel = [b * length + t for b in range(b_size)]
         frame = FrameDetections.from_instances(
-            [dets[i] for i in sel], [appearance[i] for i in sel], [image_sizes[i] for i in sel]
+            [dets[i] for i in sel],
+            [appearance[i] for i in sel],
+            [image_sizes[i] for i in sel],
+            None if background_appearance is None else background_appearance[t::length],
         )
         det_identity = torch.full(frame.valid.shape, -1, dtype=torch.long, device=frame.valid.device)
         targets = []
@@ -54,7 +61,8 @@ def clip_training_frames(
             if len(gt) and n:
                 match = assign_detections(frame.boxes[b, :n], gt.gt_boxes.tensor, det_match_iou)
                 det_identity[b, :n] = torch.where(match >= 0, gt.gt_ids[match.clamp(min=0)], -1)
-            targets.append(FrameTargets(gt.gt_ids, gt_masks_on_grid(gt, covered, stride), classes[b]))
+            full = gt_masks_on_grid(gt, covered, 1) if pixel_masks else None
+            targets.append(FrameTargets(gt.gt_ids, gt_masks_on_grid(gt, covered, stride), classes[b], full))
         frames_t.append(frame)
         identities_t.append(det_identity)
         targets_t.append(targets)

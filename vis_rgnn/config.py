@@ -164,7 +164,9 @@ def add_rgnn_config(cfg: CN) -> None:
     lo.CLASS_WEIGHT = 1.0
     lo.MASK_WEIGHT = 1.0
     # "joint": Lovász-softmax on the joint instance map, tracks competing for pixels (§3.5); "per_track": Lovász
-    # hinge of every track's mask alone (vis_rgnn/losses.py).
+    # hinge of every track's mask alone; "release": the release's per-image Lovász-softmax over the present classes
+    # of [background 10, every slot's upsampled mask logits], targets from the clip's last identities
+    # (vis_rgnn/losses.py).
     lo.MASK_LOSS = "joint"
     lo.MATCH_WEIGHT = 4.0
     lo.NEW_TRACK_WEIGHT = 1.0

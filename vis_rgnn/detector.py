@@ -45,7 +45,8 @@ class YolactDetector(nn.Module):
     """The segmenter. ``forward(features, ...)`` returns losses in training and detections otherwise.
 
     Detections (one ``Instances`` per image, in padded-input pixel coordinates) carry ``pred_boxes`` (Boxes),
-    ``class_probs`` (M, K+1; background last), ``scores`` (M,) best foreground probability, ``pred_classes``
+    ``class_probs`` (M, K+1; background last), ``class_logits`` (M, K+1) the raw logits they come from (zero on
+    padded slots), ``scores`` (M,) best foreground probability, ``pred_classes``
     (M,), ``mask_coeffs`` (M, k) and ``pred_masks`` (M, Hp/s, Wp/s) box-cropped mask probabilities on the
     prototype grid of stride ``s = mask_stride`` -- or, with ``DETECTION_MASK_SCORES release``, the release's score maps
     (logits ``coefficients . prototypes + DETECTION_MASK_BOX_WEIGHT x box map``, :func:`box_grid_masks`; padded slots
@@ -346,11 +347,16 @@ class YolactDetector(nn.Module):
         """
         k = self.num_classes
         probs = cls_logits.softmax(dim=-1)
-        if self.score_mode == "log_prob":  # the release: max foreground log-probability > threshold
-            scores = cls_logits.log_softmax(dim=-1)[:, :k].max(dim=1).values
+        n_top = min(self.pre_nms_topk, cls_logits.shape[0])
+        if self.score_mode == "log_prob":
+            # The release (RGNN._get_confident_detection_ids): max foreground logit - logsumexp, this float32
+            # expression (its rounding decides near-ties), ranked by a stable sort (ties in anchor order, as its
+            # nonzero + sort); a log_softmax differs in the last bits and a topk orders ties arbitrarily.
+            scores = cls_logits[:, :k].max(dim=1).values - cls_logits.logsumexp(dim=1)
+            top_scores, top = (x[:n_top] for x in scores.sort(descending=True, stable=True))
         else:
             scores = probs[:, :k].max(dim=1).values
-        top_scores, top = scores.topk(min(self.pre_nms_topk, scores.shape[0]))  # sorted, decreasing
+            top_scores, top = scores.topk(n_top)  # sorted, decreasing
         boxes = self.box2box.apply_deltas(deltas[top], anchors.tensor[top])
         h, w = image_size
         if self.score_mode == "log_prob":
@@ -369,8 +375,8 @@ class YolactDetector(nn.Module):
             valid = valid & ((boxes[:, 2:] - boxes[:, :2]) > 1e-3).all(dim=1)
         valid = valid & torch.isfinite(boxes).all(dim=1)
         keep = fast_nms_keep(boxes, valid, self.nms_thresh)
-        ranked = torch.where(keep, top_scores, torch.full_like(top_scores, -1.0))
-        sel = ranked.topk(min(self.max_detections, ranked.shape[0])).indices  # kept first, by decreasing score
+        # kept first, in rank order (a stable sort: equal scores keep their order, as the release's [:16])
+        sel = (~keep).to(torch.uint8).sort(stable=True).indices[: self.max_detections]
         valid = keep[sel]
         anchor = top[sel]
         boxes = torch.where(valid[:, None], boxes[sel], 0.0)
@@ -381,6 +387,7 @@ class YolactDetector(nn.Module):
         out = Instances(padded)
         out.pred_boxes = Boxes(boxes)
         out.class_probs = det_probs
+        out.class_logits = torch.where(valid[:, None], cls_logits[anchor], 0.0)  # the release's GNN input
         out.scores = torch.where(valid, top_scores[sel], 0.0)
         out.pred_classes = det_probs[:, :k].argmax(dim=1)
         out.mask_coeffs = det_coeffs

@@ -13,12 +13,19 @@ each track's identity (the annotation of the detection that initialised it, see
   2018) summed over the tracks' channels: tracks compete for pixels in the loss as at test time. An identity
   held by several tracks belongs to the first one (lowest slot); the others' target is empty.
   ``"per_track"``: Lovász hinge of each re-weighted track mask alone against its identity's mask.
+  ``"release"`` (the release's ``SegLoss('Lovasz per image')`` of ``VISObjective._vis_loss``): per image, the
+  softmax over [a constant background score 10, every track slot's mask logit (-20 for slots holding no
+  detection)] upsampled bilinearly to the input, against the annotated instance map whose objects are mapped to
+  the lowest slot carrying their annotation *at the clip's last frame* (background otherwise, also before that
+  track started), with the Lovász-softmax averaged over the classes present in the image; the mean over the
+  B x T images (not frame-weighted), :func:`release_mask_loss`.
 - L_match: binary cross-entropy of every active track x detection logit; positive iff the detection's
   annotation is the track's identity.
 - L_new: binary cross-entropy of every detection's new-track logit; positive iff the detection is assigned to
   an annotation that no track has yet.
 
-All four are sums over tracks / detections divided by (batch size x sequence length) only, so false-positive
+All four (L_lovasz "release": a mean per image) are sums over tracks / detections divided by (batch size x
+sequence length) only, so false-positive
 tracks or detections do not dilute the loss of the others (§3.5).
 
 Shapes: B clips, T frames, N track slots (N' the leading ones the GNN processed), M detection slots (padded),
@@ -28,7 +35,7 @@ G annotations of a frame, P tracks holding a detection, (H, W) / (h, w) the prot
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 import torch
 import torch.nn.functional as F
@@ -39,6 +46,8 @@ from .tracker import RGNNTracker
 __all__ = [
     "lovasz_hinge",
     "lovasz_softmax_joint",
+    "lovasz_softmax_present",
+    "release_mask_loss",
     "MASK_LOSSES",
     "FrameTargets",
     "frame_weights",
@@ -67,7 +76,9 @@ def lovasz_hinge(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     return (F.relu(errors_sorted) * grad).sum(dim=1)
 
 
-MASK_LOSSES = ("joint", "per_track")
+MASK_LOSSES = ("joint", "per_track", "release")
+RELEASE_BACKGROUND_SCORE = 10.0  # the release's background channel of the instance score maps
+RELEASE_NO_MASK_SCORE = -20.0  # the release's score map of a slot holding no detection
 
 
 def joint_track_probs(logits: torch.Tensor, video: torch.Tensor, num_videos: int) -> torch.Tensor:
@@ -95,14 +106,57 @@ def lovasz_softmax_joint(
     return (errors_sorted * _lovasz_grad(labels.gather(1, perm))).sum(dim=1)
 
 
+def lovasz_softmax_present(probs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Lovász-softmax of one image averaged over the classes present in ``labels`` (Berman et al. 2018; the
+    release's ``lovasz_softmax_flat(classes='present')``). probs: (C, P) per-pixel class probabilities; labels:
+    (P,) int64 in [0, C). Returns a scalar (0, still in the graph, without pixels). Every class is sorted at once
+    and the absent ones masked, so there is no host sync."""
+    c = probs.shape[0]
+    fg = F.one_hot(labels, c).t().to(probs.dtype)  # (C, P)
+    errors_sorted, perm = (fg - probs).abs().sort(dim=1, descending=True)
+    per_class = (errors_sorted * _lovasz_grad(fg.gather(1, perm))).sum(dim=1)  # (C,)
+    present = (fg.sum(dim=1) > 0).to(probs.dtype)
+    return (per_class * present).sum() / present.sum().clamp(min=1)
+
+
 @dataclass
 class FrameTargets:
     """Annotations of one frame of one clip: ids (G,) annotation ids, masks (G, h, w) on the prototype grid,
-    and ``classes``: annotation id -> class for every object of the whole clip."""
+    and ``classes``: annotation id -> class for every object of the whole clip; pixel_masks (G, H, W) the same
+    masks at stride 1 on the region the grid covers (``MASK_LOSS "release"`` only, else None)."""
 
     ids: torch.Tensor
     masks: torch.Tensor
     classes: Dict[int, int]
+    pixel_masks: Optional[torch.Tensor] = None
+
+
+def release_mask_loss(
+    out: FrameOutput, final_identity: torch.Tensor, targets: List[FrameTargets], image_sizes: torch.Tensor, stride: int
+) -> torch.Tensor:
+    """``MASK_LOSS "release"`` of one frame, summed over its B images (see the module docstring).
+
+    out: the frame's tracker output (mask_logits (P, h, w), mask_index (P, 2)); final_identity (B, N): the
+    track identities after the clip's last frame; targets[b].pixel_masks (G, h x stride, w x stride);
+    image_sizes (B, 2) = (H, W) of the input, the region the loss covers."""
+    b_size, n = final_identity.shape
+    h, w = out.mask_logits.shape[-2:]
+    dense = out.mask_logits.new_full((b_size, n, h, w), RELEASE_NO_MASK_SCORE)
+    dense = dense.index_put((out.mask_index[:, 0], out.mask_index[:, 1]), out.mask_logits)
+    scores = torch.cat([dense.new_full((b_size, 1, h, w), RELEASE_BACKGROUND_SCORE), dense], dim=1)
+    scores = F.interpolate(scores, size=(h * stride, w * stride), mode="bilinear", align_corners=False)
+    total = scores.new_zeros(())
+    for b, (img_h, img_w) in enumerate(image_sizes.round().long().tolist()):
+        tgt = targets[b]
+        if tgt.pixel_masks is None:
+            raise ValueError("MASK_LOSS release needs FrameTargets.pixel_masks (clip_training_frames pixel_masks)")
+        owner = final_identity[b][None, :] == tgt.ids[:, None]  # (G, N): slots carrying each annotation
+        label_of = torch.where(owner.any(dim=1), owner.to(torch.uint8).argmax(dim=1) + 1, 0)  # lowest slot + 1
+        pix = tgt.pixel_masks[:, :img_h, :img_w] > 0.5
+        labels = (pix.long() * label_of[:, None, None]).amax(dim=0) if len(tgt.ids) else pix.new_zeros(img_h, img_w)
+        probs = scores[b, :, :img_h, :img_w].softmax(dim=0).flatten(1)
+        total = total + lovasz_softmax_present(probs, labels.long().flatten())
+    return total
 
 
 def frame_weights(length: int, decay: float) -> List[float]:
@@ -145,6 +199,8 @@ def tracker_frame_losses(
     loss_cls = class_weight * torch.where(out.alive, ce, 0.0).sum()
 
     # Masks: each re-weighted track mask against its identity's mask in this frame.
+    if mask_loss == "release":
+        return {"loss_class": loss_cls, "loss_match": loss_match, "loss_new_track": loss_new}
     mask_t = out.mask_logits.new_zeros(out.mask_logits.shape)
     claimed = set()  # (video, identity) pairs already given to a track (mask_index is sorted by slot)
     for p, (b, s) in enumerate(out.mask_index.tolist()):
@@ -176,6 +232,7 @@ def tracker_clip_losses(
     state = tracker.init_state(b_size, frames[0].boxes.device)
     weights = frame_weights(length, frame_decay)
     totals: Dict[str, torch.Tensor] = {}
+    outs = []
     for t in range(length):
         out = tracker.step(state, frames[t], det_identities[t])
         losses = tracker_frame_losses(
@@ -183,4 +240,10 @@ def tracker_clip_losses(
         )
         for k, v in losses.items():
             totals[k] = totals[k] + v if k in totals else v
+        outs.append(out)
+    if mask_loss == "release":  # targets follow the identities at the clip's last frame
+        totals["loss_mask"] = sum(
+            release_mask_loss(out, state.identity, targets[t], frames[t].image_sizes, tracker.mask_stride)
+            for t, out in enumerate(outs)
+        )
     return {k: loss_weights[k] * v / float(b_size * length) for k, v in totals.items()}

@@ -193,6 +193,11 @@ class RGNNVIS(nn.Module):
             return [d.scores.new_zeros(len(d), 0) for d in dets]
         return self.appearance(bottom_up, [d.pred_masks for d in dets], [d.valid for d in dets])
 
+    def describe_background(self, bottom_up: Dict[str, torch.Tensor]) -> Optional[torch.Tensor]:
+        """Whole-image descriptor (B, A) of every image, the empty track's appearance observation (the release's
+        ``new_background``); None when the appearance model is disabled."""
+        return None if self.appearance is None else self.appearance.image_descriptor(bottom_up)
+
     # ----------------------------------------------------------------------------------------------- forward
     def forward(self, batched_inputs: List[Dict[str, Any]]):
         if not self.training:
@@ -227,7 +232,14 @@ class RGNNVIS(nn.Module):
             dets = self.detector(fpn, images.image_sizes, input_size=tuple(images.tensor.shape[-2:]))
         appearance = self.describe(bottom_up, dets)
         frames_t, identities_t, targets_t = clip_training_frames(
-            dets, appearance, images.image_sizes, gts, self.det_match_iou, self.detector.mask_stride
+            dets,
+            appearance,
+            images.image_sizes,
+            gts,
+            self.det_match_iou,
+            self.detector.mask_stride,
+            self.describe_background(bottom_up),
+            pixel_masks=self.mask_loss == "release",
         )
         with torch.autocast(self.device.type, enabled=False):  # the recurrent tracker runs in float32
             frames_t = [f.float32() for f in frames_t]
@@ -254,7 +266,9 @@ class RGNNVIS(nn.Module):
         images = self.preprocess([frame["image"]])  # exactly the image call's preprocessing
         fpn, bottom_up = self.extract_features(images)
         dets = self.detector(fpn, images.image_sizes, input_size=tuple(images.tensor.shape[-2:]))
-        fd = FrameDetections.from_instances(dets, self.describe(bottom_up, dets), images.image_sizes)
+        fd = FrameDetections.from_instances(
+            dets, self.describe(bottom_up, dets), images.image_sizes, self.describe_background(bottom_up)
+        )
         tracks: TrackState = state["tracks"]
         with torch.autocast(self.device.type, enabled=False):  # the recurrent tracker runs in float32
             fd = fd.float32()
