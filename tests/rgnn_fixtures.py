@@ -188,3 +188,25 @@ def tiny_release_detector(anchor_generator, num_classes: int, **overrides) -> Yo
         box_clamp="release",
     )
     return YolactDetector(**{**args, **overrides}).eval()
+
+
+PAPER_STAGE2 = "R50_FPN_stage2_150ep_ytvis19.yaml"  # YOLACT's FPN: unpadded input
+
+
+def paper_clip(h: int, w: int, length: int, seed: int):
+    """Two objects as rectangles whose edges lie on multiples of 4 px; the second reaches the bottom-right
+    corner of the image."""
+    g = torch.Generator().manual_seed(seed)
+    images, instances = [], []
+    for _ in range(length):
+        masks = torch.zeros(2, h, w, dtype=torch.bool)
+        masks[0, 8:32, 4:40] = True
+        masks[1, 36:, 48:] = True
+        img = torch.randint(0, 255, (3, h, w), dtype=torch.uint8, generator=g)
+        inst = Instances((h, w))
+        inst.gt_masks = BitMasks(masks)
+        inst.gt_boxes = inst.gt_masks.get_bounding_boxes()
+        inst.gt_classes = torch.tensor([0, 2])
+        inst.gt_ids = torch.tensor([4, 9])
+        images.append(img), instances.append(inst)
+    return {"video_id": seed, "height": h, "width": w, "length": length, "image": images, "instances": instances}

@@ -7,8 +7,8 @@ import torch
 from detectron2.modeling import build_model
 
 import vis_rgnn.meta_arch as meta_arch
-from tests.rgnn_fixtures import small_cfg
-from tests.test_rgnn_paper_sizes import PAPER_STAGE2, _clip
+from tests.rgnn_fixtures import PAPER_STAGE2, small_cfg
+from tests.rgnn_fixtures import paper_clip as _clip
 
 torch.set_num_threads(1)
 LOW = {"DETECTOR__SCORE_LOGIT_THRESH": -50.0, "INIT_THRESHOLD": -50.0, "INACTIVE_THRESHOLD": -50.0}

@@ -97,8 +97,8 @@ def test_paper_stage2_training_with_the_release_mask_loss():
     """The paper's stage-2 config (shrunk) trains with it: finite, positive, and it reaches the re-weighting CNN."""
     from detectron2.modeling import build_model
 
-    from tests.rgnn_fixtures import small_cfg
-    from tests.test_rgnn_paper_sizes import PAPER_STAGE2, _clip
+    from tests.rgnn_fixtures import PAPER_STAGE2, small_cfg
+    from tests.rgnn_fixtures import paper_clip as _clip
 
     low = {"DETECTOR__SCORE_LOGIT_THRESH": -50.0, "INIT_THRESHOLD": -50.0, "INACTIVE_THRESHOLD": -50.0}
     cfg = small_cfg(PAPER_STAGE2, STAGE=2, TRAIN_RESIZE=[68, 100], **low)

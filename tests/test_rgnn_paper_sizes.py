@@ -15,7 +15,8 @@ from detectron2.modeling import build_model
 from detectron2.structures import BitMasks, Instances
 
 import vis_rgnn.meta_arch as meta_arch
-from tests.rgnn_fixtures import small_cfg
+from tests.rgnn_fixtures import PAPER_STAGE2, small_cfg
+from tests.rgnn_fixtures import paper_clip as _clip
 from vis_rgnn.meta_arch import grid_logits_to_frame
 from vis_rgnn.targets import gt_masks_on_grid
 
@@ -23,27 +24,7 @@ torch.set_num_threads(1)
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-PAPER_STAGE2 = "R50_FPN_stage2_150ep_ytvis19.yaml"  # YOLACT's FPN: unpadded input
 SYNTHETIC = "synthetic_R18_stage1.yaml"  # detectron2's FPN: input padded to 32
-
-
-def _clip(h: int, w: int, length: int, seed: int):
-    """Two objects as rectangles whose edges lie on multiples of 4 px; the second reaches the bottom-right
-    corner of the image."""
-    g = torch.Generator().manual_seed(seed)
-    images, instances = [], []
-    for _ in range(length):
-        masks = torch.zeros(2, h, w, dtype=torch.bool)
-        masks[0, 8:32, 4:40] = True
-        masks[1, 36:, 48:] = True
-        img = torch.randint(0, 255, (3, h, w), dtype=torch.uint8, generator=g)
-        inst = Instances((h, w))
-        inst.gt_masks = BitMasks(masks)
-        inst.gt_boxes = inst.gt_masks.get_bounding_boxes()
-        inst.gt_classes = torch.tensor([0, 2])
-        inst.gt_ids = torch.tensor([4, 9])
-        images.append(img), instances.append(inst)
-    return {"video_id": seed, "height": h, "width": w, "length": length, "image": images, "instances": instances}
 
 
 def _expected_grid(config: str, h: int, w: int):
