@@ -3,6 +3,7 @@
 
 import os
 
+import numpy as np
 import torch
 from detectron2.modeling import build_model
 
@@ -89,3 +90,24 @@ def step_host_syncs(model, v, frames: int = 4):
         if t > 0:
             counts.append(sum(ops.values()))
     return counts, outputs
+
+
+def record_outputs(model, v, height: int, width: int):
+    """Per-frame outputs (numpy, CPU) of ``model.step`` over video ``v`` at output size (height, width), then the
+    video-level tracks of ``model([v])``: what the frozen-output tests compare."""
+    state = model.init_video_state()
+    frames = []
+    with torch.no_grad():
+        for t, image in enumerate(v["image"]):
+            inst = model.step({"image": image, "height": height, "width": width, "frame_idx": t}, state).to("cpu")
+            frames.append(
+                {
+                    "ids": inst.track_ids.numpy().copy(),
+                    "classes": inst.pred_classes.numpy().copy(),
+                    "scores": inst.scores.float().numpy().copy(),
+                    "masks": np.packbits(inst.pred_masks.numpy(), axis=-1),
+                }
+            )
+        (result,) = model([v])
+    tracks = [(t["score"], t["category_id"], sum(s is not None for s in t["segmentations"])) for t in result["tracks"]]
+    return {"frames": frames, "tracks": tracks}

@@ -18,6 +18,7 @@ import torch
 from detectron2.modeling import build_model
 
 from tests.rgnn_fixtures import ROOT, small_cfg
+from tests.rgnn_step_video import record_outputs
 
 FIXTURE = os.path.join(ROOT, "tests", "data", "rgnn_release_step_outputs.pt")
 FRAMES, H, W = 5, 75, 109  # not multiples of 8: resized to TEST_RESIZE and back
@@ -58,23 +59,7 @@ def video():
 
 
 def run():
-    model, v = build(), video()
-    state = model.init_video_state()
-    frames = []
-    with torch.no_grad():
-        for t, image in enumerate(v["image"]):
-            inst = model.step({"image": image, "height": H, "width": W, "frame_idx": t}, state)
-            frames.append(
-                {
-                    "ids": inst.track_ids.numpy().copy(),
-                    "classes": inst.pred_classes.numpy().copy(),
-                    "scores": inst.scores.float().numpy().copy(),
-                    "masks": np.packbits(inst.pred_masks.numpy(), axis=-1),
-                }
-            )
-        (result,) = model([v])
-    tracks = [(t["score"], t["category_id"], sum(s is not None for s in t["segmentations"])) for t in result["tracks"]]
-    return {"frames": frames, "tracks": tracks}
+    return record_outputs(build(), video(), H, W)
 
 
 @pytest.fixture(scope="module")

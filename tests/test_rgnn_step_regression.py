@@ -16,7 +16,7 @@ import pytest
 import torch
 from detectron2.structures import BitMasks, Instances
 
-from tests.rgnn_step_video import FRAMES, OUT_H, OUT_W, ROOT, VARIANTS, H, W, build, video
+from tests.rgnn_step_video import FRAMES, OUT_H, OUT_W, ROOT, VARIANTS, H, W, build, record_outputs, video
 
 FIXTURE = os.path.join(ROOT, "tests", "data", "rgnn_step_outputs.pt")
 
@@ -53,24 +53,7 @@ def stage2_losses():
 
 def run(variant: str):
     """Per-frame outputs (numpy, CPU) and the video-level tracks of one variant."""
-    model = build(variant)
-    v = video()
-    state = model.init_video_state()
-    frames = []
-    with torch.no_grad():
-        for t, image in enumerate(v["image"]):
-            inst = model.step({"image": image, "height": OUT_H, "width": OUT_W, "frame_idx": t}, state).to("cpu")
-            frames.append(
-                {
-                    "ids": inst.track_ids.numpy().copy(),
-                    "classes": inst.pred_classes.numpy().copy(),
-                    "scores": inst.scores.float().numpy().copy(),
-                    "masks": np.packbits(inst.pred_masks.numpy(), axis=-1),
-                }
-            )
-        (result,) = model([v])
-    tracks = [(t["score"], t["category_id"], sum(s is not None for s in t["segmentations"])) for t in result["tracks"]]
-    return {"frames": frames, "tracks": tracks}
+    return record_outputs(build(variant), video(), OUT_H, OUT_W)
 
 
 @pytest.fixture(scope="module")
