@@ -50,12 +50,7 @@ def _clip(length: int, seed: int = 0):
         masks[1, 30:60, 60 - t : 90 - t] = True
         img[0][masks[0]] = 250
         img[2][masks[1]] = 250
-        inst = Instances((H, W))
-        inst.gt_masks = BitMasks(masks)
-        inst.gt_boxes = inst.gt_masks.get_bounding_boxes()
-        inst.gt_classes = torch.tensor([0, 2])
-        inst.gt_ids = torch.tensor([4, 9])
-        images.append(img), instances.append(inst)
+        images.append(img), instances.append(two_object_targets(masks))
     return {
         "video_id": seed,
         "height": 2 * H,
@@ -203,10 +198,15 @@ def paper_clip(h: int, w: int, length: int, seed: int):
         masks[0, 8:32, 4:40] = True
         masks[1, 36:, 48:] = True
         img = torch.randint(0, 255, (3, h, w), dtype=torch.uint8, generator=g)
-        inst = Instances((h, w))
-        inst.gt_masks = BitMasks(masks)
-        inst.gt_boxes = inst.gt_masks.get_bounding_boxes()
-        inst.gt_classes = torch.tensor([0, 2])
-        inst.gt_ids = torch.tensor([4, 9])
-        images.append(img), instances.append(inst)
+        images.append(img), instances.append(two_object_targets(masks))
     return {"video_id": seed, "height": h, "width": w, "length": length, "image": images, "instances": instances}
+
+
+def two_object_targets(masks: torch.Tensor) -> Instances:
+    """GT ``Instances`` of the two-object clips: (2, h, w) masks, their boxes, classes 0 / 2, ids 4 / 9."""
+    inst = Instances(tuple(masks.shape[-2:]))
+    inst.gt_masks = BitMasks(masks)
+    inst.gt_boxes = inst.gt_masks.get_bounding_boxes()
+    inst.gt_classes = torch.tensor([0, 2])
+    inst.gt_ids = torch.tensor([4, 9])
+    return inst
