@@ -55,6 +55,10 @@ def test_finalize_hook_and_max_tracks():
 
     out = run_online_inference(Rescored(), _video(), max_tracks=1)
     assert len(out["tracks"]) == 1 and out["tracks"][0]["score"] == 0.99 and out["tracks"][0]["category_id"] == 1
+    # a model without video_diagnostics (RGNN-VIS) still reports what the cap dropped
+    assert out["diagnostics"] == {"videos_over_max_tracks": 1, "tracks_over_max_tracks": 1}
+    roomy = run_online_inference(ScriptedModel(), _video(), max_tracks=2)
+    assert roomy["diagnostics"] == {"videos_over_max_tracks": 0, "tracks_over_max_tracks": 0}  # exactly at the cap
 
 
 def test_classes_per_track_reports_a_track_under_its_best_classes():
@@ -63,8 +67,10 @@ def test_classes_per_track_reports_a_track_under_its_best_classes():
     entries = [(t["track_id"], t["category_id"], round(t["score"], 4)) for t in out["tracks"]]
     assert entries == [(2, 1, 0.9), (1, 0, round((0.8 * 3 + 0.4 * 2) / 5, 4)), (2, 0, 0.45)]
     assert out["tracks"][2]["segmentations"] == out["tracks"][0]["segmentations"]  # the same masks
-    capped = run_online_inference(ScriptedModel(), _video(), max_tracks=2, classes_per_track=3)["tracks"]
+    capped_out = run_online_inference(ScriptedModel(), _video(), max_tracks=2, classes_per_track=3)
+    capped = capped_out["tracks"]
     assert [(t["track_id"], t["category_id"]) for t in capped] == [(2, 1), (1, 0)]  # max_tracks caps the entries
+    assert capped_out["diagnostics"]["tracks_over_max_tracks"] == 1  # the (2, 0) entry
     with pytest.raises(ValueError, match="CLASSES_PER_TRACK"):
         run_online_inference(ScriptedModel(), _video(), classes_per_track=0)
 

@@ -5,6 +5,7 @@ import pytest
 import torch
 from detectron2.modeling import build_model
 
+from projects.modeling import run_online_inference
 from projects.utils.masks import decode_mask
 from tests.rgnn_fixtures import H, W, _clip, _synthetic_detections, _tracker, tiny_cfg
 from vis_rgnn.losses import tracker_clip_losses
@@ -80,6 +81,22 @@ def test_online_inference_contract(options):
         assert len(track["segmentations"]) == 4
         rle = next(s for s in track["segmentations"] if s is not None)
         assert decode_mask(rle, 2 * H, 2 * W).shape == (2 * H, 2 * W)
+
+
+def test_tracks_cut_by_max_tracks_are_reported():
+    """``TEST.VIDEO.MAX_TRACKS`` drops the lowest-scored tracks; the video's diagnostics say how many."""
+    cfg = tiny_cfg(stage=2, DETECTOR__SCORE_LOGIT_THRESH=-50.0, INIT_THRESHOLD=-50.0, INACTIVE_THRESHOLD=-50.0)
+    cfg.TEST.VIDEO.MAX_TRACKS = 1
+    torch.manual_seed(0)
+    model = build_model(cfg).eval()
+    torch.nn.init.constant_(model.tracker.mask_reweighting.conv2.bias, 5.0)  # untrained: make masks non-empty
+    video = _clip(4)
+    del video["instances"]
+    uncapped = len(run_online_inference(model, video, max_tracks=10**6)["tracks"])
+    assert uncapped > 1
+    (result,) = model([video])
+    assert len(result["tracks"]) == 1
+    assert result["diagnostics"] == {"videos_over_max_tracks": 1, "tracks_over_max_tracks": uncapped - 1}
 
 
 # ------------------------------------------------------------------------------- tracker on synthetic tensors

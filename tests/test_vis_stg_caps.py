@@ -1,5 +1,6 @@
-"""Detection caps that drop objects say so: ``INFERENCE.TOPK_CANDIDATES`` / ``MAX_DETECTIONS`` overflows are
-counted per frame on the device, per video by ``VisSTG.video_diagnostics``, and summed into ``metrics.json``."""
+"""Caps that drop objects say so: ``INFERENCE.TOPK_CANDIDATES`` / ``MAX_DETECTIONS`` overflows are counted per
+frame on the device, per video by ``VisSTG.video_diagnostics``, and summed into ``metrics.json``; tracks cut by
+``TEST.VIDEO.MAX_TRACKS`` are counted per video by ``run_online_inference`` and summed the same way."""
 
 import json
 import logging
@@ -12,6 +13,7 @@ from detectron2.data import MetadataCatalog
 from detectron2.modeling import build_model
 
 from projects.evaluation import YTVISEvaluator
+from projects.modeling import run_online_inference
 from tests.vis_stg_fixtures import H, W, moving_box_video, tiny_cfg
 from vis_stg.detection_head import CenterNetHead
 
@@ -91,3 +93,27 @@ def test_frames_over_the_cap_are_counted_per_video_and_written_to_metrics_json(t
     assert "AP" in written["segm"]
     expected = {k: diag[k] + roomy_result["diagnostics"][k] for k in diag}
     assert written["diagnostics"] == {"videos": 2, **expected}
+
+
+def test_tracks_cut_by_max_tracks_are_counted_per_video_and_written_to_metrics_json(tmp_path, caplog):
+    torch.manual_seed(0)
+    cfg = tiny_cfg(**{"INFERENCE.SCORE_THRESH": 0.0})  # random weights, threshold 0: many one-frame tracks
+    cfg.TEST.VIDEO.MAX_TRACKS = 2
+    model = build_model(cfg).eval()
+    video = moving_box_video()
+    uncapped = len(run_online_inference(model, video, max_tracks=10**6)["tracks"])
+    assert uncapped > 2
+    (result,) = model([video])
+    assert len(result["tracks"]) == 2
+    diag = result["diagnostics"]
+    assert diag["videos_over_max_tracks"] == 1 and diag["tracks_over_max_tracks"] == uncapped - 2
+
+    evaluator = YTVISEvaluator(_register(tmp_path), output_dir=str(tmp_path), distributed=False)
+    evaluator.reset()
+    with caplog.at_level(logging.INFO, logger="projects.evaluation.evaluator"):
+        evaluator.process([video], [result])
+        evaluator.evaluate()
+    assert f"videos_over_max_tracks 1, tracks_over_max_tracks {uncapped - 2}" in caplog.text
+    written = json.loads((tmp_path / "metrics.json").read_text())["diagnostics"]
+    assert written["videos"] == 1 and written["videos_over_max_tracks"] == 1
+    assert written["tracks_over_max_tracks"] == uncapped - 2

@@ -5,8 +5,9 @@ Collects the video-level tracks of the models (docs/interfaces.md), gathers them
 the dataset's JSON has annotations, reports the official YouTube-VIS metrics in percent (also written to
 ``metrics.json`` next to the results, for scripts that collect many evaluations; strict JSON, ``null`` where a
 metric is undefined while the returned dict has NaN like detectron2's COCOEvaluator). A video output's optional
-``"diagnostics"`` (counts from the model's ``video_diagnostics``, ``projects.modeling.online``) is logged per
-video and summed over the videos into ``metrics.json`` under ``"diagnostics"``.
+``"diagnostics"`` (counts from the model's ``video_diagnostics`` and what ``TEST.VIDEO.MAX_TRACKS`` dropped,
+``projects.modeling.online``) is logged per video (its non-zero counts, when there are any) and summed over the
+videos into ``metrics.json`` under ``"diagnostics"``.
 """
 
 from __future__ import annotations
@@ -104,9 +105,9 @@ class YTVISEvaluator(DatasetEvaluator):
             video_id = int(output.get("video_id", video_input.get("video_id")))
             if output.get("diagnostics"):
                 self._diagnostics.append(output["diagnostics"])
-                self._logger.info(
-                    f"video {video_id}: " + ", ".join(f"{k} {v}" for k, v in output["diagnostics"].items())
-                )
+                counts = [f"{k} {v}" for k, v in output["diagnostics"].items() if v]
+                if counts:  # e.g. "video 3: frames 36, frames_over_max_detections 2, ..."; zeros left out
+                    self._logger.info(f"video {video_id}: " + ", ".join(counts))
             for track in output["tracks"]:
                 self._predictions.append(
                     {

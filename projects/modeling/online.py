@@ -12,7 +12,9 @@ A model that segments videos online implements the :class:`OnlineVideoModel` pro
   scoring). ``tracks`` maps track id -> :class:`VideoTrack`; set ``score`` / ``category_id`` on them.
 - ``video_diagnostics(state) -> Dict[str, int | float]`` (optional): counts about the finished video (e.g. how
   often a cap dropped detections); :func:`run_online_inference` returns them as ``"diagnostics"``, which the
-  evaluator logs per video and sums into ``metrics.json``.
+  evaluator logs per video and sums into ``metrics.json``. To them it adds, for every model, what
+  ``TEST.VIDEO.MAX_TRACKS`` dropped: ``videos_over_max_tracks`` (1 if the cap dropped anything, else 0) and
+  ``tracks_over_max_tracks`` (the results entries beyond the cap, :attr:`VideoTrackAccumulator.over_max_tracks`).
 
 :func:`run_online_inference` turns those per-frame outputs into video-level tracks, which is what the
 evaluator and the demo consume. Memory is O(#tracks × frames) RLE strings, never dense video masks: each
@@ -124,6 +126,9 @@ class VideoTrackAccumulator:
         self.length = length
         self.frames_seen = 0
         self.tracks: Dict[int, VideoTrack] = {}
+        #: results entries the last :meth:`finish` dropped beyond ``max_tracks`` (tracks when
+        #: ``classes_per_track`` is 1, else (track, class) entries; the lowest-scored go first).
+        self.over_max_tracks = 0
 
     def add_frame(self, frame_idx: int, instances: Instances) -> None:
         if frame_idx < 0 or (self.length is not None and frame_idx >= self.length):
@@ -157,6 +162,7 @@ class VideoTrackAccumulator:
         length = self.length if self.length is not None else self.frames_seen
         entries = [(s, c, t) for t in self.tracks.values() for s, c in t.class_hypotheses(classes_per_track)]
         entries.sort(key=lambda e: -e[0])
+        self.over_max_tracks = max(len(entries) - max_tracks, 0)
         results = []
         for score, category, track in entries[:max_tracks]:
             result = track.as_result(length)
@@ -199,7 +205,8 @@ def run_online_inference(
 
     ``video`` holds ``image`` (a sequence of (3, h, w) tensors, possibly lazy), ``height``, ``width``,
     ``length`` and ``video_id``. Returns ``{"video_id", "height", "width", "length", "tracks": [
-    {"track_id", "score", "category_id" (contiguous), "segmentations": [RLE | None] * length}]}``.
+    {"track_id", "score", "category_id" (contiguous), "segmentations": [RLE | None] * length}], "diagnostics":
+    {the model's ``video_diagnostics`` if any, "videos_over_max_tracks", "tracks_over_max_tracks"}}``.
     """
     length = int(video["length"])
     state = model.init_video_state()
@@ -213,9 +220,10 @@ def run_online_inference(
         "length": length,
         "tracks": finish_tracks(model, state, acc, max_tracks, classes_per_track),
     }
-    diagnostics = getattr(model, "video_diagnostics", None)
-    if diagnostics is not None:
-        result["diagnostics"] = diagnostics(state)
+    model_diagnostics = getattr(model, "video_diagnostics", None)
+    diagnostics = dict(model_diagnostics(state)) if model_diagnostics is not None else {}
+    diagnostics.update(videos_over_max_tracks=int(acc.over_max_tracks > 0), tracks_over_max_tracks=acc.over_max_tracks)
+    result["diagnostics"] = diagnostics
     return result
 
 
