@@ -1,6 +1,14 @@
 """Config keys of RGNN-VIS (Johnander et al., "Learning Video Instance Segmentation with Recurrent Graph Neural
-Networks"). Defaults are the R50 YouTube-VIS reference values (the authors' public release, paper §3.6 and Appendix
-A)."""
+Networks").
+
+Defaults: the sizes of the paper's R50 model (Table 3, App. A) and, wherever this project's behaviour differs from
+the authors' public release (github joakimjohnander/RGNNVIS, which produced the paper's numbers), this project's
+own choice, used by the synthetic configs (configs/vis_rgnn/synthetic_R18_*.yaml). The release's values of those
+keys (anchor layout, detection filter and box clamp, input resize and channel order, GNN inputs / blocks / gates,
+new-track initialisation, empty track, slots, INACTIVE_THRESHOLD, detection score maps, descriptor, appearance
+update, track confidence, mask re-weighting inputs, results, mask loss) are set by
+configs/vis_rgnn/release_R50_ytvis19.yaml and Base-RGNN-YOLACT.yaml (the paper configs); docs/rgnn_release_port.md
+lists them."""
 
 from detectron2.config import CfgNode as CN
 
@@ -12,7 +20,8 @@ def add_rgnn_config(cfg: CN) -> None:
 
     Thresholds called ``*_THRESHOLD`` on the tracker are
     logits (log-odds), as in the authors' release; the detector keeps a detection when the logit of its best
-    foreground class probability reaches ``DETECTOR.SCORE_LOGIT_THRESH``.
+    foreground class probability reaches ``DETECTOR.SCORE_LOGIT_THRESH`` (``SCORE_MODE`` "logit"; the release's
+    "log_prob" compares the log-probability).
     """
     add_video_config(cfg)
     if "RGNN" in cfg.MODEL:
@@ -150,7 +159,9 @@ def add_rgnn_config(cfg: CN) -> None:
     r.NEW_TRACK_APPEARANCE = "detection"
     r.INIT_THRESHOLD = -2.0  # new-track logit needed to start a track at inference
     r.TRAIN_INIT_THRESHOLD = -2.0  # the same during stage-2 training
-    r.INACTIVE_THRESHOLD = 0.0  # a track without a detection matching above this logit is inactive
+    # A track without a detection matching above this logit is inactive. 0.0 is ours; the release (and the
+    # paper configs): -2.0 (HardAssigner track_acceptance_threshold).
+    r.INACTIVE_THRESHOLD = 0.0
     r.MASK_EMBED_CHANNELS = 16  # mask re-weighting: Linear(DIM, 16) broadcast over the mask (App. A.2)
     r.MASK_HIDDEN_CHANNELS = 16
     # Our addition (off = the paper's head): the re-weighting CNN corrects the detection mask's logit (starts as
@@ -170,7 +181,10 @@ def add_rgnn_config(cfg: CN) -> None:
     lo.MASK_LOSS = "joint"
     lo.MATCH_WEIGHT = 4.0
     lo.NEW_TRACK_WEIGHT = 1.0
-    lo.FRAME_DECAY = 0.8  # class loss weight of frame t in a T-frame clip is proportional to DECAY ** (T-1-t)
+    # Class loss weight of frame t in a T-frame clip: CLASS_WEIGHT x DECAY ** (T-1-t), normalised to mean 1, over
+    # B x T (vis_rgnn/losses.py). With T = 10: 0.224 x 0.8 ** (9-t) per clip, 0.98 x the release's 0.285 x
+    # 0.8 ** (10-t) (its VISObjective weight 1.5 is never applied).
+    lo.FRAME_DECAY = 0.8
 
     _add_release_heads_config(r)
 
