@@ -3,8 +3,9 @@
 through ``benchmarks/gpu_check.sh``. Random weights and random inputs (no dataset, no checkpoint). Prints per
 config:
 
-1. training: ``--train-iters`` iterations with AMP at the paper's input size (the config's largest
-   ``MIN_SIZE_TRAIN`` short side, 16:9, capped at ``MAX_SIZE_TRAIN``) and per-GPU batch (VisSTG 16 pairs over
+1. training: ``--train-iters`` iterations with AMP at the paper's input size (``INPUT.SCALE_CROP.SIZE`` where the
+   config enables it, RGNN-VIS 480 x 864; else the largest ``MIN_SIZE_TRAIN`` short side, 16:9, capped at
+   ``MAX_SIZE_TRAIN``) and per-GPU batch (VisSTG 16 pairs over
    2 GPUs, RGNN stage 1 8 frames, stage 2 4 clips x 10 frames, on one GPU): s/iter (after 3 warm-up
    iterations) and peak memory;
 2. streaming: online inference over ``--frames`` frames of 360x640, with AMP and in fp32: FPS;
@@ -62,6 +63,8 @@ def load_cfg(config: str, device: str, smoke: bool):
 def train_size(cfg, smoke: bool):
     if smoke:
         return 64, 96
+    if cfg.INPUT.SCALE_CROP.ENABLED:  # every training frame at this size (the RGNN-VIS release's scale-crop)
+        return tuple(cfg.INPUT.SCALE_CROP.SIZE)
     short = max(cfg.INPUT.MIN_SIZE_TRAIN)
     return short, min(cfg.INPUT.MAX_SIZE_TRAIN, int(round(short * 16 / 9 / 32)) * 32)
 

@@ -45,6 +45,18 @@ def add_video_config(cfg: CN) -> None:
     # Pseudo-videos from images (projects/data/pseudo_video_mapper.py): every frame gets its own random zoom
     # (ratio of the source window to the image: <1 crops, >1 zooms out with zero padding), shift (fraction of
     # the image size) and horizontal flip, before the sample's common augmentation (resize, flip, crop).
+    # Random scale, then centre-pad / random-crop every frame to SIZE (height, width), one draw per sample:
+    # projects/data/scale_crop.py, the RGNN-VIS release's ScaleCropAugment (App. C.2). Replaces the training
+    # ResizeShortestEdge (MIN_SIZE_TRAIN / MAX_SIZE_TRAIN unused); INPUT.RANDOM_FLIP still applies after it; objects
+    # whose box centre leaves the frame are dropped from it. SCALE_RANGE: the factor s ~ U(low, high) relative to
+    # the frame fitted into REFERENCE_SIZE (height, width; () = the frame's own size); the pad colour is
+    # MODEL.PIXEL_MEAN. Defaults: the release's values (720p frames, s in 0.475-1.0, 480 x 864).
+    cfg.INPUT.SCALE_CROP = CN()
+    cfg.INPUT.SCALE_CROP.ENABLED = False
+    cfg.INPUT.SCALE_CROP.SCALE_RANGE = (0.475, 1.0)
+    cfg.INPUT.SCALE_CROP.SIZE = (480, 864)
+    cfg.INPUT.SCALE_CROP.REFERENCE_SIZE = (720, 1280)
+
     cfg.INPUT.PSEUDO_VIDEO = CN()
     cfg.INPUT.PSEUDO_VIDEO.SCALE_RANGE = (0.8, 1.2)
     cfg.INPUT.PSEUDO_VIDEO.SHIFT_RANGE = (0.2, 0.2)

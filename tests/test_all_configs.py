@@ -190,6 +190,8 @@ def _small(cfg: CfgNode) -> List[str]:
     opts += ["SOLVER.MAX_ITER", "2", "SOLVER.IMS_PER_BATCH", "1", "SOLVER.CHECKPOINT_PERIOD", "100000"]
     opts += ["INPUT.MIN_SIZE_TRAIN", f"({H},)", "INPUT.MIN_SIZE_TRAIN_SAMPLING", "choice"]
     opts += ["INPUT.MAX_SIZE_TRAIN", "1000"]
+    if cfg.INPUT.SCALE_CROP.ENABLED:  # the release's scale-crop to 480 x 864 (paper configs): its 97 x 141 version
+        opts += ["INPUT.SCALE_CROP.SIZE", f"({H}, {W})", "INPUT.SCALE_CROP.REFERENCE_SIZE", f"({H}, {W})"]
     if cfg.INPUT.MIN_SIZE_TEST:  # 0: the model resizes itself (YOLACT's 550 x 550)
         opts += ["INPUT.MIN_SIZE_TEST", str(H), "INPUT.MAX_SIZE_TEST", "1000"]
     if cfg.INPUT.SAMPLING_FRAME_NUM > 4:  # RGNN-VIS stage 2: clips of 4 consecutive frames instead of 10

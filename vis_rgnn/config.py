@@ -222,6 +222,8 @@ def _add_release_heads_config(r: CN) -> None:
     # evaluator's results.json: category = argmax of the foreground classes at the track's last frame, score =
     # that class's probability, every started track with pixels written (vis_rgnn/frame_outputs.py).
     r.RESULTS = "online"
-    # Training-time resize of every frame to (height, width), targets too ([] = the loader's size); the release
-    # trains at 480 x 864 (RGNN.forward).
+    # Training-time resize of every frame to (height, width), targets too ([] = the loader's size). The release's
+    # frames come at 480 x 864 from its data augmentation (INPUT.SCALE_CROP; RGNN.forward asserts that size in
+    # training), so the paper configs leave this []; a fixed resize after a varying MIN_SIZE_TRAIN cancels the
+    # random scale (warned).
     r.TRAIN_RESIZE = []

@@ -15,6 +15,7 @@ so ``DefaultPredictor``, ``inference_on_dataset`` and ``COCOEvaluator`` run on a
 
 from __future__ import annotations
 
+import logging
 from typing import Any, Dict, List, Sequence, Tuple
 
 import torch
@@ -23,7 +24,15 @@ from detectron2.structures import BitMasks, Boxes, ImageList, Instances
 
 from projects.modeling.online import normalize_image, pad_frame
 
-__all__ = ["prepare_images", "is_image_batch", "segment_images", "channel_flip", "resize_training_instances"]
+__all__ = [
+    "prepare_images",
+    "is_image_batch",
+    "segment_images",
+    "channel_flip",
+    "resize_training_instances",
+    "warn_train_resize",
+]
+logger = logging.getLogger(__name__)
 
 
 def channel_flip(input_format: str, network_format: str) -> bool:
@@ -78,7 +87,7 @@ def prepare_images(
 
 def resize_training_instances(instances: Instances, image_size: Tuple[int, int], resize: Tuple[int, ...]) -> Instances:
     """Training targets of an image resized to ``resize`` = (H, W) by :func:`prepare_images` (``MODEL.RGNN.
-    TRAIN_RESIZE``; the release trains every frame at 480 x 864, aspect not kept) from ``image_size`` = (h, w):
+    TRAIN_RESIZE``, aspect not kept) from ``image_size`` = (h, w):
     boxes scaled per axis, masks (BitMasks) resized bilinearly and thresholded at 0.5. Other fields are kept.
     Empty ``resize``: unchanged."""
     if not resize:
@@ -97,6 +106,25 @@ def resize_training_instances(instances: Instances, image_size: Tuple[int, int],
             value = BitMasks(m >= 0.5)
         out.set(name, value)
     return out
+
+
+def warn_train_resize(cfg) -> bool:
+    """Warn (and return True) when ``MODEL.RGNN.TRAIN_RESIZE`` would undo the loader's random training scale: a
+    fixed resize of frames whose size ``INPUT.MIN_SIZE_TRAIN`` varies brings them all back to one scale. With
+    ``INPUT.SCALE_CROP`` (the release's augmentation, fixed output size) it only rescales and no warning is given."""
+    resize, inp = cfg.MODEL.RGNN.TRAIN_RESIZE, cfg.INPUT
+    if not resize or inp.SCALE_CROP.ENABLED:
+        return False
+    varies = len(set(inp.MIN_SIZE_TRAIN)) > 1 and not (
+        inp.MIN_SIZE_TRAIN_SAMPLING == "range" and inp.MIN_SIZE_TRAIN[0] == inp.MIN_SIZE_TRAIN[-1]
+    )
+    if varies:
+        logger.warning(
+            f"MODEL.RGNN.TRAIN_RESIZE {list(resize)} resizes every training frame back to one size, which cancels "
+            f"the random scale of INPUT.MIN_SIZE_TRAIN {tuple(inp.MIN_SIZE_TRAIN)} "
+            f"({inp.MIN_SIZE_TRAIN_SAMPLING}); use INPUT.SCALE_CROP for the release's scale jitter at a fixed size"
+        )
+    return varies
 
 
 def is_image_batch(batched_inputs: List[Dict[str, Any]]) -> bool:

@@ -28,7 +28,14 @@ from .clip_targets import clip_training_frames
 from .detector import YolactDetector
 from .frame_outputs import check_release_switches, frame_masks, grid_logits_to_frame, track_confidence
 from .heads import mask_logits
-from .image_input import channel_flip, is_image_batch, prepare_images, segment_images, training_images
+from .image_input import (
+    channel_flip,
+    is_image_batch,
+    prepare_images,
+    segment_images,
+    training_images,
+    warn_train_resize,
+)
 from .losses import MASK_LOSSES, tracker_clip_losses
 from .segmenter import segmenter_size_divisibility
 from .stage_weights import SEGMENTER_MODULES, STAGE_KEY, select_checkpoint_weights
@@ -106,6 +113,7 @@ class RGNNVIS(nn.Module):
         r = cfg.MODEL.RGNN
         check_num_classes(cfg.MODEL.NUM_CLASSES, "RGNNVIS")
         check_release_switches(r)
+        warn_train_resize(cfg)
         backbone = build_backbone(cfg)
         if not hasattr(backbone, "bottom_up"):
             raise ValueError("RGNNVIS needs an FPN backbone exposing `bottom_up` (res4/res5 feed the appearance net)")

@@ -20,6 +20,7 @@ from detectron2.structures import BitMasks, Instances
 from .errors import DatasetFormatError
 from .frame_sampling import sample_frame_indices
 from .frames import LazyVideoFrames, image_to_tensor, read_frame
+from .scale_crop import box_centre_inside, build_scale_crop
 
 __all__ = ["VideoDatasetMapper", "VideoTestDatasetMapper", "build_video_augmentation"]
 
@@ -27,8 +28,14 @@ logger = logging.getLogger(__name__)
 
 
 def build_video_augmentation(cfg, is_train: bool) -> List[T.Augmentation]:
-    """detectron2's ResizeShortestEdge (+ flip when training), plus the optional crop (INPUT.CROP)."""
+    """detectron2's ResizeShortestEdge (+ flip when training), plus the optional crop (INPUT.CROP); in training
+    ``INPUT.SCALE_CROP.ENABLED`` replaces the resize with :class:`~projects.data.scale_crop.RandomScaleCrop`."""
     augs = utils.build_augmentation(cfg, is_train)
+    if is_train and cfg.INPUT.SCALE_CROP.ENABLED:
+        if cfg.INPUT.CROP.ENABLED:
+            raise ValueError("INPUT.SCALE_CROP.ENABLED and INPUT.CROP.ENABLED are both set: enable one of them")
+        augs[0] = build_scale_crop(cfg)  # in place of ResizeShortestEdge, before the flip
+        return augs
     if is_train and cfg.INPUT.CROP.ENABLED:
         augs.insert(0, T.RandomCrop(cfg.INPUT.CROP.TYPE, cfg.INPUT.CROP.SIZE))
     return augs
@@ -47,6 +54,9 @@ class VideoDatasetMapper:
     number of skipped samples is added to the next returned dict as ``"skipped_samples"`` (this crosses
     DataLoader worker processes; the trainer logs the total as ``data/skipped_samples``); ``"fail"`` raises the
     :class:`DatasetFormatError` naming the file.
+
+    ``drop_centre_outside`` (on with ``INPUT.SCALE_CROP``): an object whose box centre the augmentation moves out
+    of the frame is not in that frame's ``Instances`` (the RGNN-VIS release's rule, projects/data/scale_crop.py).
     """
 
     ON_BAD_FRAME = ("skip", "fail")
@@ -66,6 +76,7 @@ class VideoDatasetMapper:
         max_tries: int = 10,
         seed: Optional[int] = None,
         on_bad_frame: str = "skip",
+        drop_centre_outside: bool = False,
     ):
         if on_bad_frame not in self.ON_BAD_FRAME:
             raise ValueError(f"INPUT.ON_BAD_FRAME must be one of {self.ON_BAD_FRAME}, got {on_bad_frame!r}")
@@ -82,6 +93,7 @@ class VideoDatasetMapper:
         # Random would be copied unchanged into every worker, which would then all draw the same frame offsets
         self.rng = random.Random(seed) if seed is not None else random
         self.on_bad_frame = on_bad_frame
+        self.drop_centre_outside = drop_centre_outside
         self._skipped = 0  # samples skipped since the last returned one (reported in it)
         self._warned_files = set()
         self.last_problem: Optional[str] = None  # why the last None was returned (for "no usable sample" errors)
@@ -99,6 +111,7 @@ class VideoDatasetMapper:
             "min_visible_instances": cfg.INPUT.MIN_VISIBLE_INSTANCES,
             "recompute_boxes": cfg.INPUT.CROP.ENABLED,
             "on_bad_frame": cfg.INPUT.ON_BAD_FRAME,
+            "drop_centre_outside": cfg.INPUT.SCALE_CROP.ENABLED,
         }
 
     def _choose_frames(self, video: Dict[str, Any]) -> List[int]:
@@ -174,6 +187,7 @@ class VideoDatasetMapper:
             utils.transform_instance_annotations(copy.deepcopy(a), transforms, image_shape)
             for a in annotations
             if not a.get("iscrowd", 0)
+            and (not self.drop_centre_outside or box_centre_inside(a, transforms, image_shape))
         ]
         inst = utils.annotations_to_instances(annos, image_shape, mask_format="bitmask")
         inst.gt_ids = torch.tensor([a["id"] for a in annos], dtype=torch.int64)
