@@ -215,3 +215,25 @@ def test_render_preview(dataset, tmp_path):
     out = render_preview(str(json_path), str(image_root), str(tmp_path / "p.png"), num_frames=3)
     img = cv2.imread(out)
     assert img is not None and img.shape[1] > 3 * W and img.shape[0] > 2 * H
+
+
+def test_train_large_extends_train(tmp_path):
+    """``train_large`` is ``train``'s generator and seed with more videos: its first videos are ``train``'s, byte
+    for byte; both are registered as detectron2 datasets."""
+    from detectron2.data import MetadataCatalog
+
+    import projects.data  # noqa: F401  (registers the builtin datasets)
+    from projects.data.synthetic import DEFAULT_SPLITS
+
+    assert DEFAULT_SPLITS["train_large"][2] == DEFAULT_SPLITS["train"][2]
+    assert DEFAULT_SPLITS["train_large"][1] > DEFAULT_SPLITS["train"][1]
+    kw = dict(num_frames=3, height=48, width=64)
+    small_json, small_root = ensure_synthetic_vis(tmp_path / "a", "train", num_videos=2, **kw)
+    large_json, large_root = ensure_synthetic_vis(tmp_path / "b", "train_large", num_videos=3, **kw)
+    small, large = json.loads(Path(small_json).read_text()), json.loads(Path(large_json).read_text())
+    assert len(large["videos"]) == 3 and large["videos"][:2] == small["videos"]
+    assert [a for a in large["annotations"] if a["video_id"] in (1, 2)] == small["annotations"]
+    for name in small["videos"][1]["file_names"]:
+        assert (Path(large_root) / name).read_bytes() == (Path(small_root) / name).read_bytes()
+    meta = MetadataCatalog.get("synthetic_vis_train_large")
+    assert meta.json_file.endswith("train_large.json") and meta.evaluator_type == "ytvis"

@@ -32,7 +32,11 @@ _PREDEFINED = {
     "ovis_val": ("ovis/valid", "ovis/annotations/valid.json", OVIS_CATEGORIES),
 }
 
-SYNTHETIC_SPLITS = {"synthetic_vis_train": "train", "synthetic_vis_val": "valid"}
+SYNTHETIC_SPLITS = {
+    "synthetic_vis_train": "train",
+    "synthetic_vis_train_large": "train_large",
+    "synthetic_vis_val": "valid",
+}
 
 
 def datasets_root() -> str:
@@ -47,7 +51,7 @@ def register_all_ytvis(root: str) -> None:
 
 
 def register_synthetic(root: str, subdir: str = "synthetic_vis") -> None:
-    """Register synthetic_vis_{train,val}; the data is generated on first use (atomically, once)."""
+    """Register synthetic_vis_{train,train_large,val}; each is generated on first use (atomically, once)."""
     from .synthetic_shapes import SYNTHETIC_CATEGORIES
 
     base = os.path.join(root, subdir)

@@ -58,6 +58,9 @@ DEFAULT_WIDTH = 256
 # split -> (directory / json name, number of videos, seed)
 DEFAULT_SPLITS: Dict[str, Tuple[str, int, int]] = {
     "train": ("train", 64, 2019),
+    # The same generator and seed as "train", 8x the videos (its first 64 are "train"'s): more of the same task
+    # for the models whose frozen-then-reused segmenter overfits 64 videos (RGNN-VIS; vis_rgnn/README.md).
+    "train_large": ("train_large", 512, 2019),
     "val": ("valid", 16, 2021),
 }
 
@@ -255,8 +258,8 @@ def ensure_synthetic_vis(
     width: int = DEFAULT_WIDTH,
     seed: Optional[int] = None,
 ) -> Tuple[str, str]:
-    """Return ``(json_file, image_root)`` of split ``"train"`` or ``"val"``, generating it under ``root`` first if
-    it is missing or was made by another generator version / other parameters.
+    """Return ``(json_file, image_root)`` of split ``"train"``, ``"train_large"`` or ``"val"``, generating it under
+    ``root`` first if it is missing or was made by another generator version / other parameters.
 
     Safe with concurrent processes: generation happens under a lock file, into a temporary directory that is
     moved into place; a stamp file written last marks a complete split.
