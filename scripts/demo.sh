@@ -29,8 +29,10 @@ train() {  # train NAME CONFIG [overrides...]: trains into $OUT/NAME, evaluates 
 }
 
 echo "== 1/4 synthetic YouTube-VIS dataset (generated once under $DETECTRON2_DATASETS/synthetic_vis)"
+SPLITS="'synthetic_vis_train', 'synthetic_vis_val'"
+case " $MODELS " in *" vis_rgnn "*) SPLITS="$SPLITS, 'synthetic_vis_train_large'" ;; esac  # RGNN-VIS trains on it
 $PY -c "from detectron2.data import DatasetCatalog; import projects.data; \
-print({n: len(DatasetCatalog.get(n)) for n in ('synthetic_vis_train', 'synthetic_vis_val')}, 'videos')"
+print({n: len(DatasetCatalog.get(n)) for n in ($SPLITS)}, 'videos')"
 
 echo "== 2/4 evaluator sanity check: GT oracle with 20% of frame masks dropped"
 $PY train_net.py --config-file configs/oracle/gt_oracle.yaml --eval-only MODEL.WEIGHTS "" \
