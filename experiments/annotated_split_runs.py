@@ -18,6 +18,19 @@ from projects.data.cli import register_cli_datasets
 from vis_config import get_project_cfg
 
 
+def experiment_cfg(config_file: str, opts: Sequence[str], datasets: Optional[Sequence[str]] = ()):
+    """The config an experiment script runs: ``--dataset`` registrations (as ``train_net.py``), the config file,
+    the ``KEY VALUE`` overrides, in-process data loading (``NUM_WORKERS 0``) and ``MODEL.NUM_CLASSES`` resolved
+    from the datasets."""
+    register_cli_datasets(datasets)
+    cfg = get_project_cfg()
+    cfg.merge_from_file(config_file)
+    cfg.merge_from_list(list(opts))
+    cfg.DATALOADER.NUM_WORKERS = 0
+    resolve_num_classes(cfg)
+    return cfg
+
+
 def run_checkpoint_on_annotated_split(
     description: str,
     argv: Optional[Sequence[str]],
@@ -35,12 +48,7 @@ def run_checkpoint_on_annotated_split(
     )
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides, e.g. MODEL.WEIGHTS path")
     args = parser.parse_args(argv)
-    register_cli_datasets(args.dataset)
-    cfg = get_project_cfg()
-    cfg.merge_from_file(args.config_file)
-    cfg.merge_from_list(args.opts)
-    cfg.DATALOADER.NUM_WORKERS = 0
-    resolve_num_classes(cfg)
+    cfg = experiment_cfg(args.config_file, args.opts, args.dataset)
     if not cfg.MODEL.WEIGHTS:
         parser.error(f"give MODEL.WEIGHTS ({weights_what})")
     model = build_model(cfg).eval()

@@ -34,11 +34,10 @@ from detectron2.modeling import build_model
 from detectron2.utils.env import seed_all_rng
 
 import projects.data  # noqa: F401  (registers the builtin datasets)
-from projects.data.build import build_video_test_loader, build_video_train_loader, resolve_num_classes
-from projects.data.cli import register_cli_datasets
+from experiments.annotated_split_runs import experiment_cfg
+from projects.data.build import build_video_test_loader, build_video_train_loader
 from projects.engine import load_weights
 from projects.graph import scatter_sum
-from vis_config import get_project_cfg
 from vis_stg.graph import GraphUpdate
 
 BINS = (("1", 1, 1), ("2", 2, 2), ("3-4", 3, 4), ("5-8", 5, 8), ("9-16", 9, 16), (">16", 17, np.inf))
@@ -187,12 +186,7 @@ def setup(argv: Optional[Sequence[str]] = None):
     p.add_argument("--dataset", action="append", default=[], metavar="NAME=JSON:IMAGE_ROOT")
     p.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides, e.g. MODEL.WEIGHTS path")
     a = p.parse_args(argv)
-    register_cli_datasets(a.dataset)
-    cfg = get_project_cfg()
-    cfg.merge_from_file(a.config_file)
-    cfg.merge_from_list(a.opts)
-    cfg.DATALOADER.NUM_WORKERS = 0
-    resolve_num_classes(cfg)
+    cfg = experiment_cfg(a.config_file, a.opts, a.dataset)
     if not cfg.MODEL.WEIGHTS and "MODEL.WEIGHTS" not in a.opts[0::2]:
         p.error('give MODEL.WEIGHTS (a trained checkpoint; MODEL.WEIGHTS "" for random weights on purpose)')
     if not cfg.DATASETS.TEST:
