@@ -37,8 +37,7 @@ import projects.data  # noqa: F401  (registers the builtin datasets)
 from experiments.annotated_split_runs import experiment_cfg
 from projects.data.build import build_video_test_loader, build_video_train_loader
 from projects.engine import load_weights
-from projects.graph import scatter_sum
-from vis_stg.graph import GraphUpdate
+from vis_stg.graph import GraphUpdate, aggregation_rows
 
 BINS = (("1", 1, 1), ("2", 2, 2), ("3-4", 3, 4), ("5-8", 5, 8), ("9-16", 9, 16), (">16", 17, np.inf))
 PHASES = ("train", "test")
@@ -54,10 +53,10 @@ logger = logging.getLogger(__name__)
 
 
 def pixel_degree(num_pix: int, dst: torch.Tensor, edge_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
-    """(M,) edges of each pixel node, as ``GraphUpdate.forward`` counts them (a masked edge goes to an extra row,
-    dropped). ``dst`` (E,) pixel index of each edge, ``edge_mask`` (E,) bool or None."""
-    into = dst if edge_mask is None else torch.where(edge_mask, dst, num_pix)
-    return scatter_sum(torch.ones(len(dst), 1, device=dst.device), into, num_pix + 1)[:-1, 0].long()
+    """(M,) edges of each pixel node, counted by ``GraphUpdate``'s own :func:`~vis_stg.graph.aggregation_rows`.
+    ``dst`` (E,) pixel index of each edge, ``edge_mask`` (E,) bool or None."""
+    _, degree = aggregation_rows(dst, num_pix, edge_mask, torch.ones(0, device=dst.device))
+    return degree[:-1, 0].long()
 
 
 class DegreeRecorder:

@@ -34,6 +34,7 @@ from projects.graph import scatter_sum
 
 __all__ = [
     "AGGREGATIONS",
+    "aggregation_rows",
     "window_edges",
     "InstanceNodeEncoder",
     "GraphUpdate",
@@ -105,6 +106,17 @@ class InstanceNodeEncoder(nn.Module):
         return out
 
 
+def aggregation_rows(
+    index: torch.Tensor, num_nodes: int, edge_mask: Optional[torch.Tensor], like: torch.Tensor
+) -> Tuple[torch.Tensor, torch.Tensor]:
+    """The row each edge's message is summed into and each node's degree, as :class:`GraphUpdate` aggregates:
+    ``index`` (E,) the edges' endpoints among ``num_nodes`` nodes; a masked edge (``edge_mask`` (E,) bool False)
+    goes to one extra row ``num_nodes``, dropped after the sum (no per-edge product). Returns ``into`` (E,) and
+    ``degree`` (num_nodes + 1, 1) in ``like``'s dtype and device (the last row counts the masked edges)."""
+    into = index if edge_mask is None else torch.where(edge_mask, index, num_nodes)
+    return into, scatter_sum(like.new_ones(len(index), 1), into, num_nodes + 1)
+
+
 def _mlp(in_dim: int, hidden_dim: int, out_dim: int) -> nn.Sequential:
     return nn.Sequential(nn.Linear(in_dim, hidden_dim), nn.ReLU(inplace=True), nn.Linear(hidden_dim, out_dim))
 
@@ -154,13 +166,10 @@ class GraphUpdate(nn.Module):
         ``edge_mask`` (E,) bool: only these edges exist (fixed-size padded edge lists; the others send no
         message and do not count in the mean)."""
         num_ref, num_pix = h_ref.shape[0], h_pix.shape[0]
-        # Messages of masked edges go to one extra row per node set, dropped after the sum (no per-edge product).
-        into = {"ref": src, "pix": dst}
-        if edge_mask is not None:
-            into = {"ref": torch.where(edge_mask, src, num_ref), "pix": torch.where(edge_mask, dst, num_pix)}
         size = {"ref": num_ref + 1, "pix": num_pix + 1}
-        ones = h_ref.new_ones(len(src), 1)
-        degree = {k: scatter_sum(ones, into[k], size[k]) for k in into}  # (N+1 | M+1, 1)
+        into, degree = {}, {}  # degree: (N+1 | M+1, 1)
+        into["ref"], degree["ref"] = aggregation_rows(src, num_ref, edge_mask, h_ref)
+        into["pix"], degree["pix"] = aggregation_rows(dst, num_pix, edge_mask, h_ref)
         scale = None  # "sum": eq. (2) as written
         if self.aggregation == "mean":  # per-node 1 / degree (not eq. (2))
             scale = {k: 1 / v.clamp(min=1) for k, v in degree.items()}
