@@ -4,7 +4,14 @@ import pytest
 import torch
 
 from tests.vis_stg_graph_reference import dense_graph_update, edge_lookup
-from vis_stg.graph import AGGREGATIONS, GraphEdges, GraphUpdate, SpatialTemporalGraph, window_edges
+from vis_stg.graph import (
+    AGGREGATIONS,
+    GraphEdges,
+    GraphUpdate,
+    SpatialTemporalGraph,
+    message_senders,
+    window_edges,
+)
 
 torch.set_num_threads(1)
 
@@ -265,3 +272,37 @@ def test_composed_weights_follow_parameter_updates():
     for a, e in zip(after, expected):
         torch.testing.assert_close(a, e)
     assert not torch.allclose(before[1], after[1])
+
+
+def test_message_senders_keep_one_reference_per_object_whatever_the_order():
+    """``GRAPH.TEST_SENDER_NMS``: of overlapping references (any class) only the best-scoring one sends."""
+    boxes = torch.tensor([[0.0, 0, 10, 10], [1, 1, 10, 10], [50, 50, 60, 60], [0, 0, 9, 10], [51, 50, 60, 60]])
+    scores = torch.tensor([0.3, 0.9, 0.5, 0.2, 0.1])
+    assert message_senders(boxes, scores, 0.5).tolist() == [False, True, True, False, False]
+    perm = torch.tensor([4, 2, 0, 3, 1])
+    assert message_senders(boxes[perm], scores[perm], 0.5).tolist() == [False, True, False, False, True]
+    assert message_senders(boxes, scores, 0.95).tolist() == [True, True, True, True, True]
+
+
+@pytest.mark.parametrize("aggregation", ["sum", "mean"])
+def test_online_senders_update_features_as_the_graph_of_the_senders_alone(aggregation):
+    """F̂_t with ``senders`` equals F̂_t of the graph built on the senders only; the non-senders keep their
+    edges (valid, with features) for association."""
+    torch.manual_seed(3)
+    graph = SpatialTemporalGraph(8, [8, 16], [5, 3], 16, 2, aggregation)
+    with torch.no_grad():
+        for p in graph.parameters():
+            p.add_(torch.randn_like(p) * 0.1)
+    feats = [torch.randn(1, 8, 6, 9), torch.randn(1, 8, 3, 5)]
+    nodes = [torch.randn(4, 8), torch.randn(4, 8)]
+    centers = torch.tensor([[20.0, 20.0], [22.0, 21.0], [60.0, 30.0], [24.0, 18.0]])
+    senders = torch.tensor([True, False, True, False])
+    fused, edges = graph.forward_online(nodes, centers, feats, senders)
+    alone, _ = graph.forward_online([n[senders] for n in nodes], centers[senders], feats)
+    everyone, all_edges = graph.forward_online(nodes, centers, feats)
+    for a, b, c in zip(fused, alone, everyone):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+        assert not torch.allclose(a, c)
+    for e, o in zip(edges, all_edges):
+        assert torch.equal(e.valid, o.valid) and torch.equal(e.src, o.src)
+        assert e.features.shape == o.features.shape

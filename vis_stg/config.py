@@ -62,6 +62,10 @@ def add_vis_stg_config(cfg: CN) -> None:
     _C.GRAPH.AGGREGATION = "mean"
     # "sum_scaled": the constant on the sum; 1/16 = the 99th percentile of a pixel's degree at test time (synthetic).
     _C.GRAPH.SUM_SCALE = 0.0625
+    # Test time only: > 0 lets just one reference per object send messages into F_t (class-agnostic NMS at this
+    # box IoU over the reference set, by score), as in training where the references are the GT objects; the
+    # other references keep their edges for association. 0: every reference sends (the paper's graph).
+    _C.GRAPH.TEST_SENDER_NMS = 0.0
 
     # §3.3 CenterNet detection head (shared over levels).
     _C.DET = CN()

@@ -32,9 +32,12 @@ from torchvision.ops import roi_align
 
 from projects.graph import scatter_sum
 
+from .sync_free import EXACT, greedy_nms_fixed_point
+
 __all__ = [
     "AGGREGATIONS",
     "aggregation_rows",
+    "message_senders",
     "window_edges",
     "InstanceNodeEncoder",
     "GraphUpdate",
@@ -115,6 +118,17 @@ def aggregation_rows(
     ``degree`` (num_nodes + 1, 1) in ``like``'s dtype and device (the last row counts the masked edges)."""
     into = index if edge_mask is None else torch.where(edge_mask, index, num_nodes)
     return into, scatter_sum(like.new_ones(len(index), 1), into, num_nodes + 1)
+
+
+def message_senders(boxes: torch.Tensor, scores: torch.Tensor, iou_thresh: float) -> torch.Tensor:
+    """Which reference instances send messages at test time (``GRAPH.TEST_SENDER_NMS``): greedy class-agnostic
+    NMS by descending score over the reference boxes (N, 4) with ``scores`` (N,), so one node per object updates
+    F_t as in training, where the reference nodes are the GT objects (one each). Returns (N,) bool, fixed size
+    (:func:`.sync_free.greedy_nms_fixed_point`, exact)."""
+    order = scores.argsort(descending=True, stable=True)
+    zeros = torch.zeros_like(order)
+    keep, _ = greedy_nms_fixed_point(boxes[order], zeros, torch.ones_like(order, dtype=torch.bool), iou_thresh, EXACT)
+    return torch.empty_like(keep).scatter_(0, order, keep)
 
 
 def _mlp(in_dim: int, hidden_dim: int, out_dim: int) -> nn.Sequential:
@@ -264,13 +278,17 @@ class SpatialTemporalGraph(nn.Module):
         pooler_sampling_ratio: int = 0,
         node_pool: str = "avg",
         sum_scale: float = 1.0,
+        test_sender_nms: float = 0.0,
     ):
+        """``test_sender_nms`` > 0: at test time only the references kept by :func:`message_senders` at that IoU
+        send messages (the others still get their edges, for association)."""
         super().__init__()
         if len(window_sizes) != len(strides):
             raise ValueError(f"GRAPH.WINDOW_SIZES needs one size per level ({len(strides)}), got {window_sizes}")
         self.strides, self.window_sizes = list(strides), list(window_sizes)
         self.node_encoder = InstanceNodeEncoder(dim, pooler_resolution, pooler_sampling_ratio, node_pool)
         self.update = GraphUpdate(dim, hidden_dim, num_iters, aggregation, sum_scale)
+        self.test_sender_nms = float(test_sender_nms)
 
     def encode_nodes(self, features_k: Sequence[torch.Tensor], boxes: Sequence[torch.Tensor]) -> List[torch.Tensor]:
         """Reference nodes of frame k: per level (N, D) from per-image (N_b, 4) boxes."""
@@ -306,12 +324,17 @@ class SpatialTemporalGraph(nn.Module):
         return fused, edges
 
     def forward_online(
-        self, ref_nodes: Sequence[torch.Tensor], ref_centers: torch.Tensor, features_t: Sequence[torch.Tensor]
+        self,
+        ref_nodes: Sequence[torch.Tensor],
+        ref_centers: torch.Tensor,
+        features_t: Sequence[torch.Tensor],
+        senders: Optional[torch.Tensor] = None,
     ) -> Tuple[List[torch.Tensor], List[GraphEdges]]:
         """:meth:`forward` for one target frame (B = 1) without data-dependent shapes (no host sync): every
         instance keeps all w² window edges (those outside the map masked, :func:`window_edges`) and the
         node update runs on the pixels they reach (E slots, distinct pixels found by sorting; all other pixels
-        keep F̂_t = F_t, as in :meth:`forward`). Returns F̂_t and the levels' edges in the fixed layout."""
+        keep F̂_t = F_t, as in :meth:`forward`). ``senders`` (N,) bool: only these instances send messages (their
+        edges are masked in the update, not in the returned layout). Returns F̂_t and the levels' edges."""
         # All levels form one edge list (N_e, N_v are shared by the levels): one matrix product per layer and
         # iteration instead of one per level; instance nodes and pixel slots are offset level by level.
         levels, srcs, dsts, valids, pix = [], [], [], [], []
@@ -337,7 +360,7 @@ class SpatialTemporalGraph(nn.Module):
             levels.append((flat, sorted_dst, slot_sorted, slot_offset, src, dst, valid, cells, window))
             srcs.append(src + lvl * num_ref)
             dsts.append(dst_local + slot_offset)
-            valids.append(valid)
+            valids.append(valid if senders is None else valid & senders[src])
             pix.append(flat.index_select(1, pixel_of_slot).t())
             slot_offset += dst.numel()
         _, h_pix, h_edge = self.update(
