@@ -147,7 +147,7 @@ def bench_tracker(cfg, n: int, m: int, repeats: int, device: torch.device) -> Di
     state = fresh_state()
     edges, empty_edges, det_raw, _ = graph_inputs(state, dets, n, tracker.empty_appearance(state, dets))
     gnn_args = (state.h, det_raw, edges, empty_edges, state.alive, dets.valid)
-    empty = state.empty_h if tracker.empty_track == "recurrent" else None
+    empty = state.empty_h
     with torch.no_grad():
         gnn_ms = timed(lambda: tracker.gnn(*gnn_args, empty=empty), repeats, 2, device)
         scatter_ms = timed(lambda: scatter_gnn(tracker.gnn, *gnn_args, empty=empty), repeats, 2, device)

@@ -13,7 +13,7 @@
 
 from __future__ import annotations
 
-from typing import Dict, Optional
+from typing import Dict
 
 import torch
 import torch.nn.functional as F
@@ -75,11 +75,11 @@ def scatter_gnn(
     empty_edges: torch.Tensor,
     track_mask: torch.Tensor,
     det_mask: torch.Tensor,
-    empty: Optional[torch.Tensor] = None,
+    empty: torch.Tensor,
 ) -> Dict[str, torch.Tensor]:
     """``gnn(...)`` on the edge-list layout: same inputs and outputs (padded; inactive rows zero)."""
     layout = ScatterLayout(track_mask, det_mask)
-    t0 = gnn.empty_vertex(tracks.shape[0], empty)
+    t0 = empty
     t = tracks[track_mask]
     g = {
         "tracks": t,
@@ -93,11 +93,9 @@ def scatter_gnn(
         "tracks": _padded(g["tracks"], track_mask),
         "edges": _padded(g["edges"], layout.edge_mask),
         "empty_edges": _padded(g["empty_edges"], det_mask),
+        "dets": _padded(g["dets"], det_mask),
+        "empty": g["empty"],
     }
-    if "dets" in g and (gnn.new_track_init == "detection" or gnn.update_all):
-        out["dets"] = _padded(g["dets"], det_mask)
-    if gnn.update_all:
-        out["empty"] = g["empty"]
     return out
 
 

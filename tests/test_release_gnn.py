@@ -1,8 +1,7 @@
 """The GNN of the authors' RGNN-VIS release (rgnnvis/models/rgnn.py ``TrackDetectionMatcher`` + ``GraphNet`` x 4,
-``TrackDescriptor.update_memory``; docs/rgnn_release_port.md tracker items 1, 2, 5): its raw inputs
-(``MODEL.RGNN.GNN.INPUTS release``), the blocks updating every vertex (``GNN.RELEASE_BLOCKS``), and the converter's
-mapping of its weights (column orders, LSTM gate order and biases). Oracles are written out here from the
-release's formulas."""
+``TrackDescriptor.update_memory``; docs/rgnn_release_port.md tracker items 1, 2, 5): its raw inputs, the blocks
+updating every vertex with a detection's own new-track edge gate, and the converter's mapping of its weights
+(column orders, LSTM gate order and biases). Oracles are written out here from the release's formulas."""
 
 import math
 
@@ -11,7 +10,7 @@ import torch.nn.functional as F
 
 from vis_rgnn.convert_release import release_tracker_key
 from vis_rgnn.graph import ResidualReLU, TrackDetectionGNN
-from vis_rgnn.graph_inputs import release_graph_inputs
+from vis_rgnn.graph_inputs import graph_inputs
 from vis_rgnn.recurrent import LSTMGate
 from vis_rgnn.track_state import FrameDetections, TrackState
 
@@ -43,7 +42,7 @@ def test_release_inputs_hand_computed():
     x = torch.tensor([[[1.0, 3.0], [0.0, 0.0]]])
     fd = _frame(boxes, logits, x, torch.tensor([[True, False]]))
     empty = (torch.tensor([[1.0, 1.0]]), torch.tensor([[2.0, 0.5]]))
-    edges, empty_edges, dets, iou = release_graph_inputs(state, fd, 1, empty)
+    edges, empty_edges, dets, iou = graph_inputs(state, fd, 1, empty)
     # detection vertex: raw logits (padding -100), box * (2 / 864, 2 / 480) - 1
     box0 = [2 * 5 / 864 - 1, -1.0, 2 * 15 / 864 - 1, 2 * 10 / 480 - 1]
     torch.testing.assert_close(dets[0, 0], torch.tensor([2.0, -1.0, 0.5] + box0))
@@ -113,7 +112,7 @@ def test_release_blocks_update_every_vertex_like_the_release():
     residual updates the empty track and the detections too; padded detections / tracks change nothing."""
     torch.manual_seed(0)
     k, dim = 3, 8
-    gnn = TrackDetectionGNN(k - 1, dim, 4, 4, 2, True, "detection", True, True, True).eval()
+    gnn = TrackDetectionGNN(k - 1, dim, 4, 4, 2, True).eval()
     assert all(hasattr(blk, "empty_node") and hasattr(blk, "det_node") for blk in gnn.blocks)
     assert all(set(r) == {"tracks", "dets", "edges", "empty_edges", "empty"} for r in gnn.residuals)
     assert all(isinstance(r, ResidualReLU) for res in gnn.residuals for r in res.values())

@@ -100,7 +100,7 @@ def test_release_detection_descriptor():
 def test_release_appearance_update():
     """mean' = (1 - eta_m) mean + eta_m x; var' = (1 - eta_v) var + eta_v softplus(.) + eta_m eta_v /
     (eta_m + eta_v) (mean - x)^2; a new track: that update of N(0, softplus(init_var))."""
-    upd = AppearanceUpdate(2, init_log_var=-7.0, release=True, appearance_dim=3)
+    upd = AppearanceUpdate(2, init_log_var=-7.0, appearance_dim=3)
     with torch.no_grad():
         upd.alpha.weight.copy_(torch.tensor([[1.0, 0.0]]))
         upd.alpha.bias.fill_(0.0)
@@ -124,6 +124,3 @@ def test_release_appearance_update():
     v0 = [math.log1p(math.exp(v)) for v in (-7.0, 0.0, 1.0)]
     want0 = [(1 - ev) * a + ev * vn + em * ev / (em + ev) * xx**2 for a, xx in zip(v0, x[0].tolist())]
     torch.testing.assert_close(init_var[0], torch.tensor(want0))
-    # ours unchanged: N(x, exp(INIT_LOG_VAR)) for a new track
-    m0, v0_ours = AppearanceUpdate(2, init_log_var=-7.0).initial(x, h)
-    assert torch.equal(m0, x) and torch.allclose(v0_ours, torch.full_like(x, math.exp(-7.0)))

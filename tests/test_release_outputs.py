@@ -21,17 +21,15 @@ from vis_rgnn.meta_arch import RGNNVIS
 torch.set_num_threads(1)
 
 
-def test_track_confidence_modes():
-    """release: max_c p(c) over the foreground (its score max_c log p(c) - logsumexp is the log of it)."""
+def test_track_confidence_is_the_max_foreground_probability():
+    """The release: max_c p(c) over the foreground (its score max_c log p(c) - logsumexp is the log of it), not
+    1 - p(background)."""
     logits = torch.tensor([[2.0, 1.0, 0.5, 3.0]])  # 3 foreground classes, background last
     probs = logits.softmax(-1)
     z = sum(math.exp(v) for v in (2.0, 1.0, 0.5, 3.0))
-    assert track_confidence(probs, 3, "max_class").item() == pytest.approx(math.exp(2.0) / z, rel=1e-6)
-    assert track_confidence(probs, 3, "foreground").item() == pytest.approx(1 - math.exp(3.0) / z, rel=1e-6)
+    assert track_confidence(probs, 3).item() == pytest.approx(math.exp(2.0) / z, rel=1e-6)
     release_score = logits[0, :3].max() - logits[0].logsumexp(0)
-    assert math.exp(release_score) == pytest.approx(track_confidence(probs, 3, "max_class").item(), rel=1e-6)
-    with pytest.raises(ValueError, match="TRACK_CONFIDENCE"):
-        track_confidence(probs, 3, "mean")
+    assert math.exp(release_score) == pytest.approx(track_confidence(probs, 3).item(), rel=1e-6)
 
 
 def test_release_mask_reweighting_inputs():
@@ -61,38 +59,32 @@ def test_release_mask_reweighting_inputs():
 
 
 def test_release_frame_masks_background_10_and_direct_resize():
-    """RGNN.forward: score maps resized bilinearly straight to the frame, argmax over [10, tracks in slot order]."""
+    """RGNN.forward: score maps resized bilinearly straight to the frame, argmax over [10, tracks in slot order];
+    a grid that also covers padding (input 45 x 77 on a 12 x 20 grid of stride 4) is cut to the input first."""
     torch.manual_seed(1)
     scores = torch.randn(3, 12, 20) * 4 + 10
-    got = frame_masks(scores, 4, (48, 80), (37, 61), direct=True, background=10.0)
+    got = frame_masks(scores, 4, (48, 80), (37, 61), background=10.0)
     up = F.interpolate(scores[None], size=(37, 61), mode="bilinear", align_corners=False)[0]
     owner = torch.cat([torch.full((1, 37, 61), 10.0), up]).argmax(dim=0)
     for m in range(3):
         assert torch.equal(got[m], owner == m + 1)
-    # ours (not direct) goes through the stride-4 input grid first: another resampling
-    ours = frame_masks(scores, 4, (48, 80), (37, 61), direct=False, background=10.0)
-    assert not torch.equal(ours, got)
-    assert frame_masks(scores[:0], 4, (48, 80), (37, 61), True, 10.0).shape == (0, 37, 61)
+    padded = frame_masks(scores, 4, (45, 77), (37, 61), background=10.0)
+    cut = F.interpolate(scores[None], scale_factor=4, mode="bilinear", align_corners=False)[0, :, :45, :77]
+    up = F.interpolate(cut[None], size=(37, 61), mode="bilinear", align_corners=False)[0]
+    owner = torch.cat([torch.full((1, 37, 61), 10.0), up]).argmax(dim=0)
+    for m in range(3):
+        assert torch.equal(padded[m], owner == m + 1)
+    assert frame_masks(scores[:0], 4, (48, 80), (37, 61), 10.0).shape == (0, 37, 61)
 
 
 def test_release_results_finalise_max_class_at_last_frame():
     """save_predictions_ytvis: category = argmax of the foreground at the last frame, score = its probability."""
     probs = torch.tensor([[0.1, 0.3, 0.2, 0.4], [0.5, 0.1, 0.1, 0.3]])  # 3 classes + background (last)
-    for results, conf, want in [
-        ("release", "foreground", [0.3, 0.5]),
-        ("online", "foreground", [0.6, 0.7]),
-        ("online", "max_class", [0.3, 0.5]),
-    ]:
-        model = SimpleNamespace(
-            scoring="learned",
-            detector=SimpleNamespace(num_classes=3),
-            results=results,
-            track_confidence=conf,
-        )
-        tracks = {0: VideoTrack(track_id=0), 1: VideoTrack(track_id=1)}
-        RGNNVIS.finalize_video(model, {"class_probs": probs, "num_ids": 2}, tracks)
-        assert [t.score for t in tracks.values()] == pytest.approx(want)
-        assert [t.category_id for t in tracks.values()] == [1, 0]
+    model = SimpleNamespace(scoring="learned", detector=SimpleNamespace(num_classes=3))
+    tracks = {0: VideoTrack(track_id=0), 1: VideoTrack(track_id=1)}
+    RGNNVIS.finalize_video(model, {"class_probs": probs, "num_ids": 2}, tracks)
+    assert [t.score for t in tracks.values()] == pytest.approx([0.3, 0.5])  # not 1 - p(background): 0.6, 0.7
+    assert [t.category_id for t in tracks.values()] == [1, 0]
 
 
 def test_release_switches_are_checked():
@@ -108,9 +100,6 @@ def test_release_switches_are_checked():
         check_release_switches(r)
     r.DETECTION_DESCRIPTOR = "release"
     check_release_switches(r)
-    r.RESULTS = "json"
-    with pytest.raises(ValueError, match="RESULTS"):
-        check_release_switches(r)
 
 
 def test_train_resize_scales_targets():
@@ -134,7 +123,7 @@ def test_train_resize_scales_targets():
     assert training_images([clip])[1][0] is inst  # no resize: the loader's targets
 
 
-def test_tracker_with_release_switches_starts_and_updates_tracks_as_the_release():
+def test_tracker_starts_and_updates_tracks_as_the_release():
     """The tracker's hooks: a new track's Gaussian is the release's update of N(0, softplus(init_var)) with its
     detection; an active track's is the release's update with its assigned detection; masks come from the
     release-input CNN."""
@@ -142,13 +131,7 @@ def test_tracker_with_release_switches_starts_and_updates_tracks_as_the_release(
 
     torch.manual_seed(0)
     tracker = _tracker(
-        appearance_update="release",
-        mask_reweight_input="release",
-        mask_residual=False,
-        init_threshold=-50.0,
-        inactive_threshold=-50.0,
-        slot_eviction=False,
-        new_track_order="detection",
+        mask_reweight_input="release", mask_residual=False, init_threshold=-50.0, inactive_threshold=-50.0
     ).eval()
     frames, _, _ = _synthetic_detections(b=1, length=2, seed=5)
     upd = tracker.appearance_update
@@ -157,7 +140,7 @@ def test_tracker_with_release_switches_starts_and_updates_tracks_as_the_release(
         out = tracker.step(state, frames[0])
         started = state.alive[0]
         assert started.sum() == 4 and out.mask_logits.shape[0] == 4
-        x = frames[0].appearance[0, :4]  # detection order = slot order (NEW_TRACK_ORDER detection)
+        x = frames[0].appearance[0, :4]  # detection order = slot order
         em = torch.sigmoid(upd.alpha(state.h[0, :4]))
         torch.testing.assert_close(state.app_mean[0, :4], em * x)
         want_mean, want_var = upd.update(torch.zeros_like(x), F.softplus(upd.init_var).expand_as(x), x, state.h[0, :4])

@@ -1,10 +1,11 @@
 """Track state of the authors' RGNN-VIS release (rgnnvis/models/rgnn.py ``TrackDescriptor``, ``HardAssigner``,
-``TrackModule``; docs/rgnn_release_port.md tracker items 3, 4, 8, 12): the empty track's own LSTM and Gaussian
-(``MODEL.RGNN.EMPTY_TRACK recurrent``), per-track argmax assignment with threshold -2, zero boxes of tracks without
-a detection (``INACTIVE_BOXES zero``), new tracks' appearance blend (``NEW_TRACK_APPEARANCE blend``), and the
-release values in the release and paper configs. Oracles follow the release's formulas."""
+``TrackModule``; docs/rgnn_release_port.md tracker items 3, 4, 8, 12): the empty track's own LSTM and Gaussian,
+per-track argmax assignment with threshold -2, zero boxes of tracks without a detection, new tracks' appearance
+(the placeholder after one update), the release's thresholds in every config, and the removed switches as
+deprecated keys. Oracles follow the release's formulas."""
 
-import math
+import logging
+import os
 
 import pytest
 import torch
@@ -12,7 +13,7 @@ import torch.nn.functional as F
 from detectron2.config import get_cfg
 
 from vis_rgnn.association import gnn_association
-from vis_rgnn.config import add_rgnn_config
+from vis_rgnn.config import DEPRECATED_KEYS, add_rgnn_config
 from vis_rgnn.track_state import FrameDetections
 from vis_rgnn.tracker import RGNNTracker
 
@@ -29,16 +30,6 @@ def _tracker(**kw):
         gate_hidden=4,
         residual_hidden=4,
         max_tracks=4,
-        gnn_inputs="release",
-        release_blocks=True,
-        empty_track="recurrent",
-        inactive_boxes="zero",
-        new_track_appearance="blend",
-        new_track_init="detection",
-        det_empty_gate=True,
-        slot_eviction=False,
-        new_track_order="detection",
-        inactive_threshold=-2.0,
     )
     args.update(kw)
     return RGNNTracker(**args).eval()
@@ -68,7 +59,6 @@ def test_empty_track_lstm_and_gaussian():
     softplus(init); every frame its LSTM reads its final GNN vertex and its mean moves towards the frame's
     descriptor at the rate predicted from its new embedding: mean' = (1 - eta) mean + eta x."""
     tr = _tracker()
-    assert not hasattr(tr.gnn, "empty_track") and not hasattr(tr, "empty_app_mean")
     state = tr.init_state(1, "cpu")
     torch.testing.assert_close(state.empty_app_var, F.softplus(torch.full((1, A), -7.0)))
     f0, f1 = _frame(1), _frame(2)
@@ -116,7 +106,7 @@ def test_per_track_argmax_not_one_to_one():
     assert started.tolist() == [[True, False, True]]  # detection 2 is held and also starts a track
 
 
-def test_inactive_boxes_zero_and_new_track_appearance_blend():
+def test_inactive_boxes_zero_and_new_track_appearance():
     """A track without a detection gets box 0 (TrackModule); a new track's Gaussian is the placeholder (mean 0,
     initial variance) after one update with its embedding: mean = eta x."""
     tr = _tracker()
@@ -135,16 +125,6 @@ def test_inactive_boxes_zero_and_new_track_appearance_blend():
         tr.step(state, _frame(2))
     assert state.alive[0].tolist() == [True, True, False, False]
     torch.testing.assert_close(state.boxes[0, :2], torch.zeros(2, 4))  # inactive: box 0
-    ours = _tracker(inactive_boxes="last", new_track_appearance="detection")
-    with torch.no_grad():
-        ours.association_heads.new_track.bias.fill_(10.0)
-        ours.association_heads.match.bias.fill_(-10.0)
-        s2 = ours.init_state(1, "cpu")
-        ours.step(s2, f0)
-        torch.testing.assert_close(s2.app_mean[0, :2], f0.appearance[0, :2])
-        ours.association_heads.new_track.bias.fill_(-10.0)
-        ours.step(s2, _frame(2))
-    torch.testing.assert_close(s2.boxes[0, :2], f0.boxes[0, :2])  # ours keeps the last box
 
 
 def _cfg(path):
@@ -161,54 +141,66 @@ def _cfg(path):
         "configs/vis_rgnn/R50_FPN_stage1_120ep_ytvis19.yaml",
         "configs/vis_rgnn/R50_FPN_stage2_150ep_ytvis19.yaml",
         "configs/vis_rgnn/R101_FPN_stage2_150ep_ytvis19.yaml",
+        "configs/vis_rgnn/synthetic_R18_stage2.yaml",
     ],
 )
-def test_release_tracker_values_in_release_and_paper_configs(path):
+def test_release_thresholds_in_every_config(path):
     r = _cfg(path)
-    assert (r.GNN.INPUTS, r.GNN.RELEASE_BLOCKS, r.GNN.DET_EMPTY_GATE) == ("release", True, True)
-    assert (r.EMPTY_TRACK, r.INACTIVE_BOXES, r.NEW_TRACK_APPEARANCE, r.NEW_TRACK_INIT) == (
-        "recurrent",
-        "zero",
-        "blend",
-        "detection",
-    )
-    assert (r.SLOT_EVICTION, r.NEW_TRACK_ORDER, r.INACTIVE_THRESHOLD, r.INIT_THRESHOLD) == (
-        False,
-        "detection",
-        -2.0,
-        -2.0,
-    )
+    assert (r.INACTIVE_THRESHOLD, r.INIT_THRESHOLD) == (-2.0, -2.0)
 
 
-def test_synthetic_configs_keep_our_tracker():
-    r = _cfg("configs/vis_rgnn/synthetic_R18_stage2.yaml")
-    assert (r.GNN.INPUTS, r.GNN.RELEASE_BLOCKS, r.EMPTY_TRACK, r.INACTIVE_BOXES, r.NEW_TRACK_APPEARANCE) == (
-        "ours",
-        False,
-        "learned",
-        "last",
-        "detection",
+def test_removed_switches_are_deprecated_keys(tmp_path, caplog):
+    """A config written before the release's tracker became the only one (or a checkpoint's config.yaml) still
+    loads: every removed switch is a deprecated key, ignored with detectron2's warning, from a file or a list."""
+    base = os.path.abspath("configs/vis_rgnn/synthetic_R18_stage2.yaml")
+    old = tmp_path / "old.yaml"
+    old.write_text(
+        f"""_BASE_: "{base}"
+MODEL:
+  RGNN:
+    GNN:
+      DET_EMPTY_GATE: False
+      INPUTS: "ours"
+      RELEASE_BLOCKS: False
+    EMPTY_TRACK: "learned"
+    INACTIVE_BOXES: "last"
+    NEW_TRACK_APPEARANCE: "detection"
+    SLOT_EVICTION: True
+    NEW_TRACK_ORDER: "logit"
+    NEW_TRACK_INIT: "new_track_edge"
+    APPEARANCE_UPDATE_RELEASE: False
+    TRACK_CONFIDENCE: "foreground"
+    RESULTS: "online"
+    INACTIVE_THRESHOLD: 0.0
+"""
     )
-    assert math.isclose(r.INACTIVE_THRESHOLD, 0.0)
+    assert len(DEPRECATED_KEYS) == 12
+    with caplog.at_level(logging.WARNING):
+        r = _cfg(str(old))
+    for key in DEPRECATED_KEYS:
+        assert f"Deprecated config key (ignoring): {key}" in caplog.text
+        node, leaf = key.split(".")[:-1], key.split(".")[-1]
+        parent = r
+        for name in node[2:]:
+            parent = parent[name]
+        assert leaf not in parent
+    assert r.INACTIVE_THRESHOLD == 0.0  # a number, not a switch: kept
+    cfg = get_cfg()
+    add_rgnn_config(cfg)
+    cfg.merge_from_list(["MODEL.RGNN.EMPTY_TRACK", "learned", "MODEL.RGNN.GNN.INPUTS", "ours"])
+    assert "EMPTY_TRACK" not in cfg.MODEL.RGNN and "INPUTS" not in cfg.MODEL.RGNN.GNN
+    add_rgnn_config(cfg.clone())  # idempotent: the keys are registered once
 
 
 def test_release_tracker_step_at_most_4_host_syncs_per_frame(monkeypatch):
-    """The release switches keep the online step GPU-minded (same budget as tests/test_host_syncs_rgnn.py)."""
+    """The release's tracker keeps the online step GPU-minded (same budget as tests/test_host_syncs_rgnn.py), with
+    every detection starting a track and every track holding one."""
     import tests.rgnn_step_video as reg
 
     release = {
         "STAGE": 2,
         "INIT_THRESHOLD": -20.0,  # random weights: every detection starts a track, every track holds one
         "INACTIVE_THRESHOLD": -20.0,
-        "GNN__INPUTS": "release",
-        "GNN__RELEASE_BLOCKS": True,
-        "GNN__DET_EMPTY_GATE": True,
-        "EMPTY_TRACK": "recurrent",
-        "INACTIVE_BOXES": "zero",
-        "NEW_TRACK_APPEARANCE": "blend",
-        "NEW_TRACK_INIT": "detection",
-        "SLOT_EVICTION": False,
-        "NEW_TRACK_ORDER": "detection",
     }
     monkeypatch.setitem(reg.VARIANTS, "release_tracker", release)
     counts, outputs = reg.step_host_syncs(reg.build("release_tracker"), reg.video())

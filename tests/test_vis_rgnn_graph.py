@@ -1,13 +1,11 @@
 """Unit tests of RGNN-VIS building blocks: GNN (equivariance, padding, padded == edge-list reference), gates,
-appearance model (closed-form NIχ² posterior), Lovász hinge, Fast NMS and the detection <-> annotation assignment."""
-
-import math
+appearance model, Lovász hinge, Fast NMS and the detection <-> annotation assignment."""
 
 import pytest
 import torch
 
 from tests.rgnn_references import fast_nms, scatter_gnn
-from vis_rgnn.appearance import AppearanceNetwork, AppearanceUpdate, gaussian_log_likelihood, nix2_update
+from vis_rgnn.appearance import AppearanceNetwork, gaussian_log_likelihood
 from vis_rgnn.detector import crop_masks
 from vis_rgnn.graph import TrackDetectionGNN
 from vis_rgnn.heads import exclusive_masks
@@ -20,9 +18,9 @@ NUM_CLASSES, DIM = 3, 16
 K = NUM_CLASSES + 1
 
 
-def _gnn(num_blocks=2, **options):
+def _gnn(num_blocks=2):
     torch.manual_seed(0)
-    return TrackDetectionGNN(NUM_CLASSES, DIM, 8, 8, num_blocks, True, **options).eval()
+    return TrackDetectionGNN(NUM_CLASSES, DIM, 8, 8, num_blocks, True).eval()
 
 
 def _inputs(b=2, n=5, m=4, seed=1):
@@ -34,6 +32,7 @@ def _inputs(b=2, n=5, m=4, seed=1):
         "empty_edges": torch.randn(b, m, K + 5, generator=g),
         "track_mask": torch.ones(b, n, dtype=torch.bool),
         "det_mask": torch.ones(b, m, dtype=torch.bool),
+        "empty": torch.randn(b, DIM, generator=g),
     }
 
 
@@ -45,7 +44,8 @@ def test_gnn_shapes_and_gradients():
     assert out["edges"].shape == (2, 5, 4, DIM)
     assert out["empty_edges"].shape == (2, 4, DIM)
     assert out["tracks"].shape == (2, 5, DIM)
-    (out["edges"].sum() + out["empty_edges"].sum() + out["tracks"].sum()).backward()
+    assert out["dets"].shape == (2, 4, DIM) and out["empty"].shape == (2, DIM)
+    sum(v.sum() for v in out.values()).backward()
     assert x["tracks"].grad.abs().sum() > 0
     assert all(p.grad is not None for p in gnn.parameters()), "every GNN parameter must influence an output"
 
@@ -64,6 +64,8 @@ def test_gnn_permutation_equivariance():
     torch.testing.assert_close(out["tracks"], ref["tracks"], rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(out["edges"], ref["edges"][:, :, pd], rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(out["empty_edges"], ref["empty_edges"][:, pd], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(out["dets"], ref["dets"][:, pd], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(out["empty"], ref["empty"], rtol=1e-5, atol=1e-5)
 
 
 def test_padding_changes_no_active_output():
@@ -77,6 +79,7 @@ def test_padding_changes_no_active_output():
     ti, di = torch.tensor([0, 2, 3]), torch.tensor([1, 4])
     big["tracks"][:, ti] = x["tracks"]
     big["dets"][:, di] = x["dets"]
+    big["empty"] = x["empty"]
     big["edges"][0, ti[:, None], di] = x["edges"][0]
     big["empty_edges"][:, di] = x["empty_edges"]
     big["track_mask"] = torch.tensor([[True, False, True, True, False]])
@@ -85,21 +88,17 @@ def test_padding_changes_no_active_output():
     torch.testing.assert_close(out["tracks"][:, ti], ref["tracks"], rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(out["edges"][0][ti[:, None], di], ref["edges"][0], rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(out["empty_edges"][:, di], ref["empty_edges"], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(out["dets"][:, di], ref["dets"], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(out["empty"], ref["empty"], rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize(
-    "options",
-    [{}, {"new_track_init": "detection", "det_empty_gate": True}, {"release_blocks": True, "recurrent_empty": True}],
-)
-def test_padded_gnn_equals_the_edge_list_reference(options):
+def test_padded_gnn_equals_the_edge_list_reference():
     """The masked sums over padded tensors give the GNN of the active elements alone (tests/rgnn_references.py)."""
     x = _inputs(b=3, n=6, m=5)
     x["track_mask"][0, 4:] = False
     x["det_mask"][1, :2] = False
     x["track_mask"][2] = False  # a video without tracks
-    gnn = _gnn(**options)
-    if options.get("recurrent_empty"):
-        x["empty"] = torch.randn(3, DIM)
+    gnn = _gnn()
     with torch.no_grad():
         a, b = gnn(**x), scatter_gnn(gnn, **x)
     assert set(a) == set(b)
@@ -107,10 +106,8 @@ def test_padded_gnn_equals_the_edge_list_reference(options):
     torch.testing.assert_close(a["edges"][em], b["edges"][em], rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(a["tracks"][x["track_mask"]], b["tracks"][x["track_mask"]], rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(a["empty_edges"][x["det_mask"]], b["empty_edges"][x["det_mask"]], rtol=1e-5, atol=1e-5)
-    if "dets" in a:
-        torch.testing.assert_close(a["dets"][x["det_mask"]], b["dets"][x["det_mask"]], rtol=1e-5, atol=1e-5)
-    if "empty" in a:
-        torch.testing.assert_close(a["empty"], b["empty"], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(a["dets"][x["det_mask"]], b["dets"][x["det_mask"]], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(a["empty"], b["empty"], rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("kind", ["lstm", "simple", "none"])
@@ -123,37 +120,6 @@ def test_gates(kind):
     assert x.grad is not None
     if kind == "lstm":
         assert h2.abs().max() <= 1.0  # o * tanh(c)
-
-
-def test_nix2_update_equals_closed_form_posterior():
-    """(4a-b) with alpha = n / (kappa0 + n), beta = n / (nu0 + n), s^2 = sample variance is the NIχ² posterior."""
-    torch.manual_seed(0)
-    d, n, kappa0, nu0 = 6, 4, 2.5, 3.0
-    mu0, var0, xs = torch.randn(d), torch.rand(d) + 0.1, torch.randn(n, d)
-    xbar = xs.mean(0)
-    kappa_n, nu_n = kappa0 + n, nu0 + n
-    mu_n = (kappa0 * mu0 + n * xbar) / kappa_n
-    var_n = (nu0 * var0 + ((xs - xbar) ** 2).sum(0) + n * kappa0 / kappa_n * (xbar - mu0) ** 2) / nu_n
-    s2 = ((xs - xbar) ** 2).mean(0)
-    mean, var = nix2_update(mu0, var0, xbar, s2, torch.tensor(n / kappa_n), torch.tensor(n / nu_n))
-    torch.testing.assert_close(mean, mu_n)
-    torch.testing.assert_close(var, var_n)
-
-
-def test_appearance_update_module_with_fixed_rates():
-    """The learned-rate module reproduces the one-sample posterior when its heads output fixed rates."""
-    kappa0, nu0, d = 3.0, 5.0, 8
-    upd = AppearanceUpdate(DIM, init_log_var=-7.0)
-    for layer, value in ((upd.alpha, math.log(1 / kappa0)), (upd.beta, math.log(1 / nu0)), (upd.log_s2, -12.0)):
-        torch.nn.init.zeros_(layer.weight)
-        torch.nn.init.constant_(layer.bias, value)  # sigmoid(log(1/k)) = 1 / (k + 1)
-    alpha, beta, s2 = upd(torch.randn(2, DIM))
-    torch.testing.assert_close(alpha, torch.full((2, 1), 1 / (kappa0 + 1)))
-    mu0, var0, x = torch.randn(2, d), torch.rand(2, d) + 0.5, torch.randn(2, d)
-    mean, var = nix2_update(mu0, var0, x, s2, alpha, beta)
-    expect_var = (nu0 * var0 + kappa0 / (kappa0 + 1) * (x - mu0) ** 2) / (nu0 + 1) + s2 / (nu0 + 1)
-    torch.testing.assert_close(mean, (kappa0 * mu0 + x) / (kappa0 + 1))
-    torch.testing.assert_close(var, expect_var)
 
 
 def test_gaussian_log_likelihood_matches_torch_distributions():

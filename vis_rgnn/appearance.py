@@ -2,23 +2,21 @@
 
 Each detection gets an appearance descriptor: 1x1 convolutions on the res4 and res5 backbone maps (1024->256,
 2048->256 for ResNet-50), each pooled with the detection's mask, concatenated (512) and passed through a
-residual block (512->128->512). We L2-normalise the descriptor (our choice, not stated in the paper): with
-D = 512 unit-norm descriptors the per-channel squared differences are O(1/D), which is the scale at which the
-reference initial log-variance of -7 gives O(1) log-likelihoods.
+residual block (512->128->512). ``MODEL.RGNN.DETECTION_DESCRIPTOR`` "ours" L2-normalises the descriptor (our
+choice, not stated in the paper: with D = 512 unit-norm descriptors the per-channel squared differences are
+O(1/D)); "release" is the release's ``DetectionDescriptorExtractor`` (softmax pooling, 3-layer residual).
 
-Each track models its appearance as a diagonal Gaussian N(mu, diag(sigma^2)). A new track takes the descriptor of
-its initialising detection as mean and the fixed variance exp(INIT_LOG_VAR). The track-detection edge gets the
-log-likelihood of the detection under the track's Gaussian, averaged over channels (the sum would scale with
-D; the mean keeps the edge input O(1)). After association, the track is updated with its best-matching
-detection by the normal-inverse-chi^2 conjugate update (Murphy 2007, §3.4 eq. 4) whose rates are predicted:
+Each track models its appearance as a diagonal Gaussian N(mu, diag(sigma^2)); the track-detection edge gets the
+log-likelihood of the detection under it (vis_rgnn/graph_inputs.py). After association the track is updated with
+its detection at rates predicted from the track embedding (§3.4, eq. 4, a normal-inverse-chi^2-style update), in
+the form of the authors' release (``TrackDescriptor._update_appearance``; :class:`AppearanceUpdate`):
 
-    mu'      = (1 - alpha) mu + alpha x                                          (4a)
-    sigma^2' = (1 - beta) sigma^2 + beta (s^2 + (1 - alpha) (x - mu)^2)         (4b)
+    mu'      = (1 - eta_m) mu + eta_m x                                                             (4a)
+    sigma^2' = (1 - eta_v) sigma^2 + eta_v v + eta_m eta_v / (eta_m + eta_v) (mu - x)^2                (4b)
 
-For n observations with mean x and sample variance s^2 and a prior of strengths (kappa0, nu0), the closed form
-posterior is exactly (4a-b) with alpha = n / (kappa0 + n) and beta = n / (nu0 + n). The paper predicts the rates
-from the track embedding; we predict alpha = sigmoid(.), beta = sigmoid(.) and log s^2 (one scalar each, shared
-over channels to keep the channel symmetry of §3.4; bias of log s^2 initialised to INIT_LOG_VAR).
+with eta_m, eta_v = sigmoid(Linear(h)) and v = softplus(Linear(h)) (one scalar each, shared over channels). A new
+track's Gaussian is the placeholder N(0, softplus(init_var)) after one such update with its detection (init_var a
+stored per-channel parameter, initialised to INIT_LOG_VAR).
 """
 
 from __future__ import annotations
@@ -36,7 +34,6 @@ __all__ = [
     "AppearanceNetwork",
     "AppearanceUpdate",
     "gaussian_log_likelihood",
-    "nix2_update",
     "release_pool_weights",
     "release_appearance_update",
 ]
@@ -156,16 +153,6 @@ def gaussian_log_likelihood(x: torch.Tensor, mean: torch.Tensor, var: torch.Tens
     return -0.5 * (math.log(2 * math.pi) + var.log() + (x - mean) ** 2 / var).mean(dim=-1)
 
 
-def nix2_update(
-    mean: torch.Tensor, var: torch.Tensor, x: torch.Tensor, s2: torch.Tensor, alpha: torch.Tensor, beta: torch.Tensor
-) -> Tuple[torch.Tensor, torch.Tensor]:
-    """Normal-inverse-chi^2 update (4a-b). mean, var, x: (..., D); s2, alpha, beta broadcast to (..., D)."""
-    diff = x - mean
-    new_mean = mean + alpha * diff
-    new_var = (1 - beta) * var + beta * (s2 + (1 - alpha) * diff**2)
-    return new_mean, new_var
-
-
 def release_appearance_update(
     mean: torch.Tensor,
     var: torch.Tensor,
@@ -183,61 +170,42 @@ def release_appearance_update(
 
 
 class AppearanceUpdate(nn.Module):
-    """Predicts the update rates (alpha, beta) and the sample variance s^2 from the track embedding (§3.4).
+    """Predicts the update rates eta_m, eta_v and the new variance v from the track embedding (§3.4; the release's
+    ``TrackDescriptor`` out layers ``mean_eta`` -> ``alpha``, ``var_eta`` -> ``beta``, ``var_new``, bias initialised
+    to INIT_LOG_VAR as the runfile's) and holds the raw per-channel initial variance ``init_var`` (A,) of a new
+    track (initialised to INIT_LOG_VAR; variance = softplus of it).
 
     ``learn_variance=False`` is Table 1's "Appearance const. variance" ablation (``APPEARANCE.UPDATE
-    constant_variance``): the mean still moves by the learned alpha, the variance stays exp(INIT_LOG_VAR) (beta = 0,
-    so (4b) returns sigma^2 unchanged); only alpha's layer exists then, so no parameter goes unused.
+    constant_variance``) in the release's form: eta_v = 0, so (4b) returns sigma^2 unchanged and a track keeps its
+    initial variance softplus(init_var) while the mean still moves by the learned eta_m; only alpha's layer exists
+    then, so no parameter goes unused."""
 
-    ``release=True`` (``MODEL.RGNN.APPEARANCE_UPDATE_RELEASE``): the release's ``TrackDescriptor`` --
-    eta_m = sigmoid(alpha), eta_v = sigmoid(beta), var_new = softplus(var_new(h)) (bias initialised to
-    INIT_LOG_VAR as the runfile's), :func:`release_appearance_update`, and a stored per-channel ``init_var`` (A,)
-    (initialised to INIT_LOG_VAR): a new track's Gaussian is that update of the placeholder N(0, softplus(init_var))
-    with its detection (the release starts a track in a never-used slot, whose placeholder mean is 0)."""
-
-    def __init__(
-        self,
-        dim: int,
-        init_log_var: float = -7.0,
-        learn_variance: bool = True,
-        release: bool = False,
-        appearance_dim: int = 0,
-    ):
+    def __init__(self, dim: int, init_log_var: float = -7.0, appearance_dim: int = 0, learn_variance: bool = True):
         super().__init__()
-        self.learn_variance, self.release, self.init_log_var = learn_variance or release, release, init_log_var
+        self.learn_variance = learn_variance
         self.alpha = nn.Linear(dim, 1)
-        if release:
+        if learn_variance:
             self.beta, self.var_new = nn.Linear(dim, 1), nn.Linear(dim, 1)
             nn.init.constant_(self.var_new.bias, init_log_var)
-            self.init_var = nn.Parameter(torch.full((appearance_dim,), float(init_log_var)))
-        elif learn_variance:
-            self.beta, self.log_s2 = nn.Linear(dim, 1), nn.Linear(dim, 1)
-            nn.init.constant_(self.log_s2.bias, init_log_var)
+        self.init_var = nn.Parameter(torch.full((appearance_dim,), float(init_log_var)))
 
     def forward(self, embedding: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(..., dim) -> alpha, beta, s^2 each (..., 1) (release: eta_m, eta_v, var_new)."""
-        alpha = torch.sigmoid(self.alpha(embedding))
-        if self.release:
-            return alpha, torch.sigmoid(self.beta(embedding)), F.softplus(self.var_new(embedding))
+        """(..., dim) -> eta_m, eta_v, v each (..., 1)."""
+        eta_m = torch.sigmoid(self.alpha(embedding))
         if not self.learn_variance:
-            zero = torch.zeros_like(alpha)
-            return alpha, zero, zero
-        log_s2 = self.log_s2(embedding).clamp(min=-12.0, max=4.0)
-        return alpha, torch.sigmoid(self.beta(embedding)), log_s2.exp()
+            zero = torch.zeros_like(eta_m)
+            return eta_m, zero, zero
+        return eta_m, torch.sigmoid(self.beta(embedding)), F.softplus(self.var_new(embedding))
 
     def update(
         self, mean: torch.Tensor, var: torch.Tensor, x: torch.Tensor, embedding: torch.Tensor
     ) -> Tuple[torch.Tensor, torch.Tensor]:
         """Gaussian (mean, var) (..., A) updated with the descriptor x (..., A) given the track embedding."""
-        rates = self(embedding)
-        if self.release:
-            return release_appearance_update(mean, var, x, *rates)
-        alpha, beta, s2 = rates
-        return nix2_update(mean, var, x, s2, alpha, beta)
+        new_mean, new_var = release_appearance_update(mean, var, x, *self(embedding))
+        return new_mean, new_var if self.learn_variance else var  # eta_v = 0: var exactly (no 0 / 0 at eta_m = 0)
 
     def initial(self, x: torch.Tensor, embedding: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-        """A new track's Gaussian from its detection's descriptor x (..., A) and its first embedding: ours
-        N(x, exp(INIT_LOG_VAR)); release: the update of N(0, softplus(init_var)) with x."""
-        if self.release:
-            return self.update(torch.zeros_like(x), F.softplus(self.init_var).expand_as(x), x, embedding)
-        return x, torch.full_like(x, math.exp(self.init_log_var))
+        """A new track's Gaussian from its detection's descriptor x (..., A) and its first embedding: the update of
+        the placeholder N(0, softplus(init_var)) with x (the release starts a track in a never-used slot, whose
+        placeholder mean is 0), so mean = eta_m x."""
+        return self.update(torch.zeros_like(x), F.softplus(self.init_var).expand_as(x), x, embedding)

@@ -1,18 +1,39 @@
 """Config keys of RGNN-VIS (Johnander et al., "Learning Video Instance Segmentation with Recurrent Graph Neural
 Networks").
 
-Defaults: the sizes of the paper's R50 model (Table 3, App. A) and, wherever this project's behaviour differs from
-the authors' public release (github joakimjohnander/RGNNVIS, which produced the paper's numbers), this project's
-own choice, used by the synthetic configs (configs/vis_rgnn/synthetic_R18_*.yaml). The release's values of those
-keys (anchor layout, detection filter and box clamp, input resize and channel order, GNN inputs / blocks / gates,
-new-track initialisation, empty track, slots, INACTIVE_THRESHOLD, detection score maps, descriptor, appearance
-update, track confidence, mask re-weighting inputs, results, mask loss) are set by
-configs/vis_rgnn/release_R50_ytvis19.yaml and Base-RGNN-YOLACT.yaml (the paper configs); docs/rgnn_release_port.md
-lists them."""
+Defaults: the sizes of the paper's R50 model (Table 3, App. A). The tracker is the authors' public release (github
+joakimjohnander/RGNNVIS, which produced the paper's numbers): its GNN inputs and blocks, new-track initialisation,
+recurrent empty track, slot allocation, zeroed boxes of inactive tracks, appearance update, track confidence and
+results writer are the only behaviour (docs/rgnn_release_port.md, "Ported"); this project's earlier alternatives
+were removed, their keys are deprecated (:data:`DEPRECATED_KEYS`: an old config or checkpoint config.yaml still
+loads, with detectron2's warning, and the key is ignored). Where this project still offers its own choice as a
+switch (detector / input facts, detection score maps, descriptor, mask re-weighting inputs, mask loss), the default
+is ours, used by the synthetic configs (configs/vis_rgnn/synthetic_R18_*.yaml), and the release's value is set by
+configs/vis_rgnn/release_R50_ytvis19.yaml and Base-RGNN-YOLACT.yaml (the paper configs)."""
 
 from detectron2.config import CfgNode as CN
 
 from projects.config import add_video_config
+
+# Switches between the release's tracker and this project's earlier alternatives, removed: the release's value is
+# now the behaviour (docs/rgnn_release_port.md, "Ported").
+DEPRECATED_KEYS = tuple(
+    "MODEL.RGNN." + k
+    for k in (
+        "GNN.DET_EMPTY_GATE",
+        "GNN.INPUTS",
+        "GNN.RELEASE_BLOCKS",
+        "EMPTY_TRACK",
+        "INACTIVE_BOXES",
+        "NEW_TRACK_APPEARANCE",
+        "SLOT_EVICTION",
+        "NEW_TRACK_ORDER",
+        "NEW_TRACK_INIT",
+        "APPEARANCE_UPDATE_RELEASE",
+        "TRACK_CONFIDENCE",
+        "RESULTS",
+    )
+)
 
 
 def add_rgnn_config(cfg: CN) -> None:
@@ -26,6 +47,8 @@ def add_rgnn_config(cfg: CN) -> None:
     add_video_config(cfg)
     if "RGNN" in cfg.MODEL:
         return
+    for key in DEPRECATED_KEYS:
+        cfg.register_deprecated_key(key)
     cfg.MODEL.RGNN = CN()
     r = cfg.MODEL.RGNN
     # 1: train backbone + YOLACT segmenter on single frames (App. A.1). 2: freeze them, incl. BatchNorm
@@ -92,9 +115,12 @@ def add_rgnn_config(cfg: CN) -> None:
     a.IN_FEATURES = ["res4", "res5"]
     a.CHANNELS = 256  # per input feature after the 1x1 conv; the descriptor has len(IN_FEATURES) * CHANNELS
     a.HIDDEN = 128  # residual block bottleneck
-    a.INIT_LOG_VAR = -7.0  # log of the fixed initial per-channel variance of a new track
-    # "learned": the NIχ² update of mean and variance with predicted rates (§3.4); "constant_variance": Table 1's
-    # ablation, the variance stays exp(INIT_LOG_VAR) and only the mean is updated.
+    # Initial value of the raw per-channel variances (variance = softplus of it) of a new track and of the empty
+    # track, stored parameters as the release's init_var / init_var_background.
+    a.INIT_LOG_VAR = -7.0
+    # "learned": the release's update of mean and variance at rates predicted from the track embedding (§3.4,
+    # vis_rgnn/appearance.py); "constant_variance": Table 1's ablation in the release's form, the variance rate is 0
+    # so a track keeps its initial variance and only the mean is updated.
     a.UPDATE = "learned"
 
     r.GNN = CN()
@@ -105,18 +131,6 @@ def add_rgnn_config(cfg: CN) -> None:
     g.NUM_BLOCKS = 2
     g.RESIDUAL_BLOCKS = True  # interleave residual blocks (App. B "No Interleaved Residual Blocks")
     g.LOGIT_BIAS_INIT = -2.1  # match / new-track logistic models
-    # A detection's update gates its new-track edge with its own gate (True: the release's DetFanatic, separate
-    # bkgdet / trkdet sigmoids) or with the track-edge gate (False, ours).
-    g.DET_EMPTY_GATE = False
-    # Raw inputs of the first block (vis_rgnn/graph_inputs.py): "ours" = class log-probabilities, box offsets
-    # w.r.t. the track's box, IoU and the channel-averaged appearance log-likelihood; "release" = the release's
-    # TrackDetectionMatcher: raw class logits (padding -100), the detection box scaled to [-1, 1] by 864 x 480,
-    # -4 + 0.01 x the summed log-likelihood (log 2 pi written 1.8379) and 2 IoU - 1.
-    g.INPUTS = "ours"
-    # True (the release's GraphNet): every block and residual block updates all five element types (empty track
-    # and detections included) and the residual blocks end with a ReLU (cm.Residual); False (ours): the last
-    # block and residual skip the empty track (and the detections unless NEW_TRACK_INIT is "detection").
-    g.RELEASE_BLOCKS = False
 
     r.GATING = "lstm"  # lstm (eq. 3) | simple (one gate + tanh, Table 1) | none (diverges in the paper)
     r.ASSOCIATION = "gnn"  # gnn | heuristic (MaskTrack R-CNN rule, Table 1 "Association from [31]")
@@ -135,33 +149,15 @@ def add_rgnn_config(cfg: CN) -> None:
     h.CLASS_WEIGHT = 10.0
     h.SCORE_THRESH = 0.1  # detections below this confidence are ignored by the heuristic
 
+    # Track slots per video. New tracks take the lowest free slots in detection order (decreasing detection
+    # score); a slot is never evicted nor re-used, so a new track that finds no free slot is dropped (the release;
+    # vis_rgnn/slots.py).
     r.MAX_TRACKS = 24
-    # When all MAX_TRACKS slots are taken, a new track evicts the least confident inactive one (True, ours); the
-    # authors' release never evicts nor re-uses a slot (False). See vis_rgnn/slots.py.
-    r.SLOT_EVICTION = True
-    # Order in which new tracks take the free slots (and get their ids): "logit" = best new-track logit first
-    # (ours); "detection" = detection order, i.e. decreasing detection score (the release).
-    r.NEW_TRACK_ORDER = "logit"
-    # What a new track's embedding starts from (passed through the recurrent gate from a zero state):
-    # "new_track_edge" = the GNN's new-track edge embedding n_j (ours); "detection" = the detection's final GNN
-    # vertex (the release's rgnn.py and the paper §3.1; the last GNN block then also updates the detections).
-    r.NEW_TRACK_INIT = "new_track_edge"
-    # The empty track t_0 (§3.1): "learned" = a constant learned vector and a static learned appearance Gaussian
-    # (ours); "recurrent" = the release's TrackDescriptor: its own LSTM memory (input: its final GNN vertex)
-    # and Gaussian (mean: frame 0's background descriptor, variance softplus(init), updated every frame).
-    r.EMPTY_TRACK = "learned"
-    # Boxes of tracks without a detection this frame: "last" keeps the last held box (ours); "zero" = the release
-    # (TrackModule: zeros, so their IoU edge to any detection is 0).
-    r.INACTIVE_BOXES = "last"
-    # A new track's appearance Gaussian: "detection" = centred on its detection with the initial variance (ours);
-    # "blend" = the release: the placeholder (mean 0, initial variance) updated by the appearance update with
-    # the new track's embedding, like a held track (mean = eta x).
-    r.NEW_TRACK_APPEARANCE = "detection"
-    r.INIT_THRESHOLD = -2.0  # new-track logit needed to start a track at inference
+    r.INIT_THRESHOLD = -2.0  # new-track logit needed to start a track at inference (HardAssigner)
     r.TRAIN_INIT_THRESHOLD = -2.0  # the same during stage-2 training
-    # A track without a detection matching above this logit is inactive. 0.0 is ours; the release (and the
-    # paper configs): -2.0 (HardAssigner track_acceptance_threshold).
-    r.INACTIVE_THRESHOLD = 0.0
+    # A track without a detection matching at or above this logit is inactive (the release's HardAssigner
+    # track_acceptance_threshold).
+    r.INACTIVE_THRESHOLD = -2.0
     r.MASK_EMBED_CHANNELS = 16  # mask re-weighting: Linear(DIM, 16) broadcast over the mask (App. A.2)
     r.MASK_HIDDEN_CHANNELS = 16
     # Our addition (off = the paper's head): the re-weighting CNN corrects the detection mask's logit (starts as
@@ -195,10 +191,10 @@ def add_rgnn_config(cfg: CN) -> None:
 
 
 def _add_release_heads_config(r: CN) -> None:
-    """Switches of the release's appearance / scoring / mask / results facts (issue 21, docs/rgnn_release_port.md:
-    detection mask scores, tracker items 6, 7, 10, 11, 13). Defaults keep this project's behaviour; the release
-    values are set in configs/vis_rgnn/release_R50_ytvis19.yaml and Base-RGNN-YOLACT.yaml. All are direct keys of
-    MODEL.RGNN so that a config sets them in one block."""
+    """Switches of the release's detection score maps, descriptor and mask re-weighting inputs (issue 21,
+    docs/rgnn_release_port.md). Defaults keep this project's behaviour (measured to help on the synthetic
+    held-out split); the release values are set in configs/vis_rgnn/release_R50_ytvis19.yaml and
+    Base-RGNN-YOLACT.yaml. All are direct keys of MODEL.RGNN so that a config sets them in one block."""
     # Detection score maps handed to the tracker (``pred_masks``): "sigmoid_crop" = box-cropped mask
     # probabilities (ours); "release" = coefficients . prototypes (logits, no sigmoid, no crop) +
     # DETECTION_MASK_BOX_WEIGHT x the 0/1 box map sampled like the release's box_to_seg (RGNN.filter_detections).
@@ -208,20 +204,10 @@ def _add_release_heads_config(r: CN) -> None:
     # normalised; "release" = pooling with the softmax over [10, interpolated score maps] and the 3-layer residual
     # 512-128-128-512 with a final ReLU, not normalised (needs DETECTION_MASK_SCORES release).
     r.DETECTION_DESCRIPTOR = "ours"
-    # True: the release's appearance update (TrackDescriptor._update_appearance: eta_m, eta_v, softplus variance,
-    # its variance formula, a stored per-channel init_var; vis_rgnn/appearance.py), instead of APPEARANCE.UPDATE.
-    r.APPEARANCE_UPDATE_RELEASE = False
-    # Track confidence: "foreground" = 1 - p(background) (ours); "max_class" = max_c p(c) over the foreground
-    # classes (the release's scoring of its lbscores).
-    r.TRACK_CONFIDENCE = "foreground"
     # Mask re-weighting CNN input: "ours" = [embedding, cropped mask probability, box mask]; "release" = [uncropped
     # detection logit map, 0/1 box map, embedding] (TrackModule.get_segscores) and the frame's instance map the
     # argmax over [constant 10 background, track score maps] (needs DETECTION_MASK_SCORES release).
     r.MASK_REWEIGHT_INPUT = "ours"
-    # How a video's results are finalised: "online" (ours, projects.modeling.online); "release" = the release
-    # evaluator's results.json: category = argmax of the foreground classes at the track's last frame, score =
-    # that class's probability, every started track with pixels written (vis_rgnn/frame_outputs.py).
-    r.RESULTS = "online"
     # Training-time resize of every frame to (height, width), targets too ([] = the loader's size). The release's
     # frames come at 480 x 864 from its data augmentation (INPUT.SCALE_CROP; RGNN.forward asserts that size in
     # training), so the paper configs leave this []; a fixed resize after a varying MIN_SIZE_TRAIN cancels the

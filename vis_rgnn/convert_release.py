@@ -10,12 +10,12 @@ model the config builds. The released weights hold ``backbone.*`` (torchvision R
 (their YOLACT: 41 classes, background first, re-ordered here to this project's background-last layout as in
 ``vis_rgnn/convert_yolact.py``, whose key mapping is reused): the output is a stage-1 checkpoint (``rgnn_stage`` =
 1), so stage 2 trains the tracker from it as the release's runfile does. Every tracker module of the release
-maps to the release config's model: the GNN and memory (``track_detection_matcher``, ``track_descriptor.memory_layers``,
-``init_var_background``; :func:`release_tracker_key`, for ``MODEL.RGNN.GNN.RELEASE_BLOCKS`` / ``EMPTY_TRACK
-recurrent``) and the appearance / scoring / mask modules (``appnet``, ``detection_descriptor_extractor``,
-``track_descriptor.out_layers`` / ``init_var``, ``track_module``; ``_TRACKER_KEYS``). A checkpoint holding the
-tracker converts as a whole stage-2 model (``rgnn_stage`` = 2); ``--segmenter-only`` takes its backbone + detector
-alone (a stage-1 checkpoint).
+maps to the release config's model: the GNN and memory (``track_detection_matcher``,
+``track_descriptor.memory_layers``, ``init_var_background``; :func:`release_tracker_key`) and the appearance /
+scoring / mask modules (``appnet``, ``detection_descriptor_extractor``, ``track_descriptor.out_layers`` /
+``init_var``, ``track_module``; ``_TRACKER_KEYS``). A checkpoint holding the tracker converts as a whole
+stage-2 model (``rgnn_stage`` = 2); ``--segmenter-only`` takes its backbone + detector alone (a stage-1
+checkpoint).
 """
 
 from __future__ import annotations
@@ -60,8 +60,8 @@ NUM_ANCHORS = 3  # the release's YOLACT: aspect ratios {1, 1/2, 2} / 1.8, one sc
 STAGE_KEY = "rgnn_stage"  # vis_rgnn.meta_arch.STAGE_KEY (not imported: the converter must not build the model)
 
 
-# Release appearance / scoring / mask modules -> this project's parameters (the release's DETECTION_DESCRIPTOR,
-# APPEARANCE_UPDATE_RELEASE and MASK_REWEIGHT_INPUT switches, vis_rgnn/config.py), with how each tensor changes.
+# Release appearance / scoring / mask modules -> this project's parameters (with the release's DETECTION_DESCRIPTOR
+# and MASK_REWEIGHT_INPUT, vis_rgnn/config.py), with how each tensor changes.
 _TRACKER_KEYS = {
     "appnet.feat_nets.bb_feats_s8.0.": "appearance.convs.res4.",  # 1x1 conv on layer3 (stride 16)
     "appnet.feat_nets.bb_feats_s16.0.": "appearance.convs.res5.",  # 1x1 conv on layer4 (stride 32)
@@ -95,7 +95,7 @@ def _tracker_tensor(key: str, t: torch.Tensor) -> torch.Tensor:
 # ---------------------------------------------------------------------------------------------------------------
 # The tracker's GNN and recurrent memory (track_detection_matcher, track_descriptor.memory_layers and
 # init_var_background; docs/rgnn_release_port.md items 1, 2, 4, 5): the release's GraphNets layers.0..3 are our
-# gnn.blocks.0 / residuals.0 / blocks.1 / residuals.1 (MODEL.RGNN.GNN.NUM_BLOCKS 2, RELEASE_BLOCKS True).
+# gnn.blocks.0 / residuals.0 / blocks.1 / residuals.1 (MODEL.RGNN.GNN.NUM_BLOCKS 2).
 _GNN_ELEMENT = {  # release GraphNet entry -> (our GNNBlock submodule, our residual ModuleDict key)
     "bkgdet": ("empty_edge", "empty_edges"),
     "trkdet": ("edge", "edges"),
@@ -103,8 +103,13 @@ _GNN_ELEMENT = {  # release GraphNet entry -> (our GNNBlock submodule, our resid
     "trk": ("track_node", "tracks"),
     "det": ("det_node", "dets"),
 }
-_GNN_GATE = {("bkg", "bkgdet"): "gate", ("trk", "trkdet"): "gate", ("det", "trkdet"): "gate"}
-_GNN_GATE[("det", "bkgdet")] = "empty_gate"  # MODEL.RGNN.GNN.DET_EMPTY_GATE True
+# a detection gates its new-track edge with its own gate (DetFanatic: bkgdet_sigmoid next to trkdet_sigmoid)
+_GNN_GATE = {
+    ("bkg", "bkgdet"): "gate",
+    ("trk", "trkdet"): "gate",
+    ("det", "trkdet"): "gate",
+    ("det", "bkgdet"): "empty_gate",
+}
 _LSTM = {"tracks": "gate", "background": "empty_gate"}
 
 
@@ -115,7 +120,7 @@ def _class_columns(k1: int) -> list:
 
 def _first_block_columns(kind: str, n_in: int, dim: int) -> list:
     """Input columns of the release's first-block Linear layers, in the order of our concatenations
-    (vis_rgnn.graph_inputs.release_graph_inputs + graph.TrackDetectionGNN): the release concatenates
+    (vis_rgnn.graph_inputs.graph_inputs + graph.TrackDetectionGNN): the release concatenates
     [track or empty-track vertex (D), detection vertex (K+1 logits, 4 box), edge features] ("trkdet" /
     "bkgdet") and [detection vertex, aggregated edges (D)] ("det"); ours [detection vertex, edge features,
     vertex] and [detection vertex, aggregated edges], with the classes background last."""

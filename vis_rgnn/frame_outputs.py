@@ -1,7 +1,7 @@
-"""What RGNN-VIS returns per frame and per video, as this project does it or as the authors' release does
-(github joakimjohnander/RGNNVIS: ``rgnnvis/models/rgnn.py`` ``RGNN.forward`` / ``TrackModule``,
-``rgnnvis/engines/vis_evaluator.py`` ``save_predictions_ytvis``). Switches: ``MODEL.RGNN.TRACK_CONFIDENCE``,
-``MASK_REWEIGHT_INPUT``, ``RESULTS`` (vis_rgnn/config.py).
+"""What RGNN-VIS returns per frame and per video, as the authors' release does (github joakimjohnander/RGNNVIS:
+``rgnnvis/models/rgnn.py`` ``RGNN.forward`` / ``TrackModule``, ``rgnnvis/engines/vis_evaluator.py``
+``save_predictions_ytvis``): the track confidence, the frame's masks, and the checks of the release switches that
+remain (``MODEL.RGNN.DETECTION_MASK_SCORES``, ``DETECTION_DESCRIPTOR``, ``MASK_REWEIGHT_INPUT``).
 
 Shapes: N track slots, K+1 classes (background last), P tracks holding a detection, (gh, gw) the mask grid.
 """
@@ -28,15 +28,11 @@ __all__ = [
 RELEASE_BACKGROUND_SCORE = 10.0
 
 
-def track_confidence(probs: torch.Tensor, num_classes: int, mode: str) -> torch.Tensor:
-    """Track confidence from class probabilities (..., K+1), background last: "foreground" = 1 - p(background)
-    (ours, §3.2 "our trust about whether the track is a true positive"); "max_class" = max_c p(c) over the K
-    foreground classes (the release: its results' score is max_c log p(c), the log of this)."""
-    if mode == "max_class":
-        return probs[..., :num_classes].max(dim=-1).values
-    if mode == "foreground":
-        return 1 - probs[..., num_classes]
-    raise ValueError(f"MODEL.RGNN.TRACK_CONFIDENCE must be 'foreground' or 'max_class', got {mode!r}")
+def track_confidence(probs: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """Track confidence (§3.2 "our trust about whether the track is a true positive") from class probabilities
+    (..., K+1), background last: max_c p(c) over the K foreground classes, the release's (its results' score is
+    max_c log p(c), the log of this; the same ranking)."""
+    return probs[..., :num_classes].max(dim=-1).values
 
 
 def grid_logits_to_frame(
@@ -61,18 +57,17 @@ def frame_masks(
     stride: int,
     image_size: Tuple[int, int],
     out_size: Tuple[int, int],
-    direct: bool = False,
     background: float = 0.0,
 ) -> torch.Tensor:
     """The frame's bool masks (P, H, W) of the P tracks' score maps (P, gh, gw) (slot order), one pixel per track
     at most: it goes to the highest score if that exceeds ``background`` (ties: the background, then the earlier
-    slot -- the release's argmax over [background, tracks]). ``direct`` (the release, ``RGNN.forward``): the grid
-    is resized bilinearly straight to the frame when it covers exactly the network input ``image_size`` (the
-    release's 480 x 864); otherwise (and without ``direct``) through :func:`grid_logits_to_frame`.
-    ``background``: 0 for logits (ours), 10 for the release's score maps (``RELEASE_BACKGROUND_SCORE``)."""
+    slot -- the release's argmax over [background, tracks]). As the release's ``RGNN.forward``, the grid is
+    resized bilinearly straight to the frame when it covers exactly the network input ``image_size`` (the
+    release's 480 x 864); otherwise (a grid that covers padding too) through :func:`grid_logits_to_frame`.
+    ``background``: 0 for logits, 10 for the release's score maps (``RELEASE_BACKGROUND_SCORE``)."""
     if logits.shape[0] == 0:
         return torch.zeros(0, *out_size, dtype=torch.bool, device=logits.device)
-    if direct and (logits.shape[-2] * stride, logits.shape[-1] * stride) == tuple(image_size):
+    if (logits.shape[-2] * stride, logits.shape[-1] * stride) == tuple(image_size):
         x = F.interpolate(logits[None], size=tuple(out_size), mode="bilinear", align_corners=False)[0]
     else:
         x = grid_logits_to_frame(logits, stride, image_size, out_size)
@@ -81,7 +76,7 @@ def frame_masks(
 
 def check_release_switches(r) -> None:
     """``MODEL.RGNN`` (CfgNode): the release's descriptor and re-weighting inputs read the release's detection
-    score maps, and the RESULTS value is known. Raises ValueError naming the keys."""
+    score maps, and those score maps need both. Raises ValueError naming the keys."""
     for key in ("DETECTION_DESCRIPTOR", "MASK_REWEIGHT_INPUT"):
         if r.get(key) == "release" and r.DETECTION_MASK_SCORES != "release":
             raise ValueError(
@@ -98,6 +93,3 @@ def check_release_switches(r) -> None:
             + ", ".join(f"MODEL.RGNN.{k} 'release'" for k in wrong)
             + " too"
         )
-    if r.RESULTS not in ("online", "release"):
-        raise ValueError(f"MODEL.RGNN.RESULTS must be 'online' or 'release', got {r.RESULTS!r}")
-    track_confidence(torch.zeros(1, 2), 1, r.TRACK_CONFIDENCE)  # validates the value

@@ -1,5 +1,5 @@
 """Raw inputs of the first GNN block of RGNN-VIS, built from the track memory and a frame's detections (§3.1,
-App. A.2 Table 3).
+App. A.2 Table 3), as the authors' release builds them (docs/rgnn_release_port.md, "Ported", item 1).
 
 Shapes: B videos, N' track slots processed this frame (the leading N' of the N slots), M detection slots
 (padded), K+1 classes (background last), A appearance dim.
@@ -15,7 +15,7 @@ import torch
 from .appearance import gaussian_log_likelihood
 from .track_state import FrameDetections, TrackState
 
-__all__ = ["pairwise_box_iou", "graph_inputs", "release_graph_inputs", "release_normalize_boxes"]
+__all__ = ["pairwise_box_iou", "graph_inputs", "release_normalize_boxes", "release_log_likelihood"]
 
 RELEASE_LOG2PI = 1.8379  # the release's rgnn.py LOG2PI (log 2 pi = 1.837877...)
 RELEASE_BOX_SCALE = (864.0, 480.0)  # the release's normalize_boxes: x / 864, y / 480 (its fixed input size)
@@ -34,49 +34,6 @@ def pairwise_box_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return inter / (area_a[:, :, None] + area_b[:, None, :] - inter).clamp(min=1e-6)
 
 
-def graph_inputs(
-    state: TrackState,
-    dets: FrameDetections,
-    n_used: int,
-    empty_appearance: Optional[Tuple[torch.Tensor, torch.Tensor]],
-) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Raw edge / new-track edge / detection inputs of the first GNN block for the first ``n_used`` = N' slots.
-
-    edges (B, N', M, K+4+2) = [det class log-probs, box offsets of the detection w.r.t. the track's last box
-    (dx/w, dy/h, log w'/w, log h'/h), IoU, appearance log-likelihood]; empty_edges (B, M, K+4+1) = [class
-    log-probs, detection box normalised by the image size (cx, cy, w, h), log-likelihood under the empty
-    track's Gaussian]; dets (B, M, K+4) = [class log-probs, normalised box]. ``empty_appearance``: (mean,
-    log-variance) (A,) of the empty track's Gaussian, or None (appearance disabled: both log-likelihoods are 0).
-    Returns edges, empty_edges, dets and the IoU (B, N', M).
-    """
-    tb, db = state.boxes[:, :n_used], dets.boxes
-    iou = pairwise_box_iou(tb, db)
-    twh = (tb[..., 2:] - tb[..., :2]).clamp(min=1.0)
-    dwh = (db[..., 2:] - db[..., :2]).clamp(min=1.0)
-    tc, dc = (tb[..., :2] + tb[..., 2:]) / 2, (db[..., :2] + db[..., 2:]) / 2
-    offsets = torch.cat(
-        [(dc[:, None] - tc[:, :, None]) / twh[:, :, None], (dwh[:, None] / twh[:, :, None]).log()], dim=-1
-    )
-    size = dets.image_sizes.flip(-1)[:, None, :]  # (B, 1, 2) as (w, h)
-    det_box = torch.cat([dc / size, dwh / size], dim=-1)
-    if empty_appearance is not None:
-        empty_mean, empty_log_var = empty_appearance
-        x = dets.appearance
-        ll = gaussian_log_likelihood(x[:, None], state.app_mean[:, :n_used, None], state.app_var[:, :n_used, None])
-        empty_ll = gaussian_log_likelihood(x, empty_mean, empty_log_var.exp())
-    else:
-        ll, empty_ll = iou.new_zeros(iou.shape), iou.new_zeros(dets.scores.shape)
-    # Class scores enter as log-probabilities (clamped at 1e-4): a weak segmenter's softmax is flat (synthetic
-    # data: the true class averages p = 0.22 against 0.33 for the best one), and as probabilities that
-    # evidence is a small ripple next to the box offsets and embeddings the same Linear layers read; with
-    # probabilities the scoring head learned only the class prior (vis_rgnn/README.md, Results).
-    probs = dets.class_log_probs
-    edges = torch.cat([probs[:, None].expand(-1, n_used, -1, -1), offsets, iou[..., None], ll[..., None]], dim=-1)
-    empty_edges = torch.cat([probs, det_box, empty_ll[..., None]], dim=-1)
-    det_raw = torch.cat([probs, det_box], dim=-1)
-    return edges, empty_edges, det_raw, iou
-
-
 def release_normalize_boxes(boxes: torch.Tensor) -> torch.Tensor:
     """XYXY input pixels (..., 4) -> the release's ``normalize_boxes``: 2 x / 864 - 1, 2 y / 480 - 1 (fixed
     scale: the release always resizes its input to 480 x 864)."""
@@ -92,15 +49,16 @@ def release_log_likelihood(x: torch.Tensor, mean: torch.Tensor, var: torch.Tenso
     return a * gaussian_log_likelihood(x, mean, var) + 0.5 * a * (math.log(2 * math.pi) - RELEASE_LOG2PI)
 
 
-def release_graph_inputs(
+def graph_inputs(
     state: TrackState,
     dets: FrameDetections,
     n_used: int,
     empty_appearance: Optional[Tuple[torch.Tensor, torch.Tensor]],
 ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """``MODEL.RGNN.GNN.INPUTS`` "release": the raw inputs of the release's ``TrackDetectionMatcher``
-    (``det_stuff`` = lbscores + boxes, ``trkdet_stuff`` = Gaussian log-likelihood + IoU, ``bkgdet_stuff`` =
-    Gaussian log-likelihood), in this project's class order (background last).
+    """Raw edge / new-track edge / detection inputs of the first GNN block for the first ``n_used`` = N' slots:
+    those of the release's ``TrackDetectionMatcher`` (``det_stuff`` = lbscores + boxes, ``trkdet_stuff`` =
+    Gaussian log-likelihood + IoU, ``bkgdet_stuff`` = Gaussian log-likelihood), in this project's class order
+    (background last).
 
     dets (B, M, K+4+... ) = detection vertex [raw class logits (``RELEASE_LOGIT_PAD`` on padded slots), box by
     :func:`release_normalize_boxes`]; edges (B, N', M, K+4+2) = [detection vertex, -4 + 0.01 ll, 2 IoU - 1];

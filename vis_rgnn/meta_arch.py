@@ -71,7 +71,6 @@ class RGNNVIS(nn.Module):
         classes_per_track: int = 1,
         test_resize: Sequence[int] = (),
         flip_channels: bool = False,
-        release_outputs: Tuple[str, str] = ("foreground", "online"),
         train_resize: Sequence[int] = (),
     ):
         super().__init__()
@@ -87,7 +86,6 @@ class RGNNVIS(nn.Module):
             raise ValueError(f"MODEL.RGNN.LOSS.MASK_LOSS must be one of {MASK_LOSSES}, got {mask_loss!r}")
         self.mask_loss = mask_loss
         self.max_video_tracks, self.classes_per_track = max_video_tracks, classes_per_track
-        self.track_confidence, self.results = release_outputs  # MODEL.RGNN.TRACK_CONFIDENCE, RESULTS
         self.register_buffer("pixel_mean", torch.tensor(pixel_mean).view(-1, 1, 1), False)
         self.register_buffer("pixel_std", torch.tensor(pixel_std).view(-1, 1, 1), False)
         # Saved with every checkpoint so that stage 2 can tell a stage-1 checkpoint (take the segmenter only)
@@ -159,7 +157,6 @@ class RGNNVIS(nn.Module):
             "classes_per_track": cfg.TEST.VIDEO.CLASSES_PER_TRACK,
             "test_resize": tuple(r.TEST_RESIZE),
             "flip_channels": channel_flip(cfg.INPUT.FORMAT, r.NETWORK_FORMAT),
-            "release_outputs": (r.TRACK_CONFIDENCE, r.RESULTS),
             "train_resize": tuple(r.TRAIN_RESIZE),
         }
 
@@ -291,8 +288,8 @@ class RGNNVIS(nn.Module):
 
         slots = out.mask_index[:, 1]
         k = self.detector.num_classes
-        if self.scoring == "learned":  # confidence (TRACK_CONFIDENCE), class argmax over the K classes
-            scores, classes = track_confidence(probs[slots], k, self.track_confidence), probs[slots, :k].argmax(dim=1)
+        if self.scoring == "learned":  # confidence max_c p(c), class argmax over the K classes
+            scores, classes = track_confidence(probs[slots], k), probs[slots, :k].argmax(dim=1)
         else:  # the matched detection's confidence and class, averaged / voted by run_online_inference
             scores, classes = fd.scores[0, out.mask_det], fd.class_probs[0, out.mask_det, :k].argmax(dim=1)
         h, w = images.image_sizes[0]
@@ -301,8 +298,7 @@ class RGNNVIS(nn.Module):
             logits = fd.masks[0, out.mask_det] if release_maps else mask_logits(fd.masks[0, out.mask_det])
         else:
             logits = out.mask_logits
-        direct = self.results == "release" or release_maps  # the release: straight to the frame, then the argmax
-        masks = frame_masks(logits, self.detector.mask_stride, (h, w), (out_h, out_w), direct, 10.0 * release_maps)
+        masks = frame_masks(logits, self.detector.mask_stride, (h, w), (out_h, out_w), 10.0 * release_maps)
         return self._frame_to_host(state, (out_h, out_w), tracks.ids[0, slots], scores, classes, masks, tracks.next_id)
 
     @staticmethod
@@ -354,11 +350,12 @@ class RGNNVIS(nn.Module):
         return result
 
     def finalize_video(self, state: Dict[str, Any], tracks: Dict[int, VideoTrack]) -> None:
-        """Learned scoring (§3.2): from a track's last class probabilities, its confidence ("our trust about
-        whether the track is a true positive") is 1 - p(background) and its class the most probable of the K
-        classes. ``SCORING yolact_average`` (Table 1 "Scoring via yolact average"): the mean of the class vectors
-        of the track's detections, its best foreground class and that class's mean probability. With ``SCORING
-        average`` (Table 1 "Scoring from [31]") the defaults (mean confidence, score-weighted vote) are kept.
+        """Learned scoring (§3.2; the release evaluator's results.json): from a track's last class probabilities,
+        its class is the most probable of the K classes and its confidence ("our trust about whether the track is
+        a true positive") that class's probability. ``SCORING yolact_average`` (Table 1 "Scoring via yolact
+        average"): the mean of the class vectors of the track's detections, its best foreground class and that
+        class's mean probability. With ``SCORING average`` (Table 1 "Scoring from [31]") the defaults (mean
+        confidence, score-weighted vote) are kept.
         ``class_shares`` (``TEST.VIDEO.CLASSES_PER_TRACK``): each class's probability (learned) or mean probability
         (``yolact_average``) over the chosen class's."""
         if self.scoring == "average" or state["class_probs"] is None:
@@ -370,7 +367,7 @@ class RGNNVIS(nn.Module):
             score, category = fg.max(dim=1)
         else:
             fg = probs[:, :k]
-            score = track_confidence(probs, k, "max_class" if self.results == "release" else self.track_confidence)
+            score = track_confidence(probs, k)
             category = fg.argmax(dim=1)
         shares = fg / fg.max(dim=1, keepdim=True).values.clamp(min=1e-12)
         for tid, track in tracks.items():

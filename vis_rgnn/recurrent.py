@@ -9,9 +9,8 @@ The paper replaces the LSTM's input layer by the whole GNN (eq. 3): the GNN read
 h_{t-1} and outputs x_t = GNN(h_{t-1}, detections)_i per track (3a); eq. (2b-g) then map (x_t, h_{t-1}, c_{t-1})
 to (h_t, c_t) (3b). h_t is the final track embedding: input to the GNN in the next frame and to the scoring
 head. Following the authors' public release, W and U are each Linear(D, 4D). A new track starts from h = c = 0 with x
-= the detection's final GNN vertex (the release; ``NEW_TRACK_INIT detection``, set by the release / paper configs) or
-its new-track edge embedding n_j (``NEW_TRACK_INIT new_track_edge``, this project's default, used by the synthetic
-configs).
+= the detection's final GNN vertex (§3.1, the release). The empty track has its own gate of the same kind
+(``RGNNTracker.empty_gate``, the release's ``memory_layers['background']``).
 
 ``GATING`` ablations (Table 1): "simple" has a single gate and a tanh, h_t = z * h_{t-1} + (1 - z) * tanh(W x),
 z = sigmoid(W_z x + U_z h_{t-1}); "none" feeds the GNN output straight back (h_t = x_t), which diverges in the

@@ -24,10 +24,10 @@ class FrameDetections:
     """Detections of one frame for B videos, padded to M: boxes (B, M, 4) XYXY input pixels, class_probs
     (B, M, K+1), scores (B, M), masks (B, M, h, w) on the prototype grid, appearance (B, M, A), valid (B, M),
     image_sizes (B, 2) = (h, w) of the resized input before padding; class_logits (B, M, K+1) the raw class
-    logits (the release's GNN input, ``MODEL.RGNN.GNN.INPUTS`` "release"; from the detector's ``class_logits``
-    field, else the log-probabilities, equal up to a per-detection constant); background_appearance (B, A) the
-    frame's background descriptor (the release's ``DetectionDescriptorExtractor`` global average pool, the empty
-    track's Gaussian with ``MODEL.RGNN.EMPTY_TRACK`` "recurrent"; zeros when the appearance net gives none)."""
+    logits (the release's GNN input; from the detector's ``class_logits`` field, else the log-probabilities, equal
+    up to a per-detection constant); background_appearance (B, A) the frame's background descriptor (the release's
+    ``DetectionDescriptorExtractor`` global average pool, observed by the empty track's Gaussian; zeros when the
+    appearance net gives none)."""
 
     boxes: torch.Tensor
     class_probs: torch.Tensor
@@ -59,7 +59,7 @@ class FrameDetections:
 
     @cached_property
     def class_log_probs(self) -> torch.Tensor:
-        """(B, M, K+1) class log-probabilities clamped at log 1e-4 (the GNN and track-scoring input)."""
+        """(B, M, K+1) class log-probabilities clamped at log 1e-4 (the track-scoring input)."""
         return self.class_probs.clamp(min=1e-4).log()
 
     @classmethod
@@ -123,10 +123,9 @@ class TrackState:
     track feature of the MaskTrack R-CNN rule); sum of the class log-probabilities of the detections the track
     held, class_log_prob_sum (B, N, K+1), and their number held_count (B, N); track ids (B, N, -1 = free) and the
     next id to give, next_id (B,) int64 (on the device: new ids are assigned without host syncs); training
-    identity (B, N, annotation id or -1); confidence 1 - p(background) (B, N) for eviction; class of the last
-    assigned detection (B, N). The empty track's recurrent state (``MODEL.RGNN.EMPTY_TRACK`` "recurrent", the
-    release's ``background``): its LSTM output and cell empty_h, empty_c (B, D), its appearance Gaussian
-    empty_app_mean, empty_app_var (B, A) and empty_ready (B,) (False until frame 0 has set the mean)."""
+    identity (B, N, annotation id or -1); class of the last assigned detection (B, N). The empty track's recurrent
+    state (the release's ``background``): its LSTM output and cell empty_h, empty_c (B, D), its appearance
+    Gaussian empty_app_mean, empty_app_var (B, A) and empty_ready (B,) (False until frame 0 has set the mean)."""
 
     h: torch.Tensor
     c: torch.Tensor
@@ -139,14 +138,13 @@ class TrackState:
     held_count: torch.Tensor
     ids: torch.Tensor
     identity: torch.Tensor
-    confidence: torch.Tensor
     det_class: torch.Tensor
-    next_id: Optional[torch.Tensor] = None
-    empty_h: Optional[torch.Tensor] = None
-    empty_c: Optional[torch.Tensor] = None
-    empty_app_mean: Optional[torch.Tensor] = None
-    empty_app_var: Optional[torch.Tensor] = None
-    empty_ready: Optional[torch.Tensor] = None
+    next_id: torch.Tensor
+    empty_h: torch.Tensor
+    empty_c: torch.Tensor
+    empty_app_mean: torch.Tensor
+    empty_app_var: torch.Tensor
+    empty_ready: torch.Tensor
 
     @classmethod
     def empty(
@@ -160,9 +158,9 @@ class TrackState:
         device: torch.device,
         empty_init_var: Optional[torch.Tensor] = None,
     ) -> TrackState:
-        """All N = ``num_slots`` slots free (nothing alive, ids -1, next id 0); the appearance variance starts
-        at exp(``init_log_var``), the fixed initial variance of a new track (§3.4). The empty track's LSTM
-        state starts at zero and its variance at ``empty_init_var`` (A,) (ones when None)."""
+        """All N = ``num_slots`` slots free (nothing alive, ids -1, next id 0); the free slots' appearance variance
+        is exp(``init_log_var``) (a placeholder: a new track's Gaussian is set when it starts, §3.4). The empty
+        track's LSTM state starts at zero and its variance at ``empty_init_var`` (A,) (ones when None)."""
         b, n, d, a = batch_size, num_slots, dim, appearance_dim
 
         def zeros(*shape: int) -> torch.Tensor:
@@ -180,7 +178,6 @@ class TrackState:
             held_count=zeros(b, n),
             ids=torch.full((b, n), -1, dtype=torch.long, device=device),
             identity=torch.full((b, n), -1, dtype=torch.long, device=device),
-            confidence=zeros(b, n),
             det_class=torch.full((b, n), -1, dtype=torch.long, device=device),
             next_id=torch.zeros(b, dtype=torch.long, device=device),
             empty_h=zeros(b, d),

@@ -4,8 +4,10 @@ update and initialisation, appearance update, scoring and mask re-weighting (§3
 The same :meth:`RGNNTracker.step` runs at inference (B = 1 video) and in stage-2 training (B clips in
 parallel, §3.5 "as we would do during inference"). Track memory (:class:`~vis_rgnn.track_state.TrackState`) is
 a fixed-size padded tensor of ``MAX_TRACKS`` slots per video with an ``alive`` mask (App. A.3); tracks without a
-matching detection stay alive but *inactive* (no mask this frame) and keep being updated by the GNN. Graph
-inputs: :mod:`vis_rgnn.graph_inputs`; slot allocation / eviction: :mod:`vis_rgnn.slots`; training identities:
+matching detection stay alive but *inactive* (no mask this frame, box zeroed) and keep being updated by the GNN.
+The tracker is the authors' release (``rgnnvis/models/rgnn.py``; docs/rgnn_release_port.md, "Ported"): the empty
+track has its own recurrent memory and appearance Gaussian, a new track starts from its detection's final GNN
+vertex. Graph inputs: :mod:`vis_rgnn.graph_inputs`; slot allocation: :mod:`vis_rgnn.slots`; training identities:
 :mod:`vis_rgnn.track_identities`.
 
 Shapes: B videos, N track slots, N' <= N the leading slots the GNN processes this frame, M detection slots
@@ -15,7 +17,6 @@ holding a detection this frame.
 
 from __future__ import annotations
 
-import math
 from typing import Optional, Tuple
 
 import torch
@@ -26,7 +27,7 @@ from torch import nn
 from .appearance import AppearanceUpdate
 from .association import gnn_association, heuristic_association
 from .graph import TrackDetectionGNN
-from .graph_inputs import graph_inputs, release_graph_inputs
+from .graph_inputs import graph_inputs
 from .heads import AssociationHeads, MaskReweighting, TrackScoringHead
 from .recurrent import build_gate
 from .slots import allocate_slots
@@ -58,7 +59,7 @@ class RGNNTracker(nn.Module):
         max_tracks: int = 24,
         init_threshold: float = -2.0,
         train_init_threshold: float = -2.0,
-        inactive_threshold: float = 0.0,
+        inactive_threshold: float = -2.0,
         init_log_var: float = -7.0,
         appearance_update: str = "learned",
         mask_embed_channels: int = 16,
@@ -66,69 +67,35 @@ class RGNNTracker(nn.Module):
         mask_residual: bool = True,
         mask_stride: int = 4,
         scoring_evidence: bool = False,
-        slot_eviction: bool = True,
-        new_track_order: str = "logit",
-        new_track_init: str = "new_track_edge",
-        det_empty_gate: bool = False,
-        gnn_inputs: str = "ours",
-        release_blocks: bool = False,
-        empty_track: str = "learned",
-        inactive_boxes: str = "last",
-        new_track_appearance: str = "detection",
         mask_reweight_input: str = "ours",
         mask_box_weight: float = 10.0,
     ):
         super().__init__()
         for key, value, allowed in (
-            ("GNN.INPUTS", gnn_inputs, ("ours", "release")),
-            ("EMPTY_TRACK", empty_track, ("learned", "recurrent")),
-            ("INACTIVE_BOXES", inactive_boxes, ("last", "zero")),
-            ("NEW_TRACK_APPEARANCE", new_track_appearance, ("detection", "blend")),
-            ("NEW_TRACK_ORDER", new_track_order, ("logit", "detection")),
             ("ASSOCIATION", association, ("gnn", "heuristic")),
-            ("APPEARANCE.UPDATE", appearance_update, ("learned", "constant_variance", "release")),
+            ("APPEARANCE.UPDATE", appearance_update, ("learned", "constant_variance")),
         ):
             if value not in allowed:
                 raise ValueError(f"MODEL.RGNN.{key} must be one of {allowed}, got {value!r}")
-        self.gnn_inputs, self.empty_track, self.inactive_boxes = gnn_inputs, empty_track, inactive_boxes
-        self.new_track_appearance = new_track_appearance
-        self.slot_eviction, self.new_track_order = slot_eviction, new_track_order
         self.num_classes, self.dim, self.appearance_dim = num_classes, dim, appearance_dim
         self.use_appearance, self.association, self.heuristic = use_appearance, association, heuristic or {}
         self.max_tracks, self.mask_stride = max_tracks, mask_stride
         self.init_threshold, self.train_init_threshold = init_threshold, train_init_threshold
         self.inactive_threshold, self.init_log_var = inactive_threshold, init_log_var
-        self.gnn = TrackDetectionGNN(
-            num_classes,
-            dim,
-            gate_hidden,
-            residual_hidden,
-            num_blocks,
-            residual_blocks,
-            new_track_init,
-            det_empty_gate,
-            release_blocks,
-            empty_track == "recurrent",
-        )
-        self.new_track_init = new_track_init
+        self.gnn = TrackDetectionGNN(num_classes, dim, gate_hidden, residual_hidden, num_blocks, residual_blocks)
         self.gate = build_gate(gating, dim)
         self.association_heads = AssociationHeads(dim, logit_bias_init)
         self.scoring = TrackScoringHead(dim, num_classes, scoring_evidence)
         self.appearance_update = AppearanceUpdate(
-            dim, init_log_var, appearance_update == "learned", appearance_update == "release", appearance_dim
+            dim, init_log_var, appearance_dim, learn_variance=appearance_update == "learned"
         )
         self.mask_reweighting = MaskReweighting(
             dim, mask_embed_channels, mask_hidden_channels, mask_residual, mask_reweight_input, mask_box_weight
         )
-        if empty_track == "learned":
-            # The empty track's appearance Gaussian (its "similarity" input to n_j, §3.1), learned.
-            self.empty_app_mean = nn.Parameter(torch.zeros(appearance_dim))
-            self.empty_app_log_var = nn.Parameter(torch.zeros(appearance_dim))
-        else:
-            # The release's TrackDescriptor: the empty track's own LSTM (memory_layers['background']) and the raw
-            # initial variance of its Gaussian (init_var_background; variance = softplus of it).
-            self.empty_gate = build_gate(gating, dim)
-            self.empty_init_var = nn.Parameter(torch.full((appearance_dim,), float(init_log_var)))
+        # The release's TrackDescriptor: the empty track's own LSTM (memory_layers['background']) and the raw
+        # initial variance of its Gaussian (init_var_background; variance = softplus of it).
+        self.empty_gate = build_gate(gating, dim)
+        self.empty_init_var = nn.Parameter(torch.full((appearance_dim,), float(init_log_var)))
 
     @classmethod
     def from_config(cls, cfg, appearance_dim: int, mask_stride: int):
@@ -158,28 +125,18 @@ class RGNNTracker(nn.Module):
             "train_init_threshold": r.TRAIN_INIT_THRESHOLD,
             "inactive_threshold": r.INACTIVE_THRESHOLD,
             "init_log_var": r.APPEARANCE.INIT_LOG_VAR,
-            "appearance_update": "release" if r.APPEARANCE_UPDATE_RELEASE else r.APPEARANCE.UPDATE,
+            "appearance_update": r.APPEARANCE.UPDATE,
             "mask_embed_channels": r.MASK_EMBED_CHANNELS,
             "mask_hidden_channels": r.MASK_HIDDEN_CHANNELS,
             "mask_residual": r.MASK_RESIDUAL,
             "mask_stride": mask_stride,
             "scoring_evidence": r.SCORING_EVIDENCE,
-            "slot_eviction": r.SLOT_EVICTION,
-            "new_track_order": r.NEW_TRACK_ORDER,
-            "new_track_init": r.NEW_TRACK_INIT,
-            "det_empty_gate": r.GNN.DET_EMPTY_GATE,
-            "gnn_inputs": r.GNN.INPUTS,
-            "release_blocks": r.GNN.RELEASE_BLOCKS,
-            "empty_track": r.EMPTY_TRACK,
-            "inactive_boxes": r.INACTIVE_BOXES,
-            "new_track_appearance": r.NEW_TRACK_APPEARANCE,
             "mask_reweight_input": r.MASK_REWEIGHT_INPUT,
             "mask_box_weight": r.DETECTION_MASK_BOX_WEIGHT,
         }
 
     def init_state(self, batch_size: int, device: torch.device) -> TrackState:
         """Empty track memory of ``batch_size`` videos with ``MAX_TRACKS`` slots."""
-        empty_var = F.softplus(self.empty_init_var).to(device) if self.empty_track == "recurrent" else None
         return TrackState.empty(
             batch_size,
             self.max_tracks,
@@ -188,18 +145,15 @@ class RGNNTracker(nn.Module):
             self.num_classes,
             self.init_log_var,
             device,
-            empty_init_var=empty_var,
+            empty_init_var=F.softplus(self.empty_init_var).to(device),
         )
 
     def empty_appearance(self, state: TrackState, dets: FrameDetections) -> Optional[Tuple[torch.Tensor, ...]]:
         """(mean, variance) (B, A) of the empty track's appearance Gaussian this frame, None when the appearance
-        model is disabled. "recurrent": the state's Gaussian; its mean is the frame's background descriptor until
-        frame 0 has been processed (the release's ``get_init_state``)."""
+        model is disabled: the state's Gaussian, whose mean is the frame's background descriptor until frame 0 has
+        been processed (the release's ``get_init_state``)."""
         if not self.use_appearance:
             return None
-        b = dets.valid.shape[0]
-        if self.empty_track == "learned":
-            return self.empty_app_mean.expand(b, -1), self.empty_app_log_var.exp().expand(b, -1)
         mean = torch.where(state.empty_ready[:, None], state.empty_app_mean, dets.background_appearance)
         return mean, state.empty_app_var
 
@@ -218,23 +172,8 @@ class RGNNTracker(nn.Module):
         prev_identity = state.identity[:, :n_used].clone()
 
         # §3.1 + eq. (3): GNN over tracks and detections, association logits, gated track embeddings.
-        empty_app = self.empty_appearance(state, dets)
-        if self.gnn_inputs == "release":
-            edges, empty_edges, det_raw, iou = release_graph_inputs(state, dets, n_used, empty_app)
-        else:
-            if empty_app is not None:  # graph_inputs takes (mean, log-variance) broadcasting over (B, M, A)
-                empty_app = (empty_app[0][:, None], empty_app[1].log()[:, None])
-            edges, empty_edges, det_raw, iou = graph_inputs(state, dets, n_used, empty_app)
-        recurrent = self.empty_track == "recurrent"
-        g = self.gnn(
-            state.h[:, :n_used],
-            det_raw,
-            edges,
-            empty_edges,
-            prev_alive,
-            dets.valid,
-            empty=state.empty_h if recurrent else None,
-        )
+        edges, empty_edges, det_raw, iou = graph_inputs(state, dets, n_used, self.empty_appearance(state, dets))
+        g = self.gnn(state.h[:, :n_used], det_raw, edges, empty_edges, prev_alive, dets.valid, empty=state.empty_h)
         match_logits, new_logits = self.association_heads(g["edges"], g["empty_edges"])
         h, c = self.gate(g["tracks"], state.h[:, :n_used], state.c[:, :n_used])
         edge_mask = prev_alive[:, :, None] & dets.valid[:, None, :]
@@ -256,13 +195,10 @@ class RGNNTracker(nn.Module):
                 iou,
                 **self.heuristic,
             )
-        if recurrent:
-            self._update_empty_track(state, dets, g["empty"])
+        self._update_empty_track(state, dets, g["empty"])
         holder = self._update_tracks(state, dets, h, c, assigned, prev_alive)
-        init = g["dets"] if self.new_track_init == "detection" else g["empty_edges"]
-        holder = self._start_tracks(state, dets, init, new, new_logits, holder, det_identity)
+        holder = self._start_tracks(state, dets, g["dets"], new, holder, det_identity)
         class_logits = self.scoring(state.h, state.class_log_prob_sum / state.held_count.clamp(min=1)[..., None])
-        state.confidence = torch.where(state.alive, 1 - class_logits.detach().softmax(-1)[..., -1], 0.0)
 
         # §3.2, Table 3: re-weight the mask of every track that holds a detection this frame. Reading their
         # number P is the one host sync of an inference step (it sizes the CNN's batch and the frame's output).
@@ -289,10 +225,10 @@ class RGNNTracker(nn.Module):
         )
 
     def _update_empty_track(self, state: TrackState, dets: FrameDetections, empty_vertex: torch.Tensor) -> None:
-        """``EMPTY_TRACK`` "recurrent" (the release's ``TrackDescriptor.forward``, ``background``): the empty
-        track's LSTM reads its final GNN vertex (B, D); its Gaussian is updated every frame with the frame's
-        background descriptor (B, A) at rates predicted from its new output, frame 0's mean being that
-        descriptor."""
+        """The empty track t_0 (§3.1: "processed with its own set of weights"; the release's
+        ``TrackDescriptor.forward``, ``background``): its LSTM reads its final GNN vertex (B, D); its Gaussian is
+        updated every frame with the frame's background descriptor (B, A) at rates predicted from its new output,
+        frame 0's mean being that descriptor."""
         state.empty_h, state.empty_c = self.empty_gate(empty_vertex, state.empty_h, state.empty_c)
         if self.use_appearance:
             bg = dets.background_appearance
@@ -313,7 +249,10 @@ class RGNNTracker(nn.Module):
     ) -> torch.Tensor:
         """Write the gated embeddings h, c (B, N', D) of the N' processed slots and, for tracks with an
         assigned detection (``assigned`` (B, N'), -1 = inactive), the appearance update (4a-b) with that
-        detection, its box and class. Returns the detection held by every slot (B, N), -1 for none."""
+        detection, its box and class. A processed track without a detection gets box 0 (the release's
+        ``TrackModule``: its IoU with any detection is 0, also in the heuristic association of Table 1, which
+        then re-finds an inactive track by class and appearance alone). Returns the detection held by every slot
+        (B, N), -1 for none."""
         b_size, n_slots = state.alive.shape
         n_used, m = assigned.shape[1], dets.valid.shape[1]
         active = assigned >= 0
@@ -342,11 +281,7 @@ class RGNNTracker(nn.Module):
         state.held_count = write(state.held_count, state.held_count[:, :n_used] + 1, active)
         state.h = torch.cat([torch.where(prev_alive[..., None], h, 0.0), state.h[:, n_used:]], dim=1)
         state.c = torch.cat([torch.where(prev_alive[..., None], c, 0.0), state.c[:, n_used:]], dim=1)
-        # INACTIVE_BOXES "zero" (the release's TrackModule): a processed track without a detection has box 0.
-        boxes = (
-            take(dets.boxes) if self.inactive_boxes == "last" else torch.where(active[..., None], take(dets.boxes), 0.0)
-        )
-        state.boxes = write(state.boxes, boxes, active if self.inactive_boxes == "last" else torch.ones_like(active))
+        state.boxes = write(state.boxes, torch.where(active[..., None], take(dets.boxes), 0.0), torch.ones_like(active))
         det_class = take(dets.class_probs[..., : self.num_classes].argmax(-1, keepdim=True))[..., 0]
         state.det_class = write(state.det_class, det_class, active)
         return torch.cat([assigned, assigned.new_full((b_size, n_slots - n_used), -1)], dim=1)
@@ -355,23 +290,21 @@ class RGNNTracker(nn.Module):
         self,
         state: TrackState,
         dets: FrameDetections,
-        empty_edges: torch.Tensor,
+        det_vertices: torch.Tensor,
         new: torch.Tensor,
-        new_logits: torch.Tensor,
         holder: torch.Tensor,
         det_identity: Optional[torch.Tensor],
     ) -> torch.Tensor:
-        """Start a track for every detection with ``new`` (B, M) set (§3.1): its embedding is ``empty_edges``
-        (B, M, D) -- the new-track embedding n_j, or the final detection vertex with ``NEW_TRACK_INIT``
-        "detection" -- passed through the gate from a zero state; its appearance
-        Gaussian is centred on the detection with the fixed initial variance (§3.4); its id is the video's next
-        one, in the order of decreasing new-track logit. Dense writes over the (B, N) slots, no host syncs.
-        Returns ``holder`` (B, N) updated with the initialising detections."""
+        """Start a track for every detection with ``new`` (B, M) set (§3.1 "we initialize a new track with the
+        embedding of that detection", the release's ``rgnn.py``): its embedding is the detection's final GNN
+        vertex ``det_vertices`` (B, M, D) passed through the gate from a zero state; its appearance Gaussian is
+        the placeholder N(0, softplus(init_var)) after one appearance update with the detection (§3.4,
+        :meth:`~vis_rgnn.appearance.AppearanceUpdate.initial`); it takes the lowest free slot and the video's next
+        id in detection order (:func:`~vis_rgnn.slots.allocate_slots`). Dense writes over the (B, N) slots, no
+        host syncs. Returns ``holder`` (B, N) updated with the initialising detections."""
         if new.shape[1] == 0:
             return holder
-        slot_det, slot_rank = allocate_slots(
-            state.alive, state.confidence, new, new_logits, holder >= 0, self.slot_eviction, self.new_track_order
-        )
+        slot_det, slot_rank = allocate_slots(state.alive, new)
         starts = slot_det >= 0  # (B, N)
         det = slot_det.clamp(min=0)
 
@@ -383,15 +316,10 @@ class RGNNTracker(nn.Module):
             return torch.where(where, value, old)
 
         zeros = state.h.new_zeros(state.h.shape)
-        h_new, c_new = self.gate(take(empty_edges), zeros, zeros)
+        h_new, c_new = self.gate(take(det_vertices), zeros, zeros)
         state.h, state.c = put(state.h, h_new), put(state.c, c_new)
         app = take(dets.appearance)
-        if self.new_track_appearance == "blend" and self.use_appearance and not self.appearance_update.release:
-            # the release's rule with our update: the placeholder (mean 0, initial variance) takes a held track's update
-            init_var = torch.full_like(app, math.exp(self.init_log_var))
-            app_mean, app_var = self.appearance_update.update(torch.zeros_like(app), init_var, app, h_new)
-        else:  # ours: N(x, exp(INIT_LOG_VAR)); APPEARANCE.UPDATE release: the update of N(0, softplus(init_var))
-            app_mean, app_var = self.appearance_update.initial(app, h_new)
+        app_mean, app_var = self.appearance_update.initial(app, h_new)
         state.app_mean, state.app_last = put(state.app_mean, app_mean), put(state.app_last, app)
         state.app_var = put(state.app_var, app_var.clamp(min=1e-8))
         state.class_log_prob_sum = put(state.class_log_prob_sum, take(dets.class_log_probs))
@@ -399,7 +327,7 @@ class RGNNTracker(nn.Module):
         state.boxes = put(state.boxes, take(dets.boxes))
         det_class = dets.class_probs[..., : self.num_classes].argmax(-1, keepdim=True)
         state.det_class = put(state.det_class, take(det_class)[..., 0])
-        alive = state.alive | starts  # an evicted slot is re-used by the new track at once
+        alive = state.alive | starts
         identity = new_track_identity(state.identity, alive, starts, det, det_identity)
         state.identity = put(state.identity, identity)
         state.ids = put(state.ids, state.next_id[:, None] + slot_rank)
