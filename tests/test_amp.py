@@ -95,16 +95,39 @@ def _frames(model, video, autocast):
     return outs
 
 
-def _assert_close_to_fp32(model, video, min_tracks):
+def _rgnn_class_ties(model, video, gap=0.01):
+    """Per frame, the output tracks of ``model`` (RGNN-VIS stage 2, float32) whose two most probable classes are
+    within ``gap``: a briefly trained scoring head is nearly flat, and bf16 inputs may swap such a pair."""
+    ties, step = [], model.tracker.step
+
+    def recording(state, dets, det_identity=None):
+        out = step(state, dets, det_identity)
+        k = model.detector.num_classes
+        top2 = out.class_logits[0].softmax(-1)[out.mask_index[:, 1], :k].topk(2, dim=-1).values
+        ties.append(top2[:, 0] - top2[:, 1] < gap)
+        return out
+
+    model.tracker.step = recording
+    try:
+        _frames(model, video, False)
+    finally:
+        del model.tracker.step
+    return ties
+
+
+def _assert_close_to_fp32(model, video, min_tracks, class_ties=None):
+    """``class_ties``: per frame, output tracks whose class may differ (a near-tie of their two best classes)."""
     ref, amp = _frames(model, video, False), _frames(model, video, True)
     assert sum(len(r) for r in ref) >= min_tracks * len(ref)  # detections and tracks really exist
     ious, flips = [], []
-    for r, a in zip(ref, amp):
-        assert torch.equal(r.track_ids, a.track_ids) and torch.equal(r.pred_classes, a.pred_classes)
+    for t, (r, a) in enumerate(zip(ref, amp)):
+        assert torch.equal(r.track_ids, a.track_ids)
+        same = r.pred_classes == a.pred_classes
+        assert (same | class_ties[t]).all() if class_ties else same.all(), (t, r.pred_classes, a.pred_classes)
         assert torch.allclose(r.scores, a.scores.float(), atol=0.03), (r.scores, a.scores)
         inter = (r.pred_masks & a.pred_masks).flatten(1).sum(1).float()
-        union = (r.pred_masks | a.pred_masks).flatten(1).sum(1).float().clamp(min=1)
-        ious.append(inter / union)
+        union = (r.pred_masks | a.pred_masks).flatten(1).sum(1).float()
+        ious.append(torch.where(union > 0, inter / union.clamp(min=1), 1.0))  # two empty masks agree
         flips.append((r.pred_masks ^ a.pred_masks).flatten(1).float().mean(1))
     ious, flips = torch.cat(ious), torch.cat(flips)
     # Briefly trained masks have many pixels with logits near 0, where bf16 rounding flips the decision:
@@ -139,7 +162,9 @@ def test_rgnn_stage1_bf16_training_step_and_inference(trained_rgnn):
 def test_rgnn_stage2_bf16_training_step_and_inference(trained_rgnn):
     _, s2 = trained_rgnn
     _finite_training_step(s2, [_clip(3, 0), _clip(3, 1)])
-    _assert_close_to_fp32(s2, _rgnn_video(), min_tracks=1)
+    ties = _rgnn_class_ties(s2, _rgnn_video())
+    assert not torch.cat(ties).all()  # most classes are decided: the comparison bites
+    _assert_close_to_fp32(s2, _rgnn_video(), min_tracks=1, class_ties=ties)
 
 
 def test_amp_dtype_resolution_and_cpu_float16_refused():

@@ -1,10 +1,12 @@
 """Frozen outputs of RGNN-VIS online inference (``RGNNVIS.step``) on a fixed synthetic video with fixed weights.
 
-``tests/data/rgnn_step_outputs.pt`` was written by the implementation *before* the per-frame step was made free
-of host synchronisations (detection selection, Fast NMS, association, allocation, eviction): the current code
-must reproduce it -- track ids and classes exactly, masks and scores to float tolerance. The weights are a
-seeded initialisation with the tracker heads spread (logits on both sides of the thresholds) and few track
-slots, so that every frame has many detections, inactive tracks, new tracks and evictions.
+``tests/data/rgnn_step_outputs.pt`` freezes the per-frame step (detection selection, Fast NMS, association, slot
+allocation, the release's tracker): the current code must reproduce it -- track ids and classes exactly, masks
+and scores to float tolerance. Last regenerated when this project's alternative tracker paths were removed and
+the release's became the only behaviour (new tracks from the detection vertex, recurrent empty track, no slot
+eviction, zeroed inactive boxes, max-class confidence, direct mask resize). The weights are a seeded
+initialisation with the tracker heads spread (logits on both sides of the thresholds) and few track slots, so that
+frames have many detections, inactive tracks, new tracks and new tracks dropped for want of a free slot.
 
 Regenerate (only when the architecture itself changes on purpose): ``python -m tests.test_rgnn_step_regression``.
 """

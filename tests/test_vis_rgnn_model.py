@@ -104,14 +104,16 @@ def test_tracks_cut_by_max_tracks_are_reported():
 
 def test_short_stage2_run_lowers_every_loss():
     """Every detection starts a track and every track keeps its best detection, so the set of tracks is the
-    same at every step and the (sum-normalised, §3.5) losses are comparable across steps."""
+    same at every step and the (sum-normalised, §3.5) losses are comparable across steps. 60 steps: the release's
+    GNN (raw inputs on the release's fixed scales, residuals ending in a ReLU) lowers the match loss by a few
+    percent in the first 30 and halves it by 60."""
     torch.manual_seed(0)
     tracker = _tracker(train_init_threshold=-50.0, inactive_threshold=-50.0, max_tracks=24).train()
     data = _synthetic_detections(b=2, length=5, seed=3)
     weights = {"loss_class": 1.0, "loss_mask": 1.0, "loss_match": 4.0, "loss_new_track": 1.0}
     opt = torch.optim.Adam(tracker.parameters(), lr=3e-3)
     history = []
-    for _ in range(30):
+    for _ in range(60):
         losses = tracker_clip_losses(tracker, *data, frame_decay=0.8, loss_weights=weights)
         opt.zero_grad()
         sum(losses.values()).backward()
