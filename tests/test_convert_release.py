@@ -15,6 +15,7 @@ from detectron2.config import get_cfg
 from detectron2.modeling import build_model
 
 import vis_rgnn.meta_arch  # noqa: F401
+from projects.engine.checkpoint import WeightsMismatchError, load_weights
 from vis_rgnn.config import add_rgnn_config
 from vis_rgnn.convert_release import (
     RELEASE_CONFIG,
@@ -24,6 +25,7 @@ from vis_rgnn.convert_release import (
     release_key,
 )
 from vis_rgnn.release_checkpoint import Placeholder, read_release_checkpoint
+from vis_rgnn.stage_weights import STAGE_KEY, TRACKER_VERSION, TRACKER_VERSION_KEY
 
 torch.set_num_threads(1)
 LAYOUT = os.path.join(os.path.dirname(__file__), "data", "rgnnvis_release_layout.txt")
@@ -199,6 +201,35 @@ def test_cli_full_checkpoint(tmp_path, caplog):
         assert main([str(tmp_path / "full.pth.tar"), str(tmp_path / "out.pkl"), "--segmenter-only"]) == 0
     assert "138 release tracker tensors dropped" in caplog.records[-1].getMessage()
     assert not (tmp_path / "executed").exists()
+
+
+@pytest.fixture(scope="module")
+def release_stage2_model():
+    cfg = get_cfg()
+    add_rgnn_config(cfg)
+    cfg.merge_from_file(RELEASE_CONFIG)
+    cfg.MODEL.DEVICE, cfg.MODEL.WEIGHTS, cfg.MODEL.RGNN.STAGE = "cpu", "", 2
+    return build_model(cfg)
+
+
+def test_full_checkpoint_loads_as_stage2_with_the_current_tracker_marker(tmp_path, release_stage2_model):
+    """The release's tracker is the layout this code's tracker reads: the converted file carries the current
+    ``rgnn_tracker_version`` and loads strictly into stage 2 (without the marker stage 2 would refuse it)."""
+    save_release_checkpoint(tmp_path / "full.pth.tar", fake_net(), tmp_path / "executed")
+    assert main([str(tmp_path / "full.pth.tar"), str(tmp_path / "full.pkl")]) == 0
+    with open(tmp_path / "full.pkl", "rb") as f:
+        ckpt = pickle.load(f)
+    assert int(ckpt["model"][TRACKER_VERSION_KEY]) == TRACKER_VERSION
+    load_weights(release_stage2_model, str(tmp_path / "full.pkl"))  # strict: no missing / unexpected key
+    sd = release_stage2_model.state_dict()
+    assert int(sd[STAGE_KEY]) == 2 and int(sd[TRACKER_VERSION_KEY]) == TRACKER_VERSION
+    tracker = [k for k in ckpt["model"] if k.startswith(("tracker.", "appearance."))]
+    assert len(tracker) == 136 and all(np.array_equal(sd[k].numpy(), ckpt["model"][k]) for k in tracker)
+    del ckpt["model"][TRACKER_VERSION_KEY]
+    with open(tmp_path / "unmarked.pkl", "wb") as f:
+        pickle.dump(ckpt, f)
+    with pytest.raises(WeightsMismatchError, match="unmarked.pkl does not match.*rgnn_tracker_version"):
+        load_weights(release_stage2_model, str(tmp_path / "unmarked.pkl"))
 
 
 def test_shape_mismatch_and_unknown_key_are_named(shapes):

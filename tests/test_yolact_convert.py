@@ -171,4 +171,4 @@ def test_rgnn_paper_config_starts_from_converted_yolact(converted_file, caplog):
         torch.testing.assert_close(after[k], before[k])  # stays at its (YouTube-VIS-sized) initialisation
     assert after["detector.head.cls.weight"].shape[0] == 3 * 41
     not_yolact = {k.split(".")[0] for k in after if k not in ckpt}
-    assert not_yolact <= {"appearance", "tracker", "pixel_mean", "pixel_std", "rgnn_stage"}
+    assert not_yolact <= {"appearance", "tracker", "pixel_mean", "pixel_std", "rgnn_stage", "rgnn_tracker_version"}

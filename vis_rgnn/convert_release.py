@@ -14,8 +14,8 @@ maps to the release config's model: the GNN and memory (``track_detection_matche
 ``track_descriptor.memory_layers``, ``init_var_background``; :func:`release_tracker_key`) and the appearance /
 scoring / mask modules (``appnet``, ``detection_descriptor_extractor``, ``track_descriptor.out_layers`` /
 ``init_var``, ``track_module``; ``_TRACKER_KEYS``). A checkpoint holding the tracker converts as a whole
-stage-2 model (``rgnn_stage`` = 2); ``--segmenter-only`` takes its backbone + detector alone (a stage-1
-checkpoint).
+stage-2 model (``rgnn_stage`` = 2, and ``rgnn_tracker_version`` = the current one: the release's tracker is the
+layout this code's tracker reads); ``--segmenter-only`` takes its backbone + detector alone (a stage-1 checkpoint).
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ import torch
 
 from .convert_yolact import _background_last, convert_key
 from .release_checkpoint import read_release_checkpoint
+from .stage_weights import TRACKER_VERSION, TRACKER_VERSION_KEY
 
 __all__ = [
     "RELEASE_CONFIG",
@@ -244,10 +245,10 @@ def convert_release_state_dict(
     target_shapes: Optional[Mapping[str, Tuple[int, ...]]] = None,
     segmenter_only: bool = False,
 ) -> Tuple[Dict[str, np.ndarray], Dict[str, int]]:
-    """Returns ``{name: ndarray}`` (plus ``rgnn_stage`` = 1) and a summary. ``target_shapes``: the state-dict
-    shapes of the model that will load the result; every converted tensor must exist there with the same shape.
-    ``segmenter_only``: drop the tracker modules instead of refusing them. Raises KeyError / ValueError naming
-    the offending keys (all of them)."""
+    """Returns ``{name: ndarray}`` (plus ``rgnn_stage`` = 1 or 2 and ``rgnn_tracker_version``) and a summary.
+    ``target_shapes``: the state-dict shapes of the model that will load the result; every converted tensor must
+    exist there with the same shape. ``segmenter_only``: drop the tracker modules instead of refusing them. Raises
+    KeyError / ValueError naming the offending keys (all of them)."""
     tracker = [k for k in net if k.startswith(TRACKER_PREFIXES)]
     out: Dict[str, np.ndarray] = {}
     errors = []
@@ -308,9 +309,11 @@ def convert_release_state_dict(
             what = "model" if full else "segmenter"
             raise KeyError(f"the release checkpoint lacks {len(missing)} {what} tensors of the model: {missing[:8]}")
     out[STAGE_KEY] = np.array(2 if full else 1, dtype=np.int64)
+    # the release's tracker is the layout this code's tracker reads (stage_weights.TRACKER_VERSION)
+    out[TRACKER_VERSION_KEY] = np.array(TRACKER_VERSION, dtype=np.int64)
     conf = net["detector.prediction_layers.0.conf_layer.weight"]
     summary = {
-        "tensors": len(out) - 1,
+        "tensors": len(out) - 2,  # without the two markers
         "backbone": sum(k.startswith("backbone.bottom_up.") for k in out),
         "fpn": sum(k.startswith("backbone.") and not k.startswith("backbone.bottom_up.") for k in out),
         "detector": sum(k.startswith("detector.") for k in out),

@@ -38,11 +38,11 @@ from .image_input import (
 )
 from .losses import MASK_LOSSES, tracker_clip_losses
 from .segmenter import segmenter_size_divisibility
-from .stage_weights import SEGMENTER_MODULES, STAGE_KEY, select_checkpoint_weights
+from .stage_weights import SEGMENTER_MODULES, STAGE_KEY, TRACKER_VERSION, TRACKER_VERSION_KEY, select_checkpoint_weights
 from .track_state import FrameDetections, TrackState
 from .tracker import RGNNTracker
 
-__all__ = ["RGNNVIS", "SEGMENTER_MODULES", "STAGE_KEY", "grid_logits_to_frame"]
+__all__ = ["RGNNVIS", "SEGMENTER_MODULES", "STAGE_KEY", "TRACKER_VERSION_KEY", "grid_logits_to_frame"]
 logger = logging.getLogger(__name__)
 
 
@@ -91,6 +91,8 @@ class RGNNVIS(nn.Module):
         # Saved with every checkpoint so that stage 2 can tell a stage-1 checkpoint (take the segmenter only)
         # from its own (take everything); see vis_rgnn/stage_weights.py.
         self.register_buffer(STAGE_KEY, torch.tensor(stage, dtype=torch.long), True)
+        # ... and the tracker layout its tracker weights belong to: stage 2 refuses older tracker weights.
+        self.register_buffer(TRACKER_VERSION_KEY, torch.tensor(TRACKER_VERSION, dtype=torch.long), True)
         self.register_load_state_dict_pre_hook(select_checkpoint_weights)
         self.size_divisibility = segmenter_size_divisibility(backbone)
         if test_resize and len(test_resize) != 2:

@@ -84,12 +84,14 @@ class CorruptCheckpointError(RuntimeError):
 
 
 class WeightsMismatchError(ValueError):
-    """A checkpoint that does not fit the model built from the config (strict loading, :func:`load_weights`)."""
+    """A checkpoint that does not fit the model built from the config (strict loading, :func:`load_weights`, or a
+    model's own ``load_state_dict`` check, raised with ``path`` "": :meth:`FaultTolerantCheckpointer.load` names the
+    file)."""
 
     def __init__(self, path: str, problem: str):
         self.path = path
         self.problem = problem
-        super().__init__(f"{path} does not match the config's model: {problem}")
+        super().__init__(f"{path or 'the checkpoint'} does not match the config's model: {problem}")
 
 
 def describe_load_error(e: Exception) -> str:
@@ -122,6 +124,10 @@ class FaultTolerantCheckpointer(DetectionCheckpointer):
     def load(self, path: str, *args, **kwargs) -> Dict[str, Any]:
         try:
             return super().load(path, *args, **kwargs)
+        except WeightsMismatchError as e:
+            if e.path:
+                raise
+            raise WeightsMismatchError(path, e.problem) from e  # a model's load_state_dict check: name the file
         finally:  # DetectionCheckpointer.load leaves this set when loading raises; the next load asserts on it
             self._parsed_url_during_load = None
 
