@@ -65,6 +65,8 @@ def select_checkpoint_weights(module, state_dict, prefix, *_args) -> None:
     for key in (STAGE_KEY, TRACKER_VERSION_KEY):
         state_dict[prefix + key] = getattr(module, key).detach().clone()
     if module.stage != 2:
+        if stored is not None and int(stored) == 1:
+            _complete_untrained_tracker(module, state_dict, prefix)
         return
     if stored is not None and int(stored) == 2:
         _check_tracker_version(stored_version)
@@ -85,4 +87,25 @@ def select_checkpoint_weights(module, state_dict, prefix, *_args) -> None:
             f"RGNN stage 2: the checkpoint has no '{STAGE_KEY}' entry, so it was read as a "
             f"segmenter (stage-1) checkpoint and its {len(dropped)} tracker-side tensors were "
             f"ignored; a stage-2 checkpoint written by this code carries '{STAGE_KEY}' = 2"
+        )
+
+
+def _complete_untrained_tracker(module, state_dict, prefix: str) -> None:
+    """A stage-1 model reading a stage-1 checkpoint: everything outside the segmenter is untrained there (frozen in
+    stage 1), so a checkpoint of another tracker layout (written before the release's tracker became the only one)
+    still evaluates as stage 1: its tracker-side tensors the model lacks are dropped and the model's own initial
+    values fill the ones it misses, with a log line. The segmenter must match as usual (a strict load's error)."""
+    own = module.state_dict(prefix=prefix)
+    keep = tuple(prefix + name + "." for name in SEGMENTER_MODULES)
+    extra = [k for k in state_dict if k.startswith(prefix) and k not in own and not k.startswith(keep)]
+    missing = [k for k in own if k not in state_dict and not k.startswith(keep)]
+    for k in extra:
+        del state_dict[k]
+    for k in missing:
+        state_dict[k] = own[k].detach().clone()
+    if extra or missing:
+        logger.info(
+            f"RGNN stage 1 from a stage-1 checkpoint of another tracker layout: its untrained tracker-side tensors "
+            f"were replaced ({len(missing)} initialised here: {_top_level(missing, prefix)}; {len(extra)} dropped: "
+            f"{_top_level(extra, prefix)})"
         )
