@@ -58,7 +58,8 @@ def add_vis_stg_config(cfg: CN) -> None:
     # Eq. (2) sums messages over a node's edges ("sum"); "sum_scaled" is the sum times GRAPH.SUM_SCALE (eq. (2) with
     # N_v's output layer scaled); "mean" divides by the node degree (not eq. (2)). Default "mean", in the paper
     # configs too: at test time a pixel's degree (reference windows covering it) is ~3.5x that of training with GT
-    # references (measured, vis_stg/README.md "Aggregation"), and the sum's message grows with it.
+    # references (measured, vis_stg/README.md "Aggregation"), and the sum's message grows with it; the sum needs
+    # GRAPH.TEST_SENDER_NMS (below), which removes most of that shift.
     _C.GRAPH.AGGREGATION = "mean"
     # "sum_scaled": the constant on the sum; 1/16 = the 99th percentile of a pixel's degree at test time (synthetic).
     _C.GRAPH.SUM_SCALE = 0.0625

@@ -15,6 +15,8 @@ h^(l) = h^(l-1) + Σ N_v(...) for both endpoint types, with messages computed fr
 layer of N_v starts at zero so F̂_t = F_t at initialisation. ``GRAPH.AGGREGATION``: "sum" (eq. (2)), "sum_scaled"
 (the sum times the constant ``GRAPH.SUM_SCALE``: eq. (2) with N_v's output layer scaled), "mean" (÷ each node's
 degree: not eq. (2)); a sum grows with a pixel's degree, ~1 in training, more at test (vis_stg/README.md).
+Online, :func:`message_senders` (``GRAPH.TEST_SENDER_NMS``) lets one reference per object send messages, as the GT
+references of training do: the sum of eq. (2) then sees degrees close to training's.
 
 Shapes: N reference instances, D feature dim, per level w² window edges per instance, E edges (all levels
 concatenated online), M pixel nodes touched by an edge.
