@@ -9,9 +9,9 @@ from vis_stg.graph import (
     GraphEdges,
     GraphUpdate,
     SpatialTemporalGraph,
-    message_senders,
     window_edges,
 )
+from vis_stg.online_step import message_senders
 
 torch.set_num_threads(1)
 

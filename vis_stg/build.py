@@ -56,7 +56,7 @@ def vis_stg_arguments(cfg: CfgNode) -> Dict[str, Any]:
     # from the same weights whatever the ablation switches say.
     graph = SpatialTemporalGraph(
         dim, strides, g.WINDOW_SIZES, g.HIDDEN_DIM, g.NUM_ITERS, g.AGGREGATION, g.POOLER_RESOLUTION,
-        g.POOLER_SAMPLING_RATIO, g.NODE_POOL, g.SUM_SCALE, g.TEST_SENDER_NMS,
+        g.POOLER_SAMPLING_RATIO, g.NODE_POOL, g.SUM_SCALE,
     )  # fmt: skip
     det_head = CenterNetHead(dim, max(num_classes, 1), c.DET.NUM_CONVS, c.DET.CONV_DIM, c.DET.PRIOR_PROB)
     mask_branch = MaskBranch(dim, m.BRANCH_CHANNELS, m.BRANCH_NUM_CONVS, m.BRANCH_CONV_DIM)

@@ -15,8 +15,8 @@ h^(l) = h^(l-1) + Σ N_v(...) for both endpoint types, with messages computed fr
 layer of N_v starts at zero so F̂_t = F_t at initialisation. ``GRAPH.AGGREGATION``: "sum" (eq. (2)), "sum_scaled"
 (the sum times the constant ``GRAPH.SUM_SCALE``: eq. (2) with N_v's output layer scaled), "mean" (÷ each node's
 degree: not eq. (2)); a sum grows with a pixel's degree, ~1 in training, more at test (vis_stg/README.md).
-Online, :func:`message_senders` (``GRAPH.TEST_SENDER_NMS``) lets one reference per object send messages, as the GT
-references of training do: the sum of eq. (2) then sees degrees close to training's.
+Online, ``senders`` can restrict who sends messages (``GRAPH.TEST_SENDER_NMS``: one reference per object, as in
+training; :func:`.online_step.message_senders`).
 
 Shapes: N reference instances, D feature dim, per level w² window edges per instance, E edges (all levels
 concatenated online), M pixel nodes touched by an edge.
@@ -34,12 +34,9 @@ from torchvision.ops import roi_align
 
 from projects.graph import scatter_sum
 
-from .sync_free import EXACT, greedy_nms_fixed_point
-
 __all__ = [
     "AGGREGATIONS",
     "aggregation_rows",
-    "message_senders",
     "window_edges",
     "InstanceNodeEncoder",
     "GraphUpdate",
@@ -120,17 +117,6 @@ def aggregation_rows(
     ``degree`` (num_nodes + 1, 1) in ``like``'s dtype and device (the last row counts the masked edges)."""
     into = index if edge_mask is None else torch.where(edge_mask, index, num_nodes)
     return into, scatter_sum(like.new_ones(len(index), 1), into, num_nodes + 1)
-
-
-def message_senders(boxes: torch.Tensor, scores: torch.Tensor, iou_thresh: float) -> torch.Tensor:
-    """Which reference instances send messages at test time (``GRAPH.TEST_SENDER_NMS``): greedy class-agnostic
-    NMS by descending score over the reference boxes (N, 4) with ``scores`` (N,), so one node per object updates
-    F_t as in training, where the reference nodes are the GT objects (one each). Returns (N,) bool, fixed size
-    (:func:`.sync_free.greedy_nms_fixed_point`, exact)."""
-    order = scores.argsort(descending=True, stable=True)
-    zeros = torch.zeros_like(order)
-    keep, _ = greedy_nms_fixed_point(boxes[order], zeros, torch.ones_like(order, dtype=torch.bool), iou_thresh, EXACT)
-    return torch.empty_like(keep).scatter_(0, order, keep)
 
 
 def _mlp(in_dim: int, hidden_dim: int, out_dim: int) -> nn.Sequential:
@@ -280,17 +266,13 @@ class SpatialTemporalGraph(nn.Module):
         pooler_sampling_ratio: int = 0,
         node_pool: str = "avg",
         sum_scale: float = 1.0,
-        test_sender_nms: float = 0.0,
     ):
-        """``test_sender_nms`` > 0: at test time only the references kept by :func:`message_senders` at that IoU
-        send messages (the others still get their edges, for association)."""
         super().__init__()
         if len(window_sizes) != len(strides):
             raise ValueError(f"GRAPH.WINDOW_SIZES needs one size per level ({len(strides)}), got {window_sizes}")
         self.strides, self.window_sizes = list(strides), list(window_sizes)
         self.node_encoder = InstanceNodeEncoder(dim, pooler_resolution, pooler_sampling_ratio, node_pool)
         self.update = GraphUpdate(dim, hidden_dim, num_iters, aggregation, sum_scale)
-        self.test_sender_nms = float(test_sender_nms)
 
     def encode_nodes(self, features_k: Sequence[torch.Tensor], boxes: Sequence[torch.Tensor]) -> List[torch.Tensor]:
         """Reference nodes of frame k: per level (N, D) from per-image (N_b, 4) boxes."""

@@ -33,10 +33,10 @@ from .association import Association, PairInputs, association_class
 from .build import vis_stg_arguments
 from .concat_fusion import ConcatFusion
 from .detection_head import CenterNetHead, DetectionLossSettings
-from .graph import SpatialTemporalGraph, message_senders
+from .graph import SpatialTemporalGraph
 from .kernel_warp import KernelWarp
 from .mask_head import Controller, DynamicMaskHead, MaskBranch
-from .online_step import DecodeSettings, FrameHeads, TrackSettings, frame_to_host, track_frame
+from .online_step import DecodeSettings, FrameHeads, TrackSettings, frame_to_host, message_senders, track_frame
 from .pair_losses import detection_losses, segmentation_losses
 from .state import ReferenceSet, VideoState
 from .sync_free import EXACT
@@ -291,7 +291,7 @@ class VisSTG(nn.Module):
         prev = state.prev_features if model else None
         heads_in, edges = features, None
         if model and refs is not None and self.graph is not None:
-            nms = self.graph.test_sender_nms
+            nms = self.track.sender_nms
             senders = message_senders(refs.boxes, refs.scores, nms) if nms > 0 else None
             fused, edges = self.graph.forward_online(refs.nodes, refs.centers, features, senders)
             heads_in = fused if self.relation_fusion else features

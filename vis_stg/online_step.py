@@ -32,7 +32,7 @@ from .association import Association, FrameInputs
 from .detection_head import CenterNetHead, Detections
 from .graph import GraphEdges
 from .state import ReferenceSet
-from .sync_free import EXACT, gather_at_cells_static, greedy_match_fixed_point, stable_compact
+from .sync_free import EXACT, gather_at_cells_static, greedy_match_fixed_point, greedy_nms_fixed_point, stable_compact
 
 __all__ = [
     "DecodeSettings",
@@ -41,6 +41,7 @@ __all__ = [
     "FrameResult",
     "track_frame",
     "match",
+    "message_senders",
     "warp_kernels_from_memory",
     "assign_track_ids",
     "next_references",
@@ -68,17 +69,18 @@ class DecodeSettings:
 @dataclass(frozen=True)
 class TrackSettings:
     """``TRACK.*`` of the online step: class pruning of the pairs (§3.5), the score a new detection needs to
-    become a reference instance, and the memory length Δt (§3.6). The baselines keep every detection and no
-    memory (``ref_score_thresh`` -inf, ``memory_frames`` 0)."""
+    become a reference instance, the memory length Δt (§3.6), and which references send messages in the graph.
+    The baselines keep every detection and no memory (``ref_score_thresh`` -inf, ``memory_frames`` 0)."""
 
     prune_class_mismatch: bool = True
     ref_score_thresh: float = 0.0
     memory_frames: int = 7
+    sender_nms: float = 0.0  # GRAPH.TEST_SENDER_NMS (> 0: :func:`message_senders` at this IoU)
 
     @classmethod
     def from_config(cls, cfg: CfgNode) -> TrackSettings:
         t = cfg.MODEL.VIS_STG.TRACK
-        return cls(t.PRUNE_CLASS_MISMATCH, t.REF_SCORE_THRESH, t.MEMORY_FRAMES)
+        return cls(t.PRUNE_CLASS_MISMATCH, t.REF_SCORE_THRESH, t.MEMORY_FRAMES, cfg.MODEL.VIS_STG.GRAPH.TEST_SENDER_NMS)
 
 
 @dataclass
@@ -181,6 +183,17 @@ def match(
     if prune_class_mismatch:
         valid = valid & (ref_classes[:, None] == det_classes[None, :])
     return greedy_match_fixed_point(scores, valid, iters)
+
+
+def message_senders(boxes: torch.Tensor, scores: torch.Tensor, iou_thresh: float) -> torch.Tensor:
+    """Which reference instances send messages at test time (``GRAPH.TEST_SENDER_NMS``): greedy class-agnostic
+    NMS by descending score over the reference boxes (N, 4) with ``scores`` (N,), so one node per object updates
+    F_t as in training, where the reference nodes are the GT objects (one each). Returns (N,) bool, fixed size
+    (:func:`.sync_free.greedy_nms_fixed_point`, exact)."""
+    order = scores.argsort(descending=True, stable=True)
+    zeros = torch.zeros_like(order)
+    keep, _ = greedy_nms_fixed_point(boxes[order], zeros, torch.ones_like(order, dtype=torch.bool), iou_thresh, EXACT)
+    return torch.empty_like(keep).scatter_(0, order, keep)
 
 
 def warp_kernels_from_memory(
