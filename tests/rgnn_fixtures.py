@@ -5,6 +5,7 @@ import os
 import torch
 from detectron2.config import get_cfg
 from detectron2.layers import ShapeSpec
+from detectron2.modeling import build_model
 from detectron2.structures import BitMasks, Instances
 
 from projects.config import add_video_config
@@ -30,6 +31,16 @@ def synthetic_base_cfg():
     cfg.MODEL.BACKBONE.NAME = "build_retinanet_resnet_fpn_backbone"
     cfg.MODEL.RESNETS.STEM_OUT_CHANNELS = cfg.MODEL.RESNETS.RES2_OUT_CHANNELS = 64
     return cfg
+
+
+def build_release_model(stage: int = 2):
+    """The model of ``configs/vis_rgnn/release_R50_ytvis19.yaml`` (the release's R50 runfile model) at ``stage``, on
+    the CPU, without weights."""
+    cfg = get_cfg()
+    add_rgnn_config(cfg)
+    cfg.merge_from_file(os.path.join(ROOT, "configs", "vis_rgnn", "release_R50_ytvis19.yaml"))
+    cfg.MODEL.DEVICE, cfg.MODEL.WEIGHTS, cfg.MODEL.RGNN.STAGE = "cpu", "", stage
+    return build_model(cfg)
 
 
 def tiny_cfg(stage: int = 1, **rgnn):

@@ -16,6 +16,7 @@ from detectron2.modeling import build_model
 
 import vis_rgnn.meta_arch  # noqa: F401
 from projects.engine.checkpoint import WeightsMismatchError, load_weights
+from tests.rgnn_fixtures import build_release_model
 from vis_rgnn.config import add_rgnn_config
 from vis_rgnn.convert_release import (
     RELEASE_CONFIG,
@@ -205,11 +206,7 @@ def test_cli_full_checkpoint(tmp_path, caplog):
 
 @pytest.fixture(scope="module")
 def release_stage2_model():
-    cfg = get_cfg()
-    add_rgnn_config(cfg)
-    cfg.merge_from_file(RELEASE_CONFIG)
-    cfg.MODEL.DEVICE, cfg.MODEL.WEIGHTS, cfg.MODEL.RGNN.STAGE = "cpu", "", 2
-    return build_model(cfg)
+    return build_release_model(2)
 
 
 def test_full_checkpoint_loads_as_stage2_with_the_current_tracker_marker(tmp_path, release_stage2_model):

@@ -10,12 +10,10 @@ import numpy as np
 import pytest
 import torch
 from detectron2.checkpoint import DetectionCheckpointer
-from detectron2.config import get_cfg
-from detectron2.modeling import build_model
 
 import vis_rgnn.meta_arch  # noqa: F401
-from vis_rgnn.config import add_rgnn_config
-from vis_rgnn.convert_release import RELEASE_CONFIG, convert_release_state_dict, release_key
+from tests.rgnn_fixtures import build_release_model
+from vis_rgnn.convert_release import convert_release_state_dict, release_key
 
 torch.set_num_threads(1)
 LAYOUT = os.path.join(os.path.dirname(__file__), "data", "rgnnvis_release_layout.txt")
@@ -47,11 +45,7 @@ def _net():
 
 @pytest.fixture(scope="module")
 def stage2_model():
-    cfg = get_cfg()
-    add_rgnn_config(cfg)
-    cfg.merge_from_file(RELEASE_CONFIG)
-    cfg.MODEL.DEVICE, cfg.MODEL.WEIGHTS, cfg.MODEL.RGNN.STAGE = "cpu", "", 2
-    return build_model(cfg).eval()
+    return build_release_model(2).eval()
 
 
 def test_ported_tracker_keys_map_to_the_release_configs_model(stage2_model, tmp_path):
