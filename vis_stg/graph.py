@@ -1,6 +1,6 @@
 """Spatial-temporal graph between a reference frame k and a target frame t (§3.2).
 
-Per FPN level: reference-instance nodes come from ROIAlign of F_k (:class:`InstanceNodeEncoder`), every pixel
+Per FPN level: reference-instance nodes come from ROIAlign of F_k (:mod:`.graph_nodes`), every pixel
 of F_t is a target node, and edges only join an instance to the target pixels of a w×w window around its
 centre (:func:`window_edges`). Edge features start as |h_i - h_j| and L iterations of eq. (1)(2)
 (:class:`GraphUpdate`) update edges then nodes with messages aggregated over the edge list by the project's
@@ -30,9 +30,10 @@ from typing import List, Optional, Sequence, Tuple
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torchvision.ops import roi_align
 
 from projects.graph import scatter_sum
+
+from .graph_nodes import InstanceNodeEncoder
 
 __all__ = [
     "AGGREGATIONS",
@@ -70,42 +71,6 @@ def window_edges(
     dst = ys.clamp(0, height - 1) * width + xs.clamp(0, width - 1)
     src = torch.arange(centers.shape[0], device=centers.device)[:, None].expand_as(dst)
     return src.reshape(-1), dst.reshape(-1), valid.reshape(-1)
-
-
-class InstanceNodeEncoder(nn.Module):
-    """Reference-instance node features: ROIAlign of F_k at the box, "downsampled and flattened" to D (§3.2).
-
-    ``pool="avg"`` averages the R×R bins (the node lives in F's feature space, like the pixel nodes it is
-    compared with in |h_i - h_j|); ``pool="linear"`` flattens the R×R×D crop through a Linear layer.
-    """
-
-    def __init__(self, dim: int, resolution: int = 7, sampling_ratio: int = 0, pool: str = "avg"):
-        super().__init__()
-        if pool not in ("avg", "linear"):
-            raise ValueError(f"GRAPH.NODE_POOL must be 'avg' or 'linear', got {pool!r}")
-        self.resolution, self.sampling_ratio, self.pool = resolution, sampling_ratio, pool
-        self.fc = nn.Linear(dim * resolution * resolution, dim) if pool == "linear" else None
-
-    def forward(
-        self, features: Sequence[torch.Tensor], boxes: Sequence[torch.Tensor], strides: Sequence[int]
-    ) -> List[torch.Tensor]:
-        """``features``: per level (B, D, H, W); ``boxes``: per image (N_b, 4) XYXY input pixels.
-        Returns per level (N, D), N = Σ N_b, instances ordered image by image."""
-        rois = torch.cat(
-            [torch.cat([b.new_full((len(b), 1), float(i)), b.float()], dim=1) for i, b in enumerate(boxes)]
-        )
-        out = []
-        for feat, stride in zip(features, strides):
-            crop = roi_align(
-                feat,
-                rois.to(feat.dtype),
-                self.resolution,
-                spatial_scale=1.0 / stride,
-                sampling_ratio=self.sampling_ratio,
-                aligned=True,
-            )
-            out.append(crop.mean(dim=(2, 3)) if self.fc is None else self.fc(crop.flatten(1)))
-        return out
 
 
 def aggregation_rows(
