@@ -33,7 +33,7 @@ import torch
 
 from .convert_yolact import _background_last, convert_key
 from .release_checkpoint import read_release_checkpoint
-from .stage_weights import TRACKER_VERSION, TRACKER_VERSION_KEY
+from .stage_weights import STAGE_KEY, TRACKER_VERSION, TRACKER_VERSION_KEY
 
 __all__ = [
     "RELEASE_CONFIG",
@@ -58,7 +58,6 @@ TRACKER_PREFIXES = (
     "track_module.",
 )
 NUM_ANCHORS = 3  # the release's YOLACT: aspect ratios {1, 1/2, 2} / 1.8, one scale per level
-STAGE_KEY = "rgnn_stage"  # vis_rgnn.meta_arch.STAGE_KEY (not imported: the converter must not build the model)
 
 
 # Release appearance / scoring / mask modules -> this project's parameters (with the release's DETECTION_DESCRIPTOR
