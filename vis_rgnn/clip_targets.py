@@ -28,13 +28,16 @@ def clip_training_frames(
     stride: int,
     background_appearance: Optional[torch.Tensor] = None,
     pixel_masks: bool = False,
+    late_object_class: Optional[int] = None,
 ) -> Tuple[List[FrameDetections], List[torch.Tensor], List[List[FrameTargets]]]:
     """``dets``, ``appearance`` (M_i, A), ``image_sizes``: the detector's outputs of the B x T frames, video-major;
     ``background_appearance`` (B x T, A) or None: each frame's whole-image descriptor (the empty track's observation);
     ``pixel_masks``: also give the annotations at stride 1 (``FrameTargets.pixel_masks``, ``MASK_LOSS release``);
     ``gts``: B lists of T annotated Instances (gt_boxes, gt_classes, gt_masks, gt_ids) on the device; ``stride``
-    of the prototype grid. Returns, per frame t: the FrameDetections of the B clips, the annotation id per
-    detection (B, M) (-1: none, IoU < ``det_match_iou``), and B FrameTargets."""
+    of the prototype grid; ``late_object_class``: None, or the class target of every object not visible in its
+    clip's first frame (the release's label zeroing, ``LOSS.LATE_OBJECT_CLASS "background"``: the background
+    index). Returns, per frame t: the FrameDetections of the B clips, the annotation id per detection (B, M) (-1:
+    none, IoU < ``det_match_iou``), and B FrameTargets."""
     b_size, length = len(gts), len(gts[0])
     # The input region the prototype grid covers: the padded input for detectron2's FPN, but larger than the
     # (unpadded) input for YOLACT's FPN when a side is not a multiple of 8 (2 ceil(H / 8) cells at stride 4).
@@ -44,6 +47,10 @@ def clip_training_frames(
         {int(i): int(c) for inst in video for i, c in zip(inst.gt_ids.tolist(), inst.gt_classes.tolist())}
         for video in gts
     ]
+    if late_object_class is not None:
+        for video, cls in zip(gts, classes):
+            first = set(video[0].gt_ids.tolist())
+            cls.update({i: late_object_class for i in cls if i not in first})
     frames_t, identities_t, targets_t = [], [], []
     for t in range(length):
         sel = [b * length + t for b in range(b_size)]

@@ -175,6 +175,10 @@ def add_rgnn_config(cfg: CN) -> None:
     # of [background 10, every slot's upsampled mask logits], targets from the clip's last identities
     # (vis_rgnn/losses.py).
     lo.MASK_LOSS = "joint"
+    # Class target of a track whose object is not visible in the clip's first frame: "object" (its class; the
+    # paper's words) or "background" (the release: ScaleCropAugment zeroes such objects' labels, so their tracks'
+    # class loss is trained towards the background; vis_rgnn/clip_targets.py).
+    lo.LATE_OBJECT_CLASS = "object"
     lo.MATCH_WEIGHT = 4.0
     lo.NEW_TRACK_WEIGHT = 1.0
     # Class loss weight of frame t in a T-frame clip: CLASS_WEIGHT x DECAY ** (T-1-t), normalised to mean 1, over

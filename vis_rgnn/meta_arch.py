@@ -67,6 +67,7 @@ class RGNNVIS(nn.Module):
         frame_decay: float = 0.8,
         det_match_iou: float = 0.5,
         mask_loss: str = "joint",
+        late_object_class: str = "object",
         max_video_tracks: int = 100,
         classes_per_track: int = 1,
         test_resize: Sequence[int] = (),
@@ -85,6 +86,11 @@ class RGNNVIS(nn.Module):
         if mask_loss not in MASK_LOSSES:
             raise ValueError(f"MODEL.RGNN.LOSS.MASK_LOSS must be one of {MASK_LOSSES}, got {mask_loss!r}")
         self.mask_loss = mask_loss
+        if late_object_class not in ("object", "background"):
+            raise ValueError(
+                f"MODEL.RGNN.LOSS.LATE_OBJECT_CLASS must be 'object' or 'background', got {late_object_class!r}"
+            )
+        self.late_objects_background = late_object_class == "background"
         self.max_video_tracks, self.classes_per_track = max_video_tracks, classes_per_track
         self.register_buffer("pixel_mean", torch.tensor(pixel_mean).view(-1, 1, 1), False)
         self.register_buffer("pixel_std", torch.tensor(pixel_std).view(-1, 1, 1), False)
@@ -155,6 +161,7 @@ class RGNNVIS(nn.Module):
             "frame_decay": lo.FRAME_DECAY,
             "det_match_iou": lo.DET_MATCH_IOU,
             "mask_loss": lo.MASK_LOSS,
+            "late_object_class": lo.LATE_OBJECT_CLASS,
             "max_video_tracks": cfg.TEST.VIDEO.MAX_TRACKS,
             "classes_per_track": cfg.TEST.VIDEO.CLASSES_PER_TRACK,
             "test_resize": tuple(r.TEST_RESIZE),
@@ -247,6 +254,7 @@ class RGNNVIS(nn.Module):
             self.detector.mask_stride,
             self.describe_background(bottom_up),
             pixel_masks=self.mask_loss == "release",
+            late_object_class=self.tracker.num_classes if self.late_objects_background else None,
         )
         with torch.autocast(self.device.type, enabled=False):  # the recurrent tracker runs in float32
             frames_t = [f.float32() for f in frames_t]
