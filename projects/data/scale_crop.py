@@ -35,9 +35,10 @@ What the authors' release (github joakimjohnander/RGNNVIS) does, and how it is p
 
 The release's model then sees every training frame at exactly 480 x 864 (``rgnnvis/models/rgnn.py`` L1911-1913
 asserts it in training and resizes only at test), so ``MODEL.RGNN.TRAIN_RESIZE`` stays ``[]`` with this
-augmentation. Not ported here: ``ScaleCropAugment`` also sets the class label of every object that is not yet
-visible in some frame of the clip (it enters the clip late, or its centre is cropped out of the first frames) to
-background (L80), which the release's track-classification loss then uses as the target.
+augmentation. ``ScaleCropAugment`` also sets the class label of every object that is not yet visible in some frame
+of the clip (it enters the clip late, or its centre is cropped out of the first frames) to background (L80), which
+only the release's track-classification loss reads: that is a loss target, not part of this augmentation, ported
+as ``MODEL.RGNN.LOSS.LATE_OBJECT_CLASS "background"`` (``vis_rgnn/clip_targets.py``).
 """
 
 from __future__ import annotations
