@@ -13,6 +13,12 @@ PY=.venv/bin/python
 OUT=${OUT:-output/demo}
 MODELS=${MODELS:-vis_stg}
 export DETECTRON2_DATASETS=${DETECTRON2_DATASETS:-$PWD/datasets}
+for model in $MODELS; do  # fail before minutes of work, not after them
+  case $model in
+    vis_stg | vis_rgnn) ;;
+    *) echo "unknown model '$model' in MODELS (expected vis_stg and/or vis_rgnn)" >&2; exit 2 ;;
+  esac
+done
 mkdir -p "$OUT"
 ITERS=()
 [ -n "${DEMO_ITERS:-}" ] && ITERS=(SOLVER.MAX_ITER "$DEMO_ITERS" SOLVER.STEPS "()")
@@ -49,7 +55,6 @@ for model in $MODELS; do
       train vis_rgnn_stage1 configs/vis_rgnn/synthetic_R18_stage1.yaml
       train vis_rgnn configs/vis_rgnn/synthetic_R18_stage2.yaml MODEL.WEIGHTS "$OUT/vis_rgnn_stage1/model_final.pth"
       DEMO_RUNS+=("vis_rgnn configs/vis_rgnn/synthetic_R18_stage2.yaml $OUT/vis_rgnn/model_final.pth") ;;
-    *) echo "unknown model '$model' in MODELS (expected vis_stg and/or vis_rgnn)" >&2; exit 2 ;;
   esac
 done
 
@@ -61,6 +66,10 @@ for run in "${DEMO_RUNS[@]}"; do
     --output "$OUT/demo_$name.mp4" --json "$OUT/demo_$name.json" MODEL.WEIGHTS "$weights"
   echo "demo video: $OUT/demo_$name.mp4 (results JSON: $OUT/demo_$name.json)"
   # The README picture (docs/demo_<model>.png): 4 frames of the same tracks, drawn by the results viewer.
+  if ! $PY -c 'import json, sys; sys.exit(not json.load(open(sys.argv[1])))' "$OUT/demo_$name.json"; then
+    echo "no demo picture for $name: it found no track in the demo video (a smoke run with DEMO_ITERS?)"
+    continue
+  fi
   $PY -m projects.visualize "$OUT/demo_$name.json" --out "$OUT/picture_$name" --format png --sheet-frames 4 \
     --dataset "$OUT/demo_video/demo.json:$OUT/demo_video/demo/JPEGImages" > /dev/null
   mv "$OUT/picture_$name/vid_0001.png" "$OUT/demo_$name.png" && rm -r "$OUT/picture_$name"
