@@ -77,20 +77,23 @@ def test_release_mask_loss_channels_targets_and_crop():
 
 
 @pytest.mark.parametrize(
-    "config, expected",
+    "config, mask_loss, late_object_class",
     [
-        ("release_R50_ytvis19.yaml", "release"),
-        ("R50_FPN_stage2_150ep_ytvis19.yaml", "release"),
-        ("R101_FPN_stage2_150ep_ytvis19.yaml", "release"),
-        ("synthetic_R18_stage2.yaml", "per_track"),
+        ("release_R50_ytvis19.yaml", "release", "background"),
+        ("R50_FPN_stage2_150ep_ytvis19.yaml", "release", "background"),
+        ("R101_FPN_stage2_150ep_ytvis19.yaml", "release", "background"),
+        ("synthetic_R18_stage2.yaml", "per_track", "object"),
     ],
 )
-def test_release_mask_loss_in_release_and_paper_configs(config, expected):
+def test_release_losses_in_release_and_paper_configs(config, mask_loss, late_object_class):
+    """The release's mask loss and label zeroing (tests/test_rgnn_late_object_class.py) in its and the paper's
+    configs; the synthetic config keeps this project's."""
     cfg = get_cfg()
     add_video_config(cfg)
     add_rgnn_config(cfg)
     cfg.merge_from_file(os.path.join(ROOT, "configs", "vis_rgnn", config))
-    assert cfg.MODEL.RGNN.LOSS.MASK_LOSS == expected
+    assert cfg.MODEL.RGNN.LOSS.MASK_LOSS == mask_loss
+    assert cfg.MODEL.RGNN.LOSS.LATE_OBJECT_CLASS == late_object_class
 
 
 def test_paper_stage2_training_with_the_release_mask_loss():

@@ -1,23 +1,18 @@
 """``MODEL.RGNN.LOSS.LATE_OBJECT_CLASS``: the release's label zeroing (``ScaleCropAugment``'s last line). An object
 not visible in its clip's first frame has the background as its tracks' class target; an object seen in the first
-frame keeps its class, also after it leaves."""
+frame keeps its class, also after it leaves. Which configs set it: tests/test_release_mask_loss.py."""
 
-import os
 from types import SimpleNamespace
 
 import pytest
 import torch
-from detectron2.config import get_cfg
 from detectron2.modeling import build_model
 from detectron2.structures import BitMasks, Boxes, Instances
 
-from projects.config import add_video_config
 from tests.rgnn_fixtures import PAPER_STAGE2, small_cfg
-from vis_rgnn import add_rgnn_config
 from vis_rgnn.clip_targets import clip_training_frames
 from vis_rgnn.losses import tracker_frame_losses
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 K = 3  # classes; the background is index K
 
 
@@ -82,23 +77,6 @@ def test_the_class_loss_of_a_late_object_trains_towards_the_background():
         targets = [SimpleNamespace(classes=_class_targets(late)[1])]
         loss = tracker_frame_losses(out, identity, torch.full((1, 1), -1), targets, K, 1.0, "release")["loss_class"]
         assert torch.allclose(loss, -torch.log_softmax(logits[0, 0], 0)[target])
-
-
-@pytest.mark.parametrize(
-    "config, expected",
-    [
-        ("release_R50_ytvis19.yaml", "background"),
-        ("R50_FPN_stage2_150ep_ytvis19.yaml", "background"),
-        ("R101_FPN_stage2_150ep_ytvis19.yaml", "background"),
-        ("synthetic_R18_stage2.yaml", "object"),
-    ],
-)
-def test_release_and_paper_configs_zero_late_labels(config, expected):
-    cfg = get_cfg()
-    add_video_config(cfg)
-    add_rgnn_config(cfg)
-    cfg.merge_from_file(os.path.join(ROOT, "configs", "vis_rgnn", config))
-    assert cfg.MODEL.RGNN.LOSS.LATE_OBJECT_CLASS == expected
 
 
 def test_the_model_passes_the_background_index_and_rejects_unknown_values():
