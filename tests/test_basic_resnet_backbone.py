@@ -68,3 +68,25 @@ def test_half_width_channels_and_strides():
 def test_deeper_resnets_are_refused():
     with pytest.raises(ValueError, match="DEPTH 50"):
         build_backbone(_cfg("build_basic_resnet_fpn_backbone", 64, depth=50))
+
+
+@pytest.mark.parametrize("grad", [False, True])
+def test_cpu_pool_stem_is_basic_stem(grad):
+    """The channels-last max pool (no gradient, CPU) returns exactly detectron2's stem output, contiguous; with
+    gradients the plain path runs and its gradients are detectron2's."""
+    from detectron2.modeling.backbone.resnet import BasicStem
+
+    from projects.modeling.backbone import CpuPoolStem
+
+    torch.manual_seed(0)
+    plain, fast = BasicStem(3, 32, norm="GN"), CpuPoolStem(3, 32, norm="GN")
+    fast.load_state_dict(plain.state_dict())
+    x = torch.randn(2, 3, 37, 50)  # odd sizes: the pool's padding on every border
+    with torch.set_grad_enabled(grad):
+        expected, got = plain(x), fast(x)
+    assert torch.equal(got, expected) and got.is_contiguous()
+    if grad:
+        expected.square().sum().backward()
+        got.square().sum().backward()
+        for (name, p), q in zip(plain.named_parameters(), fast.parameters()):
+            torch.testing.assert_close(q.grad, p.grad, msg=name)

@@ -18,12 +18,28 @@ Registered backbones (``MODEL.BACKBONE.NAME``):
 
 from __future__ import annotations
 
+import torch
+import torch.nn.functional as F
 from detectron2.layers import ShapeSpec
 from detectron2.modeling.backbone import BACKBONE_REGISTRY, FPN, ResNet
 from detectron2.modeling.backbone.fpn import LastLevelMaxPool, LastLevelP6P7
 from detectron2.modeling.backbone.resnet import BasicBlock, BasicStem
 
 _BLOCKS_PER_STAGE = {18: (2, 2, 2, 2), 34: (3, 4, 6, 3)}
+
+
+class CpuPoolStem(BasicStem):
+    """detectron2's ``BasicStem`` (same modules and parameter names, same outputs) whose 3x3 / 2 max pool runs on
+    a channels-last copy when no gradient is recorded on the CPU: PyTorch's contiguous-layout CPU kernel without
+    indices is ~10x slower there (a frozen stage-2 segmenter, evaluation; ``benchmarks/bench_stem_pool.py``). The
+    maximum is exact in either layout; the output is returned contiguous."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.relu_(self.conv1(x))
+        if x.device.type == "cpu" and not (torch.is_grad_enabled() and x.requires_grad):
+            x = x.contiguous(memory_format=torch.channels_last)
+            return F.max_pool2d(x, kernel_size=3, stride=2, padding=1).contiguous()
+        return F.max_pool2d(x, kernel_size=3, stride=2, padding=1)
 
 
 @BACKBONE_REGISTRY.register()
@@ -37,7 +53,7 @@ def build_basic_resnet_backbone(cfg, input_shape: ShapeSpec) -> ResNet:
         )
     if res.NUM_GROUPS != 1 or res.RES5_DILATION != 1 or any(res.DEFORM_ON_PER_STAGE):
         raise ValueError("the basic ResNet backbones take no groups, dilation or deformable convs (MODEL.RESNETS)")
-    stem = BasicStem(in_channels=input_shape.channels, out_channels=res.STEM_OUT_CHANNELS, norm=res.NORM)
+    stem = CpuPoolStem(in_channels=input_shape.channels, out_channels=res.STEM_OUT_CHANNELS, norm=res.NORM)
     stages, in_channels, out_channels = [], res.STEM_OUT_CHANNELS, res.RES2_OUT_CHANNELS
     for index, num_blocks in enumerate(_BLOCKS_PER_STAGE[res.DEPTH]):
         first_stride = 1 if index == 0 else 2
