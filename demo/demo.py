@@ -208,6 +208,12 @@ def run(args) -> int:
         print(f"video: {out_file} ({writer.frames} frames)")
     if args.json:
         print(f"results: {args.json}")
+    if args.json and acc.over_max_tracks:
+        cap = predictor.cfg.TEST.VIDEO.MAX_TRACKS
+        _warn(
+            f"{args.json} holds the {cap} best of {cap + acc.over_max_tracks} tracks: TEST.VIDEO.MAX_TRACKS {cap} "
+            f"dropped {acc.over_max_tracks} (the video drew every track); raise it to keep them"
+        )
     if not acc.tracks:
         _warn(f"no track in {source.decoded} frames: the model found no object here; " + no_track_hint(predictor.cfg))
     elif writer is not None and drawn == 0:

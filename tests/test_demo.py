@@ -246,6 +246,13 @@ def test_streaming_equals_whole_video(assets):
         for tid, mask in zip(r.instances.track_ids.tolist(), r.instances.pred_masks):
             streamed.setdefault(tid, {})[r.frame_idx] = mask
     assert len(whole["tracks"]) == len([t for t in streamed.values() if any(m.any() for m in t.values())])
+    assert whole["tracks_over_max_tracks"] == 0
+    # The cap keeps the best tracks and says how many it dropped (every detection kept, so there are several).
+    keep_all = [*KEEP_MASKS, "MODEL.VIS_STG.INFERENCE.SCORE_THRESH", "0.0"]
+    uncapped = _predictor(assets, "TEST.VIDEO.MAX_TRACKS", "100000", *keep_all)(frames)
+    capped = _predictor(assets, "TEST.VIDEO.MAX_TRACKS", "1", *keep_all)(frames)
+    assert len(uncapped["tracks"]) > 1 and uncapped["tracks_over_max_tracks"] == 0
+    assert len(capped["tracks"]) == 1 and capped["tracks_over_max_tracks"] == len(uncapped["tracks"]) - 1
     from projects.utils.masks import decode_mask
 
     for track in whole["tracks"]:
@@ -478,3 +485,21 @@ def test_demo_runs_an_rgnn_checkpoint_written_by_training(assets, rgnn_weights, 
     assert (
         "MODEL.RGNN.DETECTOR.SCORE_LOGIT_THRESH (now 50)" in proc.stderr and "MODEL.RGNN.INIT_THRESHOLD" in proc.stderr
     )
+
+
+def test_tracks_beyond_max_tracks_are_reported(assets, demo):
+    """``TEST.VIDEO.MAX_TRACKS`` caps the JSON (YouTube-VIS keeps 100 per video): what it dropped is said, naming
+    the file and the key; the video still draws every track."""
+    out_json = assets["tmp"] / "capped.json"
+    video = ["--video-input", assets["video"], "--max-frames", "3", "--json", out_json]
+    keep_all = ["MODEL.WEIGHTS", assets["weights"], *SMALL, *KEEP_MASKS, "MODEL.VIS_STG.INFERENCE.SCORE_THRESH", "0.0"]
+    proc = demo(*video, *keep_all, "TEST.VIDEO.MAX_TRACKS", "1")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    tracks = int(proc.stdout.split(" tracks")[0].rsplit("; ", 1)[1])
+    assert tracks > 1  # the test needs more tracks than the cap
+    with open(out_json) as f:
+        assert len(json.load(f)) == 1
+    warning = [line for line in proc.stderr.splitlines() if "TEST.VIDEO.MAX_TRACKS 1" in line]
+    assert len(warning) == 1 and str(out_json) in warning[0] and f"dropped {tracks - 1}" in warning[0], proc.stderr
+    proc = demo(*video, *keep_all)  # under the default cap: no warning
+    assert proc.returncode == 0 and "MAX_TRACKS" not in proc.stderr

@@ -106,7 +106,8 @@ class VideoPredictor:
             yield FrameResult(t, instances.to("cpu"))
 
     def __call__(self, frames: List[np.ndarray]) -> Dict[str, Any]:
-        """Whole video -> ``{"height", "width", "length", "tracks": [{score, category_id, segmentations}]}``."""
+        """Whole video -> ``{"height", "width", "length", "tracks": [{score, category_id, segmentations}],
+        "tracks_over_max_tracks"}``: the ``TEST.VIDEO.MAX_TRACKS`` best tracks and how many the cap dropped."""
         if len(frames) == 0:
             raise ValueError("the video has no frames")
         state = self.model.init_video_state()
@@ -119,4 +120,5 @@ class VideoPredictor:
             "width": w,
             "length": len(frames),
             "tracks": finish_tracks(self.model, state, acc, self.max_tracks),
+            "tracks_over_max_tracks": acc.over_max_tracks,  # what TEST.VIDEO.MAX_TRACKS dropped
         }
