@@ -26,3 +26,22 @@ def test_full_slots_never_start_and_batch_is_independent():
     assert slot_rank.tolist() == [[-1, -1, -1], [0, -1, -1]]
     none, _ = allocate_slots(alive, torch.zeros(2, 0, dtype=torch.bool))
     assert none.tolist() == [[-1, -1, -1], [-1, -1, -1]]
+
+
+def test_what_the_slot_cap_dropped_is_counted():
+    """The step-regression model (6 slots; frame 2 starts 10 new tracks, 4 of which find no free slot): the video's
+    diagnostics count the frames and the new tracks the cap dropped; with slots to spare they read 0."""
+    from tests.rgnn_step_video import build, video
+
+    model = build("gnn_learned")
+    with torch.no_grad():
+        (capped,) = model([video()])
+    assert capped["diagnostics"]["frames_over_track_slots"] == 1  # frame 2 only: later frames start no track
+    assert capped["diagnostics"]["tracks_over_track_slots"] == 4
+    started = max(t["track_id"] for t in capped["tracks"]) + 1 if capped["tracks"] else 0
+    assert started <= 6  # a slot is never re-used: at most MAX_TRACKS ids per video
+    model.tracker.max_tracks = 64  # the same weights, slots to spare
+    with torch.no_grad():
+        (free,) = model([video()])
+    assert free["diagnostics"]["frames_over_track_slots"] == 0
+    assert free["diagnostics"]["tracks_over_track_slots"] == 0

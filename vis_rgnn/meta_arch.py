@@ -359,6 +359,14 @@ class RGNNVIS(nn.Module):
         result.track_ids, result.scores, result.pred_classes, result.pred_masks = ids_h, scores_h, classes_h, masks_h
         return result
 
+    def video_diagnostics(self, state: Dict[str, Any]) -> Dict[str, int]:
+        """What the ``MODEL.RGNN.MAX_TRACKS`` slot cap dropped in this video (new tracks that found no free slot;
+        the release drops them too): ``frames_over_track_slots`` and ``tracks_over_track_slots``.
+        ``projects.modeling.online`` puts it in the video's output, the evaluator sums it into ``metrics.json``."""
+        tracks: TrackState = state["tracks"]
+        counts = torch.stack([tracks.slot_full_frames.sum(), tracks.slot_dropped_tracks.sum()]).cpu()
+        return {"frames_over_track_slots": int(counts[0]), "tracks_over_track_slots": int(counts[1])}
+
     def finalize_video(self, state: Dict[str, Any], tracks: Dict[int, VideoTrack]) -> None:
         """Learned scoring (§3.2; the release evaluator's results.json): from a track's last class probabilities,
         its class is the most probable of the K classes and its confidence ("our trust about whether the track is

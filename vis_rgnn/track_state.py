@@ -125,7 +125,9 @@ class TrackState:
     next id to give, next_id (B,) int64 (on the device: new ids are assigned without host syncs); training
     identity (B, N, annotation id or -1); class of the last assigned detection (B, N). The empty track's recurrent
     state (the release's ``background``): its LSTM output and cell empty_h, empty_c (B, D), its appearance
-    Gaussian empty_app_mean, empty_app_var (B, A) and empty_ready (B,) (False until frame 0 has set the mean)."""
+    Gaussian empty_app_mean, empty_app_var (B, A) and empty_ready (B,) (False until frame 0 has set the mean).
+    What the slot cap dropped so far (new tracks that found no free slot, App. A.3): slot_full_frames (B,) the
+    frames where it dropped any, slot_dropped_tracks (B,) how many (int64 counters on the device)."""
 
     h: torch.Tensor
     c: torch.Tensor
@@ -145,6 +147,15 @@ class TrackState:
     empty_app_mean: torch.Tensor
     empty_app_var: torch.Tensor
     empty_ready: torch.Tensor
+    slot_full_frames: Optional[torch.Tensor] = None
+    slot_dropped_tracks: Optional[torch.Tensor] = None
+
+    def __post_init__(self):
+        b, device = self.alive.shape[0], self.alive.device
+        if self.slot_full_frames is None:
+            self.slot_full_frames = torch.zeros(b, dtype=torch.long, device=device)
+        if self.slot_dropped_tracks is None:
+            self.slot_dropped_tracks = torch.zeros(b, dtype=torch.long, device=device)
 
     @classmethod
     def empty(

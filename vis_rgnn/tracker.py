@@ -331,6 +331,10 @@ class RGNNTracker(nn.Module):
         identity = new_track_identity(state.identity, alive, starts, det, det_identity)
         state.identity = put(state.identity, identity)
         state.ids = put(state.ids, state.next_id[:, None] + slot_rank)
-        state.next_id = state.next_id + starts.sum(dim=1)
+        started = starts.sum(dim=1)
+        dropped = new.sum(dim=1) - started  # (B,) new tracks that found no free slot
+        state.slot_full_frames = state.slot_full_frames + (dropped > 0).long()
+        state.slot_dropped_tracks = state.slot_dropped_tracks + dropped
+        state.next_id = state.next_id + started
         state.alive = alive
         return put(holder, slot_det)
