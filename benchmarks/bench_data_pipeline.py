@@ -22,6 +22,7 @@ import argparse
 import os
 import tempfile
 import time
+from typing import Tuple
 
 import numpy as np
 from detectron2.data import DatasetCatalog
@@ -53,6 +54,19 @@ def decode_reduced(path: str, short: int, max_size: int) -> np.ndarray:
     image = np.asarray(img.convert("RGB"))
     ih, iw = image.shape[:2]
     return T.ResizeTransform(ih, iw, nh, nw, Image.BILINEAR).apply_image(image)
+
+
+def training_decode_size(cfg, path: str) -> Tuple[int, int]:
+    """(short side, max long side) of the largest training frame: ``INPUT.SCALE_CROP``'s largest scale of the
+    frame fitted into ``REFERENCE_SIZE`` (the crop comes after the resize), else ``MIN_SIZE_TRAIN`` /
+    ``MAX_SIZE_TRAIN``."""
+    sc = cfg.INPUT.SCALE_CROP
+    if not sc.ENABLED:
+        return max(cfg.INPUT.MIN_SIZE_TRAIN), cfg.INPUT.MAX_SIZE_TRAIN
+    w, h = Image.open(path).size
+    fit = min(sc.REFERENCE_SIZE[0] / h, sc.REFERENCE_SIZE[1] / w) if len(sc.REFERENCE_SIZE) else 1.0
+    scale = fit * max(sc.SCALE_RANGE)
+    return round(min(h, w) * scale), round(max(h, w) * scale)
 
 
 def _time(fn, repeats: int) -> float:
@@ -163,8 +177,8 @@ def main() -> None:
                 f"[{name}] loader NUM_WORKERS {workers}: {sps:.2f} samples/s, {fps:.1f} frames/s, "
                 f"{steps:.2f} GPU steps/s"
             )
-        short = max(cfg.INPUT.MIN_SIZE_TRAIN)
-        decode_table(first, short, cfg.INPUT.MAX_SIZE_TRAIN, 3 if args.smoke else 20)
+        short, max_size = training_decode_size(cfg, first)
+        decode_table(first, short, max_size, 3 if args.smoke else 20)
 
 
 if __name__ == "__main__":

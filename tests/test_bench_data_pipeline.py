@@ -46,3 +46,22 @@ def test_smoke_run_prints_the_table(tmp_path):
             assert f"[{name}] loader NUM_WORKERS {worker}:" in proc.stdout
         assert f"[{name}] mapper (1 process):" in proc.stdout
     assert proc.stdout.count("speed-up x") == 2
+
+
+def test_decode_size_follows_the_scale_crop(tmp_path):
+    """The decode table's frame size is the largest training frame: MIN / MAX_SIZE_TRAIN, or with
+    INPUT.SCALE_CROP the largest scale of the frame fitted into REFERENCE_SIZE."""
+    from detectron2.config import get_cfg
+
+    from projects.config import add_video_config
+
+    path = str(tmp_path / "frame.jpg")
+    Image.fromarray(np.zeros((360, 640, 3), np.uint8)).save(path)
+    cfg = get_cfg()
+    add_video_config(cfg)
+    cfg.INPUT.MIN_SIZE_TRAIN, cfg.INPUT.MAX_SIZE_TRAIN = (288, 320), 768
+    assert bench_data_pipeline.training_decode_size(cfg, path) == (320, 768)
+    cfg.INPUT.SCALE_CROP.ENABLED = True  # release: s <= 1 of the frame fitted into 720 x 1280
+    assert bench_data_pipeline.training_decode_size(cfg, path) == (720, 1280)
+    cfg.INPUT.SCALE_CROP.SCALE_RANGE, cfg.INPUT.SCALE_CROP.REFERENCE_SIZE = (0.5, 0.75), ()
+    assert bench_data_pipeline.training_decode_size(cfg, path) == (270, 480)
