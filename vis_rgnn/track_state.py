@@ -147,15 +147,8 @@ class TrackState:
     empty_app_mean: torch.Tensor
     empty_app_var: torch.Tensor
     empty_ready: torch.Tensor
-    slot_full_frames: Optional[torch.Tensor] = None
-    slot_dropped_tracks: Optional[torch.Tensor] = None
-
-    def __post_init__(self):
-        b, device = self.alive.shape[0], self.alive.device
-        if self.slot_full_frames is None:
-            self.slot_full_frames = torch.zeros(b, dtype=torch.long, device=device)
-        if self.slot_dropped_tracks is None:
-            self.slot_dropped_tracks = torch.zeros(b, dtype=torch.long, device=device)
+    slot_full_frames: torch.Tensor
+    slot_dropped_tracks: torch.Tensor
 
     @classmethod
     def empty(
@@ -198,6 +191,8 @@ class TrackState:
                 torch.ones(b, a, device=device) if empty_init_var is None else empty_init_var.expand(b, a).clone()
             ),
             empty_ready=torch.zeros(b, dtype=torch.bool, device=device),
+            slot_full_frames=torch.zeros(b, dtype=torch.long, device=device),
+            slot_dropped_tracks=torch.zeros(b, dtype=torch.long, device=device),
         )
 
 
