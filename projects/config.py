@@ -31,6 +31,10 @@ def add_video_config(cfg: CN) -> None:
 
     # "SGD" (detectron2's default), "ADAM" or "ADAMW" (RGNN stage 2 uses Adam).
     cfg.SOLVER.OPTIMIZER = "SGD"
+    # A moving average of the weights (projects/engine/ema.py): evaluated during training, and the final model.
+    cfg.SOLVER.EMA = CN()
+    cfg.SOLVER.EMA.ENABLED = False
+    cfg.SOLVER.EMA.DECAY = 0.999
 
     # Local protocol (projects/data/splits.py): videos held out by <stem>_holdout / removed from <stem>_train_sub;
     # -1 = the dataset's default (YouTube-VIS 2019: 200, 2021: 300, OVIS: 60, others: 10 %).

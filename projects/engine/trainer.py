@@ -6,6 +6,8 @@
   back past a corrupt checkpoint) before the checkpoint hook is built;
 * a :class:`TrainingGuardHook` is inserted before the checkpoint hook (non-finite losses stop training with
   the batch's video ids and frame indices; ``data/skipped_samples`` is counted);
+* with ``SOLVER.EMA.ENABLED``, a :class:`~projects.engine.ema.ModelEMAHook` too (a moving average of the weights,
+  evaluated during training and copied into the model after the last iteration; saved with each checkpoint);
 * ``metrics.json`` is strict JSON (an undefined metric is ``null``);
 * on a resume, ``metrics.json`` is cut back to the records before the resumed iteration (a truncated last line
   left by a kill is dropped, and re-run iterations are not duplicated).
@@ -19,6 +21,8 @@ from detectron2.engine import hooks
 from detectron2.utils import comm
 
 from .checkpoint import FaultTolerantCheckpointer
+from .ema import CHECKPOINT_KEY as EMA_CHECKPOINT_KEY
+from .ema import ModelEMAHook
 from .metrics_file import strict_default_writers, truncate_metrics_for_resume
 from .training_guard import TrainingGuardHook
 
@@ -47,6 +51,14 @@ class FaultTolerantTrainerMixin:
             len(ret),
         )
         ret.insert(position, guard)
+        ema_cfg = self.cfg.SOLVER.get("EMA", None)
+        if ema_cfg is not None and ema_cfg.ENABLED:
+            ema = ModelEMAHook(self.checkpointer.model, ema_cfg.DECAY)
+            self.checkpointer.add_checkpointable(EMA_CHECKPOINT_KEY, ema)
+            ret.insert(position + 1, ema)  # before the checkpoint hook: model_final.pth holds the average
+            for h in ret:
+                if isinstance(h, hooks.EvalHook):
+                    h._func = ema.evaluating_average(h._func)  # detectron2's EvalHook keeps its function there
         return ret
 
     def build_writers(self):
