@@ -224,3 +224,28 @@ def test_mask_branch_on_a_finer_level():
     cfg.MODEL.VIS_STG.MASK.IN_FEATURE = "p4"
     with pytest.raises(ValueError, match="MASK.IN_FEATURE"):
         build_model(cfg)
+
+
+def test_mask_detail_from_a_bottom_up_level():
+    """MASK.DETAIL_FEATURE res2: the branch runs at P3 and its output, upsampled to res2's stride, gets a 3x3 conv
+    of res2 added (read in the same backbone pass); masks come at stride 4, the mask loss trains the new conv and
+    the stem, the online step returns full-size masks; a level that is not a finer bottom-up output is refused."""
+    cfg = tiny_cfg(**{"MASK.DETAIL_FEATURE": "res2"})
+    cfg.MODEL.RESNETS.OUT_FEATURES = ["res2", "res3", "res4", "res5"]
+    torch.manual_seed(0)
+    model = build_model(cfg)
+    assert model.mask_head.feat_stride == 4 and "p2" not in model.backbone.output_shape()
+    model.train()
+    losses = model(_batch())
+    losses["loss_mask"].backward()
+    assert model.mask_branch.detail.weight.grad.abs().sum() > 0
+    model.eval()
+    feats, fine = model.extract_features(torch.zeros(1, 3, H, W))
+    assert fine.shape[1:] == (model.backbone.bottom_up.output_shape()["res2"].channels, H // 4, W // 4)
+    assert model.mask_branch(feats[0], fine).shape[1:] == (cfg.MODEL.VIS_STG.MASK.BRANCH_CHANNELS, H // 4, W // 4)
+    for out in run_moving_box_video(model):
+        assert out.pred_masks.shape[1:] == (H, W)
+    for bad, extra in (("res3", ""), ("res4", ""), ("res2", "p2"), ("res9", "")):
+        cfg.MODEL.VIS_STG.MASK.DETAIL_FEATURE, cfg.MODEL.VIS_STG.MASK.IN_FEATURE = bad, extra
+        with pytest.raises(ValueError, match="MASK.DETAIL_FEATURE"):
+            build_model(cfg)

@@ -42,6 +42,17 @@ def vis_stg_arguments(cfg: CfgNode) -> Dict[str, Any]:
     cues += ["box_iou"] if i.BASELINE == "iou" else []
     reads_edges = any(association_class(cue).reads_edges for cue in cues)
     mask_stride = strides[0]
+    detail_channels = 0
+    if m.DETAIL_FEATURE:
+        bottom_up = backbone.bottom_up.output_shape() if hasattr(backbone, "bottom_up") else {}
+        detail = bottom_up.get(m.DETAIL_FEATURE)
+        if m.IN_FEATURE or detail is None or detail.stride >= strides[0]:
+            raise ValueError(
+                f"VIS_STG.MASK.DETAIL_FEATURE {m.DETAIL_FEATURE!r} must be a bottom-up output of the backbone "
+                f"({sorted(bottom_up)}; MODEL.RESNETS.OUT_FEATURES) finer than {c.IN_FEATURES[0]!r}, with "
+                f"MASK.IN_FEATURE empty (got {m.IN_FEATURE!r})"
+            )
+        mask_stride, detail_channels = detail.stride, detail.channels
     if m.IN_FEATURE:
         fine = shapes.get(m.IN_FEATURE)
         if fine is None or fine.channels != dim or fine.stride >= strides[0]:
@@ -59,7 +70,7 @@ def vis_stg_arguments(cfg: CfgNode) -> Dict[str, Any]:
         g.POOLER_SAMPLING_RATIO, g.NODE_POOL, g.SUM_SCALE,
     )  # fmt: skip
     det_head = CenterNetHead(dim, max(num_classes, 1), c.DET.NUM_CONVS, c.DET.CONV_DIM, c.DET.PRIOR_PROB)
-    mask_branch = MaskBranch(dim, m.BRANCH_CHANNELS, m.BRANCH_NUM_CONVS, m.BRANCH_CONV_DIM)
+    mask_branch = MaskBranch(dim, m.BRANCH_CHANNELS, m.BRANCH_NUM_CONVS, m.BRANCH_CONV_DIM, detail_channels)
     controller = Controller(dim, mask_head.num_params, m.CONTROLLER_NUM_CONVS, m.CONTROLLER_CONV_DIM)
     warp = KernelWarp(dim, mask_head.num_params, w.NUM_CONVS, w.CONV_DIM, w.KERNEL_SIZE, w.DEPTHWISE, w.IMPL)
     associations = {cue: build_association(cue, cfg, dim) for cue in ("edge", "embedding") if cue in cues}
@@ -78,6 +89,7 @@ def vis_stg_arguments(cfg: CfgNode) -> Dict[str, Any]:
         "num_classes": num_classes,
         "in_features": list(c.IN_FEATURES),
         "mask_in_feature": m.IN_FEATURE,
+        "mask_detail_feature": m.DETAIL_FEATURE,
         "sizes_of_interest": list(c.SIZES_OF_INTEREST),
         "level_assignment": c.LEVEL_ASSIGNMENT,
         "size_divisibility": c.SIZE_DIVISIBILITY,

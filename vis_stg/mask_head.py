@@ -2,7 +2,8 @@
 
 - :class:`MaskBranch`: F̂_t of the finest level -> F̂^d_t with 8 channels (the paper's 1×1 conv; optional 3×3
   convs before it, ``MASK.BRANCH_NUM_CONVS``); with ``MASK.IN_FEATURE`` F̂_t is first upsampled to a finer
-  backbone level and added to it.
+  FPN level and added to it; with ``MASK.DETAIL_FEATURE`` the branch's output is upsampled to a finer bottom-up
+  (ResNet) level and a 3×3 conv of that level is added (the branch's convs stay at the coarse stride).
 - :class:`Controller`: per level and location, the 169 parameters θ(x, y) of a dynamic FCN (CondInst §3.2).
 - :class:`DynamicMaskHead`: MaskHead([F̂^d_t, P_xy]; θ) — three 1×1 dynamic conv layers (8, 8, 1 channels,
   ReLU between) on the 8 mask channels plus the 2 relative-coordinate channels P_xy, whose offsets from the
@@ -25,17 +26,32 @@ __all__ = ["MaskBranch", "Controller", "DynamicMaskHead", "downsample_gt_masks"]
 
 
 class MaskBranch(nn.Module):
-    """(B, D, H, W) -> (B, out_channels, H, W); with ``fine`` (B, D, H', W') of a finer level, the input is
-    ``fine`` + ``x`` bilinearly upsampled to (H', W') and the output is (B, out_channels, H', W')."""
+    """(B, D, H, W) -> (B, out_channels, H, W), or at the (H', W') of ``fine``, a finer level:
 
-    def __init__(self, in_channels: int, out_channels: int = 8, num_convs: int = 0, conv_dim: int = 128):
+    - ``detail_channels == 0`` (``MASK.IN_FEATURE``): ``fine`` (B, D, H', W') is an FPN level; the branch runs on
+      ``fine`` + ``x`` bilinearly upsampled to (H', W');
+    - ``detail_channels > 0`` (``MASK.DETAIL_FEATURE``): ``fine`` (B, detail_channels, H', W') is a bottom-up
+      level; the output is the branch's output on ``x`` bilinearly upsampled to (H', W') plus a 3×3 conv of
+      ``fine`` (not in the paper: boundary detail for small objects, at the cost of one conv to 8 channels)."""
+
+    def __init__(
+        self, in_channels: int, out_channels: int = 8, num_convs: int = 0, conv_dim: int = 128, detail_channels: int = 0
+    ):
         super().__init__()
         self.layers = conv_branch(in_channels, conv_dim, num_convs, out_channels, init="kaiming")
+        self.detail = None
+        if detail_channels > 0:
+            self.detail = nn.Conv2d(detail_channels, out_channels, 3, padding=1)
+            nn.init.kaiming_uniform_(self.detail.weight, a=1)
+            nn.init.zeros_(self.detail.bias)
 
     def forward(self, x: torch.Tensor, fine: Optional[torch.Tensor] = None) -> torch.Tensor:
-        if fine is not None:
-            x = fine + F.interpolate(x, size=fine.shape[-2:], mode="bilinear", align_corners=False)
-        return self.layers(x)
+        if fine is None:
+            return self.layers(x)
+        if self.detail is None:
+            return self.layers(fine + F.interpolate(x, size=fine.shape[-2:], mode="bilinear", align_corners=False))
+        coarse = F.interpolate(self.layers(x), size=fine.shape[-2:], mode="bilinear", align_corners=False)
+        return coarse + self.detail(fine)
 
 
 class Controller(nn.Module):

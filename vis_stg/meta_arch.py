@@ -66,6 +66,7 @@ class VisSTG(nn.Module):
         num_classes: int,
         in_features: Sequence[str],
         mask_in_feature: str = "",
+        mask_detail_feature: str = "",
         sizes_of_interest: Sequence[float],
         level_assignment: str = "fcos",
         size_divisibility: int = 0,
@@ -94,6 +95,7 @@ class VisSTG(nn.Module):
         self.backbone = backbone  # COCO-pretrained when MODEL.WEIGHTS says so (README "Initialisation")
         self.in_features = list(in_features)  # checked against the backbone by from_config
         self.mask_in_feature = mask_in_feature  # "" or a finer level added to the mask branch's input
+        self.mask_detail_feature = mask_detail_feature  # "" or a finer bottom-up level added to its output
         self.strides = [self.backbone.output_shape()[f].stride for f in self.in_features]
         self.sizes_of_interest, self.level_assignment = list(sizes_of_interest), level_assignment
         # Relative-coordinate normaliser per level (CondInst): the level's upper size bound.
@@ -154,9 +156,18 @@ class VisSTG(nn.Module):
         return ImageList.from_tensors(images, self.size_divisibility)
 
     def extract_features(self, images: torch.Tensor) -> Tuple[List[torch.Tensor], Optional[torch.Tensor]]:
-        """The ``IN_FEATURES`` levels and the mask branch's finer level (``MASK.IN_FEATURE``; None without)."""
-        features = self.backbone(images)
-        return [features[f] for f in self.in_features], features.get(self.mask_in_feature)
+        """The ``IN_FEATURES`` levels and the mask branch's finer level (``MASK.IN_FEATURE`` of the FPN or
+        ``MASK.DETAIL_FEATURE`` of its bottom-up network, read in the same forward pass; None without)."""
+        if not self.mask_detail_feature:
+            features = self.backbone(images)
+            return [features[f] for f in self.in_features], features.get(self.mask_in_feature)
+        bottom_up: Dict[str, torch.Tensor] = {}
+        handle = self.backbone.bottom_up.register_forward_hook(lambda _m, _i, out: bottom_up.update(out))
+        try:
+            features = self.backbone(images)
+        finally:
+            handle.remove()
+        return [features[f] for f in self.in_features], bottom_up[self.mask_detail_feature]
 
     def predict_masks(
         self,
