@@ -144,3 +144,39 @@ def test_recurrent_state_stays_finite_over_200_frames():
         assert torch.isfinite(tensor).all()
     assert (state.app_var > 0).all()
     assert state.alive.any() and state.next_id[0] > 0
+
+
+def test_proto_detail_from_a_bottom_up_level():
+    """DETECTOR.PROTO_DETAIL_FEATURE res2: res2 (read in the backbone's one pass) is added to the up-sampled
+    protonet map; stage 1 trains its conv, the image segmenter, stage 2 and the online step run with it, and a
+    level not at the prototypes' stride is refused."""
+    cfg = tiny_cfg(stage=1, DETECTOR__PROTO_DETAIL_FEATURE="res2")
+    cfg.MODEL.RESNETS.OUT_FEATURES = ["res2", "res3", "res4", "res5"]
+    torch.manual_seed(0)
+    model = build_model(cfg).train()
+    losses = model([_clip(1, 0), _clip(1, 1)])
+    losses["loss_det_mask"].backward()
+    assert model.detector.protonet.detail[0].weight.grad.abs().sum() > 0
+    assert model.backbone.bottom_up.res2[0].conv1.weight.grad.abs().sum() > 0  # through the detail path too
+
+    seg_cfg = cfg.clone()
+    seg_cfg.MODEL.META_ARCHITECTURE = "YolactSegmenter"
+    segmenter = build_model(seg_cfg).eval()
+    with torch.no_grad():
+        (out,) = segmenter([{"image": _clip(1, 0)["image"][0]}])
+    assert out["instances"].pred_masks.shape[-2:] == (H, W)
+
+    stage2 = cfg.clone()
+    stage2.MODEL.RGNN.STAGE = 2
+    stage2.MODEL.RGNN.DETECTOR.SCORE_LOGIT_THRESH = stage2.MODEL.RGNN.TRAIN_INIT_THRESHOLD = -50.0
+    model2 = build_model(stage2).train()
+    assert all(torch.isfinite(v) for v in model2([_clip(3, 0), _clip(3, 1)]).values())
+    video = _clip(4, 0)
+    del video["instances"]
+    with torch.no_grad():
+        (result,) = model2.eval()([video])
+    assert result["length"] == 4 and all(len(t["segmentations"]) == 4 for t in result["tracks"])
+
+    cfg.MODEL.RGNN.DETECTOR.PROTO_DETAIL_FEATURE = "res3"
+    with pytest.raises(ValueError, match="PROTO_DETAIL_FEATURE"):
+        build_model(cfg)

@@ -61,6 +61,10 @@ def add_rgnn_config(cfg: CN) -> None:
     d = r.DETECTOR
     d.IN_FEATURES = ["p3", "p4", "p5", "p6", "p7"]  # class/box/coefficient heads (YOLACT: P3-P7)
     d.PROTO_FEATURE = "p3"  # protonet input; prototypes come out at half its stride
+    # A bottom-up level at the prototypes' stride (e.g. "res2", in MODEL.RESNETS.OUT_FEATURES) added to the
+    # up-sampled protonet map through a 3x3 conv (not in YOLACT / the paper: boundary detail for small objects;
+    # vis_rgnn/yolact_heads.py). "" = YOLACT's protonet.
+    d.PROTO_DETAIL_FEATURE = ""
     d.NUM_PROTOTYPES = 32
     d.PROTO_CHANNELS = 256
     d.HEAD_CHANNELS = 256

@@ -28,13 +28,16 @@ from detectron2.modeling.matcher import Matcher
 from detectron2.structures import Boxes, Instances, pairwise_iou
 from torch import nn
 
+from projects.modeling.bottom_up_tap import forward_with_bottom_up
+
 from .box_ops import box_grid_masks, crop_masks, fast_nms_keep
 from .targets import gt_masks_on_grid
 from .yolact_anchors import YolactAnchorGenerator
 from .yolact_heads import PredictionHead, ProtoNet
 from .yolact_postprocess import ImagePostprocessParams, decode_boxes, image_detections
 
-__all__ = ["YolactDetector", "MASK_SCORE_PAD"]  # its box operations and heads: box_ops.py, yolact_heads.py
+# its box operations and heads: box_ops.py, yolact_heads.py
+__all__ = ["YolactDetector", "MASK_SCORE_PAD", "segmenter_features"]
 
 # Score map of a padded detection slot with ``DETECTION_MASK_SCORES release`` (the release pads with -inf; a finite
 # value whose exp underflows to 0 in float32 gives the same softmax and keeps products with 0 finite).
@@ -60,6 +63,7 @@ class YolactDetector(nn.Module):
         input_shape: Dict[str, ShapeSpec],
         in_features: List[str],
         proto_feature: str,
+        proto_detail_feature: str = "",
         anchor_generator: nn.Module,
         num_classes: int,
         num_prototypes: int = 32,
@@ -100,7 +104,18 @@ class YolactDetector(nn.Module):
         if len(channels) != 1:
             raise ValueError("the shared prediction head needs equal channels on all input levels")
         self.mask_stride = input_shape[proto_feature].stride // 2
-        self.protonet = ProtoNet(input_shape[proto_feature].channels, proto_channels, num_prototypes)
+        detail_channels = 0
+        if proto_detail_feature:
+            detail = input_shape.get(proto_detail_feature)
+            if detail is None or detail.stride != self.mask_stride:
+                raise ValueError(
+                    f"MODEL.RGNN.DETECTOR.PROTO_DETAIL_FEATURE {proto_detail_feature!r} must be a bottom-up output of "
+                    f"the backbone (MODEL.RESNETS.OUT_FEATURES) at the prototypes' stride {self.mask_stride}; the "
+                    f"backbone has {sorted(input_shape)}"
+                )
+            detail_channels = detail.channels
+        self.proto_detail_feature = proto_detail_feature
+        self.protonet = ProtoNet(input_shape[proto_feature].channels, proto_channels, num_prototypes, detail_channels)
         self.head = PredictionHead(channels.pop(), head_channels, num_anchors[0], num_classes, num_prototypes)
         self.semantic = nn.Conv2d(input_shape[proto_feature].channels, num_classes, 1)
         self.box2box = Box2BoxTransform(weights=bbox_reg_weights)
@@ -153,6 +168,7 @@ class YolactDetector(nn.Module):
             "input_shape": input_shape,
             "in_features": list(d.IN_FEATURES),
             "proto_feature": d.PROTO_FEATURE,
+            "proto_detail_feature": d.PROTO_DETAIL_FEATURE,
             "anchor_generator": anchor_generator,
             "num_classes": cfg.MODEL.NUM_CLASSES,
             "num_prototypes": d.NUM_PROTOTYPES,
@@ -209,7 +225,8 @@ class YolactDetector(nn.Module):
         """Head outputs concatenated over levels, (B, A, K+1), (B, A, 4), (B, A, k), and prototypes (B, k, h, w)."""
         outs = [self.head(x) for x in feats]
         cls_logits, deltas, coeffs = (torch.cat([o[i] for o in outs], dim=1) for i in range(3))
-        return cls_logits, deltas, coeffs, self.protonet(features[self.proto_feature])
+        detail = features[self.proto_detail_feature] if self.proto_detail_feature else None
+        return cls_logits, deltas, coeffs, self.protonet(features[self.proto_feature], detail)
 
     @torch.no_grad()
     def image_inference(
@@ -398,3 +415,12 @@ class YolactDetector(nn.Module):
             out.pred_masks = crop_masks(torch.sigmoid(raw), boxes / self.mask_stride) * valid[:, None, None]
         out.valid = valid
         return out
+
+
+def segmenter_features(backbone: nn.Module, detector: YolactDetector, x: torch.Tensor) -> Dict[str, torch.Tensor]:
+    """The detector's input maps for the input batch ``x``: the backbone's outputs, plus the bottom-up level
+    ``PROTO_DETAIL_FEATURE`` when set (read in the same pass)."""
+    if not detector.proto_detail_feature:
+        return backbone(x)
+    outputs, bottom_up = forward_with_bottom_up(backbone, x)
+    return {**outputs, detector.proto_detail_feature: bottom_up[detector.proto_detail_feature]}

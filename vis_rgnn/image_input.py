@@ -24,6 +24,8 @@ from detectron2.structures import BitMasks, Boxes, ImageList, Instances
 
 from projects.modeling.online import normalize_image, pad_frame
 
+from .detector import segmenter_features
+
 __all__ = [
     "prepare_images",
     "is_image_batch",
@@ -157,6 +159,6 @@ def segment_images(model: Any, batched_inputs: List[Dict[str, Any]]) -> List[Dic
         (int(x.get("height", x["image"].shape[-2])), int(x.get("width", x["image"].shape[-1]))) for x in batched_inputs
     ]
     images = model.preprocess([x["image"] for x in batched_inputs])
-    features = model.backbone(images.tensor)
+    features = segmenter_features(model.backbone, model.detector, images.tensor)
     dets = model.detector.image_inference(features, images.image_sizes, tuple(images.tensor.shape[-2:]), sizes)
     return [{"instances": d} for d in dets]

@@ -21,6 +21,7 @@ from detectron2.modeling import META_ARCH_REGISTRY, build_backbone
 from detectron2.structures import ImageList, Instances
 from torch import nn
 
+from projects.modeling.bottom_up_tap import forward_with_bottom_up, shapes_with_bottom_up
 from projects.modeling.online import VideoTrack, check_num_classes, run_online_inference, to_host
 
 from .appearance import AppearanceNetwork
@@ -123,7 +124,7 @@ class RGNNVIS(nn.Module):
         backbone = build_backbone(cfg)
         if not hasattr(backbone, "bottom_up"):
             raise ValueError("RGNNVIS needs an FPN backbone exposing `bottom_up` (res4/res5 feed the appearance net)")
-        detector = YolactDetector(cfg, backbone.output_shape())
+        detector = YolactDetector(cfg, shapes_with_bottom_up(backbone))
         bottom_up = backbone.bottom_up.output_shape()
         appearance = None
         if r.APPEARANCE.ENABLED:
@@ -191,13 +192,11 @@ class RGNNVIS(nn.Module):
         )
 
     def extract_features(self, images: ImageList) -> Tuple[Dict[str, torch.Tensor], Dict[str, torch.Tensor]]:
-        """FPN maps and the bottom-up (ResNet) maps of the same forward pass, both after channel dropout."""
-        bottom_up: Dict[str, torch.Tensor] = {}
-        handle = self.backbone.bottom_up.register_forward_hook(lambda _m, _i, out: bottom_up.update(out))
-        try:
-            fpn = self.backbone(images.tensor)
-        finally:
-            handle.remove()
+        """FPN maps (with the detector's ``PROTO_DETAIL_FEATURE`` level when set) and the bottom-up (ResNet) maps of
+        the same forward pass, both after channel dropout."""
+        fpn, bottom_up = forward_with_bottom_up(self.backbone, images.tensor)
+        if self.detector.proto_detail_feature:  # the detector's input: FPN maps + this bottom-up level
+            fpn[self.detector.proto_detail_feature] = bottom_up[self.detector.proto_detail_feature]
         drop = self.feature_dropout
         return {k: drop(v) for k, v in fpn.items()}, {k: drop(v) for k, v in bottom_up.items()}
 

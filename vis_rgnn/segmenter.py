@@ -16,9 +16,10 @@ from detectron2.modeling import META_ARCH_REGISTRY, build_backbone
 from detectron2.structures import ImageList
 from torch import nn
 
+from projects.modeling.bottom_up_tap import shapes_with_bottom_up
 from projects.modeling.online import check_num_classes
 
-from .detector import YolactDetector
+from .detector import YolactDetector, segmenter_features
 from .image_input import channel_flip, prepare_images, segment_images, training_images
 from .yolact_fpn import YolactFPN
 
@@ -55,7 +56,7 @@ class YolactSegmenter(nn.Module):
         backbone = build_backbone(cfg)
         return {
             "backbone": backbone,
-            "detector": YolactDetector(cfg, backbone.output_shape()),
+            "detector": YolactDetector(cfg, shapes_with_bottom_up(backbone)),
             "pixel_mean": tuple(cfg.MODEL.PIXEL_MEAN),
             "pixel_std": tuple(cfg.MODEL.PIXEL_STD),
             "test_resize": tuple(cfg.MODEL.RGNN.TEST_RESIZE),
@@ -79,7 +80,7 @@ class YolactSegmenter(nn.Module):
         frames, instances = training_images(batched_inputs)  # images, or the frames of train_net's video clips
         images = self.preprocess(frames)
         gt = [x.to(self.device) for x in instances]
-        features = self.backbone(images.tensor)
+        features = segmenter_features(self.backbone, self.detector, images.tensor)
         return self.detector(features, images.image_sizes, gt, input_size=tuple(images.tensor.shape[-2:]))
 
 

@@ -7,7 +7,7 @@ Shapes: B images, C channels, (h, w) a level's grid, A anchors per cell, K foreg
 from __future__ import annotations
 
 import math
-from typing import Tuple
+from typing import Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -19,9 +19,14 @@ __all__ = ["ProtoNet", "PredictionHead"]
 class ProtoNet(nn.Module):
     """Prototype branch (YOLACT Fig. 3): 3 x (conv3x3 + ReLU) -> bilinear x2 -> conv3x3 + ReLU -> conv1x1 to k
     -> ReLU. YOLACT's ReLU after the up-sampling is omitted: bilinear interpolation of ReLU outputs is already
-    non-negative, so it is the identity."""
+    non-negative, so it is the identity.
 
-    def __init__(self, in_channels: int, channels: int, num_prototypes: int):
+    With ``detail_channels > 0`` (``DETECTOR.PROTO_DETAIL_FEATURE``, not in YOLACT): a bottom-up map at the
+    prototypes' stride (e.g. ``res2`` for P3 prototypes) is added after the up-sampling through a 3×3 conv
+    (+ ReLU, so the sum stays non-negative as YOLACT's input to ``post``), giving the prototypes boundary detail
+    that the up-sampled P3 map lacks."""
+
+    def __init__(self, in_channels: int, channels: int, num_prototypes: int, detail_channels: int = 0):
         super().__init__()
         self.pre = nn.Sequential(
             *[
@@ -33,10 +38,18 @@ class ProtoNet(nn.Module):
         self.post = nn.Sequential(
             nn.Conv2d(channels, channels, 3, padding=1), nn.ReLU(inplace=True), nn.Conv2d(channels, num_prototypes, 1)
         )
+        self.detail = None
+        if detail_channels > 0:
+            self.detail = nn.Sequential(nn.Conv2d(detail_channels, channels, 3, padding=1), nn.ReLU(inplace=True))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, C, h, w) -> (B, k, 2h, 2w) non-negative prototypes."""
+    def forward(self, x: torch.Tensor, detail: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """(B, C, h, w) [, detail (B, C_d, 2h, 2w)] -> (B, k, 2h, 2w) non-negative prototypes."""
         x = F.interpolate(self.pre(x), scale_factor=2.0, mode="bilinear", align_corners=False)
+        if self.detail is not None:
+            if detail is None or detail.shape[-2:] != x.shape[-2:]:
+                got = None if detail is None else tuple(detail.shape[-2:])
+                raise ValueError(f"PROTO_DETAIL_FEATURE: expected a {tuple(x.shape[-2:])} map, got {got}")
+            x = x + self.detail(detail)
         return F.relu(self.post(x))
 
 

@@ -26,6 +26,7 @@ from detectron2.modeling import META_ARCH_REGISTRY, Backbone
 from detectron2.structures import ImageList, Instances
 from torch import nn
 
+from projects.modeling.bottom_up_tap import forward_with_bottom_up
 from projects.modeling.online import check_num_classes, normalize_image, pad_frame, run_online_inference
 
 from . import box_iou_association, edge_classifier, embedding_head, offset_head  # noqa: F401 (register the cues)
@@ -161,12 +162,7 @@ class VisSTG(nn.Module):
         if not self.mask_detail_feature:
             features = self.backbone(images)
             return [features[f] for f in self.in_features], features.get(self.mask_in_feature)
-        bottom_up: Dict[str, torch.Tensor] = {}
-        handle = self.backbone.bottom_up.register_forward_hook(lambda _m, _i, out: bottom_up.update(out))
-        try:
-            features = self.backbone(images)
-        finally:
-            handle.remove()
+        features, bottom_up = forward_with_bottom_up(self.backbone, images)
         return [features[f] for f in self.in_features], bottom_up[self.mask_detail_feature]
 
     def predict_masks(
