@@ -64,7 +64,7 @@ from projects.data.splits import split_names
 from projects.engine import FaultTolerantCheckpointer, FaultTolerantTrainerMixin, NonFiniteLossError, load_weights
 from projects.engine.amp import AutocastModel, autocast_for_inference, resolve_amp_dtype
 from projects.engine.checkpoint import CorruptCheckpointError
-from projects.engine.ddp import create_ddp_model
+from projects.engine.ddp import create_ddp_model, share_cpu_threads
 from projects.evaluation import YTVISEvaluator
 from vis_config import get_project_cfg
 
@@ -268,6 +268,7 @@ def _rank() -> int:
 
 def main(args):
     cfg = setup(args)
+    share_cpu_threads(cfg.MODEL.DEVICE)
     if args.eval_only:
         model = build_eval_model(cfg)
         res = Trainer.test(cfg, model)

@@ -130,3 +130,27 @@ def test_train_net_cli_two_processes_on_cpu(tiny, tmp_path):
     assert proc.returncode == 0, log[-5000:]
     assert "DistributedDataParallel over 2 processes on cpu (gloo)" in log
     assert (tmp_path / "model_final.pth").exists() and "copypaste: AP" in log
+
+
+def test_cpu_processes_share_the_cores(monkeypatch):
+    """Several CPU training processes on one machine split its cores for intra-op threads (unless
+    OMP_NUM_THREADS says otherwise); one process, or a CUDA model, keeps PyTorch's setting."""
+    from detectron2.utils import comm
+
+    from projects.engine.ddp import share_cpu_threads
+
+    before = torch.get_num_threads()
+    try:
+        monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+        monkeypatch.setattr(os, "cpu_count", lambda: 8)
+        monkeypatch.setattr(comm, "get_local_size", lambda: 4)
+        assert share_cpu_threads("cpu") == 2 == torch.get_num_threads()
+        torch.set_num_threads(3)
+        assert share_cpu_threads("cuda") == 3  # GPU training: untouched
+        monkeypatch.setenv("OMP_NUM_THREADS", "1")
+        assert share_cpu_threads("cpu") == 3  # the user's setting wins
+        monkeypatch.delenv("OMP_NUM_THREADS")
+        monkeypatch.setattr(comm, "get_local_size", lambda: 1)
+        assert share_cpu_threads("cpu") == 3  # one process: PyTorch's default stays
+    finally:
+        torch.set_num_threads(before)

@@ -9,13 +9,14 @@ parameter must take part in every iteration's loss (both models keep theirs in t
 from __future__ import annotations
 
 import logging
+import os
 
 import torch
 from detectron2.utils import comm
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-__all__ = ["create_ddp_model", "module_device"]
+__all__ = ["create_ddp_model", "module_device", "share_cpu_threads"]
 logger = logging.getLogger(__name__)
 
 
@@ -47,3 +48,17 @@ def create_ddp_model(model: nn.Module, *, broadcast_buffers: bool = False, **kwa
         )
     logger.info(f"DistributedDataParallel over {comm.get_world_size()} processes on {device.type} ({backend})")
     return DistributedDataParallel(model, broadcast_buffers=broadcast_buffers, **kwargs)
+
+
+def share_cpu_threads(device: str) -> int:
+    """With several processes training on the CPU of one machine (``--num-gpus N`` with ``MODEL.DEVICE cpu``),
+    give each process its share of the cores for intra-op threads: PyTorch's default (all cores per process)
+    oversubscribes them, and OpenMP threads that wait for each other are slower than one thread each. Not
+    touched when ``OMP_NUM_THREADS`` is set or with one process. Returns the threads of this process."""
+    local = comm.get_local_size()
+    if torch.device(device).type != "cpu" or local <= 1 or "OMP_NUM_THREADS" in os.environ:
+        return torch.get_num_threads()
+    threads = max(1, (os.cpu_count() or 1) // local)
+    torch.set_num_threads(threads)
+    logger.info(f"{local} processes on this machine's {os.cpu_count()} CPUs: {threads} intra-op thread(s) each")
+    return threads
