@@ -97,9 +97,10 @@ def add_vis_stg_config(cfg: CN) -> None:
     _C.MASK.IN_FEATURE = ""
     # Or a finer bottom-up (ResNet) level, e.g. "res2" (in MODEL.RESNETS.OUT_FEATURES): the branch runs at the
     # finest fused level as in the paper, its 8-channel output is bilinearly upsampled to that level and a 3x3
-    # conv of the level is added, so F̂^d_t and the dynamic masks are at its stride (not in the paper; the
-    # synthetic config: at stride 8 even a perfect mask averaged per cell reaches a mean IoU of 0.38 on objects
-    # under 300 px, vis_stg/README.md). Exclusive with IN_FEATURE.
+    # conv of the level is added, so F̂^d_t and the dynamic masks are at its stride (not in the paper: at stride 8
+    # even a perfect per-cell mask reaches a mean IoU of 0.37 on the synthetic objects under 300 px; off in every
+    # config: at the synthetic budget its 1.13x cost per iteration lost more than the finer masks gained,
+    # docs/experiments/2026-12-07-synthetic-round-7.md). Exclusive with IN_FEATURE.
     _C.MASK.DETAIL_FEATURE = ""
     # Kernels are trained at the cells within this Chebyshev radius of each centre cell (0 = centre only). 1 = the
     # 3x3 cells around the centre, i.e. CondInst's positives (FCOS centre sampling, radius 1.5 strides), which
