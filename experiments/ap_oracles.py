@@ -28,21 +28,10 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import pycocotools.mask as mask_util
 
 from projects.evaluation.ytvis_eval import evaluate_ytvis, video_iou
+from projects.evaluation.ytvis_format import to_rle
 
 MATCH_IOU = 0.5  # frame-mask IoU at which a predicted mask counts as the object's
 CLASS_IOU = 0.1  # video IoU at which a track takes its object's class
-
-
-def _rles(segmentations: Sequence[Optional[dict]], height: int, width: int) -> List[Optional[dict]]:
-    out = []
-    for s in segmentations:
-        if s is None:
-            out.append(None)
-        elif isinstance(s["counts"], list):
-            out.append(mask_util.frPyObjects(s, height, width))
-        else:
-            out.append({"size": s["size"], "counts": s["counts"]})
-    return out
 
 
 def _json_rle(rle: Optional[dict]) -> Optional[dict]:
@@ -62,9 +51,13 @@ def oracle_results(gt: Dict[str, Any], results: List[Dict[str, Any]]) -> Dict[st
     """The results of each row (module docstring), keyed by row name."""
     sizes = {v["id"]: (v["height"], v["width"]) for v in gt["videos"]}
     objects: Dict[int, List[Tuple[dict, List[Optional[dict]]]]] = {}
+
+    def rles(entry: Dict[str, Any]) -> List[Optional[dict]]:  # GT or result: polygons / RLE / null per frame
+        return [to_rle(x, *sizes[entry["video_id"]]) for x in entry["segmentations"]]
+
     for a in gt["annotations"]:
-        objects.setdefault(a["video_id"], []).append((a, _rles(a["segmentations"], *sizes[a["video_id"]])))
-    masks = [_rles(r["segmentations"], *sizes[r["video_id"]]) for r in results]
+        objects.setdefault(a["video_id"], []).append((a, rles(a)))
+    masks = [rles(r) for r in results]
     match: List[Tuple[float, Optional[int]]] = []  # (video IoU, object index in its video)
     for r, m in zip(results, masks):
         ious = [video_iou(m, g) for _, g in objects.get(r["video_id"], [])]

@@ -17,9 +17,10 @@ import json
 from typing import Dict, Optional, Sequence
 
 import numpy as np
-import pycocotools.mask as mask_util
 import torch
 import torch.nn.functional as F
+
+from projects.utils.masks import decode_mask
 
 
 def grid_iou(mask: np.ndarray, stride: int) -> float:
@@ -44,8 +45,7 @@ def stride_ceilings(gt: Dict, strides: Sequence[int], small: float) -> Dict[int,
         for seg in a["segmentations"]:
             if seg is None:
                 continue
-            rle = mask_util.frPyObjects(seg, h, w) if isinstance(seg["counts"], list) else seg
-            mask = mask_util.decode(rle)
+            mask = decode_mask(seg, h, w)
             if not mask.any():
                 continue
             areas.append(float(mask.sum()))
